@@ -1,0 +1,420 @@
+"""Streaming readers and writers of mixture metadata.
+
+Sources, recognised by :func:`open_metadata`:
+
+* a Hub dataset id (``ORG/NAME``), read with ``datasets.load_dataset(..., streaming=True)``;
+* a local Parquet file or folder (the Hub layout; ``datasets.load_dataset(folder)`` reads it);
+* the legacy JSON layout ``metadata/{train,val,test}/{2..5}mix/*.json`` (each file a list of
+  records), a single ``.json`` file, or JSON Lines (``.jsonl``).
+
+Readers never load a split into memory: Parquet is read batch by batch, JSON file by file.
+Every raw row goes through :func:`mixing.validation.parse_mixture`; the caller chooses to raise
+on the first bad record or to skip and report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import InvalidRecordError, MetadataSourceError
+from .metadata import (
+    HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SPLIT_ALIASES, SPLITS, MixtureRecord, normalise_split,
+    records_to_arrow,
+)
+from .validation import MAX_SOURCES, RecordWarning, ValidationReport, parse_mixture
+
+OnError = Literal["raise", "skip"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_PARQUET_BATCH = 8192
+
+
+@dataclass(frozen=True)
+class MetadataShard:
+    """One unit of metadata that can be read independently (a file, or a whole Hub split)."""
+
+    kind: str  # "parquet" | "json" | "jsonl" | "hub"
+    location: str
+    split: str | None = None  # known from the file layout, else None (rows carry it)
+    revision: str | None = None
+    config: str | None = None
+
+    def __str__(self) -> str:
+        return self.location
+
+
+class MetadataSource:
+    """A recognised metadata source: a list of shards per split, and a way to read each."""
+
+    def __init__(self, kind: str, location: str, shards: list[MetadataShard]):
+        self.kind = kind
+        self.location = location
+        self._shards = shards
+
+    def __repr__(self) -> str:
+        return f"MetadataSource({self.kind!r}, {self.location!r}, {len(self._shards)} shards)"
+
+    def shards(self, split: str | None = None) -> list[MetadataShard]:
+        """Shards that may hold rows of ``split`` (all when None), in a deterministic order."""
+        if split is None:
+            return list(self._shards)
+        split = normalise_split(split)
+        if self.kind == "hub":
+            return [MetadataShard("hub", s.location, split, s.revision, s.config) for s in self._shards]
+        return [s for s in self._shards if s.split in (None, split)]
+
+    def splits(self) -> list[str]:
+        known = {s.split for s in self._shards if s.split}
+        return [s for s in SPLITS if s in known] + sorted(known - set(SPLITS))
+
+    def records(self, split: str | None = None, num_sources: int | None = None, *,
+                on_error: OnError = "raise", report: ValidationReport | None = None,
+                max_sources: int = MAX_SOURCES) -> Iterator[MixtureRecord]:
+        for shard in self.shards(split):
+            yield from read_shard(shard, split=split, num_sources=num_sources, on_error=on_error,
+                                  report=report, max_sources=max_sources)
+
+
+# ---- recognising a source --------------------------------------------------------------------
+def _split_from_path(rel: Path) -> str | None:
+    for part in rel.parts[:-1]:
+        s = SPLIT_ALIASES.get(part.lower())
+        if s:
+            return s
+    token = re.split(r"[-_.\s]", rel.name, maxsplit=1)[0].lower()
+    return SPLIT_ALIASES.get(token)
+
+
+def _yaml_configs(folder: Path) -> list[dict[str, Any]] | None:
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
+    if not m:
+        return None
+    import yaml
+
+    try:
+        header = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise MetadataSourceError(f"{readme}: the YAML header does not parse ({exc}); fix or remove it") from exc
+    configs = header.get("configs") if isinstance(header, dict) else None
+    return configs if isinstance(configs, list) else None
+
+
+def _parquet_shards_from_configs(folder: Path, configs: list[dict[str, Any]],
+                                 config: str | None) -> list[MetadataShard]:
+    names = [c.get("config_name", "default") for c in configs]
+    if config is None:
+        chosen = next((c for c in configs if c.get("default")), None) or next(
+            (c for c in configs if c.get("config_name") == "all"), None) or configs[0]
+    else:
+        chosen = next((c for c in configs if c.get("config_name") == config), None)
+        if chosen is None:
+            raise MetadataSourceError(f"{folder}: config {config!r} not found; the README.md declares {names}")
+    data_files = chosen.get("data_files", [])
+    if isinstance(data_files, (str, dict)):
+        data_files = [data_files]
+    shards = []
+    for entry in data_files:
+        if isinstance(entry, str):
+            split, patterns = None, [entry]
+        else:
+            split = normalise_split(str(entry.get("split", "train")))
+            patterns = entry.get("path", [])
+            patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+        for pattern in patterns:
+            for f in sorted(folder.glob(pattern)):
+                if f.is_file():
+                    shards.append(MetadataShard("parquet", str(f), split or _split_from_path(f.relative_to(folder)),
+                                                config=chosen.get("config_name")))
+    if not shards:
+        raise MetadataSourceError(f"{folder}: config {chosen.get('config_name')!r} matches no Parquet file")
+    return shards
+
+
+def open_metadata(source: str | os.PathLike, *, revision: str | None = None,
+                  config: str | None = None) -> MetadataSource:
+    """Recognise ``source`` (Hub id, Parquet file/folder, legacy JSON file/folder, JSONL)."""
+    location = os.fspath(source)
+    path = Path(location).expanduser()
+    if path.is_file():
+        suffix = path.suffix.lower()
+        kind = {".parquet": "parquet", ".json": "json", ".jsonl": "jsonl"}.get(suffix)
+        if kind is None:
+            raise MetadataSourceError(
+                f"metadata file {path} has suffix {suffix!r}; expected .parquet, .json (legacy list "
+                "of records) or .jsonl")
+        return MetadataSource(kind, str(path), [MetadataShard(kind, str(path), _split_from_path(Path(path.name)))])
+    if path.is_dir():
+        configs = _yaml_configs(path)
+        if configs:
+            return MetadataSource("parquet", str(path), _parquet_shards_from_configs(path, configs, config))
+        parquet = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        if parquet:
+            return MetadataSource("parquet", str(path), [
+                MetadataShard("parquet", str(p), _split_from_path(p.relative_to(path))) for p in parquet])
+        jsons = sorted(p for p in path.rglob("*.json*") if p.is_file() and p.suffix.lower() in (".json", ".jsonl")
+                       and p.name not in ("dataset_paths.json",) and not p.name.startswith("_"))
+        if jsons:
+            return MetadataSource("json", str(path), [
+                MetadataShard(p.suffix.lower().lstrip("."), str(p), _split_from_path(p.relative_to(path)))
+                for p in _legacy_order(path, jsons)])
+        raise MetadataSourceError(
+            f"metadata folder {path} holds no .parquet, .json or .jsonl file; expected the Hub layout "
+            "(data/*.parquet) or the legacy layout (metadata/{train,val,test}/{2..5}mix/*.json)")
+    if _HUB_ID.match(location) and not location.startswith((".", "~")):
+        return MetadataSource("hub", location, [MetadataShard("hub", location, None, revision, config)])
+    raise MetadataSourceError(
+        f"metadata source {location!r} is neither an existing file or folder nor a Hub dataset id "
+        "('ORG/NAME'); check the path, or give the Hub id such as 'ShandaAI/Hive'")
+
+
+def _legacy_order(root: Path, files: list[Path]) -> list[Path]:
+    """Split order train, validation, test; then by number of sources; then by name."""
+    order = {s: i for i, s in enumerate(SPLITS)}
+
+    def key(p: Path):
+        rel = p.relative_to(root)
+        split = _split_from_path(rel)
+        nmix = next((int(m.group(1)) for part in rel.parts if (m := re.fullmatch(r"(\d+)mix", part))), 0)
+        return (order.get(split, len(order)), nmix, str(rel))
+
+    return sorted(files, key=key)
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def _split_values(split: str) -> list[str]:
+    return sorted({k for k, v in SPLIT_ALIASES.items() if v == split} | {split})
+
+
+def _iter_parquet_rows(path: str, split: str | None, num_sources: int | None) -> Iterator[Any]:
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise MetadataSourceError(f"{path}: not a readable Parquet file ({exc}); re-download it") from exc
+    names = set(pf.schema_arrow.names)
+    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
+        mask = None
+        if split is not None and "split" in names and pa.types.is_string(batch.schema.field("split").type):
+            mask = pc.is_in(batch.column("split"), value_set=pa.array(_split_values(split)))
+        if num_sources is not None and "num_sources" in names and pa.types.is_integer(
+                batch.schema.field("num_sources").type):
+            m2 = pc.equal(batch.column("num_sources"), num_sources)
+            mask = m2 if mask is None else pc.and_(mask, m2)
+        if mask is not None:
+            batch = batch.filter(pc.fill_null(mask, True))  # null split/count: let validation report it
+        yield from batch.to_pylist()
+
+
+def _iter_json_rows(path: str) -> Iterator[Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MetadataSourceError(f"{path}: not a readable JSON file ({exc}); expected a list of mixture records") from exc
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise MetadataSourceError(f"{path}: top-level JSON is {type(data).__name__}; expected a list of mixture records")
+    yield from data
+
+
+def _iter_jsonl_rows(path: str) -> Iterator[Any]:
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield {"mix_id": None, "__bad_json__": f"{path}:{lineno}: {exc}"}
+
+
+def _iter_hub_rows(shard: MetadataShard, split: str | None) -> Iterator[Any]:
+    import datasets
+
+    splits = [split] if split else list(SPLITS)
+    for s in splits:
+        try:
+            ds = datasets.load_dataset(shard.location, shard.config, split=s, streaming=True,
+                                       revision=shard.revision)
+        except ValueError as exc:
+            if split is None and "Unknown split" in str(exc):
+                continue
+            raise MetadataSourceError(f"{shard.location}: cannot stream split {s!r}: {exc}") from exc
+        yield from ds
+
+
+def iter_raw_rows(shard: MetadataShard, split: str | None = None,
+                  num_sources: int | None = None) -> Iterator[Any]:
+    """Raw rows of one shard (pre-filtered by split / count where the storage allows)."""
+    if shard.kind == "parquet":
+        return _iter_parquet_rows(shard.location, split, num_sources)
+    if shard.kind == "json":
+        return _iter_json_rows(shard.location)
+    if shard.kind == "jsonl":
+        return _iter_jsonl_rows(shard.location)
+    if shard.kind == "hub":
+        return _iter_hub_rows(shard, split)
+    raise MetadataSourceError(f"unknown shard kind {shard.kind!r}")
+
+
+def read_shard(shard: MetadataShard, *, split: str | None = None, num_sources: int | None = None,
+               on_error: OnError = "raise", report: ValidationReport | None = None,
+               max_sources: int = MAX_SOURCES) -> Iterator[MixtureRecord]:
+    """Validated records of one shard, filtered by split and number of sources."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error is {on_error!r}; expected 'raise' or 'skip'")
+    split = normalise_split(split) if split else None
+    want_warnings = report is not None
+    for raw in iter_raw_rows(shard, split, num_sources):
+        warnings: list[RecordWarning] | None = [] if want_warnings else None
+        try:
+            if isinstance(raw, dict) and "__bad_json__" in raw:
+                raise InvalidRecordError(None, "<json>", raw["__bad_json__"], "one JSON object per line")
+            rec = parse_mixture(raw, max_sources=max_sources, warnings=warnings)
+        except InvalidRecordError as err:
+            if on_error == "raise":
+                raise
+            if report is not None:
+                report.add_error(err)
+            continue
+        if split is not None and rec.split != split:
+            continue
+        if num_sources is not None and rec.num_sources != num_sources:
+            continue
+        if report is not None:
+            report.valid += 1
+            if warnings:
+                report.add_warnings(warnings)
+        yield rec
+
+
+def iter_records(source: str | os.PathLike | MetadataSource, *, split: str | None = None,
+                 num_sources: int | None = None, on_error: OnError = "raise",
+                 report: ValidationReport | None = None, revision: str | None = None,
+                 config: str | None = None, max_sources: int = MAX_SOURCES) -> Iterator[MixtureRecord]:
+    """Stream validated records from any supported source."""
+    src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
+    return src.records(split, num_sources, on_error=on_error, report=report, max_sources=max_sources)
+
+
+# ---- writing ---------------------------------------------------------------------------------
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_parquet(records: Iterable[MixtureRecord], path: str | os.PathLike, *,
+                  row_group_size: int = 10_000) -> int:
+    """Write records with the exact Hub schema (streaming, atomic). Returns the row count."""
+    path = Path(path)
+    tmp = _atomic_target(path)
+    n = 0
+    try:
+        with pq.ParquetWriter(tmp, HUB_ARROW_SCHEMA, compression="zstd") as writer:
+            buf: list[MixtureRecord] = []
+            for rec in records:
+                buf.append(rec)
+                if len(buf) >= row_group_size:
+                    writer.write_table(records_to_arrow(buf), row_group_size=row_group_size)
+                    n += len(buf)
+                    buf = []
+            if buf or n == 0:
+                writer.write_table(records_to_arrow(buf), row_group_size=row_group_size)
+                n += len(buf)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def write_hub_folder(records: Iterable[MixtureRecord], folder: str | os.PathLike, *,
+                     rows_per_file: int = 100_000) -> dict[str, int]:
+    """Write ``folder/data/{split}-{i:05d}-of-{n:05d}.parquet`` (the layout ``load_dataset``
+    infers splits from). Records of one split must be contiguous or not; memory is bounded by
+    ``rows_per_file`` per split. Returns rows per split."""
+    folder = Path(folder)
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    buffers: dict[str, list[MixtureRecord]] = defaultdict(list)
+    parts: dict[str, list[Path]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+
+    def flush(split: str) -> None:
+        part = data / f".{split}-part{len(parts[split]):05d}.parquet"
+        write_parquet(buffers[split], part)
+        parts[split].append(part)
+        counts[split] += len(buffers[split])
+        buffers[split] = []
+
+    for rec in records:
+        buffers[rec.split].append(rec)
+        if len(buffers[rec.split]) >= rows_per_file:
+            flush(rec.split)
+    for split in list(buffers):
+        if buffers[split]:
+            flush(split)
+    for split, files in parts.items():
+        for old in data.glob(f"{split}-*-of-*.parquet"):
+            old.unlink()
+        for i, part in enumerate(files):
+            os.replace(part, data / f"{split}-{i:05d}-of-{len(files):05d}.parquet")
+    return dict(counts)
+
+
+def write_legacy_json(records: Iterable[MixtureRecord], folder: str | os.PathLike, *,
+                      records_per_file: int = 1000) -> dict[str, int]:
+    """Write the reference layout ``folder/{train,val,test}/{n}mix/{split}_{n}mix_metadata_tarNNNN.json``.
+
+    Memory is bounded by ``records_per_file`` per (split, n) group. Returns files per group.
+    """
+    folder = Path(folder)
+    buffers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    files: dict[tuple[str, int], int] = defaultdict(int)
+
+    def flush(group: tuple[str, int]) -> None:
+        split, n = group
+        legacy = LEGACY_SPLIT_DIR.get(split, split)
+        files[group] += 1
+        out = folder / legacy / f"{n}mix" / f"{legacy}_{n}mix_metadata_tar{files[group]:04d}.json"
+        tmp = _atomic_target(out)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(buffers[group], fh, ensure_ascii=False, indent=1)
+        os.replace(tmp, out)
+        buffers[group] = []
+
+    for rec in records:
+        group = (rec.split, rec.num_sources)
+        buffers[group].append(rec.to_legacy_dict())
+        if len(buffers[group]) >= records_per_file:
+            flush(group)
+    for group in list(buffers):
+        if buffers[group]:
+            flush(group)
+    return {f"{s}/{n}mix": c for (s, n), c in files.items()}
+
+
+def write_jsonl(records: Iterable[MixtureRecord], path: str | os.PathLike) -> int:
+    path = Path(path)
+    tmp = _atomic_target(path)
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec.to_flat_dict(), ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+

@@ -1,0 +1,243 @@
+"""Validation of untrusted metadata: any raw row (Hub struct-of-lists, list of dicts, legacy JSON)
+into a typed :class:`~mixing.metadata.MixtureRecord`, or a typed :class:`InvalidRecordError`.
+
+``parse_mixture`` never raises anything but ``InvalidRecordError`` whatever it is given.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import InvalidRecordError
+from .metadata import (
+    SOURCE_FIELDS, SOURCE_FLOAT_FIELDS, SOURCE_STRING_FIELDS, MixtureRecord, SourceRecord,
+    normalise_split,
+)
+
+MAX_SOURCES = 5
+#: relative tolerance of the check applied_weight == rms_gain * 10 ** (snr_db / 20)
+WEIGHT_RTOL = 1e-3
+
+_BAD_KEY_CHARS = re.compile(r"[.\\/\s\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MIXTURE_KNOWN = {"mix_id", "split", "sample_rate", "target_duration", "num_sources", "sources",
+                  "global_normalization_factor", "final_max_amplitude", "dataset_info",
+                  "mixing_params"}
+
+
+@dataclass
+class RecordWarning:
+    mix_id: str
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mix_id": self.mix_id, "field": self.field, "message": self.message}
+
+
+@dataclass
+class ValidationReport:
+    """What a reader skipped or warned about. Counts are complete; examples are capped."""
+
+    max_examples: int = 20
+    valid: int = 0
+    invalid: int = 0
+    errors_by_field: Counter = field(default_factory=Counter)
+    warnings_by_field: Counter = field(default_factory=Counter)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    warning_examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_error(self, err: InvalidRecordError) -> None:
+        self.invalid += 1
+        self.errors_by_field[err.field] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(err.to_dict())
+
+    def add_warnings(self, warnings: list[RecordWarning]) -> None:
+        for w in warnings:
+            self.warnings_by_field[w.field] += 1
+            if len(self.warning_examples) < self.max_examples:
+                self.warning_examples.append(w.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid, "invalid": self.invalid,
+            "errors_by_field": dict(self.errors_by_field),
+            "warnings_by_field": dict(self.warnings_by_field),
+            "examples": self.examples, "warning_examples": self.warning_examples,
+        }
+
+
+def check_mix_id(mix_id: Any) -> str:
+    """A mix_id must be usable as a WebDataset key: no dots, slashes, whitespace or controls."""
+    if isinstance(mix_id, bool) or not isinstance(mix_id, (str, int)):
+        raise InvalidRecordError(mix_id, "mix_id", mix_id, "a string (or integer) id")
+    key = str(mix_id)
+    if not key or _BAD_KEY_CHARS.search(key) or len(key) > 255:
+        raise InvalidRecordError(
+            mix_id, "mix_id", mix_id,
+            "a non-empty WebDataset key of at most 255 characters without '.', '/', '\\', "
+            "whitespace or control characters")
+    return key
+
+
+def check_metadata_path(path: Any, mix_id: Any = None, field_name: str = "path") -> str:
+    """``<prefix>/<relative>``: relative, no ``..`` or ``.`` segment, no backslash, no controls."""
+    expected = ("'<corpus prefix>/<relative path>' with '/' separators, no leading '/', "
+                "no '.' or '..' segments, no backslashes and no control characters")
+    if not isinstance(path, str):
+        raise InvalidRecordError(mix_id, field_name, path, expected)
+    if "\\" in path or _CONTROL.search(path) or path.startswith("/"):
+        raise InvalidRecordError(mix_id, field_name, path, expected)
+    parts = path.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
+        raise InvalidRecordError(mix_id, field_name, path, expected)
+    if ":" in parts[0]:  # a Windows drive ("C:") or a URL scheme is not a corpus prefix
+        raise InvalidRecordError(mix_id, field_name, path, expected)
+    return path
+
+
+def _number(mix_id: Any, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRecordError(mix_id, name, value, "a finite number")
+    try:
+        v = float(value)
+    except (OverflowError, ValueError):
+        raise InvalidRecordError(mix_id, name, value, "a finite number") from None
+    if not math.isfinite(v):
+        raise InvalidRecordError(mix_id, name, value, "a finite number")
+    return v
+
+
+def _integer(mix_id: Any, name: str, value: Any) -> int:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRecordError(mix_id, name, value, "an integer")
+    return value
+
+
+def _string(mix_id: Any, name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or _CONTROL.search(value):
+        raise InvalidRecordError(mix_id, name, value, "a non-empty string without control characters")
+    return value
+
+
+def _source_dicts(mix_id: Any, sources: Any) -> list[Mapping[str, Any]]:
+    """Accept a list of dicts or a struct of lists (the Hub form); return a list of dicts."""
+    if isinstance(sources, Mapping):
+        lengths = set()
+        for name in SOURCE_FIELDS:
+            col = sources.get(name)
+            if not isinstance(col, (list, tuple)):
+                raise InvalidRecordError(mix_id, f"sources.{name}", col,
+                                         "a list (sources stored as a struct of lists)")
+            lengths.add(len(col))
+        if len(lengths) != 1:
+            raise InvalidRecordError(mix_id, "sources", {k: len(sources[k]) for k in SOURCE_FIELDS},
+                                     "lists of one common length in the struct of lists")
+        n = lengths.pop()
+        return [{name: sources[name][i] for name in SOURCE_FIELDS} for i in range(n)]
+    if isinstance(sources, (list, tuple)):
+        for i, s in enumerate(sources):
+            if not isinstance(s, Mapping):
+                raise InvalidRecordError(mix_id, f"sources[{i}]", s, "an object with the source fields")
+        return list(sources)
+    raise InvalidRecordError(mix_id, "sources", sources, "a list of source objects or a struct of lists")
+
+
+def _parse_source(mix_id: Any, i: int, raw: Mapping[str, Any]) -> SourceRecord:
+    vals: dict[str, Any] = {}
+    for name in SOURCE_STRING_FIELDS:
+        if name not in raw:
+            raise InvalidRecordError(mix_id, f"sources[{i}].{name}", None, "a required field")
+        vals[name] = _string(mix_id, f"sources[{i}].{name}", raw[name])
+    check_metadata_path(vals["path"], mix_id, f"sources[{i}].path")
+    for name in SOURCE_FLOAT_FIELDS:
+        if name not in raw:
+            raise InvalidRecordError(mix_id, f"sources[{i}].{name}", None, "a required field")
+        vals[name] = _number(mix_id, f"sources[{i}].{name}", raw[name])
+    if not 0 <= vals["chunk_start_second"] < vals["chunk_end_second"]:
+        raise InvalidRecordError(
+            mix_id, f"sources[{i}].chunk", (vals["chunk_start_second"], vals["chunk_end_second"]),
+            "0 <= chunk_start_second < chunk_end_second")
+    if not 0 <= vals["crop_start_second"] < vals["crop_end_second"]:
+        raise InvalidRecordError(
+            mix_id, f"sources[{i}].crop", (vals["crop_start_second"], vals["crop_end_second"]),
+            "0 <= crop_start_second < crop_end_second")
+    if vals["rms_gain"] < 0:
+        raise InvalidRecordError(mix_id, f"sources[{i}].rms_gain", vals["rms_gain"], "a gain >= 0")
+    return SourceRecord(**vals)
+
+
+def parse_mixture(raw: Any, *, max_sources: int = MAX_SOURCES,
+                  warnings: list[RecordWarning] | None = None) -> MixtureRecord:
+    """Validate one raw row (any supported layout) into a :class:`MixtureRecord`.
+
+    Raises :class:`InvalidRecordError` (and nothing else) on bad input. Soft problems (the
+    weight formula) are appended to ``warnings`` when given.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidRecordError(None, "<record>", raw, "a JSON object / dict per mixture")
+    mix_id = raw.get("mix_id")
+    key = check_mix_id(mix_id)
+    try:
+        info = raw.get("dataset_info")
+        mp = raw.get("mixing_params")
+        if info is not None and not isinstance(info, Mapping):
+            raise InvalidRecordError(key, "dataset_info", info, "an object")
+        if mp is not None and not isinstance(mp, Mapping):
+            raise InvalidRecordError(key, "mixing_params", mp, "an object")
+
+        def pick(name: str, nest: Mapping[str, Any] | None) -> Any:
+            if name in raw:
+                return raw[name]
+            if nest is not None and name in nest:
+                return nest[name]
+            raise InvalidRecordError(key, name, None, "a required field")
+
+        split = normalise_split(_string(key, "split", pick("split", info)))
+        sample_rate = _integer(key, "sample_rate", pick("sample_rate", info))
+        if not 0 < sample_rate <= 1_000_000:
+            raise InvalidRecordError(key, "sample_rate", sample_rate, "a positive rate in Hz (<= 1 MHz)")
+        duration = _number(key, "target_duration", pick("target_duration", info))
+        if not 0 < duration <= 3600:
+            raise InvalidRecordError(key, "target_duration", duration, "a positive duration in seconds (<= 3600)")
+        gnf = _number(key, "global_normalization_factor", pick("global_normalization_factor", mp))
+        if gnf <= 0:
+            raise InvalidRecordError(key, "global_normalization_factor", gnf, "a factor > 0")
+        fma = _number(key, "final_max_amplitude", pick("final_max_amplitude", mp))
+        if fma < 0:
+            raise InvalidRecordError(key, "final_max_amplitude", fma, "an amplitude >= 0")
+        if "sources" not in raw:
+            raise InvalidRecordError(key, "sources", None, "a required field")
+        src_dicts = _source_dicts(key, raw["sources"])
+        n = len(src_dicts)
+        if "num_sources" in raw and raw["num_sources"] is not None:
+            num_sources = _integer(key, "num_sources", raw["num_sources"])
+            if num_sources != n:
+                raise InvalidRecordError(key, "num_sources", num_sources,
+                                         f"the number of sources listed ({n})")
+        if not 1 <= n <= max_sources:
+            raise InvalidRecordError(key, "sources", f"{n} sources", f"1..{max_sources} sources")
+        sources = tuple(_parse_source(key, i, s) for i, s in enumerate(src_dicts))
+        if warnings is not None:
+            for i, s in enumerate(sources):
+                expected = s.rms_gain * 10.0 ** (s.snr_db / 20.0)
+                if not math.isclose(s.applied_weight, expected, rel_tol=WEIGHT_RTOL, abs_tol=1e-9):
+                    warnings.append(RecordWarning(
+                        key, f"sources[{i}].applied_weight",
+                        f"applied_weight {s.applied_weight!r} != rms_gain*10^(snr_db/20) = {expected!r}; "
+                        "the renderer uses applied_weight as given"))
+        extra = {k: v for k, v in raw.items() if k not in _MIXTURE_KNOWN}
+        return MixtureRecord(key, split, sample_rate, duration, n, sources, gnf, fma, extra)
+    except InvalidRecordError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+            RecursionError) as exc:  # defensive: odd containers (e.g. mappings that raise)
+        raise InvalidRecordError(key, "<record>", type(exc).__name__ + ": " + str(exc),
+                                 "a well-formed mixture record") from exc
