@@ -117,7 +117,12 @@ class DatasetPaths:
         if self.allow_symlinks_outside:
             return candidate
         real_root = self._resolved_root(prefix)
-        real = candidate.resolve()
+        try:
+            real = candidate.resolve()
+        except (OSError, RuntimeError) as exc:  # symlink loop (RuntimeError before Python 3.13)
+            raise PathEscapesRootError(
+                f"metadata path {meta_path!r} cannot be resolved inside the corpus root {real_root} "
+                f"({exc}); the record is refused") from None
         if real != real_root and real_root not in real.parents:
             raise PathEscapesRootError(
                 f"metadata path {meta_path!r} resolves to {real}, outside the corpus root {real_root} "

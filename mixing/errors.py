@@ -8,6 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 
+def _safe_repr(value: Any) -> str:
+    """``repr`` that cannot fail (huge ints exceed the str-conversion limit; deep nests recurse)."""
+    try:
+        return repr(value)
+    except (ValueError, RecursionError, TypeError) as exc:
+        return f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
+
+
 class HiveError(Exception):
     """Base class of every error raised on purpose by Hive."""
 
@@ -21,18 +29,19 @@ class InvalidRecordError(HiveError, ValueError):
         self.value = value
         self.expected = expected
         self.hint = hint
-        shown = repr(value)
+        shown = _safe_repr(value)
         if len(shown) > 120:
             shown = shown[:117] + "..."
-        msg = f"mixture {mix_id!r}: field {field!r} is {shown}; expected {expected}"
+        msg = f"mixture {_safe_repr(mix_id)}: field {field!r} is {shown}; expected {expected}"
         if hint:
             msg += f". {hint}"
         super().__init__(msg)
 
     def to_dict(self) -> dict[str, Any]:
-        shown = repr(self.value)
+        shown = _safe_repr(self.value)
         return {
-            "mix_id": None if self.mix_id is None else str(self.mix_id),
+            "mix_id": None if self.mix_id is None else (
+                self.mix_id if isinstance(self.mix_id, str) else _safe_repr(self.mix_id)),
             "field": self.field,
             "value": shown if len(shown) <= 200 else shown[:197] + "...",
             "expected": self.expected,

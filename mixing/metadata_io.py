@@ -244,16 +244,19 @@ def _iter_jsonl_rows(path: str) -> Iterator[Any]:
 def _iter_hub_rows(shard: MetadataShard, split: str | None) -> Iterator[Any]:
     import datasets
 
-    splits = [split] if split else list(SPLITS)
-    for s in splits:
+    if split:
         try:
-            ds = datasets.load_dataset(shard.location, shard.config, split=s, streaming=True,
+            ds = datasets.load_dataset(shard.location, shard.config, split=split, streaming=True,
                                        revision=shard.revision)
         except ValueError as exc:
-            if split is None and "Unknown split" in str(exc):
-                continue
-            raise MetadataSourceError(f"{shard.location}: cannot stream split {s!r}: {exc}") from exc
+            raise MetadataSourceError(f"{shard.location}: cannot stream split {split!r}: {exc}") from exc
         yield from ds
+        return
+    # every split the repository has (not all of SPLITS need exist), in the order of SPLITS
+    dsd = datasets.load_dataset(shard.location, shard.config, streaming=True, revision=shard.revision)
+    names = [s for s in SPLITS if s in dsd] + sorted(set(dsd) - set(SPLITS))
+    for s in names:
+        yield from dsd[s]
 
 
 def iter_raw_rows(shard: MetadataShard, split: str | None = None,

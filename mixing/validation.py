@@ -76,7 +76,10 @@ def check_mix_id(mix_id: Any) -> str:
     """A mix_id must be usable as a WebDataset key: no dots, slashes, whitespace or controls."""
     if isinstance(mix_id, bool) or not isinstance(mix_id, (str, int)):
         raise InvalidRecordError(mix_id, "mix_id", mix_id, "a string (or integer) id")
-    key = str(mix_id)
+    try:
+        key = str(mix_id)
+    except ValueError:  # an integer beyond the int -> str conversion limit
+        raise InvalidRecordError(mix_id, "mix_id", mix_id, "an id of at most 255 characters") from None
     if not key or _BAD_KEY_CHARS.search(key) or len(key) > 255:
         raise InvalidRecordError(
             mix_id, "mix_id", mix_id,
@@ -227,7 +230,10 @@ def parse_mixture(raw: Any, *, max_sources: int = MAX_SOURCES,
         sources = tuple(_parse_source(key, i, s) for i, s in enumerate(src_dicts))
         if warnings is not None:
             for i, s in enumerate(sources):
-                expected = s.rms_gain * 10.0 ** (s.snr_db / 20.0)
+                try:
+                    expected = s.rms_gain * 10.0 ** (s.snr_db / 20.0)
+                except OverflowError:  # absurd snr_db: a mismatch to warn about, not a bad record
+                    expected = math.inf
                 if not math.isclose(s.applied_weight, expected, rel_tol=WEIGHT_RTOL, abs_tol=1e-9):
                     warnings.append(RecordWarning(
                         key, f"sources[{i}].applied_weight",

@@ -1,0 +1,5 @@
+import sys
+
+from mixing.cli import main
+
+sys.exit(main())
