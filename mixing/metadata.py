@@ -115,12 +115,12 @@ class MixtureRecord:
         row.update({k: v for k, v in self.extra.items() if k not in row})
         return row
 
-    def to_legacy_dict(self) -> dict[str, Any]:
+    def to_legacy_dict(self, legacy_split_name: bool = True) -> dict[str, Any]:
         """The reference release's JSON layout (``dataset_info`` / ``mixing_params``)."""
         out: dict[str, Any] = {
             "mix_id": self.mix_id,
             "dataset_info": {
-                "split": LEGACY_SPLIT_DIR.get(self.split, self.split),
+                "split": LEGACY_SPLIT_DIR.get(self.split, self.split) if legacy_split_name else self.split,
                 "sample_rate": self.sample_rate,
                 "target_duration": self.target_duration,
             },

@@ -10,7 +10,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import InvalidRecordError
 from .metadata import (
@@ -50,8 +50,12 @@ class ValidationReport:
     warnings_by_field: Counter = field(default_factory=Counter)
     examples: list[dict[str, Any]] = field(default_factory=list)
     warning_examples: list[dict[str, Any]] = field(default_factory=list)
+    #: called with every invalid record's error (e.g. to write a failure manifest)
+    listener: Callable[[InvalidRecordError], None] | None = field(default=None, repr=False, compare=False)
 
     def add_error(self, err: InvalidRecordError) -> None:
+        if self.listener is not None:
+            self.listener(err)
         self.invalid += 1
         self.errors_by_field[err.field] += 1
         if len(self.examples) < self.max_examples:
