@@ -141,7 +141,12 @@ class Renderer:
         T = int(rec.target_duration * out_sr)
         arr = np.empty((rec.num_sources, T), dtype=np.float64)
         for i, src in enumerate(rec.sources):
-            arr[i] = self.source_segment(src, out_sr, T)
+            try:
+                arr[i] = self.source_segment(src, out_sr, T)
+            except Exception as exc:  # tag which source failed, then let the caller classify it
+                exc.source_index = i  # type: ignore[attr-defined]
+                exc.source_path = src.path  # type: ignore[attr-defined]
+                raise
             arr[i] *= src.applied_weight
         return arr, out_sr
 

@@ -24,6 +24,7 @@ WEIGHT_RTOL = 1e-3
 
 _BAD_KEY_CHARS = re.compile(r"[.\\/\s\x00-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MIXTURE_KNOWN = {"mix_id", "split", "sample_rate", "target_duration", "num_sources", "sources",
                   "global_normalization_factor", "final_max_amplitude", "dataset_info",
                   "mixing_params"}
@@ -208,6 +209,9 @@ def parse_mixture(raw: Any, *, max_sources: int = MAX_SOURCES,
             raise InvalidRecordError(key, name, None, "a required field")
 
         split = normalise_split(_string(key, "split", pick("split", info)))
+        if not _SPLIT_NAME.fullmatch(split):
+            raise InvalidRecordError(key, "split", split,
+                                     "a split name of letters, digits, '_' or '-' (e.g. train, validation, test)")
         sample_rate = _integer(key, "sample_rate", pick("sample_rate", info))
         if not 0 < sample_rate <= 1_000_000:
             raise InvalidRecordError(key, "sample_rate", sample_rate, "a positive rate in Hz (<= 1 MHz)")

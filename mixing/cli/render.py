@@ -1,0 +1,49 @@
+"""``hive render``: metadata + local corpora -> WebDataset or Parquet shards of mixtures and stems."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) when --metadata is a Hub id")
+    p.add_argument("--dataset-paths", required=True, help="dataset_paths.json: corpus prefix -> local folder")
+    p.add_argument("--output", required=True, help="output folder (nothing is written outside it)")
+    p.add_argument("--split", help="only this split (train, validation, test)")
+    p.add_argument("--num-sources", type=int, help="only mixtures with this many sources")
+    p.add_argument("--format", choices=("webdataset", "parquet"), default="webdataset")
+    p.add_argument("--stems", choices=("consistent", "reference"), default="consistent",
+                   help="consistent: stems carry the global factor and sum to the mix (default); "
+                        "reference: stems as the reference release wrote them")
+    p.add_argument("--audio-format", choices=("wav", "flac"), default="wav",
+                   help="wav: 32-bit float (never clips, default); flac: 24-bit with a peak check")
+    p.add_argument("--sample-rate", type=int, help="render directly at this rate instead of the record's")
+    p.add_argument("--shard-size", type=int, default=1000, help="mixtures per shard (default 1000)")
+    p.add_argument("--num-workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)),
+                   help="this process's rank (default $RANK; set by accelerate launch)")
+    p.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),
+                   help="number of ranks (default $WORLD_SIZE)")
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some mixtures failed")
+    p.add_argument("--overwrite", action="store_true", help="discard a ledger made with other parameters")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mixing.render_job import RenderOptions, run_render
+
+    opts = RenderOptions(output=args.output, format=args.format, stems=args.stems,
+                         audio_format=args.audio_format, shard_size=args.shard_size,
+                         sample_rate=args.sample_rate)
+    s = run_render(args.metadata, args.dataset_paths, opts, split=args.split, num_sources=args.num_sources,
+                   num_workers=args.num_workers, rank=args.rank, world_size=args.world_size,
+                   overwrite=args.overwrite, progress=False if args.no_progress else None,
+                   revision=args.revision)
+    print(f"rank {args.rank}/{args.world_size}: {s.shards_rendered} shards rendered, {s.shards_skipped} "
+          f"already done, {s.mixtures_rendered} mixtures written to {args.output}")
+    if s.failures:
+        print("failures: " + ", ".join(f"{k}={v}" for k, v in sorted(s.failures.items()))
+              + f" (see {os.path.join(args.output, '_failures.jsonl')})")
+    return 0 if (not s.failures or args.allow_failures) else 1

@@ -1,0 +1,304 @@
+"""The render job: metadata -> shards, resumable, parallel, with a failure manifest.
+
+* Records are grouped by (split, num_sources); the k-th valid record of a group goes to shard
+  ``k // shard_size`` of that group. Shards are numbered globally in the order the stream
+  completes them; rank ``r`` of ``w`` renders the shards with ``index % w == r``. So shard
+  contents never depend on the number of workers or ranks.
+* Each shard is written under a temporary name and renamed; then a ledger entry
+  ``_ledger/{split}-{n}mix-{k:05d}.json`` (count, sha256, failures) is written. A rerun skips
+  shards whose ledger entry and file agree.
+* When every rank is done, ``_failures.jsonl`` and ``_summary.json`` are rebuilt from the ledger,
+  so they are identical whether or not the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from . import __version__
+from .corpora import DatasetPaths
+from .errors import (
+    ChunkOutOfRangeError, HiveError, InvalidRecordError, MissingSourceAudioError,
+    PathEscapesRootError, UnknownPrefixError, UnreadableAudioError,
+)
+from .metadata import MixtureRecord
+from .metadata_io import open_metadata
+from .render import Renderer
+from .shards import SHARD_SUFFIX, ClippingError, make_writer
+from .validation import ValidationReport
+
+log = logging.getLogger(__name__)
+
+FAILURE_REASONS = {
+    MissingSourceAudioError: "missing_file",
+    UnknownPrefixError: "unknown_prefix",
+    PathEscapesRootError: "unsafe_path",
+    ChunkOutOfRangeError: "chunk_beyond_end",
+    UnreadableAudioError: "unreadable_audio",
+    ClippingError: "would_clip",
+}
+
+
+class RenderConfigMismatch(HiveError):
+    """The output folder holds a render made with other parameters."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    output: str
+    format: str = "webdataset"
+    stems: str = "consistent"
+    audio_format: str = "wav"
+    shard_size: int = 1000
+    sample_rate: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """Parameters that change the bytes of the output."""
+        d = asdict(self)
+        d.pop("output")
+        return d
+
+
+@dataclass
+class ShardTask:
+    index: int
+    split: str
+    num_sources: int
+    number: int
+    records: list[MixtureRecord]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.num_sources}mix-{self.number:05d}"
+
+
+@dataclass
+class RenderSummary:
+    shards_total: int = 0
+    shards_rendered: int = 0
+    shards_skipped: int = 0
+    mixtures_rendered: int = 0
+    failures: Counter = field(default_factory=Counter)
+    complete: bool = False
+
+    @property
+    def num_failures(self) -> int:
+        return sum(self.failures.values())
+
+
+def shard_path(output: Path, fmt: str, split: str, n: int, number: int) -> Path:
+    stem = "tar" if fmt == "webdataset" else "part"
+    return output / split / f"{n}mix" / f"{stem}_{number:05d}{SHARD_SUFFIX[fmt]}"
+
+
+def plan_shards(records: Iterable[MixtureRecord], shard_size: int) -> Iterator[ShardTask]:
+    if shard_size < 1:
+        raise ValueError(f"shard size is {shard_size}; expected >= 1")
+    buffers: dict[tuple[str, int], list[MixtureRecord]] = {}
+    numbers: dict[tuple[str, int], int] = defaultdict(int)
+    index = 0
+    for rec in records:
+        group = (rec.split, rec.num_sources)
+        buf = buffers.setdefault(group, [])
+        buf.append(rec)
+        if len(buf) >= shard_size:
+            yield ShardTask(index, group[0], group[1], numbers[group], buf)
+            index += 1
+            numbers[group] += 1
+            buffers[group] = []
+    for group, buf in buffers.items():
+        if buf:
+            yield ShardTask(index, group[0], group[1], numbers[group], buf)
+            index += 1
+
+
+def classify(exc: BaseException) -> str:
+    for cls, reason in FAILURE_REASONS.items():
+        if isinstance(exc, cls):
+            return reason
+    return "render_error"
+
+
+# ---- worker side -----------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderOptions) -> None:
+    _WORKER["renderer"] = Renderer(DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside),
+                                   stems=opts.stems, sample_rate=opts.sample_rate)
+    _WORKER["opts"] = opts
+
+
+def render_shard(task: ShardTask, renderer: Renderer, opts: RenderOptions) -> dict[str, Any]:
+    out = Path(opts.output)
+    path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)  # left by a killed run
+    writer = make_writer(opts.format, path, opts.audio_format)
+    failures = []
+    for rec in task.records:
+        try:
+            writer.add(renderer.render(rec))
+        except (HiveError, OSError, ValueError, RuntimeError) as exc:
+            i = getattr(exc, "source_index", None)
+            failures.append({
+                "mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
+                "source": None if i is None else rec.sources[i].source_id,
+                "path": getattr(exc, "source_path", None), "reason": classify(exc),
+                "message": str(exc)[:500]})
+    info = writer.close()
+    entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures}
+    _write_json_atomic(out / "_ledger" / f"{task.name}.json", entry)
+    return entry
+
+
+def _render_in_worker(task: ShardTask) -> dict[str, Any]:
+    return render_shard(task, _WORKER["renderer"], _WORKER["opts"])
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _done(output: Path, task: ShardTask, fmt: str) -> dict[str, Any] | None:
+    entry_path = output / "_ledger" / f"{task.name}.json"
+    if not entry_path.is_file():
+        return None
+    try:
+        entry = json.loads(entry_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    path = shard_path(output, fmt, task.split, task.num_sources, task.number)
+    if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+        return None
+    return entry
+
+
+# ---- driver ----------------------------------------------------------------------------------
+def _check_config(output: Path, opts: RenderOptions, metadata: str, overwrite: bool) -> None:
+    cfg_path = output / "_render_config.json"
+    wanted = {"tool": "hive-uss", **opts.identity()}
+    if cfg_path.is_file():
+        have = json.loads(cfg_path.read_text())
+        if {k: have.get(k) for k in wanted} != wanted and not overwrite:
+            raise RenderConfigMismatch(
+                f"{output} holds a render made with {have}; this run asks for {wanted}. Use another "
+                "--output folder, or --overwrite to discard the old shards' ledger")
+        if overwrite and {k: have.get(k) for k in wanted} != wanted:
+            for p in (output / "_ledger").glob("*.json"):
+                p.unlink()
+    _write_json_atomic(cfg_path, {**wanted, "version": __version__, "metadata": metadata})
+
+
+def merge_outputs(output: Path) -> dict[str, Any]:
+    """Rebuild ``_failures.jsonl`` and ``_summary.json`` from the ledger (idempotent)."""
+    entries = []
+    for p in (output / "_ledger").glob("*.json"):
+        if p.name.startswith("_"):
+            continue
+        entries.append(json.loads(p.read_text()))
+    entries.sort(key=lambda e: e["index"])
+    invalid_path = output / "_ledger" / "_invalid_records.json"
+    invalid = json.loads(invalid_path.read_text()) if invalid_path.is_file() else []
+    failures = invalid + [f for e in entries for f in e["failures"]]
+    tmp = output / f"._failures.jsonl.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for f in failures:
+            fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, output / "_failures.jsonl")
+    per_group: dict[str, int] = defaultdict(int)
+    for e in entries:
+        per_group[str(Path(e["shard"]).parent)] += e["count"]
+    summary = {"shards": len(entries), "mixtures": sum(e["count"] for e in entries),
+               "mixtures_per_group": dict(sorted(per_group.items())),
+               "failures": len(failures),
+               "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items()))}
+    _write_json_atomic(output / "_summary.json", summary)
+    return summary
+
+
+def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: RenderOptions, *,
+               split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
+               rank: int = 0, world_size: int = 1, overwrite: bool = False,
+               progress: bool | None = None, revision: str | None = None) -> RenderSummary:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    paths = DatasetPaths.coerce(dataset_paths)
+    output = Path(opts.output)
+    output.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        _check_config(output, opts, str(metadata), overwrite)
+    source = open_metadata(metadata, revision=revision)
+    invalid: list[dict[str, Any]] = []
+
+    def on_invalid(err: InvalidRecordError) -> None:
+        invalid.append({**err.to_dict(), "message": str(err)[:500]})
+
+    report = ValidationReport(listener=on_invalid)
+    records = source.records(split, num_sources, on_error="skip", report=report)
+    summary = RenderSummary()
+    show = sys.stderr.isatty() if progress is None else progress
+    from tqdm.auto import tqdm
+
+    bar = tqdm(unit="mix", desc=f"render[{rank}/{world_size}]", disable=not show, smoothing=0.05)
+
+    def account(entry: dict[str, Any], rendered: bool) -> None:
+        summary.failures.update(f["reason"] for f in entry["failures"])
+        if rendered:
+            summary.shards_rendered += 1
+            summary.mixtures_rendered += entry["count"]
+        else:
+            summary.shards_skipped += 1
+        bar.update(entry["count"] + len(entry["failures"]))
+
+    def mine() -> Iterator[ShardTask]:
+        for task in plan_shards(records, opts.shard_size):
+            summary.shards_total += 1
+            if task.index % world_size != rank:
+                continue
+            done = _done(output, task, opts.format)
+            if done is not None:
+                account(done, rendered=False)
+                continue
+            yield task
+
+    roots = {k: str(v) for k, v in paths.roots.items()}
+    if num_workers <= 1:
+        _init_worker(roots, paths.allow_symlinks_outside, opts)
+        for task in mine():
+            account(_render_in_worker(task), rendered=True)
+    else:
+        with ProcessPoolExecutor(num_workers, initializer=_init_worker,
+                                 initargs=(roots, paths.allow_symlinks_outside, opts)) as pool:
+            pending: set[Future] = set()
+            for task in mine():
+                pending.add(pool.submit(_render_in_worker, task))
+                if len(pending) >= 2 * num_workers:  # bounded: memory ~ shard size x workers
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        account(f.result(), rendered=True)
+            for f in pending:
+                account(f.result(), rendered=True)
+    bar.close()
+    if rank == 0:
+        _write_json_atomic(output / "_ledger" / "_invalid_records.json", invalid)
+        summary.failures.update("invalid_record" for _ in invalid)
+    marker = output / "_ranks" / f"rank-{rank:05d}-of-{world_size:05d}.json"
+    _write_json_atomic(marker, {"rank": rank, "world_size": world_size, "shards": summary.shards_total,
+                                "rendered": summary.shards_rendered, "skipped": summary.shards_skipped})
+    markers = list((output / "_ranks").glob(f"rank-*-of-{world_size:05d}.json"))
+    if len(markers) == world_size:
+        merge_outputs(output)
+        summary.complete = True
+    return summary

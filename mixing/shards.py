@@ -1,0 +1,245 @@
+"""Shard writers for rendered mixtures: WebDataset tar and Parquet with ``datasets.Audio`` columns.
+
+Both are byte-identical run to run: tar members in a fixed order with fixed headers (mtime 0,
+uid/gid 0, no user names, mode 0644); Parquet with an explicit schema. A shard is written under
+a temporary name and renamed when complete.
+
+WebDataset members per sample: ``{mix_id}.mix.{ext}``, ``{mix_id}.s1.{ext}`` … ``{mix_id}.sN.{ext}``,
+``{mix_id}.json`` (the record in the reference's JSON layout plus a ``hive_render`` provenance
+object). Parquet rows: ``mix_id, split, num_sources, sample_rate, target_duration, labels,
+mix (Audio), sources (list of Audio), source_metadata (the Hub ``sources`` struct of lists),
+global_normalization_factor, final_max_amplitude, render_json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import tarfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from . import __version__
+from .errors import HiveError
+from .metadata import SOURCES_ARROW_TYPE
+from .render import RenderedMixture
+
+AudioFormat = Literal["wav", "flac"]
+AUDIO_FORMATS = ("wav", "flac")
+_SUBTYPE = {"wav": "FLOAT", "flac": "PCM_24"}
+
+
+class ClippingError(HiveError, ValueError):
+    """A PCM encoding would clip."""
+
+
+def encode_audio(x: np.ndarray, sample_rate: int, fmt: AudioFormat, what: str = "") -> bytes:
+    """Float WAV (lossless for float32, never clips) or 24-bit FLAC with a peak check."""
+    if fmt not in AUDIO_FORMATS:
+        raise ValueError(f"audio format {fmt!r} is not one of {AUDIO_FORMATS}")
+    if fmt == "flac":
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if peak > 1.0:
+            raise ClippingError(
+                f"{what}: peak {peak:.4f} > 1.0 would clip in 24-bit FLAC; use --audio-format wav "
+                "(32-bit float) or --stems consistent")
+    if fmt == "wav":
+        return float_wav_bytes(x, sample_rate)
+    buf = io.BytesIO()
+    sf.write(buf, x, sample_rate, format=fmt.upper(), subtype=_SUBTYPE[fmt])
+    return buf.getvalue()
+
+
+def float_wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
+    """Mono 32-bit float WAV. Written by hand: libsndfile adds a PEAK chunk with a timestamp,
+    which would make shards differ run to run."""
+    data = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    n = x.shape[0]
+    fmt_chunk = struct.pack("<4sIHHIIHH", b"fmt ", 16, 3, 1, sample_rate, sample_rate * 4, 4, 32)
+    fact = struct.pack("<4sII", b"fact", 4, n)
+    body = b"WAVE" + fmt_chunk + fact + struct.pack("<4sI", b"data", len(data)) + data
+    return struct.pack("<4sI", b"RIFF", len(body)) + body
+
+
+def render_provenance(r: RenderedMixture, fmt: str) -> dict[str, Any]:
+    return {"tool": "hive-uss", "version": __version__, "stem_mode": r.stem_mode,
+            "stem_scale": r.stem_scale, "sample_rate": r.sample_rate, "audio_format": fmt,
+            "num_frames": int(r.mix.shape[0])}
+
+
+def sample_json(r: RenderedMixture, fmt: str) -> bytes:
+    meta = r.record.to_legacy_dict(legacy_split_name=False)
+    meta["hive_render"] = render_provenance(r, fmt)
+    return json.dumps(meta, ensure_ascii=False, sort_keys=False).encode("utf-8")
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ShardWriter:
+    """Collects rendered samples and writes one shard atomically on :meth:`close`."""
+
+    suffix = ""
+
+    def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
+        self.path = Path(path)
+        self.audio_format = audio_format
+        self.count = 0
+
+    def add(self, r: RenderedMixture) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _write(self, tmp: Path) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> dict[str, Any]:
+        """Write, rename into place, and return ``{count, sha256, bytes}``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_name(self.path)
+        try:
+            self._write(tmp)
+            os.replace(tmp, self.path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return {"count": self.count, "sha256": _sha256(self.path), "bytes": self.path.stat().st_size}
+
+
+class WebDatasetShardWriter(ShardWriter):
+    suffix = ".tar"
+
+    def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
+        super().__init__(path, audio_format)
+        self._members: list[tuple[str, bytes]] = []
+
+    def add(self, r: RenderedMixture) -> None:
+        ext = self.audio_format
+        key = r.record.mix_id
+        members = [(f"{key}.mix.{ext}", encode_audio(r.mix, r.sample_rate, ext, f"{key} mix"))]
+        for i, stem in enumerate(r.stems, 1):
+            members.append((f"{key}.s{i}.{ext}", encode_audio(stem, r.sample_rate, ext, f"{key} s{i}")))
+        members.append((f"{key}.json", sample_json(r, ext)))
+        self._members.extend(members)
+        self.count += 1
+
+    def _write(self, tmp: Path) -> None:
+        with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
+            for name, data in self._members:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mtime = 0
+                info.mode = 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+
+
+def _audio_struct() -> pa.DataType:
+    return pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+
+RENDERED_ARROW_SCHEMA = pa.schema([
+    pa.field("mix_id", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("num_sources", pa.int32()),
+    pa.field("sample_rate", pa.int32()),
+    pa.field("target_duration", pa.float64()),
+    pa.field("labels", pa.list_(pa.string())),
+    pa.field("mix", _audio_struct()),
+    pa.field("sources", pa.list_(_audio_struct())),
+    pa.field("source_metadata", SOURCES_ARROW_TYPE),
+    pa.field("global_normalization_factor", pa.float64()),
+    pa.field("final_max_amplitude", pa.float64()),
+    pa.field("render_json", pa.string()),
+])
+
+
+def rendered_features(decode: bool = True):
+    """``datasets.Features`` of the rendered Parquet layout (and of the builder's examples)."""
+    import datasets
+
+    from .metadata import hub_features
+
+    return datasets.Features({
+        "mix_id": datasets.Value("string"),
+        "split": datasets.Value("string"),
+        "num_sources": datasets.Value("int32"),
+        "sample_rate": datasets.Value("int32"),
+        "target_duration": datasets.Value("float64"),
+        "labels": datasets.List(datasets.Value("string")),
+        "mix": datasets.Audio(decode=decode),
+        "sources": datasets.List(datasets.Audio(decode=decode)),
+        "source_metadata": hub_features()["sources"],
+        "global_normalization_factor": datasets.Value("float64"),
+        "final_max_amplitude": datasets.Value("float64"),
+        "render_json": datasets.Value("string"),
+    })
+
+
+def _schema_with_features() -> pa.Schema:
+    """The Arrow schema carrying the ``datasets`` features, so Audio columns decode natively."""
+    try:
+        feats = rendered_features()
+    except Exception:  # datasets missing or too old: plain schema still loads as structs
+        return RENDERED_ARROW_SCHEMA
+    meta = {b"huggingface": json.dumps({"info": {"features": feats.to_dict()}}).encode()}
+    return RENDERED_ARROW_SCHEMA.with_metadata(meta)
+
+
+class ParquetShardWriter(ShardWriter):
+    suffix = ".parquet"
+
+    def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
+        super().__init__(path, audio_format)
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, r: RenderedMixture) -> None:
+        ext = self.audio_format
+        rec = r.record
+        key = rec.mix_id
+        row = rec.to_hub_row()
+        self._rows.append({
+            "mix_id": key, "split": rec.split, "num_sources": rec.num_sources,
+            "sample_rate": r.sample_rate, "target_duration": rec.target_duration, "labels": rec.labels,
+            "mix": {"bytes": encode_audio(r.mix, r.sample_rate, ext, f"{key} mix"), "path": f"{key}.mix.{ext}"},
+            "sources": [{"bytes": encode_audio(s, r.sample_rate, ext, f"{key} s{i}"), "path": f"{key}.s{i}.{ext}"}
+                        for i, s in enumerate(r.stems, 1)],
+            "source_metadata": row["sources"],
+            "global_normalization_factor": rec.global_normalization_factor,
+            "final_max_amplitude": rec.final_max_amplitude,
+            "render_json": sample_json(r, ext).decode("utf-8"),
+        })
+        self.count += 1
+
+    def _write(self, tmp: Path) -> None:
+        schema = _schema_with_features()
+        table = pa.Table.from_pylist(self._rows, schema=schema)
+        pq.write_table(table, tmp, compression="none", row_group_size=64)
+
+
+def make_writer(fmt: str, path: Path, audio_format: AudioFormat) -> ShardWriter:
+    if fmt == "webdataset":
+        return WebDatasetShardWriter(path, audio_format)
+    if fmt == "parquet":
+        return ParquetShardWriter(path, audio_format)
+    raise ValueError(f"shard format {fmt!r} is not 'webdataset' or 'parquet'")
+
+
+SHARD_SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}
