@@ -194,3 +194,31 @@ def build_toy_corpus(root: str | Path, seed: int = 0, sizes: dict[str, int] | No
     return ToyCorpus(root, dp_file, parquet_dir, legacy_dir, pool_file, labels_csv, len(files), len(pool), counts)
 
 
+
+
+#: parents of the toy classes in the Hive ontology (AudioSet names and ids)
+_TOY_PARENTS = {
+    "Domestic animals, pets": ("/m/068hy", ["Dog"]),
+    "Bell": ("/m/0395lw", ["Church bell"]),
+    "Water": ("/m/0838f", ["Rain"]),
+    "Wild animals": ("/m/01280g", ["Bird", "Cricket"]),
+    "Musical instrument": ("/m/04szw", ["Piano", "Violin, fiddle", "Drum", "Flute"]),
+    "Domestic sounds, home sounds": ("/t/dd00071", ["Water tap, faucet", "Doorbell"]),
+    "Sounds of things": ("/t/dd00041", ["Clock", "Engine", "Hammer", "Bell"]),
+    "Human sounds": ("/m/0dgw9r", ["Cough"]),
+    "Natural sounds": ("/m/059j3w", ["Wind", "Water"]),
+}
+
+
+def write_toy_ontology(path: str | Path) -> Path:
+    """A small AudioSet-format ontology over the toy classes (for offline demos and tests)."""
+    nodes = {}
+    for parent, (pid, kids) in _TOY_PARENTS.items():
+        nodes[parent] = {"id": pid, "name": parent, "child_ids": [], "restrictions": []}
+    for name, cid, _ in TOY_CLASSES:
+        nodes.setdefault(name, {"id": cid, "name": name, "child_ids": [], "restrictions": []})
+    for parent, (_, kids) in _TOY_PARENTS.items():
+        nodes[parent]["child_ids"] = [nodes[k]["id"] for k in kids]
+    path = Path(path)
+    path.write_text(json.dumps(list(nodes.values()), indent=1) + "\n")
+    return path

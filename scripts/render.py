@@ -1,0 +1,18 @@
+"""`accelerate launch [--multi_gpu] --num_processes N scripts/render.py --metadata … --output …`
+
+Each rank renders its share of shards (shard index % world == rank). On CPU this script runs
+with ``PartialState(cpu=True)``. No logic here: it only maps the launcher's ranks onto
+``hive render --rank --world-size``.
+"""
+
+import sys
+
+from accelerate import PartialState
+
+from mixing.cli import main
+
+if __name__ == "__main__":
+    state = PartialState(cpu=True)
+    argv = ["render", *sys.argv[1:], "--rank", str(state.process_index),
+            "--world-size", str(state.num_processes)]
+    sys.exit(main(argv))
