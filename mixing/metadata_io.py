@@ -36,6 +36,9 @@ from .validation import MAX_SOURCES, RecordWarning, ValidationReport, parse_mixt
 OnError = Literal["raise", "skip"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PARQUET_BATCH = 8192
+#: rows converted to Python objects at a time: a few hundred keeps the live containers few (the
+#: cyclic GC then stays cheap) and the data in cache; whole 8192-row batches run ~1.7x slower
+_PYLIST_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,8 @@ def open_metadata(source: str | os.PathLike, *, revision: str | None = None,
         raise MetadataSourceError(
             f"metadata folder {path} holds no .parquet, .json or .jsonl file; expected the Hub layout "
             "(data/*.parquet) or the legacy layout (metadata/{train,val,test}/{2..5}mix/*.json)")
+    if location.lower().endswith((".parquet", ".json", ".jsonl")):
+        raise MetadataSourceError(f"metadata file {location} does not exist; check the path")
     if _HUB_ID.match(location) and not location.startswith((".", "~")):
         return MetadataSource("hub", location, [MetadataShard("hub", location, None, revision, config)])
     raise MetadataSourceError(
@@ -214,7 +219,8 @@ def _iter_parquet_rows(path: str, split: str | None, num_sources: int | None) ->
             mask = m2 if mask is None else pc.and_(mask, m2)
         if mask is not None:
             batch = batch.filter(pc.fill_null(mask, True))  # null split/count: let validation report it
-        yield from batch.to_pylist()
+        for start in range(0, batch.num_rows, _PYLIST_ROWS):
+            yield from batch.slice(start, _PYLIST_ROWS).to_pylist()
 
 
 def _iter_json_rows(path: str) -> Iterator[Any]:
