@@ -1,0 +1,70 @@
+"""``hive card``: metadata -> Hub layout (Parquet per config and split) + README.md + plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .layout import DEFAULT_ROWS_PER_FILE
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("metadata", metavar="METADATA",
+                   help="Hub id (ORG/NAME), Parquet file/folder, legacy JSON folder or JSONL file")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="folder to write data/, assets/ and README.md into (its data/ is rewritten)")
+    p.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE, metavar="N",
+                   help=f"rows per Parquet file (default {DEFAULT_ROWS_PER_FILE}); bounds memory too")
+    p.add_argument("--revision", help="revision to read when METADATA is a Hub id")
+    p.add_argument("--parent-revision", metavar="R",
+                   help="the Hub revision this metadata derives from (shown under Provenance)")
+    p.add_argument("--provenance", metavar="JSON_FILE",
+                   help="JSON object of synthesis / curation parameters (shown under Provenance)")
+    p.add_argument("--repo-id", default=None, metavar="ORG/NAME",
+                   help="the Hub repository the card's examples load from (default ShandaAI/Hive)")
+    p.add_argument("--example-revision", default="main",
+                   help="revision shown in the card's loading examples (e.g. the tag you will publish)")
+    p.add_argument("--license", default=None, help="Hub licence id of the metadata (default: other)")
+    p.add_argument("--top-labels", type=int, default=30, metavar="N", help="labels in the histogram (default 30)")
+
+
+def _load_provenance(path: str | None) -> dict:
+    from .card import CardError
+
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CardError(f"--provenance {path}: not a readable JSON file ({exc}); expected a JSON object of "
+                        "synthesis / curation parameters") from exc
+    if not isinstance(data, dict):
+        raise CardError(f"--provenance {path}: top-level JSON is {type(data).__name__}; expected an object")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from .card import DEFAULT_LICENSE, DEFAULT_REPO_ID, CardError, CardOptions, write_card_folder
+
+    if args.rows_per_file < 1:
+        raise CardError(f"--rows-per-file is {args.rows_per_file}; expected a positive number")
+    if args.top_labels < 1:
+        raise CardError(f"--top-labels is {args.top_labels}; expected a positive number")
+    options = CardOptions(
+        repo_id=args.repo_id or DEFAULT_REPO_ID,
+        parent_revision=args.parent_revision,
+        provenance=_load_provenance(args.provenance),
+        license=args.license or DEFAULT_LICENSE,
+        top_labels=args.top_labels,
+        example_revision=args.example_revision,
+        rows_per_file=args.rows_per_file,
+    )
+    result = write_card_folder(args.metadata, args.output, options, revision=args.revision)
+    layout = result.layout
+    print(f"wrote {args.output}: {result.stats.num_mixtures} mixtures, {len(layout.files())} Parquet files in "
+          f"configs {', '.join(layout.config_names())}; README.md and {len(result.plots)} plots in assets/")
+    for config in layout.config_names():
+        sizes = ", ".join(f"{s}={layout.num_examples(config, s)}" for s in layout.split_names(config))
+        print(f"  {config}: {sizes}")
+    return 0
