@@ -1,0 +1,75 @@
+"""``hive synthesize``: new mixture metadata (Hub-layout Parquet, optional legacy JSON, stats)
+from a single-event pool. Settings: :class:`mixing.synth_config.SynthesisConfig` defaults <
+``--config`` YAML < flags given here."""
+
+from __future__ import annotations
+
+import argparse
+
+#: flag dest -> config field, for the flags that override the config (None = not given)
+_OVERRIDES = ("split", "num_mixtures", "duration", "seed", "num_workers", "sample_rate", "mix_id_prefix",
+              "min_sources", "max_sources", "label_sampling", "compatibility", "snr_low", "snr_high")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pool", required=True,
+                   help="single-event pool (.jsonl, .parquet or a folder of them), or a labelled list "
+                        "(.csv: audio_path,text_label[,split]) cut into 10 s chunks on the fly")
+    p.add_argument("--ontology", required=True, help="AudioSet-format ontology JSON (e.g. hive_ontology.json)")
+    p.add_argument("--dataset-paths", required=True, help="dataset_paths.json: corpus prefix -> local folder "
+                   "(levels are measured on the audio)")
+    p.add_argument("--output", required=True, help="output folder: data/<split>-*.parquet (Hub layout), "
+                   "synthesis_stats_<split>.json, synthesis_config_<split>.yaml, _failures_<split>.jsonl")
+    p.add_argument("--config", help="YAML file of synthesis settings (keys = SynthesisConfig fields); "
+                   "flags given here override it")
+    g = p.add_argument_group("settings (default: the config file, else the documented defaults)")
+    g.add_argument("--split", help="split to synthesize; only its pool clips are drawn (default train)")
+    g.add_argument("--num-mixtures", type=int, help="number of mixtures (default 1000)")
+    g.add_argument("--duration", type=float, help="seconds per mixture (default 4; 10 for test)")
+    g.add_argument("--seed", type=int, help="seed; mixture i draws from default_rng([seed, split, i]) (default 0)")
+    g.add_argument("--num-workers", type=int, help="worker processes; the output does not depend on it (default 1)")
+    g.add_argument("--sample-rate", type=int, help="mixture rate in Hz (default 44100)")
+    g.add_argument("--mix-id-prefix", help="mix_id = <prefix>_<split>_<index:08d> (default hive)")
+    g.add_argument("--min-sources", type=int, help="fewest sources (default 2)")
+    g.add_argument("--max-sources", type=int, help="most sources (default 5)")
+    g.add_argument("--label-sampling", choices=("uniform", "proportional"),
+                   help="labels uniform (default, counters the long tail) or proportional to the pool")
+    g.add_argument("--compatibility", help="label x label weights (CSV or JSON; 0 = forbidden pair)")
+    g.add_argument("--exclude-siblings", action="store_true", default=None,
+                   help="also forbid two labels with a common ontology parent")
+    g.add_argument("--snr-low", type=float, help="lowest SNR of sources 2..n vs source 1, dB (default -5)")
+    g.add_argument("--snr-high", type=float, help="highest SNR of sources 2..n vs source 1, dB (default 5)")
+    g.add_argument("--legacy-json", action="store_true", default=None,
+                   help="also write the reference release's JSON layout under <output>/legacy")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even if some mixtures were dropped (see _failures_<split>.jsonl)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="sample parameters only (no audio, no metadata written); write and print the stats")
+
+
+def config_from_args(args: argparse.Namespace):
+    from mixing.synth_config import SynthesisConfig
+
+    cfg = SynthesisConfig.from_yaml(args.config) if args.config else SynthesisConfig()
+    changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name, None) is not None}
+    if args.exclude_siblings:
+        changes["exclude_siblings"] = True
+    if args.legacy_json:
+        changes["legacy_json"] = True
+    return cfg.updated(changes, "command line").validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from mixing.synth_stats import format_summary
+    from mixing.synthesis import run_synthesis
+
+    cfg = config_from_args(args)
+    result, stats = run_synthesis(args.pool, cfg, args.output, ontology=args.ontology,
+                                  dataset_paths=args.dataset_paths, dry_run=args.dry_run)
+    mode = "sampled (dry run, no levels)" if args.dry_run else "synthesized"
+    print(f"split {cfg.split}: {len(result.records)}/{cfg.num_mixtures} mixtures {mode} in {result.seconds:.1f} s "
+          f"(seed {cfg.seed}, {cfg.target_duration:g} s at {cfg.sample_rate} Hz)")
+    print(format_summary(stats))
+    for name, path in result.files.items():
+        print(f"{name}: {path}")
+    return 0 if (not result.failures or args.allow_failures) else 1

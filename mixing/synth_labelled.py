@@ -1,0 +1,170 @@
+"""A single-event pool from a simple labelled list (ESC-50-style CSV: path + one label [+ split]).
+
+Each listed file is probed (soundfile header: rate, frames, channels) and cut into *virtual*
+chunks of ``chunk_seconds`` (10 s) with a hop of ``hop_seconds`` (5 s); a trailing piece shorter
+than a chunk is kept when it lasts at least ``min_last_seconds`` (5 s); a file shorter than one
+chunk gives one whole-file chunk when it lasts at least ``min_file_seconds``. Chunk ends are
+rounded down to the millisecond, so they never pass the end of the file.
+
+Splits: taken from the list's split column when it has one, else assigned per original file
+(or per ``group_column`` value, e.g. ESC-50's ``src_file``, so takes of one recording stay
+together) by :func:`mixing.synth_splits.assign_split`. Either way all chunks of one file share
+one split. Files that cannot be used are dropped with a counted, named reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .corpora import DatasetPaths
+from .audio import probe
+from .errors import CorpusError, HiveError
+from .metadata import normalise_split
+from .ontology import Ontology
+from .pool import PoolEntry
+from .synth_splits import assign_split
+
+PATH_COLUMNS = ("audio_path", "path", "filename", "file", "fname")
+LABEL_COLUMNS = ("text_label", "label", "category", "class")
+SPLIT_COLUMNS = ("split", "subset")
+
+
+class LabelledListError(HiveError, ValueError):
+    """The labelled list cannot be read as path + label rows."""
+
+
+@dataclass
+class LabelledPool:
+    entries: list[PoolEntry]
+    dropped: Counter = field(default_factory=Counter)
+    dropped_examples: list[dict[str, Any]] = field(default_factory=list)
+    #: kept, but worth knowing (e.g. ``label_not_in_ontology``)
+    warnings: Counter = field(default_factory=Counter)
+    num_files: int = 0
+
+    def drop(self, reason: str, **detail: Any) -> None:
+        self.dropped[reason] += 1
+        if len(self.dropped_examples) < 20:
+            self.dropped_examples.append({"reason": reason, **detail})
+
+
+def cut_chunks(duration: float, chunk_seconds: float = 10.0, hop_seconds: float = 5.0,
+               min_last_seconds: float = 5.0, min_file_seconds: float = 1.0) -> list[tuple[float, float]]:
+    """``[(start, end)]`` chunks of a file lasting ``duration`` seconds (ends floored to ms)."""
+    if not (chunk_seconds > 0 and hop_seconds > 0):
+        raise ValueError("chunk_seconds and hop_seconds must be positive")
+    end_of_file = math.floor(duration * 1000) / 1000
+    if end_of_file <= 0:
+        return []
+    if end_of_file <= chunk_seconds:
+        return [(0.0, end_of_file)] if end_of_file >= min_file_seconds else []
+    out = []
+    k = 0
+    while True:
+        start = round(k * hop_seconds, 6)
+        end = min(round(start + chunk_seconds, 6), end_of_file)
+        if end - start >= min(chunk_seconds, min_last_seconds) - 1e-9:
+            out.append((start, end))
+        if end >= end_of_file:
+            break
+        k += 1
+    return out
+
+
+def _column(header: list[str], wanted: str | None, candidates: tuple[str, ...], what: str,
+            required: bool, where: str) -> str | None:
+    if wanted:
+        if wanted not in header:
+            raise LabelledListError(f"{where}: no column {wanted!r} ({what}); columns are {header}")
+        return wanted
+    lower = {h.lower(): h for h in header}
+    for c in candidates:
+        if c in lower:
+            return lower[c]
+    if required:
+        raise LabelledListError(f"{where}: no {what} column (looked for {list(candidates)}); columns are "
+                                f"{header}; name it with the matching option")
+    return None
+
+
+def _clip_id(path: str, k: int) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path).strip("_")[-180:]
+    digest = hashlib.blake2b(path.encode("utf-8"), digest_size=4).hexdigest()
+    return f"{stem}_{digest}_c{k:03d}"
+
+
+def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPaths | Mapping | str, *,
+                           prefix: str | None = None, path_column: str | None = None,
+                           label_column: str | None = None, split_column: str | None = None,
+                           group_column: str | None = None, ontology: Ontology | None = None,
+                           split_ratios: Mapping[str, float] | None = None, seed: int = 0,
+                           chunk_seconds: float = 10.0, hop_seconds: float = 5.0,
+                           min_last_seconds: float = 5.0, min_file_seconds: float = 1.0) -> LabelledPool:
+    """Pool entries for every usable row of ``listing``.
+
+    Paths are ``<prefix>/<relative>`` metadata paths, or paths relative to the corpus ``prefix``
+    when one is given (ESC-50's ``filename`` column with ``prefix="ESC50/audio"``). With an
+    ``ontology``, labels are matched to its classes (case-insensitively, ``_`` read as a space)
+    and ``label_id`` filled; unknown labels keep an empty ``label_id`` (counted as
+    ``label_not_in_ontology``, not dropped).
+    """
+    paths = DatasetPaths.coerce(dataset_paths)
+    listing = Path(listing)
+    where = str(listing)
+    with open(listing, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        pcol = _column(header, path_column, PATH_COLUMNS, "path", True, where)
+        lcol = _column(header, label_column, LABEL_COLUMNS, "label", True, where)
+        scol = _column(header, split_column, SPLIT_COLUMNS, "split", False, where)
+        gcol = _column(header, group_column, (), "group", False, where) if group_column else None
+        rows = list(reader)
+    out = LabelledPool([])
+    seen: set[str] = set()
+    for lineno, row in enumerate(rows, 2):
+        raw_path = (row.get(pcol) or "").strip()
+        label = (row.get(lcol) or "").strip()
+        if not raw_path or not label:
+            out.drop("missing_path_or_label", line=lineno)
+            continue
+        meta_path = f"{prefix.rstrip('/')}/{raw_path.lstrip('/')}" if prefix else raw_path
+        if meta_path in seen:
+            out.drop("duplicate_path", line=lineno, path=meta_path)
+            continue
+        seen.add(meta_path)
+        try:
+            info = probe(paths.resolve(meta_path))
+        except CorpusError as exc:
+            out.drop(type(exc).__name__, line=lineno, path=meta_path, message=str(exc)[:200])
+            continue
+        label_id = ""
+        if ontology is not None:
+            for key in (label, label.replace("_", " ")):
+                if key in ontology:
+                    node = ontology.node(key)
+                    label, label_id = node.name, node.id
+                    break
+            else:
+                out.warnings["label_not_in_ontology"] += 1
+        if scol and (row.get(scol) or "").strip():
+            split = normalise_split(row[scol].strip())
+        else:
+            group = (row.get(gcol) or "").strip() if gcol else ""
+            split = assign_split(group or meta_path, seed, split_ratios)
+        chunks = cut_chunks(info.duration, chunk_seconds, hop_seconds, min_last_seconds, min_file_seconds)
+        if not chunks:
+            out.drop("too_short", line=lineno, path=meta_path, seconds=info.duration)
+            continue
+        out.num_files += 1
+        for k, (cs, ce) in enumerate(chunks):
+            out.entries.append(PoolEntry(_clip_id(meta_path, k), meta_path, cs, ce, label, label_id,
+                                         info.samplerate, info.channels, split))
+    return out

@@ -1,0 +1,366 @@
+"""Synthesis of new mixture metadata from a single-event pool, in Hive's schema.
+
+Two parts, kept apart so each can be measured on its own:
+
+1. *parameter sampling* (:class:`~mixing.synth_sampler.ParameterSampler`, no audio): number of
+   sources, labels under the rules, clips, crops, SNRs;
+2. *level measurement* (:func:`mixing.levels.apply_levels`, the renderer's own code):
+   ``rms_gain = target_rms / RMS(cropped, resampled source)``, ``applied_weight = rms_gain ·
+   10^(snr_db/20)``, ``global_normalization_factor = final_max_amplitude / peak``. A silent crop
+   (or an unreadable source) is redrawn — another clip of the same label, up to a few times, then
+   a whole new mixture — and every redraw is counted by reason.
+
+Mixture ``index`` of a split reads only its own generator ``default_rng([seed, split_id,
+index])``, so the output is a pure function of pool, config and seed: workers take index ranges
+and the results are merged in index order. ``mix_id = f"{prefix}_{split}_{index:08d}"``.
+
+Entry points: :class:`Synthesizer` (API), :func:`synthesize` (all mixtures, workers),
+:func:`run_synthesis` (files in, files out: what ``hive synthesize`` calls).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .audio import chunk_frames
+from .corpora import DatasetPaths
+from .errors import (
+    ChunkOutOfRangeError, CorpusError, HiveError, MissingSourceAudioError, PathEscapesRootError,
+    UnknownPrefixError, UnreadableAudioError,
+)
+from .levels import apply_levels
+from .metadata import MixtureRecord
+from .metadata_io import write_hub_folder, write_legacy_json
+from .ontology import Ontology
+from .pool import PoolEntry, read_pool
+from .render import Renderer
+from .synth_config import SynthesisConfig
+from .synth_rules import build_label_rules, load_compatibility, resolve_label_nodes
+from .synth_sampler import MixtureDraw, NoValidDraw, ParameterSampler, Uniforms, mixture_rng
+from .synth_splits import SplitCheck, check_metadata_splits, check_pool_splits
+from .synth_stats import compute_stats
+from .validation import check_mix_id
+
+logger = logging.getLogger(__name__)
+
+#: redraws of one failing source (same label, another clip) before the whole mixture is redrawn
+SOURCE_REDRAWS = 4
+_REASONS = {
+    MissingSourceAudioError: "missing_source_audio",
+    UnreadableAudioError: "unreadable_audio",
+    ChunkOutOfRangeError: "chunk_out_of_range",
+    PathEscapesRootError: "path_escapes_root",
+    UnknownPrefixError: "unknown_prefix",
+}
+
+
+class SynthesisError(HiveError, ValueError):
+    """The pool, ontology or config cannot give the requested mixtures."""
+
+
+def _reason(exc: BaseException) -> str:
+    for cls, name in _REASONS.items():
+        if isinstance(exc, cls):
+            return name
+    return type(exc).__name__
+
+
+@dataclass
+class ChunkResult:
+    records: list[MixtureRecord]
+    reasons: Counter
+    failures: list[dict[str, Any]]
+
+
+@dataclass
+class SynthesisResult:
+    config: SynthesisConfig
+    records: list[MixtureRecord]
+    reasons: Counter
+    failures: list[dict[str, Any]]
+    seconds: float
+    split_check: SplitCheck | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def stats(self) -> dict[str, Any]:
+        out = compute_stats(self.records, reasons=self.reasons)
+        out["requested"] = self.config.num_mixtures
+        out["dropped"] = len(self.failures)
+        out["seconds"] = self.seconds
+        if self.split_check is not None:
+            out["split_check"] = self.split_check.to_dict()
+        return out
+
+
+class Synthesizer:
+    """Rules, sampler and level measurement for one split of one pool."""
+
+    def __init__(self, pool: Sequence[PoolEntry], config: SynthesisConfig, *,
+                 ontology: Ontology | None = None,
+                 compatibility: Mapping[tuple[str, str], float] | None = None):
+        self.config = config.validate()
+        check_mix_id(f"{config.mix_id_prefix}_{config.split}_{0:08d}")
+        pool_check = check_pool_splits(pool)
+        pool_check.raise_if_leaky("pool")
+        split = config.split
+        entries = [e for e in pool if e.split == split]
+        if not entries:
+            present = sorted({e.split for e in pool})
+            raise SynthesisError(f"the pool has no clip of split {split!r} (its splits: {present}); "
+                                 "choose one of those with --split or assign splits to the pool")
+        if (config.exclude_ancestors or config.exclude_siblings) and ontology is None:
+            raise SynthesisError("exclude_ancestors/exclude_siblings need an ontology; pass --ontology "
+                                 "or set both to false in the config")
+        label_ids: dict[str, str] = {}
+        for e in entries:
+            label_ids.setdefault(e.label, e.label_id)
+        nodes = None
+        self.skipped_clips = 0
+        if ontology is not None:
+            nodes = resolve_label_nodes(sorted(label_ids), label_ids, ontology)
+            unknown = sorted(lab for lab, nid in nodes.items() if nid is None)
+            if unknown and config.unknown_labels == "error":
+                raise SynthesisError(
+                    f"{len(unknown)} pool labels of split {split!r} are not in the ontology (e.g. "
+                    f"{unknown[:5]}); expected ontology names or ids. Map them to ontology classes, or "
+                    "set unknown_labels: skip (drop those clips) or allow (distinct-label rule only)")
+            if unknown and config.unknown_labels == "skip":
+                drop = set(unknown)
+                before = len(entries)
+                entries = [e for e in entries if e.label not in drop]
+                self.skipped_clips = before - len(entries)
+        labels = sorted({e.label for e in entries})
+        if len(labels) < config.max_sources:
+            raise SynthesisError(f"split {split!r} of the pool has {len(labels)} usable labels; a mixture "
+                                 f"of {config.max_sources} distinct labels needs at least that many; lower "
+                                 "max_sources or add labels")
+        if compatibility is None and config.compatibility:
+            compatibility = load_compatibility(config.compatibility)
+        self.rules = build_label_rules(
+            labels, nodes=nodes, ontology=ontology, exclude_ancestors=config.exclude_ancestors,
+            exclude_siblings=config.exclude_siblings, compatibility=compatibility,
+            compatibility_default=config.compatibility_default)
+        self.sampler = ParameterSampler(entries, self.rules, config)
+
+    @property
+    def entries(self) -> list[PoolEntry]:
+        return self.sampler.entries
+
+    # ---- part 1: parameters only -----------------------------------------------------------
+    def draw(self, index: int, reasons: Counter | None = None) -> MixtureDraw:
+        return self.sampler.draw(index, None, reasons)
+
+    def draft(self, index: int, reasons: Counter | None = None) -> MixtureRecord:
+        """The unlevelled draft record of mixture ``index`` (no audio read)."""
+        return self.sampler.to_record(self.draw(index, reasons))
+
+    def sample_parameters(self, start: int, stop: int, reasons: Counter | None = None) -> list[MixtureRecord]:
+        return [self.draft(i, reasons) for i in range(start, stop)]
+
+    # ---- part 2: levels ----------------------------------------------------------------------
+    def _check_files(self, draft: MixtureRecord, renderer: Renderer) -> tuple[int, str] | None:
+        for i, s in enumerate(draft.sources):
+            try:
+                local = str(renderer.paths.resolve(s.path))
+                info = renderer.info(local)
+                chunk_frames(s.chunk_start_second, s.chunk_end_second, info.samplerate, info.frames, local)
+            except CorpusError as exc:
+                return i, _reason(exc)
+        return None
+
+    def synthesize_one(self, index: int, renderer: Renderer,
+                       reasons: Counter) -> tuple[MixtureRecord | None, dict[str, Any] | None]:
+        """Mixture ``index`` with measured levels, or ``None`` and a failure entry."""
+        cfg = self.config
+        s = self.sampler
+        u = Uniforms(mixture_rng(cfg.seed, cfg.split, index))
+        attempts = 0
+        last = None
+        while attempts < cfg.max_attempts:
+            try:
+                draw = s.draw(index, u, reasons)
+            except NoValidDraw:
+                last = "no_valid_draw"
+                break
+            source_fails = 0
+            while attempts < cfg.max_attempts:
+                attempts += 1
+                draft = s.to_record(draw)
+                bad = self._check_files(draft, renderer)
+                if bad is None:
+                    try:
+                        res = apply_levels(draft, draw.snrs, renderer, target_rms=cfg.target_rms,
+                                           final_max_amplitude=cfg.final_max_amplitude,
+                                           silence_rms=cfg.silence_rms)
+                    except CorpusError as exc:
+                        bad = (None, _reason(exc))
+                    else:
+                        if res.record is not None:
+                            return res.record, None
+                        bad = (res.source_index, res.reason)
+                i, last = bad
+                reasons[f"redraw_{last}"] += 1
+                if i is None or source_fails >= SOURCE_REDRAWS or not s.redraw_source(draw, i, u):
+                    break  # a whole new mixture
+                source_fails += 1
+        reason = "no_valid_draw" if last == "no_valid_draw" else "max_attempts"
+        reasons[f"dropped_{reason}"] += 1
+        return None, {"index": index, "mix_id": s.mix_id(index), "reason": reason, "last_reason": last,
+                      "attempts": attempts}
+
+    def synthesize_range(self, start: int, stop: int, dataset_paths: DatasetPaths | Mapping | str) -> ChunkResult:
+        renderer = Renderer(dataset_paths)
+        reasons: Counter = Counter()
+        records, failures = [], []
+        for i in range(start, stop):
+            rec, fail = self.synthesize_one(i, renderer, reasons)
+            if rec is not None:
+                records.append(rec)
+            else:
+                failures.append(fail)
+        return ChunkResult(records, reasons, failures)
+
+    def check_prefixes(self, dataset_paths: DatasetPaths) -> None:
+        missing = sorted({e.prefix for e in self.entries} - set(dataset_paths.roots))
+        if missing:
+            raise UnknownPrefixError(
+                f"pool paths use corpus prefixes {missing} that the dataset paths file does not map "
+                f"(it maps {dataset_paths.prefixes}); add them, e.g. \"{missing[0]}\": \"/path/to/root\"")
+
+
+# ---- workers ----------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(synth: Synthesizer, paths: DatasetPaths | None) -> None:
+    _WORKER["synth"] = synth
+    _WORKER["paths"] = paths
+
+
+def _work(span: tuple[int, int]) -> ChunkResult:
+    synth: Synthesizer = _WORKER["synth"]
+    paths = _WORKER["paths"]
+    if paths is None:
+        reasons: Counter = Counter()
+        return ChunkResult(synth.sample_parameters(span[0], span[1], reasons), reasons, [])
+    return synth.synthesize_range(span[0], span[1], paths)
+
+
+def _spans(n: int, workers: int, max_chunk: int = 500) -> list[tuple[int, int]]:
+    size = max(1, min(max_chunk, math.ceil(n / (workers * 4)) if workers > 1 else max_chunk))
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def synthesize(synth: Synthesizer, dataset_paths: DatasetPaths | Mapping | str | None, *,
+               num_workers: int | None = None) -> SynthesisResult:
+    """All ``config.num_mixtures`` mixtures (levels measured unless ``dataset_paths`` is None, in
+    which case the records are unlevelled drafts). Identical output for any ``num_workers``."""
+    cfg = synth.config
+    workers = max(1, num_workers or cfg.num_workers)
+    paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
+    if paths is not None:
+        synth.check_prefixes(paths)
+    t0 = time.perf_counter()
+    spans = _spans(cfg.num_mixtures, workers)
+    if workers == 1 or len(spans) <= 1:
+        _init_worker(synth, paths)
+        try:
+            results = [_work(s) for s in spans]
+        finally:
+            _WORKER.clear()
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(synth, paths)) as ex:
+            results = list(ex.map(_work, spans))
+    records: list[MixtureRecord] = []
+    reasons: Counter = Counter()
+    failures: list[dict[str, Any]] = []
+    for r in results:  # index order
+        records.extend(r.records)
+        reasons.update(r.reasons)
+        failures.extend(r.failures)
+    if synth.skipped_clips:
+        reasons["skipped_clips_unknown_label"] = synth.skipped_clips
+    seconds = time.perf_counter() - t0
+    return SynthesisResult(cfg, records, reasons, failures, seconds)
+
+
+# ---- files in, files out ------------------------------------------------------------------
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def output_files(output: str | os.PathLike, split: str) -> dict[str, Path]:
+    out = Path(output)
+    return {"parquet_dir": out, "legacy_dir": out / "legacy", "stats": out / f"synthesis_stats_{split}.json",
+            "config": out / f"synthesis_config_{split}.yaml", "failures": out / f"_failures_{split}.jsonl"}
+
+
+def write_outputs(result: SynthesisResult, output: str | os.PathLike, pool: Iterable[PoolEntry] | None = None,
+                  *, write_metadata: bool = True) -> dict[str, Any]:
+    """Hub-layout Parquet (+ legacy JSON), stats, resolved config and failure manifest."""
+    cfg = result.config
+    files = output_files(output, cfg.split)
+    Path(output).mkdir(parents=True, exist_ok=True)
+    result.split_check = check_metadata_splits(result.records, pool)
+    result.split_check.raise_if_leaky("synthesized metadata")
+    if write_metadata:
+        write_hub_folder(result.records, files["parquet_dir"])
+        result.files["parquet"] = str(files["parquet_dir"] / "data")
+        if cfg.legacy_json:
+            write_legacy_json(result.records, files["legacy_dir"])
+            result.files["legacy"] = str(files["legacy_dir"])
+    stats = result.stats()
+    _atomic_write(files["stats"], json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
+    _atomic_write(files["config"], cfg.to_yaml())
+    result.files.update(stats=str(files["stats"]), config=str(files["config"]))
+    if result.failures:
+        _atomic_write(files["failures"], "".join(json.dumps(f) + "\n" for f in result.failures))
+        result.files["failures"] = str(files["failures"])
+    elif files["failures"].exists():
+        files["failures"].unlink()
+    return stats
+
+
+def load_pool(pool: str | os.PathLike, dataset_paths: DatasetPaths | None = None) -> list[PoolEntry]:
+    """A pool file, or a labelled CSV list turned into a pool (chunks probed on disk)."""
+    if str(pool).lower().endswith(".csv"):
+        from .synth_labelled import build_pool_from_labels
+
+        if dataset_paths is None:
+            raise SynthesisError(f"building a pool from the labelled list {pool} needs the dataset paths")
+        return build_pool_from_labels(pool, dataset_paths).entries
+    return read_pool(pool)
+
+
+def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: SynthesisConfig, output: str | os.PathLike,
+                  *, ontology: str | os.PathLike | Ontology | None = None,
+                  dataset_paths: str | os.PathLike | DatasetPaths | Mapping | None = None,
+                  dry_run: bool = False) -> tuple[SynthesisResult, dict[str, Any]]:
+    """Read inputs, synthesize ``config.split`` and write the outputs under ``output``.
+
+    ``dry_run`` samples parameters only (no audio, no metadata written) and writes the stats.
+    """
+    paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
+    if not dry_run and paths is None:
+        raise SynthesisError("measuring levels needs the dataset paths (prefix -> local corpus root)")
+    entries = list(pool) if not isinstance(pool, (str, os.PathLike)) else load_pool(pool, paths)
+    onto = ontology if isinstance(ontology, Ontology) or ontology is None else Ontology.from_json(ontology)
+    synth = Synthesizer(entries, config, ontology=onto)
+    result = synthesize(synth, None if dry_run else paths)
+    stats = write_outputs(result, output, entries, write_metadata=not dry_run)
+    logger.info("synthesized %d mixtures of split %s in %.1f s", len(result.records), config.split, result.seconds)
+    return result, stats
