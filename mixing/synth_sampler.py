@@ -2,7 +2,7 @@
 
 Everything one mixture draws comes from its own generator
 ``np.random.default_rng([seed, split_id, index])``, read as a stream of uniforms
-(:class:`Uniforms`), so a mixture's parameters depend on nothing but the pool, the config, the
+(:func:`uniforms`), so a mixture's parameters depend on nothing but the pool, the config, the
 seed and its index — never on the number of workers or on what other mixtures drew.
 
 Per mixture: the number of sources from the configured distribution; labels one after the other
@@ -23,7 +23,7 @@ from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -58,23 +58,19 @@ def mixture_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), split_id(split), int(index)])
 
 
-class Uniforms:
-    """A stream of uniforms in [0, 1) read from a generator in blocks (one numpy call per block)."""
+#: a stream of uniforms: call it for the next number
+Uniforms = Callable[[], float]
 
-    __slots__ = ("rng", "buf", "i")
 
-    def __init__(self, rng: np.random.Generator):
-        self.rng = rng
-        self.buf = rng.random(_BLOCK).tolist()
-        self.i = 0
+def _stream(rng: np.random.Generator) -> Iterator[float]:
+    while True:
+        yield from rng.random(_BLOCK).tolist()
 
-    def __call__(self) -> float:
-        i = self.i
-        if i == _BLOCK:
-            self.buf = self.rng.random(_BLOCK).tolist()
-            i = 0
-        self.i = i + 1
-        return self.buf[i]
+
+def uniforms(rng: np.random.Generator) -> Callable[[], float]:
+    """A stream of uniforms in [0, 1) read from ``rng`` in blocks (one numpy call per block);
+    call the result for the next number."""
+    return _stream(rng).__next__
 
 
 @dataclass(slots=True)
@@ -189,7 +185,7 @@ class ParameterSampler:
     def draw(self, index: int, u: Uniforms | None = None, reasons: Counter | None = None) -> MixtureDraw:
         """Parameters of mixture ``index`` (reads ``u``, a stream of the mixture's own generator)."""
         if u is None:
-            u = Uniforms(mixture_rng(self.config.seed, self.split, index))
+            u = uniforms(mixture_rng(self.config.seed, self.split, index))
         distinct = self.config.distinct_files
         for _ in range(_MAX_RESTARTS):
             n = self.counts[self._pick(self._count_cum, u())]

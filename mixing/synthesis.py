@@ -46,7 +46,7 @@ from .pool import PoolEntry, read_pool
 from .render import Renderer
 from .synth_config import SynthesisConfig
 from .synth_rules import build_label_rules, load_compatibility, resolve_label_nodes
-from .synth_sampler import MixtureDraw, NoValidDraw, ParameterSampler, Uniforms, mixture_rng
+from .synth_sampler import MixtureDraw, NoValidDraw, ParameterSampler, mixture_rng, uniforms
 from .synth_splits import SplitCheck, check_metadata_splits, check_pool_splits
 from .synth_stats import compute_stats
 from .validation import check_mix_id
@@ -183,7 +183,7 @@ class Synthesizer:
         """Mixture ``index`` with measured levels, or ``None`` and a failure entry."""
         cfg = self.config
         s = self.sampler
-        u = Uniforms(mixture_rng(cfg.seed, cfg.split, index))
+        u = uniforms(mixture_rng(cfg.seed, cfg.split, index))
         attempts = 0
         last = None
         while attempts < cfg.max_attempts:
