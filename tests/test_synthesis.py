@@ -271,6 +271,22 @@ def test_compatibility_csv_matrix_form(tmp_path):
         assert not {"A", "B"} <= set(r.labels) and not {"B", "C"} <= set(r.labels)
 
 
+def test_compatibility_default_zero_allows_listed_pairs_only(tmp_path):
+    labels = [f"L{i}" for i in range(30)]
+    allowed = {frozenset(("L0", "L1")), frozenset(("L1", "L2")), frozenset(("L0", "L2")), frozenset(("L7", "L9"))}
+    path = tmp_path / "pairs.csv"
+    path.write_text("label_a,label_b,weight\n" + "".join(f"{a},{b},1\n" for a, b in map(sorted, allowed)))
+    cfg = SynthesisConfig(num_mixtures=400, min_sources=2, max_sources=3, exclude_ancestors=False,
+                          compatibility=str(path), compatibility_default=0.0)
+    reasons = Counter()
+    drafts = Synthesizer(_flat_pool(labels), cfg).sample_parameters(0, 400, reasons)
+    for r in drafts:
+        for a, b in combinations(r.labels, 2):
+            assert frozenset((a, b)) in allowed
+    assert {frozenset(r.labels) for r in drafts if r.num_sources == 3} == {frozenset(("L0", "L1", "L2"))}
+    assert reasons["redraw_no_compatible_label"] > 0  # dead ends are redrawn and counted
+
+
 def test_config_errors_are_actionable(hive_ontology_file, tmp_path):
     pool = _flat_pool(list("ABCDEF"))
     with pytest.raises(SynthesisConfigError, match="max_sources"):
