@@ -1,0 +1,70 @@
+"""``hive curate``: score mixtures with an audio LLM over ontology confusion pools; keep the best.
+
+Runs unchanged under ``accelerate launch scripts/curate.py …`` (ranks split the mixtures; the
+main process merges and applies the keep policy to all scores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
+    p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")
+    p.add_argument("--dataset-paths", help="dataset_paths.json: stems are rendered on the fly from the corpora")
+    p.add_argument("--rendered", help="read stems from this `hive render` output (WebDataset tars) instead")
+    p.add_argument("--ontology", required=True, help="AudioSet-format ontology JSON (e.g. hive_ontology.json)")
+    p.add_argument("--judge", required=True,
+                   help="judge backend spec, e.g. 'openai:url=http://127.0.0.1:8000/v1,model=NAME,timeout=60,retries=3'")
+    p.add_argument("--output", required=True, help="output folder (metadata/, scores/, summary.json, provenance.json)")
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--keep", type=_fraction, default=0.5,
+                     help="keep this fraction of the scored mixtures of each (split, num_sources) group (default 0.5)")
+    sel.add_argument("--min-score", type=_fraction, help="keep every mixture scoring at least this instead")
+    p.add_argument("--unscored", choices=("drop", "keep"), default="drop",
+                   help="what happens to mixtures with no scorable source (judge failures, missing audio); "
+                        "they never take part in the ranking (default: drop)")
+    p.add_argument("--split", help="only this split (default: every split, validation included)")
+    p.add_argument("--max-pool", type=int, help="cap each confusion pool at this many labels (true label kept)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pool caps and option orders (default 0)")
+    p.add_argument("--cache-dir", help="answer cache folder (default OUTPUT/cache); reuse it across runs")
+    p.add_argument("--answer-retries", type=int, default=1,
+                   help="ask again this many times when an answer names no option (default 1)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="judge calls in flight at once (thread-safe backends such as HTTP; default 1)")
+    p.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)),
+                   help="this process's rank (default $RANK; set by accelerate launch)")
+    p.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),
+                   help="number of ranks (default $WORLD_SIZE)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from curation.curate.job import CurateConfig, run_curate
+
+    config = CurateConfig(
+        metadata=args.metadata, ontology=args.ontology, judge=args.judge, output=args.output,
+        dataset_paths=args.dataset_paths, rendered=args.rendered,
+        keep=None if args.min_score is not None else args.keep, min_score=args.min_score,
+        unscored=args.unscored, split=args.split, max_pool=args.max_pool, seed=args.seed,
+        cache_dir=args.cache_dir, answer_retries=args.answer_retries, concurrency=args.concurrency,
+        revision=args.revision)
+    result = run_curate(config, rank=args.rank, world_size=args.world_size,
+                        progress=False if args.no_progress else None)
+    s = result.stats
+    print(f"rank {result.rank}/{result.world_size}: {result.mixtures} mixtures scored; judge calls "
+          f"{s['judge_calls']} ({s['judge_items']} sources), cached answers {s['cache_hits']}, "
+          f"stems loaded for {s['audio_loaded']} mixtures")
+    if result.merged:
+        print(result.summary_text)
+        print(f"outputs in {args.output}: metadata/, scores/, summary.json, provenance.json")
+    return 0

@@ -1,0 +1,95 @@
+"""Where the judge's audio comes from: the stems of one mixture, ``(n, T)`` float32 + rate.
+
+* :class:`RenderedStems` renders them on the fly with :class:`mixing.render.Renderer`
+  (consistent stems: each carries the global factor, as heard in the mixture);
+* :class:`TarStems` reads them from ``hive render`` output,
+  ``DIR/{split}/{n}mix/tar_*.tar`` members ``{mix_id}.s{i}.{wav,flac}``. The tars of one
+  (split, n) group are indexed (member headers only) the first time a mixture of it is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import soundfile as sf
+
+from mixing.errors import HiveError
+from mixing.metadata import MixtureRecord
+
+
+class NotRenderedError(HiveError, FileNotFoundError):
+    """A mixture or one of its stems is missing from the ``--rendered`` folder."""
+
+
+class StemSource(Protocol):
+    def stems(self, rec: MixtureRecord) -> tuple[np.ndarray, int]: ...
+
+
+class RenderedStems:
+    """Stems rendered on the fly from the local corpora (the renderer is built lazily)."""
+
+    def __init__(self, dataset_paths, sample_rate: int | None = None):
+        self._paths = dataset_paths
+        self._sample_rate = sample_rate
+        self._renderer = None
+
+    def stems(self, rec: MixtureRecord) -> tuple[np.ndarray, int]:
+        if self._renderer is None:
+            from mixing.render import Renderer
+
+            self._renderer = Renderer(self._paths, stems="consistent", sample_rate=self._sample_rate)
+        r = self._renderer.render(rec)
+        return r.stems, r.sample_rate
+
+
+class TarStems:
+    """Stems read from WebDataset shards written by ``hive render``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise NotRenderedError(f"--rendered folder {self.folder} does not exist; give the --output "
+                                   "folder of a finished `hive render --format webdataset` run")
+        self._index: dict[tuple[str, int], dict[str, tuple[Path, dict[str, tarfile.TarInfo]]]] = {}
+
+    def _group(self, split: str, n: int) -> dict[str, tuple[Path, dict[str, tarfile.TarInfo]]]:
+        group = self._index.get((split, n))
+        if group is None:
+            group = {}
+            for tar_path in sorted((self.folder / split / f"{n}mix").glob("tar_*.tar")):
+                with tarfile.open(tar_path) as tar:
+                    for info in tar.getmembers():
+                        key = info.name.split(".", 1)[0]
+                        group.setdefault(key, (tar_path, {}))[1][info.name] = info
+            self._index[(split, n)] = group
+        return group
+
+    def stems(self, rec: MixtureRecord) -> tuple[np.ndarray, int]:
+        found = self._group(rec.split, rec.num_sources).get(rec.mix_id)
+        if found is None:
+            raise NotRenderedError(f"mixture {rec.mix_id} is not in {self.folder}/{rec.split}/"
+                                   f"{rec.num_sources}mix/tar_*.tar; render it, or curate without --rendered")
+        tar_path, members = found
+        out, rate = [], None
+        with open(tar_path, "rb") as fh:
+            for i in range(1, rec.num_sources + 1):
+                info = next((members[f"{rec.mix_id}.s{i}.{ext}"] for ext in ("wav", "flac")
+                             if f"{rec.mix_id}.s{i}.{ext}" in members), None)
+                if info is None:
+                    raise NotRenderedError(f"{tar_path}: mixture {rec.mix_id} has no stem s{i}; "
+                                           "re-render that shard")
+                fh.seek(info.offset_data)
+                y, sr = sf.read(io.BytesIO(fh.read(info.size)), dtype="float32", always_2d=True)
+                out.append(y.mean(axis=1))
+                if rate is not None and sr != rate:
+                    raise NotRenderedError(f"{tar_path}: stems of {rec.mix_id} have rates {rate} and {sr}")
+                rate = sr
+        length = max(len(y) for y in out)
+        stems = np.zeros((len(out), length), dtype=np.float32)
+        for i, y in enumerate(out):
+            stems[i, : len(y)] = y
+        return stems, int(rate)

@@ -1,0 +1,346 @@
+"""The curation job: ranks score their share of the mixtures, one process merges and selects.
+
+Per rank ``r`` of ``w`` (``accelerate launch``, or ``RANK``/``WORLD_SIZE``):
+
+1. read the metadata once for the mix ids (invalid records are skipped and reported, later
+   duplicates of a mix id dropped), sort them, take ``[r::w]``;
+2. read it again and score those mixtures (:class:`~.scoring.Scorer`, through the answer cache);
+3. write ``_work/scores-{r:05d}-of-{w:05d}.jsonl`` atomically, then the completion marker
+   ``_work/done-{r:05d}-of-{w:05d}.json`` last.
+
+Then the merge (after a barrier when the ranks share a ``torch.distributed`` group, on the main
+process; otherwise by whichever rank finds every marker of this run): the keep policy is applied
+to all scores together, and the outputs are written:
+
+* ``metadata/data/{split}-*.parquet``: the kept mixtures, unchanged, in the Hub schema (input
+  order), loadable with ``datasets.load_dataset(DIR/metadata)``;
+* ``scores/mixtures.parquet``, ``scores/sources.parquet``; ``summary.json``; ``provenance.json``;
+* ``failures.jsonl``: records dropped before scoring (invalid, duplicate mix id).
+
+Every output is a pure function of the inputs and the judge's answers: no timestamps, no
+process counts, sorted by mix id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from mixing import __version__
+from mixing.errors import HiveError, InvalidRecordError
+from mixing.metadata import MixtureRecord
+from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
+from mixing.ontology import Ontology
+from mixing.validation import ValidationReport
+
+from .audio import RenderedStems, StemSource, TarStems
+from .cache import AnswerCache
+from .policy import Candidate, KeepPolicy
+from .pools import PoolBuilder
+from .prompt import PROMPT_TEMPLATE, PROMPT_VERSION, TEMPLATE_SHA256
+from .report import build_summary, format_summary, write_scores
+from .scoring import AudioJudge, MixtureScore, Scorer
+
+log = logging.getLogger(__name__)
+
+
+class CurateError(HiveError):
+    """The curation job cannot run as asked."""
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    metadata: str
+    ontology: str
+    judge: str
+    output: str
+    dataset_paths: str | None = None
+    rendered: str | None = None
+    keep: float | None = 0.5
+    min_score: float | None = None
+    unscored: str = "drop"
+    split: str | None = None
+    max_pool: int | None = None
+    seed: int = 0
+    cache_dir: str | None = None
+    answer_retries: int = 1
+    concurrency: int = 1
+    revision: str | None = None
+
+    def policy(self) -> KeepPolicy:
+        try:
+            return KeepPolicy(keep=None if self.min_score is not None else self.keep,
+                              min_score=self.min_score, unscored=self.unscored)
+        except ValueError as exc:
+            raise CurateError(str(exc)) from None
+
+    @property
+    def cache_folder(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else Path(self.output) / "cache"
+
+
+@dataclass
+class CurateResult:
+    rank: int
+    world_size: int
+    mixtures: int = 0
+    stats: Counter = field(default_factory=Counter)
+    merged: bool = False
+    summary: dict[str, Any] | None = None
+    summary_text: str = ""
+
+
+def _sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _redact(spec: str) -> str:
+    return re.sub(r"((?:api_?key|key|token|password|secret)=)[^,]*", r"\1***", spec, flags=re.I)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def make_judge(spec: str) -> AudioJudge:
+    try:
+        from curation.models import make_judge as factory
+    except ImportError as exc:
+        raise CurateError(f"judge backends are not available ({exc}); install the package with its "
+                          "'models' extra (pip install 'hive-uss[models]')") from exc
+    return factory(spec)
+
+
+class _Run:
+    """State shared by the rank's scoring and the merge."""
+
+    def __init__(self, config: CurateConfig, judge: AudioJudge | None, audio: StemSource | None = None):
+        self.config = config
+        self._audio = audio
+        self.policy = config.policy()
+        if config.rendered is None and config.dataset_paths is None and audio is None:
+            raise CurateError("no audio for the judge: give --dataset-paths (stems rendered on the fly) "
+                              "or --rendered (the output folder of `hive render`)")
+        self.output = Path(config.output)
+        self.work = self.output / "_work"
+        self.ontology = Ontology.from_json(config.ontology)
+        self.ontology_sha256 = _sha256_file(config.ontology)
+        self.pools = PoolBuilder(self.ontology, seed=config.seed, max_pool=config.max_pool)
+        self.judge = judge if judge is not None else make_judge(config.judge)
+        self.source: MetadataSource = open_metadata(config.metadata, revision=config.revision)
+
+    @property
+    def audio_description(self) -> str:
+        if self._audio is not None:
+            return f"provided: {type(self._audio).__name__}"
+        if self.config.rendered:
+            return f"rendered: {self.config.rendered}"
+        return "rendered on the fly (mixing.render.Renderer, consistent stems)"
+
+    def identity(self) -> str:
+        """What makes scores of one run interchangeable with another's."""
+        c = self.config
+        return hashlib.sha256(json.dumps([
+            c.metadata, c.revision, c.split, self.ontology_sha256, c.seed, c.max_pool,
+            str(self.judge.model_id), TEMPLATE_SHA256, c.answer_retries, self.audio_description,
+        ]).encode()).hexdigest()[:16]
+
+    def records(self, report: ValidationReport | None = None) -> Iterator[MixtureRecord]:
+        return self.source.records(self.config.split, on_error="skip", report=report)
+
+    def audio(self) -> StemSource:
+        if self._audio is not None:
+            return self._audio
+        if self.config.rendered:
+            return TarStems(self.config.rendered)
+        return RenderedStems(self.config.dataset_paths)
+
+    def rank_files(self, rank: int, world: int) -> tuple[Path, Path]:
+        return (self.work / f"scores-{rank:05d}-of-{world:05d}.jsonl",
+                self.work / f"done-{rank:05d}-of-{world:05d}.json")
+
+
+def _partition(run: _Run, rank: int, world: int) -> tuple[set[str], dict[str, int], list[dict[str, Any]]]:
+    """This rank's mix ids; counts and manifest of records dropped before scoring."""
+    failures: list[dict[str, Any]] = []
+
+    def on_invalid(err: InvalidRecordError) -> None:
+        failures.append({**err.to_dict(), "message": str(err)[:500]})
+
+    ids: set[str] = set()
+    dropped = Counter()
+    for rec in run.records(ValidationReport(listener=on_invalid)):
+        if rec.mix_id in ids:
+            dropped["duplicate_mix_id"] += 1
+            failures.append({"mix_id": rec.mix_id, "reason": "duplicate_mix_id",
+                             "message": "a later record repeats this mix_id; the first one is curated"})
+            continue
+        ids.add(rec.mix_id)
+    dropped["invalid_record"] = sum(1 for f in failures if f.get("reason") == "invalid_record")
+    mine = set(sorted(ids)[rank::world])
+    return mine, {k: v for k, v in dropped.items() if v}, failures
+
+
+def _own_records(run: _Run, mine: set[str]) -> Iterator[MixtureRecord]:
+    seen: set[str] = set()
+    for rec in run.records():
+        if rec.mix_id in mine and rec.mix_id not in seen:
+            seen.add(rec.mix_id)
+            yield rec
+
+
+def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> CurateResult:
+    result = CurateResult(rank, world)
+    scores_path, marker = run.rank_files(rank, world)
+    marker.unlink(missing_ok=True)
+    mine, dropped, failures = _partition(run, rank, world)
+    cache = AnswerCache(run.config.cache_folder, rank)
+    scorer = Scorer(run.pools, run.judge, cache, run.audio(), answer_retries=run.config.answer_retries,
+                    concurrency=run.config.concurrency)
+    show = (sys.stderr.isatty() and rank == 0) if progress is None else progress
+    from tqdm.auto import tqdm
+
+    scores_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = scores_path.with_name(f".{scores_path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh, cache, \
+                tqdm(total=len(mine), unit="mix", desc=f"curate[{rank}/{world}]", disable=not show) as bar:
+            for ms in scorer.score(_own_records(run, mine)):
+                fh.write(json.dumps(ms.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+                result.mixtures += 1
+                bar.update(1)
+        os.replace(tmp, scores_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    result.stats = scorer.stats
+    if rank == 0:
+        _write_json(run.work / "dropped.json", {"counts": dropped, "failures": failures})
+    _write_json(marker, {"identity": run.identity(), "rank": rank, "world_size": world,
+                         "mixtures": result.mixtures, "stats": dict(scorer.stats)})
+    return result
+
+
+def _all_done(run: _Run, world: int) -> bool:
+    identity = run.identity()
+    for r in range(world):
+        marker = run.rank_files(r, world)[1]
+        try:
+            if json.loads(marker.read_text())["identity"] != identity:
+                return False
+        except (OSError, ValueError, KeyError):
+            return False
+    return True
+
+
+def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
+    """Apply the keep policy to every rank's scores and write the outputs."""
+    scores: list[MixtureScore] = []
+    for r in range(world):
+        with open(run.rank_files(r, world)[0], encoding="utf-8") as fh:
+            scores.extend(MixtureScore.from_dict(json.loads(line)) for line in fh if line.strip())
+    scores.sort(key=lambda m: m.mix_id)
+    decisions = run.policy.select(Candidate(m.mix_id, m.split, m.num_sources, m.score) for m in scores)
+    out = run.output
+    write_scores(scores, decisions, out / "scores")
+
+    kept = {mix_id for mix_id, d in decisions.items() if d.kept}
+    seen: set[str] = set()
+
+    def kept_records() -> Iterator[MixtureRecord]:
+        for rec in run.records():
+            if rec.mix_id in kept and rec.mix_id not in seen:
+                seen.add(rec.mix_id)
+                yield rec
+
+    counts = write_hub_folder(kept_records(), out / "metadata")
+    for stale in (out / "metadata" / "data").glob("*-of-*.parquet"):
+        if stale.name.split("-", 1)[0] not in counts:  # a split with nothing kept this time
+            stale.unlink()
+
+    dropped_info = json.loads((run.work / "dropped.json").read_text())
+    with open(out / f".failures.jsonl.tmp-{os.getpid()}", "w", encoding="utf-8") as fh:
+        for f in dropped_info["failures"]:
+            fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(out / f".failures.jsonl.tmp-{os.getpid()}", out / "failures.jsonl")
+
+    summary = build_summary(scores, decisions, dropped_info["counts"])
+    summary["metadata_rows_written"] = dict(sorted(counts.items()))
+    policy = run.policy.describe()
+    summary["policy"] = policy
+    _write_json(out / "summary.json", summary)
+    c = run.config
+    _write_json(out / "provenance.json", {
+        "tool": "hive-uss", "version": __version__, "step": "curate",
+        "metadata": {"source": c.metadata, "revision": c.revision, "split": c.split or "all"},
+        "ontology": {"path": os.path.basename(c.ontology), "sha256": run.ontology_sha256},
+        "judge": {"spec": _redact(c.judge), "model_id": str(run.judge.model_id),
+                  "answer_retries": c.answer_retries},
+        "prompt": {"version": PROMPT_VERSION, "template": PROMPT_TEMPLATE, "template_sha256": TEMPLATE_SHA256},
+        "pools": {"definition": "true label + ontology siblings (children of each parent), without the "
+                                "label's ancestors and descendants",
+                  "max_pool": c.max_pool, "seed": c.seed,
+                  "cap": "true label + the max_pool-1 siblings with the smallest "
+                         "sha256(seed, mix_id, source_id, 'pool', label)",
+                  "order": "options sorted by sha256(seed, mix_id, source_id, 'order', label)"},
+        "audio": run.audio_description,
+        "policy": policy,
+        "cache_key": "sha256([mix_id, source_id, pool, model_id, sha256(prompt)])",
+        "counts": summary["mixtures"],
+        "config": {k: v for k, v in asdict(c).items()
+                   if k in ("keep", "min_score", "unscored", "split", "max_pool", "seed")},
+    })
+    return summary, format_summary(summary, policy)
+
+
+def _torch_barrier(world: int) -> Callable[[], None] | None:
+    """A barrier when the launcher already set up a torch.distributed group of ``world`` ranks."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist.barrier if dist.get_world_size() == world else None
+
+
+def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judge: AudioJudge | None = None,
+               audio: StemSource | None = None, barrier: Callable[[], None] | None = None,
+               progress: bool | None = None) -> CurateResult:
+    """Score this rank's share; merge when this process is the one to do it.
+
+    ``judge`` and ``audio`` replace the backend built from ``config.judge`` and the stems of
+    ``config.dataset_paths``/``config.rendered`` (library use, tests). ``barrier`` is called
+    after scoring when ``world_size > 1``; then rank 0 merges (default: a torch.distributed
+    barrier when the launcher set one up, else whichever rank finds every marker merges)."""
+    if not 0 <= rank < world_size:
+        raise CurateError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
+    run = _Run(config, judge, audio)
+    try:
+        result = _score_rank(run, rank, world_size, progress)
+    finally:
+        close = getattr(run.judge, "close", None)
+        if judge is None and callable(close):  # a judge this job built
+            close()
+    if world_size > 1 and barrier is None:
+        barrier = _torch_barrier(world_size)
+    if barrier is not None and world_size > 1:
+        barrier()
+        do_merge = rank == 0
+    else:
+        do_merge = _all_done(run, world_size)
+    if do_merge:
+        result.summary, result.summary_text = merge(run, world_size)
+        result.merged = True
+    return result

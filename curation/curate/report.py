@@ -1,0 +1,146 @@
+"""Curation outputs besides the metadata: the scores tables and the summary.
+
+``scores/mixtures.parquet`` (one row per mixture) and ``scores/sources.parquet`` (one row per
+source: pool, options as shown, answer, chosen label, correct, status, reason) have explicit
+schemas and are sorted by ``mix_id`` (then source position), so they do not depend on the number
+of processes. The summary counts kept mixtures per split x num_sources, judge accuracy against
+chance per label, and the most confused label pairs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .policy import Decision
+from .scoring import SCORED, TRIVIAL, UNSCORED, MixtureScore
+
+MIXTURES_SCHEMA = pa.schema([
+    pa.field("mix_id", pa.string()), pa.field("split", pa.string()), pa.field("num_sources", pa.int32()),
+    pa.field("score", pa.float64()), pa.field("status", pa.string()),
+    pa.field("sources_scored", pa.int32()), pa.field("sources_trivial", pa.int32()),
+    pa.field("sources_unscored", pa.int32()), pa.field("kept", pa.bool_()),
+    pa.field("decision", pa.string()), pa.field("rank_in_group", pa.int32()),
+])
+
+SOURCES_SCHEMA = pa.schema([
+    pa.field("mix_id", pa.string()), pa.field("split", pa.string()), pa.field("num_sources", pa.int32()),
+    pa.field("source_id", pa.string()), pa.field("label", pa.string()),
+    pa.field("pool", pa.list_(pa.string())), pa.field("options", pa.list_(pa.string())),
+    pa.field("true_option", pa.int32()), pa.field("answer", pa.string()), pa.field("choice", pa.int32()),
+    pa.field("chosen_label", pa.string()), pa.field("correct", pa.bool_()),
+    pa.field("status", pa.string()), pa.field("reason", pa.string()), pa.field("attempts", pa.int32()),
+])
+
+NONE_LABEL = "<none>"
+
+
+def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def write_scores(scores: Sequence[MixtureScore], decisions: dict[str, Decision], folder: Path) -> None:
+    mix_rows, src_rows = [], []
+    for m in scores:
+        d = decisions[m.mix_id]
+        mix_rows.append({"mix_id": m.mix_id, "split": m.split, "num_sources": m.num_sources,
+                         "score": m.score, "status": m.status, "sources_scored": m.count(SCORED),
+                         "sources_trivial": m.count(TRIVIAL), "sources_unscored": m.count(UNSCORED),
+                         "kept": d.kept, "decision": d.reason, "rank_in_group": d.rank})
+        for s in m.sources:
+            row = s.to_dict()
+            row.update(split=m.split, num_sources=m.num_sources)
+            src_rows.append(row)
+    _write_table(mix_rows, MIXTURES_SCHEMA, folder / "mixtures.parquet")
+    _write_table(src_rows, SOURCES_SCHEMA, folder / "sources.parquet")
+
+
+def _acc(correct: int, n: int) -> float | None:
+    return round(correct / n, 6) if n else None
+
+
+def build_summary(scores: Sequence[MixtureScore], decisions: dict[str, Decision],
+                  dropped: dict[str, int], top_pairs: int = 20) -> dict[str, Any]:
+    groups: dict[str, Counter] = defaultdict(Counter)
+    by_split: dict[str, Counter] = defaultdict(Counter)
+    src = Counter()
+    unscored_reasons = Counter()
+    per_label: dict[str, Counter] = defaultdict(Counter)
+    inv_pool: dict[str, float] = defaultdict(float)
+    pairs = Counter()
+    chance = 0.0
+    for m in scores:
+        d = decisions[m.mix_id]
+        for c in (groups[f"{m.split}/{m.num_sources}mix"], by_split[m.split]):
+            c["total"] += 1
+            c[m.status] += 1
+            c["kept"] += int(d.kept)
+        for s in m.sources:
+            src["total"] += 1
+            src[s.status] += 1
+            if s.status == UNSCORED:
+                unscored_reasons[s.reason] += 1
+            if s.status != SCORED:
+                continue
+            src["correct"] += int(bool(s.correct))
+            chance += 1.0 / len(s.options)
+            lab = per_label[s.label]
+            lab["n"] += 1
+            lab["correct"] += int(bool(s.correct))
+            inv_pool[s.label] += 1.0 / len(s.options)
+            if not s.correct:
+                pairs[(s.label, s.chosen_label or NONE_LABEL)] += 1
+    judged = src[SCORED]
+    return {
+        "mixtures": {
+            "total": len(scores), "scored": sum(c[SCORED] for c in by_split.values()),
+            "unscored": sum(c[UNSCORED] for c in by_split.values()),
+            "kept": sum(c["kept"] for c in by_split.values()),
+            "dropped_before_scoring": dict(sorted(dropped.items())),
+        },
+        "per_split": {k: {"total": c["total"], "scored": c[SCORED], "unscored": c[UNSCORED], "kept": c["kept"]}
+                      for k, c in sorted(by_split.items())},
+        "kept_per_group": {k: {"total": c["total"], "scored": c[SCORED], "unscored": c[UNSCORED], "kept": c["kept"]}
+                           for k, c in sorted(groups.items())},
+        "sources": {
+            "total": src["total"], "judged": judged, "trivial": src[TRIVIAL], "unscored": src[UNSCORED],
+            "unscored_by_reason": dict(sorted(unscored_reasons.items())),
+            "accuracy": _acc(src["correct"], judged),
+            "chance": round(chance / judged, 6) if judged else None,
+        },
+        "accuracy_per_label": {
+            label: {"n": c["n"], "correct": c["correct"], "accuracy": _acc(c["correct"], c["n"]),
+                    "chance": round(inv_pool[label] / c["n"], 6)}
+            for label, c in sorted(per_label.items())},
+        "most_confused": [{"label": a, "chosen": b, "count": n}
+                          for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:top_pairs]],
+    }
+
+
+def format_summary(summary: dict[str, Any], policy: dict[str, Any]) -> str:
+    m, s = summary["mixtures"], summary["sources"]
+    lines = [f"curated {m['total']} mixtures: {m['scored']} scored, {m['unscored']} unscored, "
+             f"{m['kept']} kept ({policy['name']}: "
+             + (f"keep={policy['keep']}" if policy["name"] == "top_fraction" else f"min_score={policy['min_score']}")
+             + f", unscored {policy['unscored']})"]
+    if m["dropped_before_scoring"]:
+        lines.append("dropped before scoring: " + ", ".join(f"{k}={v}" for k, v in m["dropped_before_scoring"].items()))
+    lines.append(f"{'group':<20}{'total':>7}{'scored':>8}{'unscored':>10}{'kept':>7}")
+    for g, c in summary["kept_per_group"].items():
+        lines.append(f"{g:<20}{c['total']:>7}{c['scored']:>8}{c['unscored']:>10}{c['kept']:>7}")
+    acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.3f} (chance {s['chance']:.3f})"
+    lines.append(f"sources: {s['total']} ({s['judged']} judged, {s['trivial']} trivial, {s['unscored']} unscored"
+                 + (": " + ", ".join(f"{k}={v}" for k, v in s["unscored_by_reason"].items()) if s["unscored"] else "")
+                 + f"); judge accuracy {acc}")
+    if summary["most_confused"]:
+        lines.append("most confused: " + "; ".join(
+            f"{p['label']} -> {p['chosen']} ({p['count']})" for p in summary["most_confused"][:5]))
+    return "\n".join(lines)

@@ -1,0 +1,19 @@
+"""`accelerate launch [--multi_gpu] --num_processes N scripts/curate.py --metadata … --output …`
+
+Each rank scores the mixtures ``sorted(mix_id)[rank::N]``; after a barrier the main process
+merges every rank's scores and applies the keep policy. On CPU this script runs with
+``PartialState(cpu=True)``. No logic here: it only maps the launcher's ranks onto
+``hive curate --rank --world-size``.
+"""
+
+import sys
+
+from accelerate import PartialState
+
+from mixing.cli import main
+
+if __name__ == "__main__":
+    state = PartialState(cpu=True)
+    argv = ["curate", *sys.argv[1:], "--rank", str(state.process_index),
+            "--world-size", str(state.num_processes)]
+    sys.exit(main(argv))

@@ -1,0 +1,314 @@
+"""Unit tests of mixture curation: pools, option order, answer parsing, cache, keep policy and
+the scorer with in-process judges (no HTTP, no corpus). End-to-end runs against a real HTTP
+judge live in ``test_curate_e2e.py``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from curation.curate.cache import AnswerCache, cache_key
+from curation.curate.policy import Candidate, KeepPolicy, tie_break
+from curation.curate.pools import PoolBuilder
+from curation.curate.prompt import build_prompt, parse_choice
+from curation.curate.scoring import SCORED, TRIVIAL, UNSCORED, JudgeProtocolError, MixtureScore, Scorer
+from mixing.metadata import MixtureRecord, SourceRecord
+from mixing.metadata_io import iter_records
+from mixing.ontology import Ontology
+from mixing.toy import write_toy_ontology
+
+HIVE_ONTOLOGY = Path(__file__).resolve().parents[2] / "shared" / "data" / "hive_ontology.json"
+
+
+@pytest.fixture(scope="module")
+def toy_onto(tmp_path_factory) -> Ontology:
+    return Ontology.from_json(write_toy_ontology(tmp_path_factory.mktemp("onto") / "toy.json"))
+
+
+def _rec(mix_id: str, labels: list[str], split: str = "train") -> MixtureRecord:
+    sources = tuple(SourceRecord(f"s{i + 1}", f"AudioSet/x{i}.wav", lab, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0)
+                    for i, lab in enumerate(labels))
+    return MixtureRecord(mix_id, split, 8000, 1.0, len(labels), sources, 1.0, 0.9)
+
+
+# ---- pools ---------------------------------------------------------------------------------------
+def test_pool_is_label_plus_siblings_and_trivial_without(toy_onto):
+    pb = PoolBuilder(toy_onto)
+    p = pb.pool("m1", "s1", "Clock")
+    assert p.labels[0] == "Clock" and set(p.labels) == {"Clock", "Engine", "Hammer", "Bell"}
+    assert sorted(p.options) == sorted(p.labels) and p.options[p.true_option - 1] == "Clock"
+    assert not p.trivial
+    dog = pb.pool("m1", "s2", "Dog")  # the only child of its parent
+    assert dog.trivial and dog.labels == ("Dog",)
+    assert pb.pool("m1", "s1", "clock").label == "Clock"  # names resolve case-insensitively
+
+
+def test_pool_excludes_ancestors_and_descendants():
+    onto = Ontology.from_records([
+        {"id": "a", "name": "A", "child_ids": ["b", "c", "d"]},
+        {"id": "b", "name": "B", "child_ids": ["c"]},
+        {"id": "c", "name": "C", "child_ids": []},
+        {"id": "d", "name": "D", "child_ids": []},
+    ])
+    pb = PoolBuilder(onto)
+    assert set(pb.pool("m", "s1", "C").labels) == {"C", "D"}  # B is C's parent, not a confusion
+    assert set(pb.pool("m", "s1", "D").labels) == {"D", "B", "C"}
+    assert set(pb.pool("m", "s1", "B").labels) == {"B", "D"}  # C is B's child, not a confusion
+
+
+def test_option_order_is_deterministic_seeded_and_uninformative(toy_onto):
+    pb, other = PoolBuilder(toy_onto), PoolBuilder(toy_onto, seed=1)
+    assert pb.pool("m1", "s1", "Piano") == PoolBuilder(toy_onto).pool("m1", "s1", "Piano")
+    orders = {pb.pool(f"m{i}", "s1", "Piano").options for i in range(50)}
+    assert len(orders) > 10
+    assert any(pb.pool(f"m{i}", "s1", "Piano").options != other.pool(f"m{i}", "s1", "Piano").options
+               for i in range(5))
+    positions = Counter(pb.pool(f"m{i}", "s1", "Piano").true_option for i in range(800))
+    assert set(positions) == {1, 2, 3, 4}
+    for k in range(1, 5):  # uniform: 200 expected each, sd ~12
+        assert 140 < positions[k] < 260, positions
+
+
+def test_pool_cap_keeps_true_label_and_is_deterministic():
+    onto = Ontology.from_json(HIVE_ONTOLOGY)
+    label = next(n.name for n in onto.leaves() if len(onto.siblings(n)) >= 20)
+    full = PoolBuilder(onto).pool("m", "s1", label)
+    capped = PoolBuilder(onto, max_pool=5)
+    pools = [capped.pool(f"m{i}", "s1", label) for i in range(20)]
+    for p in pools:
+        assert p.size == 5 and p.labels[0] == label and set(p.labels) <= set(full.labels)
+    assert pools[0] == PoolBuilder(onto, max_pool=5).pool("m0", "s1", label)
+    assert len({p.labels for p in pools}) > 1  # the siblings drawn vary per source
+    with pytest.raises(ValueError):
+        PoolBuilder(onto, max_pool=1)
+
+
+# ---- prompt and parsing ------------------------------------------------------------------------
+def test_prompt_numbers_options_and_asks_for_zero():
+    text = build_prompt(("Engine", "Clock"))
+    assert "1. Engine\n2. Clock" in text and "0 if none" in text
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("2", 2), ("2.", 2), (" Answer: 3", 3), ("**4**", 4), ("option 1", 1), ("2) Engine", 2),
+    ("The answer is 2 (Engine)", 2), ("<think>3 or 4?</think>\n1", 1), ("<|im_start|>3<|im_end|>", 3),
+    ("0", 0), ("none", 0), ("None of the above.", 0), ("No match", 0),
+    ("hammer", 3), ("It sounds like a hammer.", 3),
+    ("7", None), ("-1", None), ("2.5", None), ("3, or maybe 4", None), ("banana", None), ("", None),
+    (None, None), ("Clock or Engine", None),
+])
+def test_parse_choice(answer, expected):
+    assert parse_choice(answer, ("Clock", "Engine", "Hammer", "Bell")) == expected
+
+
+# ---- cache ---------------------------------------------------------------------------------------
+def test_cache_survives_reopen_and_a_truncated_line(tmp_path):
+    k1 = cache_key("m1", "s1", ("A", "B"), "model", "p" * 64)
+    assert k1 != cache_key("m1", "s1", ("A", "C"), "model", "p" * 64)
+    assert k1 != cache_key("m1", "s1", ("A", "B"), "model2", "p" * 64)
+    with AnswerCache(tmp_path, rank=0) as c:
+        c.put(k1, {"answer": "1"})
+    with open(tmp_path / "answers-00000.jsonl", "a") as fh:
+        fh.write('{"key": "cut-short", "answ')  # a crash mid-line
+    k2 = cache_key("m2", "s1", ("A", "B"), "model", "p" * 64)
+    with AnswerCache(tmp_path, rank=1) as c:
+        c.put(k2, {"answer": "2"})
+    with AnswerCache(tmp_path, rank=0) as c:  # appends after the cut line on a new line
+        assert c.get(k1)["answer"] == "1" and c.get(k2)["answer"] == "2" and c.skipped_lines == 1
+        c.put("k3", {"answer": "0"})
+    assert AnswerCache(tmp_path).get("k3")["answer"] == "0"
+
+
+# ---- policy --------------------------------------------------------------------------------------
+def test_top_fraction_per_group_with_hash_tie_break_and_unscored_out_of_ranking():
+    cands = [Candidate(f"t{i}", "train", 2, 1.0 if i < 3 else 0.5) for i in range(10)]
+    cands += [Candidate(f"v{i}", "validation", 2, 1.0) for i in range(4)]
+    cands += [Candidate("t_unscored", "train", 2, None), Candidate("t3mix", "train", 3, 0.0)]
+    d = KeepPolicy(keep=0.5).select(cands)
+    kept = {m for m, x in d.items() if x.kept}
+    ties = sorted((f"t{i}" for i in range(3, 10)), key=tie_break)
+    assert kept & {f"t{i}" for i in range(10)} == {"t0", "t1", "t2", *ties[:2]}  # 5 of 10 scored
+    assert kept & {f"v{i}" for i in range(4)} == set(sorted((f"v{i}" for i in range(4)), key=tie_break)[:2])
+    assert "t3mix" in kept  # a group of one keeps floor(0.5 + 0.5) = 1
+    assert d["t_unscored"].kept is False and d["t_unscored"].reason == "unscored_dropped"
+    assert d["t_unscored"].rank is None
+    assert KeepPolicy(keep=0.5, unscored="keep").select(cands)["t_unscored"].kept
+    by_min = KeepPolicy(keep=None, min_score=0.75).select(cands)
+    assert {m for m, x in by_min.items() if x.kept} == {"t0", "t1", "t2", "v0", "v1", "v2", "v3"}
+    with pytest.raises(ValueError):
+        KeepPolicy(keep=0.5, min_score=0.5)
+
+
+# ---- scorer with in-process judges -------------------------------------------------------------
+class _Stems:
+    """Dummy audio: stem i of a mixture is a constant that encodes (mixture, source)."""
+
+    def __init__(self, records, fail: set[str] = frozenset()):
+        self.code = {}
+        self.fail = fail
+        for r in records:
+            for i, s in enumerate(r.sources):
+                self.code[(r.mix_id, i)] = len(self.code) + 1
+        self.label_of = {self.code[(r.mix_id, i)]: s.label for r in records for i, s in enumerate(r.sources)}
+        self.calls = 0
+
+    def stems(self, rec):
+        self.calls += 1
+        if rec.mix_id in self.fail:
+            from curation.curate.audio import NotRenderedError
+
+            raise NotRenderedError(f"{rec.mix_id} missing")
+        arr = np.array([[self.code[(rec.mix_id, i)]] * 8 for i in range(rec.num_sources)], dtype=np.float32)
+        return arr, 8000
+
+
+class _Judge:
+    def __init__(self, answer, stems: _Stems | None = None):
+        self.model_id = "fake"
+        self.answer = answer
+        self.stems = stems
+        self.items = 0
+
+    def ask(self, items, prompt):
+        self.items += len(items)
+        options = [line.split(". ", 1)[1] for line in prompt.splitlines() if line[:1].isdigit()]
+        out = []
+        for y, _ in items:
+            if self.answer == "oracle":
+                out.append(str(options.index(self.stems.label_of[int(y[0])]) + 1))
+            else:
+                out.append(self.answer(options) if callable(self.answer) else self.answer)
+        return out
+
+
+def _score(records, judge, stems, tmp_path, **kw) -> list[MixtureScore]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    onto = Ontology.from_json(write_toy_ontology(tmp_path / "toy.json"))
+    with AnswerCache(tmp_path / "cache") as cache:
+        return list(Scorer(PoolBuilder(onto), judge, cache, stems, **kw).score(records))
+
+
+RECORDS = [_rec("m1", ["Clock", "Dog"]), _rec("m2", ["Piano", "Bird", "Wind"], "validation"),
+           _rec("m3", ["Dog", "Cough"]), _rec("m4", ["Unknown thing", "Engine"])]
+
+
+def test_oracle_scores_every_source_and_trivial_ones_without_asking(tmp_path):
+    stems = _Stems(RECORDS)
+    judge = _Judge("oracle", stems)
+    scores = _score(RECORDS, judge, stems, tmp_path, chunk=2)
+    assert [m.mix_id for m in scores] == ["m1", "m2", "m3", "m4"]
+    by = {m.mix_id: m for m in scores}
+    assert by["m1"].score == 1.0 and [s.status for s in by["m1"].sources] == [SCORED, TRIVIAL]
+    assert by["m3"].score == 1.0 and by["m3"].count(TRIVIAL) == 2  # nothing asked, no audio
+    unknown = by["m4"].sources[0]
+    assert unknown.status == UNSCORED and unknown.reason == "label_not_in_ontology"
+    assert by["m4"].score == 1.0  # the mean over scored sources only
+    assert judge.items == 5 and stems.calls == 3
+    assert all(s.chosen_label == s.label for m in scores for s in m.sources if s.status == SCORED)
+
+
+def test_rerun_uses_the_cache_and_reads_answers_the_same(tmp_path):
+    stems = _Stems(RECORDS)
+    first = _score(RECORDS, _Judge("oracle", stems), stems, tmp_path)
+    stems2 = _Stems(RECORDS)
+    judge = _Judge("2", stems2)  # would answer differently: must not be asked
+    again = _score(RECORDS, judge, stems2, tmp_path)
+    assert judge.items == 0 and stems2.calls == 0
+    assert [m.to_dict() for m in again] == [m.to_dict() for m in first]
+
+
+def test_none_answers_are_wrong_not_unscored_and_garbage_is_unscored(tmp_path):
+    scores = _score(RECORDS[:2], _Judge("0"), _Stems(RECORDS), tmp_path / "a")
+    assert scores[0].score == 0.5 and scores[0].sources[0].correct is False
+    assert scores[0].sources[0].chosen_label is None
+    judge = _Judge("I am not sure")
+    scores = _score(RECORDS[:2], judge, _Stems(RECORDS), tmp_path / "b", answer_retries=2)
+    src = scores[1].sources
+    assert all(s.status == UNSCORED and s.reason == "unparseable" and s.attempts == 3 for s in src)
+    assert scores[1].score is None and scores[1].status == UNSCORED
+    assert scores[0].score == 1.0  # the trivial Dog
+    assert judge.items == 3 * 4  # 4 non-trivial sources, asked 3 times
+
+
+def test_judge_failures_and_missing_audio_are_unscored_and_failures_not_cached(tmp_path):
+    judge = _Judge(None)
+    scores = _score(RECORDS[:2], judge, _Stems(RECORDS, fail={"m1"}), tmp_path)
+    assert scores[0].sources[0].reason == "audio_not_rendered" and scores[0].score == 1.0
+    assert {s.reason for s in scores[1].sources} == {"judge_failed"} and scores[1].score is None
+    judge2 = _Judge("oracle", _Stems(RECORDS))
+    again = _score(RECORDS[:2], judge2, judge2.stems, tmp_path)  # the failures are asked again
+    assert judge2.items == 4 and again[1].score == 1.0
+
+
+def test_a_judge_breaking_the_protocol_is_an_error(tmp_path):
+    class Short(_Judge):
+        def ask(self, items, prompt):
+            return []
+
+    with pytest.raises(JudgeProtocolError):
+        _score(RECORDS[:1], Short("1"), _Stems(RECORDS), tmp_path)
+
+
+def test_scores_round_trip_through_json():
+    m = MixtureScore("m", "train", 1)
+    stems = _Stems(RECORDS)
+    assert MixtureScore.from_dict(json.loads(json.dumps(m.to_dict()))).to_dict() == m.to_dict()
+    assert stems.stems(RECORDS[0])[0].shape == (2, 8)
+
+
+# ---- the job: ranks, merge, dropped records ----------------------------------------------------
+def test_two_ranks_merge_once_and_match_one_process(tmp_path):
+    from curation.curate.job import CurateConfig, run_curate
+
+    recs = RECORDS[:3] + [_rec("m5", ["Drum", "Flute", "Doorbell"], "test")]
+    rows = [r.to_flat_dict() for r in recs]
+    rows.append({**_rec("m1", ["Piano", "Bird"]).to_flat_dict()})  # a duplicate mix_id
+    rows.append({**_rec("bad", ["Dog", "Bird"]).to_flat_dict(), "num_sources": 3})  # invalid
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    onto = write_toy_ontology(tmp_path / "toy.json")
+
+    def config(out: str, **kw) -> CurateConfig:
+        return CurateConfig(metadata=str(meta), ontology=str(onto), judge="in-process", output=str(tmp_path / out),
+                            **kw)
+
+    stems = _Stems(recs)
+    results = [run_curate(config("two"), rank=r, world_size=2, judge=_Judge("oracle", stems), audio=stems)
+               for r in (0, 1)]
+    assert [r.merged for r in results] == [False, True]  # the last rank to finish merges
+    assert results[0].stats["judge_items"] + results[1].stats["judge_items"] == 7  # the non-trivial sources
+    one = run_curate(config("one"), judge=_Judge("oracle", stems), audio=stems)
+    assert one.merged
+    for name in ("scores/sources.parquet", "scores/mixtures.parquet", "summary.json", "provenance.json"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["mixtures"]["dropped_before_scoring"] == {"duplicate_mix_id": 1, "invalid_record": 1}
+    failures = [json.loads(line) for line in (tmp_path / "one" / "failures.jsonl").read_text().splitlines()]
+    assert sorted(f["reason"] for f in failures) == ["duplicate_mix_id", "invalid_record"]
+    kept = [r.mix_id for r in iter_records(tmp_path / "one" / "metadata")]
+    # groups: train/2mix {m1, m3} (both 1.0: the hash decides), validation/3mix {m2}, test/3mix {m5}
+    assert sorted(kept) == sorted(["m2", "m5", min(["m1", "m3"], key=tie_break)])
+    # the first m1 (Clock, Dog) is the one curated
+    assert summary["accuracy_per_label"]["Clock"]["n"] == 1 and "Bird" in summary["accuracy_per_label"]
+    assert (tmp_path / "one" / "cache" / "answers-00000.jsonl").is_file()
+
+
+def test_unscored_mixtures_are_kept_or_dropped_as_asked(tmp_path):
+    from curation.curate.job import CurateConfig, run_curate
+
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text("".join(json.dumps(r.to_flat_dict()) + "\n" for r in RECORDS[:2]))
+    onto = write_toy_ontology(tmp_path / "toy.json")
+    for policy, kept in (("drop", ["m1"]), ("keep", ["m1", "m2"])):
+        cfg = CurateConfig(metadata=str(meta), ontology=str(onto), judge="x", output=str(tmp_path / policy),
+                           unscored=policy, keep=1.0)
+        res = run_curate(cfg, judge=_Judge(None), audio=_Stems(RECORDS))
+        assert res.summary["mixtures"]["unscored"] == 1
+        rows = pq.read_table(tmp_path / policy / "scores" / "mixtures.parquet").to_pylist()
+        assert sorted(r["mix_id"] for r in rows if r["kept"]) == kept
+        assert "unscored " + policy in res.summary_text

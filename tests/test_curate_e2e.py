@@ -1,0 +1,346 @@
+"""``hive curate`` end to end, offline, against a real OpenAI-compatible judge server started here
+(``http.server`` on 127.0.0.1, port 0) and the embedded toy corpus.
+
+The server reads the numbered options from the prompt in each chat-completions request and
+answers according to the requested model name: ``oracle`` recognises the clip (by correlation
+with the toy stems rendered here) and answers its label's number; ``first`` always answers 1;
+``garbage`` answers prose naming no option; ``error`` answers HTTP 500. It counts requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from mixing.cli import main as hive
+from mixing.metadata import MixtureRecord, SourceRecord
+from mixing.metadata_io import iter_records
+from mixing.ontology import Ontology
+from mixing.render import Renderer
+from mixing.toy import write_toy_ontology
+
+REPO = Path(__file__).resolve().parents[1]
+HIVE_ONTOLOGY = REPO.parent / "shared" / "data" / "hive_ontology.json"
+_STRIDE = 11  # the oracle compares every 11th sample: plenty to tell the toy stems apart
+
+
+class JudgeServer:
+    """A chat-completions server in a thread; the oracle knows the toy stems."""
+
+    def __init__(self, refs: dict[int, tuple[np.ndarray, list[str]]]):
+        self.refs = refs
+        self.requests: Counter = Counter()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # else each small response write waits for a delayed ACK
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                model = body["model"]
+                with server._lock:
+                    server.requests[model] += 1
+                if model == "error" or not self.path.endswith("/chat/completions"):
+                    self.send_response(500)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "internal"}')
+                    return
+                parts = body["messages"][-1]["content"]
+                prompt = next(p["text"] for p in parts if p["type"] == "text")
+                audio_url = next(p["audio_url"]["url"] for p in parts if p["type"] == "audio_url")
+                options = {m.group(2): int(m.group(1)) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
+                assert options and "0 if none" in prompt
+                if model == "oracle":
+                    y, _ = sf.read(io.BytesIO(base64.b64decode(audio_url.split(",", 1)[1])), dtype="float32")
+                    answer = str(options[server.identify(y)])
+                elif model == "first":
+                    answer = "1"
+                else:
+                    answer = "¯\\_(ツ)_/¯ something else entirely"
+                out = json.dumps({"id": "x", "object": "chat.completion", "model": model, "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out.encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def identify(self, y: np.ndarray) -> str:
+        mat, labels = self.refs[len(y)]
+        v = y[::_STRIDE].astype(np.float64)
+        return labels[int(np.argmax(mat @ (v / (np.linalg.norm(v) + 1e-12))))]
+
+    def spec(self, model: str, **opts) -> str:
+        opts = {"timeout": 10, "retries": 0, "backoff": 0, **opts}
+        port = self.httpd.server_address[1]
+        return f"openai:url=http://127.0.0.1:{port}/v1,model={model}," + ",".join(f"{k}={v}" for k, v in opts.items())
+
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def records(toy_corpus) -> list[MixtureRecord]:
+    return list(iter_records(toy_corpus.parquet_dir))
+
+
+@pytest.fixture(scope="module")
+def server(toy_corpus, records):
+    renderer = Renderer(toy_corpus.dataset_paths)
+    by_len: dict[int, tuple[list[np.ndarray], list[str]]] = {}
+    for rec in records:
+        for stem, src in zip(renderer.render(rec).stems, rec.sources):
+            v = stem[::_STRIDE].astype(np.float64)
+            vecs, labels = by_len.setdefault(len(stem), ([], []))
+            vecs.append(v / (np.linalg.norm(v) + 1e-12))
+            labels.append(src.label)
+    srv = JudgeServer({n: (np.stack(v), labs) for n, (v, labs) in by_len.items()})
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def ontology(tmp_path_factory) -> Path:
+    return write_toy_ontology(tmp_path_factory.mktemp("onto") / "toy_ontology.json")
+
+
+def _curate(toy_corpus, ontology, judge: str, output: Path, *extra: str) -> None:
+    rc = hive(["curate", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
+               str(toy_corpus.dataset_paths), "--ontology", str(ontology), "--judge", judge,
+               "--output", str(output), "--concurrency", "4", "--no-progress", *extra])
+    assert rc == 0
+
+
+def _table(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def _kept(output: Path) -> set[str]:
+    return {r["mix_id"] for r in _table(output / "scores" / "mixtures.parquet") if r["kept"]}
+
+
+def _expected_top_half(mixtures: list[dict], keep: float = 0.5) -> set[str]:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for m in mixtures:
+        groups.setdefault((m["split"], m["num_sources"]), []).append(m)
+    kept = set()
+    for members in groups.values():
+        members.sort(key=lambda m: (-m["score"], hashlib.sha256(m["mix_id"].encode()).hexdigest()))
+        kept |= {m["mix_id"] for m in members[: int(keep * len(members) + 0.5)]}
+    return kept
+
+
+@pytest.fixture(scope="module")
+def oracle_run(toy_corpus, ontology, server, tmp_path_factory) -> tuple[Path, int]:
+    out = tmp_path_factory.mktemp("curate") / "oracle"
+    before = server.total()
+    _curate(toy_corpus, ontology, server.spec("oracle"), out)
+    return out, server.total() - before
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    files = ["summary.json", "provenance.json", "failures.jsonl", "scores/mixtures.parquet", "scores/sources.parquet"]
+    files += [str(p.relative_to(out)) for p in sorted((out / "metadata" / "data").glob("*.parquet"))]
+    return {f: (out / f).read_bytes() for f in files}
+
+
+# ---- the oracle ----------------------------------------------------------------------------------
+def test_oracle_judge_is_always_right_and_the_top_half_of_every_group_is_kept(oracle_run, records):
+    out, requests = oracle_run
+    sources = _table(out / "scores" / "sources.parquet")
+    assert len(sources) == sum(r.num_sources for r in records)
+    judged = [s for s in sources if s["status"] == "scored"]
+    assert judged and all(s["correct"] and s["chosen_label"] == s["label"] for s in judged)
+    assert {s["status"] for s in sources} == {"scored", "trivial"}
+    assert requests == len(judged)  # one question per non-trivial source
+    positions = Counter(s["true_option"] for s in judged)
+    assert positions[1] < 0.6 * len(judged) and len(positions) >= 3  # the true label is not always first
+    assert all(s["options"][s["true_option"] - 1] == s["label"] for s in judged)
+
+    mixtures = _table(out / "scores" / "mixtures.parquet")
+    assert {m["split"] for m in mixtures} == {"train", "validation", "test"}
+    assert all(m["score"] == 1.0 for m in mixtures)
+    kept = _kept(out)
+    assert kept == _expected_top_half(mixtures)  # all tied: the sha256(mix_id) order decides
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kept_per_group"]["validation/3mix"] == {"total": 4, "scored": 4, "unscored": 0, "kept": 2}
+    assert summary["kept_per_group"]["train/2mix"]["kept"] == 6
+    assert summary["sources"]["accuracy"] == 1.0 and summary["most_confused"] == []
+    assert summary["mixtures"]["kept"] == len(kept) == 40
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["policy"]["name"] == "top_fraction" and prov["policy"]["keep"] == 0.5
+    assert prov["judge"]["model_id"].startswith("oracle@")
+    meta = [r.mix_id for r in iter_records(out / "metadata")]
+    assert sorted(meta) == sorted(kept)
+
+
+def test_rerun_with_the_cache_makes_no_judge_call_and_the_same_outputs(oracle_run, toy_corpus, ontology, server):
+    out, _ = oracle_run
+    before_files, before = _snapshot(out), server.total()
+    _curate(toy_corpus, ontology, server.spec("oracle"), out)
+    assert server.total() == before
+    assert _snapshot(out) == before_files
+
+
+def test_another_keep_fraction_or_threshold_reuses_the_cache(oracle_run, toy_corpus, ontology, server, tmp_path):
+    out, _ = oracle_run
+    before = server.total()
+    _curate(toy_corpus, ontology, server.spec("oracle"), tmp_path / "quarter", "--keep", "0.25",
+            "--cache-dir", str(out / "cache"))
+    _curate(toy_corpus, ontology, server.spec("oracle"), tmp_path / "all", "--min-score", "1.0",
+            "--cache-dir", str(out / "cache"))
+    assert server.total() == before
+    mixtures = _table(tmp_path / "quarter" / "scores" / "mixtures.parquet")
+    assert _kept(tmp_path / "quarter") == _expected_top_half(mixtures, 0.25)
+    assert len(_kept(tmp_path / "quarter")) == 4 * 3 + 8 * 1  # 4 train groups of 12, 8 groups of 4
+    assert len(_kept(tmp_path / "all")) == 80
+    prov = json.loads((tmp_path / "all" / "provenance.json").read_text())
+    assert prov["policy"] == {**prov["policy"], "name": "min_score", "min_score": 1.0}
+
+
+def test_refreshed_metadata_loads_with_datasets_and_renders(oracle_run, toy_corpus, tmp_path):
+    import datasets
+
+    out, _ = oracle_run
+    kept = _kept(out)
+    dsd = datasets.load_dataset(str(out / "metadata"))
+    assert set(dsd) == {"train", "validation", "test"}
+    assert sorted(m for split in dsd.values() for m in split["mix_id"]) == sorted(kept)
+    row = dsd["validation"][0]
+    assert isinstance(row["sources"]["label"], list)  # the Hub's struct of lists
+    rc = hive(["render", "--metadata", str(out / "metadata"), "--dataset-paths", str(toy_corpus.dataset_paths),
+               "--output", str(tmp_path / "render"), "--no-progress"])
+    assert rc == 0
+    assert json.loads((tmp_path / "render" / "_summary.json").read_text())["mixtures"] == len(kept)
+
+
+def test_stems_read_from_rendered_shards(toy_corpus, toy_render, ontology, server, tmp_path):
+    rendered = toy_render()
+    rc = hive(["curate", "--metadata", str(toy_corpus.parquet_dir), "--rendered", str(rendered),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "o"),
+               "--split", "validation", "--no-progress"])
+    assert rc == 0
+    sources = _table(tmp_path / "o" / "scores" / "sources.parquet")
+    assert {s["split"] for s in sources} == {"validation"}
+    judged = [s for s in sources if s["status"] == "scored"]
+    assert judged and all(s["correct"] for s in judged)
+    assert json.loads((tmp_path / "o" / "provenance.json").read_text())["audio"].startswith("rendered: ")
+
+
+# ---- failing judges ------------------------------------------------------------------------------
+def test_garbage_answers_and_http_errors_end_unscored(toy_corpus, ontology, server, tmp_path):
+    for model, reason, asks in (("garbage", "unparseable", 2), ("error", "judge_failed", 1)):
+        out = tmp_path / model
+        before = server.total()
+        _curate(toy_corpus, ontology, server.spec(model), out, "--split", "validation")
+        sources = _table(out / "scores" / "sources.parquet")
+        non_trivial = [s for s in sources if s["status"] != "trivial"]
+        assert non_trivial and all(s["status"] == "unscored" and s["reason"] == reason and s["correct"] is None
+                                   for s in non_trivial)
+        assert server.total() - before == asks * len(non_trivial)  # garbage is asked once more
+        mixtures = _table(out / "scores" / "mixtures.parquet")
+        for m in mixtures:
+            if m["sources_trivial"]:  # its trivial sources still score it
+                assert m["status"] == "scored" and m["score"] == 1.0
+            else:
+                assert m["status"] == "unscored" and m["score"] is None and not m["kept"]
+                assert m["decision"] == "unscored_dropped"
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["sources"]["unscored_by_reason"] == {reason: len(non_trivial)}
+        assert summary["sources"]["accuracy"] is None
+        assert summary["mixtures"]["unscored"] == sum(1 for m in mixtures if m["status"] == "unscored") > 0
+    # garbage answers are cached (no new call); failures are asked again on a rerun
+    before = server.total()
+    _curate(toy_corpus, ontology, server.spec("garbage"), tmp_path / "garbage", "--split", "validation")
+    assert server.total() == before
+    _curate(toy_corpus, ontology, server.spec("error"), tmp_path / "error", "--split", "validation")
+    assert server.total() > before
+
+
+# ---- position carries no information ------------------------------------------------------------
+def test_always_answering_the_first_option_scores_chance(server, tmp_path):
+    from curation.curate.cache import AnswerCache
+    from curation.curate.pools import PoolBuilder
+    from curation.curate.scoring import Scorer
+    from curation.models import make_judge
+
+    onto = Ontology.from_json(HIVE_ONTOLOGY)
+    leaves = sorted(n.name for n in onto.leaves() if onto.siblings(n))
+    rng = np.random.default_rng(7)
+    records = []
+    for i in range(120):
+        labels = [leaves[j] for j in rng.choice(len(leaves), size=3, replace=False)]
+        sources = tuple(SourceRecord(f"s{k + 1}", f"AudioSet/c{i}_{k}.wav", lab, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0)
+                        for k, lab in enumerate(labels))
+        records.append(MixtureRecord(f"stat_{i:04d}", "train", 8000, 1.0, 3, sources, 1.0, 0.9))
+
+    class Silence:
+        def stems(self, rec):
+            return np.zeros((rec.num_sources, 400), dtype=np.float32), 8000
+
+    judge = make_judge(server.spec("first", concurrency=4))
+    with AnswerCache(tmp_path / "cache") as cache:
+        scores = list(Scorer(PoolBuilder(onto), judge, cache, Silence(), concurrency=4).score(records))
+    judged = [s for m in scores for s in m.sources if s.status == "scored"]
+    assert len(judged) == 360 and all(s.choice == 1 for s in judged)
+    p = np.array([1.0 / len(s.options) for s in judged])
+    accuracy = np.mean([s.correct for s in judged])
+    chance, se = p.mean(), np.sqrt(np.sum(p * (1 - p))) / len(p)
+    assert abs(accuracy - chance) < 4 * se, (accuracy, chance, se)
+    assert accuracy < 0.5  # with the true label always first it would be 1.0
+
+
+# ---- accelerate ----------------------------------------------------------------------------------
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
+def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy_corpus, ontology, server, tmp_path):
+    """Two CPU processes on the validation split (groups never span splits, so its kept set is
+    the one the single-process run over every split chose)."""
+    out1, _ = oracle_run
+    out = tmp_path / "acc"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    before = server.total()
+    proc = subprocess.run(
+        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "scripts" / "curate.py"),
+         "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths", str(toy_corpus.dataset_paths),
+         "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(out),
+         "--split", "validation", "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rank 0/2" in proc.stdout and "rank 1/2" in proc.stdout
+    assert sorted(p.name for p in (out / "_work").glob("done-*")) == ["done-00000-of-00002.json",
+                                                                       "done-00001-of-00002.json"]
+    one = [s for s in _table(out1 / "scores" / "sources.parquet") if s["split"] == "validation"]
+    assert server.total() - before == sum(s["status"] == "scored" for s in one)  # fresh cache: each asked once
+    assert _table(out / "scores" / "sources.parquet") == one
+    kept_one = {m for m in _kept(out1) if "_validation_" in m}
+    assert _kept(out) == kept_one and len(kept_one) == 8
+    assert sorted(r.mix_id for r in iter_records(out / "metadata")) == sorted(kept_one)
