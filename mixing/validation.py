@@ -303,3 +303,122 @@ def parse_mixture(raw: Any, *, max_sources: int = MAX_SOURCES,
             RecursionError) as exc:  # defensive: odd containers (e.g. mappings that raise)
         raise InvalidRecordError(key, "<record>", type(exc).__name__ + ": " + str(exc),
                                  "a well-formed mixture record") from exc
+
+
+# ---- columnar fast path (Arrow batches of the Hub schema) ----------------------------------------
+#: ASCII-only mix_id that check_mix_id certainly accepts (printable, no '.', '/', '\\', no space)
+_ARROW_SAFE_KEY = r"^[!-\x2d\x30-\x5b\x5d-\x7e]{1,255}$"
+_ARROW_SAFE_PATH = r"^[^/\\:\x00-\x1f\x7f]+(/[^/\\\x00-\x1f\x7f]+)+$"
+_ARROW_DOT_SEGMENT = r"(^|/)\.\.?(/|$)"
+_ARROW_CONTROL = r"[\x00-\x1f\x7f]"
+#: splits the fast path lets through: names normalise_split maps to themselves
+_CANONICAL_SPLITS = tuple(s for s in ("train", "validation", "test") if normalise_split(s) == s)
+
+
+def _is_list_of(t: Any, value_check: Callable[[Any], bool]) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and value_check(t.value_type)
+
+
+def fast_valid_mask(batch: Any, max_sources: int = MAX_SOURCES) -> Any:
+    """Rows of an Arrow batch (Hub schema) that :func:`parse_mixture` certainly accepts.
+
+    Vectorised and conservative: ``True`` means the row parses, gives no warning and has a
+    canonical split name (``train``/``validation``/``test``); ``False`` means *not sure*, and the
+    row must go through :func:`parse_mixture`, which gives the exact error, warning or record.
+    Returns ``None`` (every row takes the full path) when the batch's schema is not one the fast
+    path handles. The rules mirror :func:`parse_mixture` and :func:`_parse_source`; weights get
+    half the tolerance so that a float rounding difference can never hide a warning.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = batch.schema
+    names = set(schema.names)
+    if "dataset_info" in names or "mixing_params" in names:
+        return None
+    is_str = lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)  # noqa: E731
+    is_num = lambda t: pa.types.is_floating(t) or pa.types.is_integer(t)  # noqa: E731
+    is_int = lambda t: pa.types.is_integer(t) and t != pa.uint64()  # noqa: E731 (fits int64)
+    want = {"mix_id": is_str, "split": is_str, "sample_rate": is_int,
+            "target_duration": is_num, "global_normalization_factor": is_num,
+            "final_max_amplitude": is_num, "sources": pa.types.is_struct}
+    for name, ok in want.items():
+        if name not in names or not ok(schema.field(name).type):
+            return None
+    if "num_sources" in names and not is_int(schema.field("num_sources").type):
+        return None
+    stype = schema.field("sources").type
+    child = {stype.field(i).name: i for i in range(stype.num_fields)}
+    for name in SOURCE_FIELDS:
+        if name not in child:
+            return None
+        t = stype.field(child[name]).type
+        if not _is_list_of(t, is_str if name in SOURCE_STRING_FIELDS else pa.types.is_floating):
+            return None
+
+    def np_bool(arr) -> np.ndarray:
+        return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+    def np_float(arr) -> np.ndarray:
+        return pc.fill_null(pc.cast(arr, pa.float64(), safe=False), np.nan).to_numpy(zero_copy_only=False)
+
+    rows = batch.num_rows
+    col = batch.column
+    ok = np_bool(pc.match_substring_regex(col("mix_id"), _ARROW_SAFE_KEY))
+    ok &= np_bool(pc.is_in(col("split"), value_set=pa.array(_CANONICAL_SPLITS)))
+    sr = pc.fill_null(pc.cast(col("sample_rate"), pa.int64()), 0).to_numpy(zero_copy_only=False)
+    ok &= (sr > 0) & (sr <= 1_000_000)
+    with np.errstate(invalid="ignore"):
+        dur = np_float(col("target_duration"))
+        ok &= (dur > 0) & (dur <= 3600)  # NaN (null) fails both
+        gnf = np_float(col("global_normalization_factor"))
+        ok &= np.isfinite(gnf) & (gnf > 0)
+        fma = np_float(col("final_max_amplitude"))
+        ok &= np.isfinite(fma) & (fma >= 0)
+    sources = col("sources")
+    ok &= np_bool(sources.is_valid())
+    children = sources.flatten()  # the struct's nulls merged into its children
+    lengths = None
+    for name in SOURCE_FIELDS:
+        lst = children[child[name]]
+        n = pc.fill_null(pc.list_value_length(lst), -1).to_numpy(zero_copy_only=False)
+        if lengths is None:
+            lengths = n
+        else:
+            ok &= n == lengths
+    ok &= (lengths >= 1) & (lengths <= max_sources)
+    if "num_sources" in names:
+        ns = pc.fill_null(pc.cast(col("num_sources"), pa.int64()), -1).to_numpy(zero_copy_only=False)
+        ok &= ns == lengths
+    if not ok.any():
+        return ok
+    # per-source rules on the rows still standing (their lists now align across the fields)
+    keep = np.flatnonzero(ok)
+    sub = [children[child[name]].take(pa.array(keep)).flatten() for name in SOURCE_FIELDS]
+    vals = dict(zip(SOURCE_FIELDS, sub))
+    elem_ok = np.ones(len(sub[0]), dtype=bool)
+    for name in SOURCE_STRING_FIELDS:
+        v = vals[name]
+        elem_ok &= np_bool(pc.greater(pc.binary_length(v), 0))
+        elem_ok &= ~np_bool(pc.fill_null(pc.match_substring_regex(v, _ARROW_CONTROL), True))
+    path = vals["path"]
+    elem_ok &= np_bool(pc.match_substring_regex(path, _ARROW_SAFE_PATH))
+    elem_ok &= ~np_bool(pc.fill_null(pc.match_substring_regex(path, _ARROW_DOT_SEGMENT), True))
+    f = {name: np_float(vals[name]) for name in SOURCE_FLOAT_FIELDS}
+    with np.errstate(invalid="ignore", over="ignore"):
+        for name in SOURCE_FLOAT_FIELDS:
+            elem_ok &= np.isfinite(f[name])
+        elem_ok &= (f["chunk_start_second"] >= 0) & (f["chunk_start_second"] < f["chunk_end_second"])
+        elem_ok &= (f["crop_start_second"] >= 0) & (f["crop_start_second"] < f["crop_end_second"])
+        elem_ok &= f["rms_gain"] >= 0
+        w = f["applied_weight"]
+        expected = f["rms_gain"] * np.power(10.0, f["snr_db"] / 20.0)
+        tol = np.maximum(WEIGHT_RTOL * np.maximum(np.abs(w), np.abs(expected)), 1e-9)
+        elem_ok &= np.isfinite(expected) & (np.abs(w - expected) <= 0.5 * tol)
+    row_of = np.repeat(np.arange(len(keep)), lengths[keep])
+    bad = np.bincount(row_of[~elem_ok], minlength=len(keep)) > 0
+    ok[keep[bad]] = False
+    return ok

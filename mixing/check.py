@@ -1,0 +1,546 @@
+"""``hive check``: before a long render, tell the user what is missing.
+
+One pass over the metadata, then one look at each referenced file, then arithmetic:
+
+1. **metadata pass** — validated rows arrive as Arrow batches (:meth:`MetadataSource.arrow_batches`,
+   invalid rows counted by field in a :class:`ValidationReport`); each source path is interned to
+   an integer id (``dict`` str -> int, one entry per unique file) and appended to compact arrays:
+   file ids and chunk ends per source, number of sources and split code per mixture. Memory grows
+   with the number of sources (12 bytes each) and of unique paths, nothing else;
+2. **probe** — every unique file is examined once (resolved strictly inside its corpus root, then
+   its header read with :func:`mixing.audio.probe`), optionally by a small thread pool (network
+   filesystems are I/O bound);
+3. **renderable counts** — with numpy: a source is fine when its file is present and readable and
+   its chunk ends at most :data:`~mixing.audio.EOF_TOLERANCE_FRAMES` frames past the end of the
+   file; a mixture is renderable when all its sources are (``np.logical_and.reduceat`` over the
+   per-mixture spans), counted per split x number of sources.
+
+Every file problem has a named reason: ``missing``, ``unreadable``, ``unknown_prefix`` (the
+prefix is not a key of ``dataset_paths.json``), ``unsafe_path`` (resolves outside its root), and
+per source reference ``chunk_beyond_end``. Metadata paths that are unsafe on their face never
+reach the file check: their records are invalid and counted under ``sources[*].path``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from array import array
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .audio import EOF_TOLERANCE_FRAMES, probe
+from .corpora import DatasetPaths
+from .errors import (
+    InvalidRecordError, MissingSourceAudioError, PathEscapesRootError, UnknownPrefixError,
+    UnreadableAudioError,
+)
+from .metadata import SPLITS
+from .metadata_io import MetadataSource, open_metadata
+from .validation import MAX_SOURCES, ValidationReport
+
+logger = logging.getLogger(__name__)
+
+#: file status codes (index into FILE_REASONS)
+PRESENT, MISSING, UNREADABLE, UNKNOWN_PREFIX, UNSAFE_PATH = range(5)
+FILE_REASONS = ("present", "missing", "unreadable", "unknown_prefix", "unsafe_path")
+CHUNK_BEYOND_END = "chunk_beyond_end"
+#: mixtures examined per numpy block in the renderable pass (bounds the temporaries)
+_BLOCK_MIXTURES = 1 << 20
+#: files handed to the thread pool at a time (bounds the pending futures)
+_PROBE_BLOCK = 2048
+_INDEXED_FIELD = re.compile(r"\[\d+\]")
+
+
+# ---- the report -------------------------------------------------------------------------------
+@dataclass
+class PrefixReport:
+    """Files referenced under one corpus prefix and what became of them."""
+
+    prefix: str
+    known: bool
+    root: str | None = None
+    referenced: int = 0
+    present: int = 0
+    missing: int = 0
+    unreadable: int = 0
+    unknown_prefix: int = 0
+    unsafe_path: int = 0
+    #: source references (not files) whose chunk ends > EOF_TOLERANCE_FRAMES past the file's end
+    chunk_beyond_end: int = 0
+    #: reason -> a few example metadata paths (chunk_beyond_end: dicts with the frame numbers)
+    examples: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> int:
+        return self.unknown_prefix + self.unsafe_path
+
+    @property
+    def ok(self) -> bool:
+        return self.present == self.referenced and self.chunk_beyond_end == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix, "known": self.known, "root": self.root,
+            "referenced": self.referenced, "present": self.present, "missing": self.missing,
+            "unreadable": self.unreadable, "unknown_prefix": self.unknown_prefix,
+            "unsafe_path": self.unsafe_path, "chunk_beyond_end": self.chunk_beyond_end,
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class CheckReport:
+    """What ``hive check`` found. ``ok`` is the exit status: everything present and valid."""
+
+    metadata: str
+    dataset_paths: str
+    split: str | None
+    num_sources: int | None
+    known_prefixes: list[str]
+    prefixes: dict[str, PrefixReport]
+    #: split -> "{n}mix" -> {"total": mixtures, "renderable": mixtures whose sources are all fine}
+    mixtures: dict[str, dict[str, dict[str, int]]]
+    validation: ValidationReport
+    #: records refused for an unsafe path (never looked up): count and a few examples
+    refused_metadata_paths: int = 0
+    refused_metadata_examples: list[Any] = field(default_factory=list)
+    source_references: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # ---- totals ----------------------------------------------------------------------------
+    @property
+    def total_mixtures(self) -> int:
+        return sum(c["total"] for by_n in self.mixtures.values() for c in by_n.values())
+
+    @property
+    def renderable_mixtures(self) -> int:
+        return sum(c["renderable"] for by_n in self.mixtures.values() for c in by_n.values())
+
+    @property
+    def unique_files(self) -> int:
+        return sum(p.referenced for p in self.prefixes.values())
+
+    def count(self, reason: str) -> int:
+        """Total of one reason over all prefixes (``missing``, ``chunk_beyond_end``, ...)."""
+        return sum(getattr(p, reason) for p in self.prefixes.values())
+
+    @property
+    def unknown_prefixes(self) -> list[str]:
+        return sorted(p for p, r in self.prefixes.items() if not r.known)
+
+    @property
+    def ok(self) -> bool:
+        return (self.total_mixtures > 0 and self.validation.invalid == 0
+                and all(p.ok for p in self.prefixes.values()))
+
+    def problems(self) -> list[str]:
+        """One line per kind of problem (empty when ``ok``)."""
+        out = []
+        if self.validation.invalid:
+            out.append(f"{self.validation.invalid} invalid metadata record(s)")
+        for reason in FILE_REASONS[1:]:
+            if n := self.count(reason):
+                out.append(f"{n} file(s) {reason.replace('_', ' ')}")
+        if n := self.count(CHUNK_BEYOND_END):
+            out.append(f"{n} chunk(s) ending more than {EOF_TOLERANCE_FRAMES} frames past the end of their file")
+        if self.total_mixtures == 0:
+            out.append("no valid mixture matched" + (f" split={self.split}" if self.split else "")
+                       + (f" num_sources={self.num_sources}" if self.num_sources else ""))
+        return out
+
+    def errors_by_field(self) -> dict[str, int]:
+        """Invalid records by field, source indices folded (``sources[*].path``)."""
+        out: Counter = Counter()
+        for name, n in self.validation.errors_by_field.items():
+            out[_INDEXED_FIELD.sub("[*]", name)] += n
+        return dict(sorted(out.items()))
+
+    # ---- output ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "metadata": self.metadata,
+            "dataset_paths": self.dataset_paths,
+            "split": self.split,
+            "num_sources": self.num_sources,
+            "known_prefixes": self.known_prefixes,
+            "unknown_prefixes": self.unknown_prefixes,
+            "totals": {
+                "mixtures": self.total_mixtures, "renderable": self.renderable_mixtures,
+                "source_references": self.source_references, "unique_files": self.unique_files,
+                **{reason: self.count(reason) for reason in FILE_REASONS},
+                CHUNK_BEYOND_END: self.count(CHUNK_BEYOND_END),
+                "invalid_records": self.validation.invalid,
+                "refused_metadata_paths": self.refused_metadata_paths,
+            },
+            "prefixes": {k: v.to_dict() for k, v in self.prefixes.items()},
+            "mixtures": self.mixtures,
+            "invalid_records_by_field": self.errors_by_field(),
+            "refused_metadata_examples": self.refused_metadata_examples,
+            "validation": self.validation.to_dict(),
+            "problems": self.problems(),
+            "timings": self.timings,
+        }
+
+    def write_json(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def format_table(self) -> str:
+        """The human-readable summary ``hive check`` prints."""
+        lines = [f"metadata: {self.metadata}", f"dataset paths: {self.dataset_paths}"]
+        if self.split or self.num_sources:
+            lines.append(f"restricted to: split={self.split or 'all'} num_sources={self.num_sources or 'all'}")
+        lines.append("")
+        head = ("prefix", "files", "present", "missing", "unreadable", "refused", "chunks>end", "root")
+        rows = [head]
+        for p in self.prefixes.values():
+            root = p.root if p.known else "NOT IN dataset_paths.json"
+            rows.append((p.prefix, p.referenced, p.present, p.missing, p.unreadable, p.refused,
+                         p.chunk_beyond_end, root))
+        rows.append(("total", self.unique_files, self.count("present"), self.count("missing"),
+                     self.count("unreadable"), self.count("unknown_prefix") + self.count("unsafe_path"),
+                     self.count(CHUNK_BEYOND_END), ""))
+        lines += _table(rows, right=range(1, 7))
+        if self.unknown_prefixes:
+            lines.append("")
+            for prefix in self.unknown_prefixes:
+                close = difflib.get_close_matches(prefix, self.known_prefixes, n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                lines.append(f"unknown prefix {prefix!r}{hint}: add it to dataset_paths.json")
+            lines.append(f"known prefixes: {', '.join(self.known_prefixes)}")
+        # renderable mixtures per split x number of sources
+        if self.mixtures:
+            ns = sorted({n for by_n in self.mixtures.values() for n in by_n}, key=lambda s: int(s[:-3]))
+            rows = [("renderable / total",) + tuple(ns) + ("all",)]
+            for split, by_n in self.mixtures.items():
+                cells = [f"{by_n[n]['renderable']}/{by_n[n]['total']}" if n in by_n else "-" for n in ns]
+                tot = sum(c["total"] for c in by_n.values())
+                ren = sum(c["renderable"] for c in by_n.values())
+                rows.append((split, *cells, f"{ren}/{tot}"))
+            lines.append("")
+            lines += _table(rows, right=range(1, len(ns) + 2))
+        if self.validation.invalid or self.validation.warnings_by_field:
+            lines.append("")
+        if self.validation.invalid:
+            by_field = ", ".join(f"{k} {v}" for k, v in self.errors_by_field().items())
+            lines.append(f"invalid metadata records (skipped): {self.validation.invalid} ({by_field})")
+            for ex in self.validation.examples[:3]:
+                lines.append(f"  e.g. mixture {ex['mix_id']!r}: {ex['field']} is {ex['value']}; expected {ex['expected']}")
+        if self.validation.warnings_by_field:
+            n = sum(self.validation.warnings_by_field.values())
+            lines.append(f"warnings (not errors): {n} applied_weight != rms_gain*10^(snr_db/20)")
+        examples = [(p, reason, ex) for p in self.prefixes.values() for reason, exs in p.examples.items()
+                    for ex in exs]
+        if examples:
+            lines.append("")
+            lines.append("examples:")
+            for p, reason, ex in examples:
+                if isinstance(ex, dict):
+                    ex = (f"{ex['path']} (chunk ends at frame {ex['end_frame']}, "
+                          f"{ex['end_frame'] - ex['frames']} past the end at {ex['samplerate']} Hz)")
+                lines.append(f"  {reason:<16} {ex}")
+        lines.append("")
+        if self.ok:
+            lines.append(f"OK: all {self.unique_files} referenced files are present and readable; "
+                         f"{self.renderable_mixtures} mixtures can be rendered")
+        else:
+            lines.append(f"NOT READY: {'; '.join(self.problems())}. "
+                         f"{self.renderable_mixtures} of {self.total_mixtures} mixtures can be rendered")
+        return "\n".join(lines)
+
+
+def _table(rows: list[tuple], right=()) -> list[str]:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    right = set(right)
+    out = []
+    for r in cells:
+        out.append("  ".join(c.rjust(w) if i in right else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    return out
+
+
+# ---- 1. metadata pass -----------------------------------------------------------------------------
+class _Index:
+    """Interned paths and compact per-source / per-mixture arrays."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.paths: list[str] = []
+        self.file_ids = array("i")  # per source
+        self.chunk_end = array("d")  # per source
+        self.num_sources = array("B")  # per mixture
+        self.split_code = array("H")  # per mixture
+        self.split_names: list[str] = []
+        self._split_ids: dict[str, int] = {}
+
+    @property
+    def mixtures(self) -> int:
+        return len(self.num_sources)
+
+    def _intern(self, strings: list[str], table: dict[str, int], names: list[str]) -> np.ndarray:
+        out = np.empty(len(strings), dtype=np.int64)
+        for i, s in enumerate(strings):
+            code = table.get(s)
+            if code is None:
+                code = table[s] = len(names)
+                names.append(s)
+            out[i] = code
+        return out
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Append one validated Hub-schema batch."""
+        if batch.num_rows == 0:
+            return
+        children = dict(zip([f.name for f in batch.schema.field("sources").type],
+                            batch.column("sources").flatten()))
+        paths = children["path"]
+        counts = pc.list_value_length(paths).to_numpy(zero_copy_only=False)
+        enc = pc.dictionary_encode(paths.flatten())
+        ids = self._intern(enc.dictionary.to_pylist(), self.ids, self.paths)[
+            enc.indices.to_numpy(zero_copy_only=False)]
+        self.file_ids.frombytes(ids.astype(np.int32).tobytes())
+        ends = children["chunk_end_second"].flatten().to_numpy(zero_copy_only=False)
+        self.chunk_end.frombytes(np.ascontiguousarray(ends, dtype=np.float64).tobytes())
+        self.num_sources.frombytes(counts.astype(np.uint8).tobytes())
+        split = pc.dictionary_encode(batch.column("split"))
+        codes = self._intern(split.dictionary.to_pylist(), self._split_ids, self.split_names)[
+            split.indices.to_numpy(zero_copy_only=False)]
+        self.split_code.frombytes(codes.astype(np.uint16).tobytes())
+
+
+def _progress(progress: bool, **kw):
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm turns itself off when stderr is not a terminal
+    return tqdm(disable=None if progress else True, file=sys.stderr, **kw)
+
+
+# ---- 2. probe -----------------------------------------------------------------------------------
+class _Prober:
+    """Status, frames and rate of each unique file; one look per file."""
+
+    def __init__(self, paths: DatasetPaths) -> None:
+        self.paths = paths
+
+    def __call__(self, meta_path: str) -> tuple[int, int, int]:
+        prefix = meta_path.split("/", 1)[0]
+        if prefix not in self.paths.roots:
+            return UNKNOWN_PREFIX, 0, 0
+        try:
+            local = self.paths.resolve(meta_path)
+        except PathEscapesRootError:
+            return UNSAFE_PATH, 0, 0
+        except UnknownPrefixError:  # pragma: no cover - checked above
+            return UNKNOWN_PREFIX, 0, 0
+        try:
+            info = probe(local)
+        except MissingSourceAudioError:
+            return MISSING, 0, 0
+        except UnreadableAudioError:
+            return UNREADABLE, 0, 0
+        if info.samplerate <= 0:
+            return UNREADABLE, 0, 0
+        return PRESENT, info.frames, info.samplerate
+
+
+def _probe_all(file_paths: list[str], paths: DatasetPaths, jobs: int, progress: bool):
+    n = len(file_paths)
+    status = np.zeros(n, dtype=np.int8)
+    frames = np.zeros(n, dtype=np.int64)
+    rates = np.zeros(n, dtype=np.int64)
+    prober = _Prober(paths)
+    bar = _progress(progress, total=n, unit="file", desc="probing files")
+    try:
+        if jobs <= 1:
+            for i, p in enumerate(file_paths):
+                status[i], frames[i], rates[i] = prober(p)
+                bar.update(1)
+        else:
+            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hive-check") as pool:
+                for start in range(0, n, _PROBE_BLOCK):
+                    block = file_paths[start:start + _PROBE_BLOCK]
+                    for j, res in enumerate(pool.map(prober, block)):
+                        status[start + j], frames[start + j], rates[start + j] = res
+                    bar.update(len(block))
+    finally:
+        bar.close()
+    return status, frames, rates
+
+
+# ---- the check ----------------------------------------------------------------------------------
+def check_corpora(source: str | os.PathLike | MetadataSource,
+                  dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike,
+                  split: str | None = None, num_sources: int | None = None, *,
+                  progress: bool = True, jobs: int = 8, examples: int = 5,
+                  max_sources: int = MAX_SOURCES, revision: str | None = None,
+                  config: str | None = None) -> CheckReport:
+    """Check that every file the metadata references is present, readable and long enough.
+
+    ``source``: anything :func:`~mixing.metadata_io.open_metadata` accepts; ``dataset_paths``: a
+    :class:`DatasetPaths`, a mapping or the path of ``dataset_paths.json``. ``examples`` example
+    paths are kept per prefix and reason. Never raises for bad records or files: they are counted.
+    """
+    if not 1 <= max_sources <= 255:
+        raise ValueError(f"max_sources is {max_sources}; expected 1..255")
+    if jobs < 1:
+        raise ValueError(f"jobs is {jobs}; expected >= 1")
+    if examples < 0:
+        raise ValueError(f"examples is {examples}; expected >= 0")
+    dp_label = str(dataset_paths) if isinstance(dataset_paths, (str, os.PathLike)) else "<mapping>"
+    paths = DatasetPaths.coerce(dataset_paths)
+    src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
+    timings: dict[str, float] = {}
+
+    # 1. metadata pass
+    refused: list[Any] = []
+    refused_count = 0
+
+    def on_invalid(err: InvalidRecordError) -> None:
+        nonlocal refused_count
+        if _INDEXED_FIELD.sub("[*]", err.field) == "sources[*].path":
+            refused_count += 1
+            if len(refused) < examples:
+                refused.append({"mix_id": err.to_dict()["mix_id"], "path": err.to_dict()["value"]})
+
+    report = ValidationReport(listener=on_invalid)
+    index = _Index()
+    t0 = time.perf_counter()
+    bar = _progress(progress, unit="row", desc="reading metadata")
+    try:
+        for batch in src.arrow_batches(split, num_sources, on_error="skip", report=report,
+                                       max_sources=max_sources):
+            index.add(batch)
+            bar.update(batch.num_rows)
+    finally:
+        bar.close()
+    timings["metadata_s"] = time.perf_counter() - t0
+    rows_seen = report.valid + report.invalid
+    timings["metadata_rows_per_s"] = rows_seen / timings["metadata_s"] if timings["metadata_s"] > 0 else 0.0
+    logger.info("metadata: %d valid, %d invalid rows, %d unique files in %.1f s",
+                report.valid, report.invalid, len(index.paths), timings["metadata_s"])
+
+    # 2. probe every unique file once
+    t1 = time.perf_counter()
+    status, frames, rates = _probe_all(index.paths, paths, jobs, progress)
+    timings["probe_s"] = time.perf_counter() - t1
+
+    # per-prefix file counts and examples (examples in first-referenced order: deterministic)
+    prefix_names: list[str] = []
+    prefix_ids: dict[str, int] = {}
+    file_prefix = np.empty(len(index.paths), dtype=np.int32)
+    for i, p in enumerate(index.paths):
+        pre = p.split("/", 1)[0]
+        code = prefix_ids.get(pre)
+        if code is None:
+            code = prefix_ids[pre] = len(prefix_names)
+            prefix_names.append(pre)
+        file_prefix[i] = code
+    prefixes: dict[str, PrefixReport] = {}
+    order = sorted(prefix_names, key=lambda p: (p not in paths.roots, p))
+    for pre in order:
+        known = pre in paths.roots
+        prefixes[pre] = PrefixReport(pre, known, str(paths.roots[pre]) if known else None)
+    n_pre = len(prefix_names)
+    for code, reason in enumerate(FILE_REASONS):
+        counts = np.bincount(file_prefix[status == code], minlength=n_pre)
+        for j, pre in enumerate(prefix_names):
+            setattr(prefixes[pre], reason, int(counts[j]))
+    for j, pre in enumerate(prefix_names):
+        prefixes[pre].referenced = sum(getattr(prefixes[pre], r) for r in FILE_REASONS)
+    if examples:
+        bad = np.flatnonzero(status != PRESENT)
+        for i in bad:
+            rep = prefixes[prefix_names[file_prefix[i]]]
+            exs = rep.examples.setdefault(FILE_REASONS[status[i]], [])
+            if len(exs) < examples:
+                exs.append(index.paths[i])
+
+    # 3. renderable mixtures, per split x number of sources
+    t2 = time.perf_counter()
+    mixtures, beyond_counts = _renderable(index, status, frames, rates, file_prefix, n_pre, prefixes,
+                                          prefix_names, examples, max_sources)
+    for j, pre in enumerate(prefix_names):
+        prefixes[pre].chunk_beyond_end = int(beyond_counts[j])
+    timings["renderable_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    return CheckReport(
+        metadata=src.location, dataset_paths=dp_label, split=split, num_sources=num_sources,
+        known_prefixes=paths.prefixes, prefixes=prefixes, mixtures=mixtures, validation=report,
+        refused_metadata_paths=refused_count, refused_metadata_examples=refused,
+        source_references=len(index.file_ids), timings=timings)
+
+
+def _renderable(index: _Index, status, frames, rates, file_prefix, n_pre, prefixes, prefix_names,
+                examples: int, max_sources: int):
+    n_mix = index.mixtures
+    width = max_sources + 1
+    n_groups = max(1, len(index.split_names)) * width
+    total = np.zeros(n_groups, dtype=np.int64)
+    renderable = np.zeros(n_groups, dtype=np.int64)
+    beyond_counts = np.zeros(max(n_pre, 1), dtype=np.int64)
+    if n_mix:
+        file_ids = np.frombuffer(index.file_ids, dtype=np.int32)
+        chunk_end = np.frombuffer(index.chunk_end, dtype=np.float64)
+        counts = np.frombuffer(index.num_sources, dtype=np.uint8)
+        groups = np.frombuffer(index.split_code, dtype=np.uint16).astype(np.int64) * width + counts
+        total += np.bincount(groups, minlength=n_groups)
+        offsets = np.zeros(n_mix + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        file_ok = status == PRESENT
+        for m0 in range(0, n_mix, _BLOCK_MIXTURES):
+            m1 = min(m0 + _BLOCK_MIXTURES, n_mix)
+            s0, s1 = offsets[m0], offsets[m1]
+            ids = file_ids[s0:s1]
+            ok = file_ok[ids]
+            # int(chunk_end * sr) - frames > TOL  <=>  chunk_end * sr >= frames + TOL + 1 (chunk_end >= 0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                beyond = ok & (chunk_end[s0:s1] * rates[ids] >= frames[ids] + (EOF_TOLERANCE_FRAMES + 1))
+            if beyond.any():
+                where = np.flatnonzero(beyond)
+                beyond_counts += np.bincount(file_prefix[ids[where]], minlength=len(beyond_counts))
+                if examples:
+                    for k in where:
+                        i = int(ids[k])
+                        rep = prefixes[prefix_names[file_prefix[i]]]
+                        exs = rep.examples.setdefault(CHUNK_BEYOND_END, [])
+                        end = chunk_end[s0 + k]
+                        if len(exs) < examples and not any(
+                                e["path"] == index.paths[i] and e["chunk_end_second"] == end for e in exs):
+                            exs.append({"path": index.paths[i], "chunk_end_second": float(end),
+                                        "end_frame": int(end * int(rates[i])), "frames": int(frames[i]),
+                                        "samplerate": int(rates[i])})
+                ok &= ~beyond
+            mix_ok = np.logical_and.reduceat(ok, offsets[m0:m1] - s0)
+            renderable += np.bincount(groups[m0:m1][mix_ok], minlength=n_groups)
+    mixtures: dict[str, dict[str, dict[str, int]]] = {}
+    split_order = sorted(range(len(index.split_names)), key=lambda c: (
+        SPLITS.index(index.split_names[c]) if index.split_names[c] in SPLITS else len(SPLITS),
+        index.split_names[c]))
+    for c in split_order:
+        by_n = {}
+        for n in range(1, width):
+            g = c * width + n
+            if total[g]:
+                by_n[f"{n}mix"] = {"total": int(total[g]), "renderable": int(renderable[g])}
+        if by_n:
+            mixtures[index.split_names[c]] = by_n
+    return mixtures, beyond_counts
