@@ -1,0 +1,182 @@
+"""Audio-LLM judge over an OpenAI-compatible chat-completions server (e.g. vLLM).
+
+Each clip is sent as its own request: ``POST {url}/chat/completions`` whose user message holds
+the clip as ``{"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64,..."}}`` followed
+by the prompt text, with temperature 0 and a short ``max_tokens``. Requests run concurrently in a
+thread pool; timeouts, connection errors, HTTP 5xx and 429 are retried with exponential backoff,
+other 4xx are not. A request that still fails yields ``None`` for its item.
+
+Serve a model with e.g. ``vllm serve Qwen/Qwen3-Omni-30B-A3B-Instruct --port 8000`` and use the
+spec ``openai:url=http://127.0.0.1:8000/v1,model=Qwen/Qwen3-Omni-30B-A3B-Instruct``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from curation.models.audio_io import to_rate, wav_data_url
+from curation.models.spec import BackendSpecError, factory, require
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset({408, 409, 425, 429})
+
+
+class RequestFailed(Exception):
+    """One attempt failed; ``retry`` says whether another attempt may succeed."""
+
+    def __init__(self, message: str, retry: bool):
+        super().__init__(message)
+        self.retry = retry
+
+
+class OpenAIJudge:
+    """``AudioJudge`` backed by an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Options (spec keys): ``url`` (base URL ending in ``/v1``), ``model`` (served model name),
+    ``timeout`` (seconds per request), ``concurrency`` (parallel requests), ``retries`` (extra
+    attempts after the first), ``backoff`` (first wait in seconds, doubled each retry, capped at
+    ``max_backoff``), ``max_tokens``, ``rate`` (resample clips to this rate before sending; 0 keeps
+    the clip's rate), ``wav`` (``pcm16`` or ``float``), ``system`` (optional system prompt),
+    ``api_key_env`` (environment variable holding a bearer token; unset → no header).
+    """
+
+    def __init__(self, url: str, model: str, timeout: float = 60.0, concurrency: int = 4,
+                 retries: int = 3, backoff: float = 1.0, max_backoff: float = 30.0,
+                 max_tokens: int = 16, rate: int = 0, wav: str = "pcm16", system: str = "",
+                 api_key_env: str = "OPENAI_API_KEY"):
+        if not url.startswith(("http://", "https://")):
+            raise BackendSpecError(f"openai judge: url {url!r} is not an http(s) URL; "
+                                   "expected e.g. http://127.0.0.1:8000/v1")
+        if wav.lower() not in ("pcm16", "float"):
+            raise BackendSpecError(f"openai judge: wav={wav!r}; expected 'pcm16' or 'float'")
+        for name, value in (("timeout", timeout), ("concurrency", concurrency)):
+            if value <= 0:
+                raise BackendSpecError(f"openai judge: {name}={value!r} must be > 0")
+        if retries < 0 or backoff < 0 or max_tokens <= 0 or rate < 0:
+            raise BackendSpecError("openai judge: retries, backoff and rate must be >= 0 and "
+                                   "max_tokens > 0")
+        self.url = url.rstrip("/")
+        self.model_name = model
+        self.timeout = float(timeout)
+        self.concurrency = int(concurrency)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.max_tokens = int(max_tokens)
+        self.rate = int(rate)
+        self.wav_subtype = "FLOAT" if wav.lower() == "float" else "PCM_16"
+        self.system = system
+        self.api_key_env = api_key_env
+        self.model_id = f"{model}@{self.url}"
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return {"backend": "openai", "model": self.model_name, "url": self.url,
+                "max_tokens": self.max_tokens, "temperature": 0, "rate": self.rate,
+                "wav": self.wav_subtype}
+
+    @property
+    def model(self):
+        """The shared HTTP client (created on first use; httpx clients are thread-safe)."""
+        with self._lock:
+            if self._client is None:
+                httpx = require("httpx", "openai judge")
+                headers = {"Content-Type": "application/json"}
+                key = os.environ.get(self.api_key_env) if self.api_key_env else None
+                if key:
+                    headers["Authorization"] = f"Bearer {key}"
+                limits = httpx.Limits(max_connections=self.concurrency,
+                                      max_keepalive_connections=self.concurrency)
+                self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), headers=headers,
+                                            limits=limits)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> "OpenAIJudge":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests -----------------------------------------------------------------------------
+    def request_body(self, y: np.ndarray, sr: int, prompt: str) -> dict[str, Any]:
+        if self.rate:
+            y, sr = to_rate(y, sr, self.rate), self.rate
+        content = [
+            {"type": "audio_url", "audio_url": {"url": wav_data_url(y, sr, self.wav_subtype)}},
+            {"type": "text", "text": prompt},
+        ]
+        messages: list[dict[str, Any]] = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        messages.append({"role": "user", "content": content})
+        return {"model": self.model_name, "messages": messages, "temperature": 0,
+                "max_tokens": self.max_tokens}
+
+    def _attempt(self, body: dict[str, Any]) -> str | None:
+        httpx = require("httpx", "openai judge")
+        try:
+            response = self.model.post(f"{self.url}/chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            raise RequestFailed(f"timed out after {self.timeout:g} s ({type(exc).__name__})", True)
+        except httpx.TransportError as exc:
+            raise RequestFailed(f"connection error: {type(exc).__name__}: {exc}", True)
+        status = response.status_code
+        if status >= 500 or status in _RETRY_STATUS:
+            raise RequestFailed(f"HTTP {status}: {response.text[:200]!r}", True)
+        if status >= 400:
+            raise RequestFailed(f"HTTP {status} (not retried): {response.text[:300]!r}", False)
+        try:
+            payload = response.json()
+            content = payload["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise RequestFailed(f"malformed response ({type(exc).__name__}): "
+                                f"{response.text[:200]!r}", True)
+        if content is None:
+            return None
+        if isinstance(content, list):  # content parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return str(content)
+
+    def ask_one(self, y: np.ndarray, sr: int, prompt: str) -> str | None:
+        body = self.request_body(y, sr, prompt)
+        for attempt in range(self.retries + 1):
+            try:
+                return self._attempt(body)
+            except RequestFailed as exc:
+                last = attempt == self.retries or not exc.retry
+                log.warning("judge request to %s failed (attempt %d/%d): %s%s", self.url,
+                            attempt + 1, self.retries + 1, exc, "" if last else "; retrying")
+                if last:
+                    return None
+                time.sleep(min(self.max_backoff, self.backoff * (2 ** attempt)))
+        return None  # pragma: no cover
+
+    def ask(self, items: list[tuple[np.ndarray, int]], prompt: str) -> list[str | None]:
+        """One raw answer per ``(clip, rate)`` item, in order; ``None`` where the call failed."""
+        if not items:
+            return []
+        workers = min(self.concurrency, len(items))
+        if workers == 1:
+            return [self.ask_one(y, sr, prompt) for y, sr in items]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hive-judge") as pool:
+            return list(pool.map(lambda item: self.ask_one(item[0], item[1], prompt), items))
+
+
+#: Factory for the stage runner's loader (``curation.stages.base.load_backend``).
+create_judge = factory(OpenAIJudge, "openai", ignore=("device",))
