@@ -243,7 +243,8 @@ class CheckReport:
             by_field = ", ".join(f"{k} {v}" for k, v in self.errors_by_field().items())
             lines.append(f"invalid metadata records (skipped): {self.validation.invalid} ({by_field})")
             for ex in self.validation.examples[:3]:
-                lines.append(f"  e.g. mixture {ex['mix_id']!r}: {ex['field']} is {ex['value']}; expected {ex['expected']}")
+                lines.append(f"  e.g. mixture {ex['mix_id']!r}: {ex['field']} is {ex['value']}; "
+                             f"expected {ex['expected']}")
         if self.validation.warnings_by_field:
             n = sum(self.validation.warnings_by_field.values())
             lines.append(f"warnings (not errors): {n} applied_weight != rms_gain*10^(snr_db/20)")
@@ -423,7 +424,7 @@ def check_corpora(source: str | os.PathLike | MetadataSource,
 
     report = ValidationReport(listener=on_invalid)
     index = _Index()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     bar = _progress(progress, unit="row", desc="reading metadata")
     try:
         for batch in src.arrow_batches(split, num_sources, on_error="skip", report=report,
@@ -433,6 +434,7 @@ def check_corpora(source: str | os.PathLike | MetadataSource,
     finally:
         bar.close()
     timings["metadata_s"] = time.perf_counter() - t0
+    timings["metadata_cpu_s"] = time.process_time() - c0
     rows_seen = report.valid + report.invalid
     timings["metadata_rows_per_s"] = rows_seen / timings["metadata_s"] if timings["metadata_s"] > 0 else 0.0
     logger.info("metadata: %d valid, %d invalid rows, %d unique files in %.1f s",
@@ -482,6 +484,7 @@ def check_corpora(source: str | os.PathLike | MetadataSource,
         prefixes[pre].chunk_beyond_end = int(beyond_counts[j])
     timings["renderable_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
+    timings["total_cpu_s"] = time.process_time() - c0
     return CheckReport(
         metadata=src.location, dataset_paths=dp_label, split=split, num_sources=num_sources,
         known_prefixes=paths.prefixes, prefixes=prefixes, mixtures=mixtures, validation=report,

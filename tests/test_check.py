@@ -25,7 +25,7 @@ from mixing.cli import main
 from mixing.corpora import DatasetPaths
 from mixing.errors import ChunkOutOfRangeError, InvalidRecordError
 from mixing.metadata import HUB_ARROW_SCHEMA, SOURCE_FIELDS, SOURCE_STRING_FIELDS, records_to_arrow
-from mixing.metadata_io import iter_records, open_metadata, write_jsonl, write_parquet
+from mixing.metadata_io import iter_records, open_metadata, write_parquet
 from mixing.toy import build_toy_corpus
 from mixing.validation import ValidationReport, fast_valid_mask, parse_mixture
 
@@ -278,7 +278,8 @@ def _fuzz_rows(n: int, seed: int) -> list[dict]:
         for j in range(k):
             rms, snr = rnd.uniform(0.05, 2.0), rnd.uniform(-10, 10)
             cs, crs = rnd.uniform(0, 20), rnd.uniform(0, 2)
-            vals = {"source_id": f"s{j + 1}", "path": f"{rnd.choice(['AudioSet', 'VGGSound'])}/d/f{rnd.randrange(50)}.wav",
+            path = f"{rnd.choice(['AudioSet', 'VGGSound'])}/d/f{rnd.randrange(50)}.wav"
+            vals = {"source_id": f"s{j + 1}", "path": path,
                     "label": rnd.choice(["Dog", "Rain", "Church bell"]), "crop_start_second": crs,
                     "crop_end_second": crs + 4.0, "chunk_start_second": cs, "chunk_end_second": cs + 4.0,
                     "rms_gain": rms, "snr_db": snr, "applied_weight": rms * 10 ** (snr / 20)}
