@@ -107,13 +107,36 @@ class JudgeServer:
 
 
 @pytest.fixture(scope="module")
-def records(toy_corpus) -> list[MixtureRecord]:
-    return list(iter_records(toy_corpus.parquet_dir))
+def toy(request, tmp_path_factory):
+    """The session's shared toy corpus (conftest) when there is one, else a module-local one."""
+    try:
+        return request.getfixturevalue("toy_corpus")
+    except pytest.FixtureLookupError:
+        from mixing.toy import build_toy_corpus
+
+        return build_toy_corpus(tmp_path_factory.mktemp("toy") / "corpus")
 
 
 @pytest.fixture(scope="module")
-def server(toy_corpus, records):
-    renderer = Renderer(toy_corpus.dataset_paths)
+def rendered_toy(request, toy, tmp_path_factory) -> Path:
+    """A complete WebDataset render of the toy metadata (the session's shared one when there is one)."""
+    try:
+        return request.getfixturevalue("toy_render")()
+    except pytest.FixtureLookupError:
+        out = tmp_path_factory.mktemp("render") / "webdataset"
+        assert hive(["render", "--metadata", str(toy.parquet_dir), "--dataset-paths",
+                     str(toy.dataset_paths), "--output", str(out), "--no-progress"]) == 0
+        return out
+
+
+@pytest.fixture(scope="module")
+def records(toy) -> list[MixtureRecord]:
+    return list(iter_records(toy.parquet_dir))
+
+
+@pytest.fixture(scope="module")
+def server(toy, records):
+    renderer = Renderer(toy.dataset_paths)
     by_len: dict[int, tuple[list[np.ndarray], list[str]]] = {}
     for rec in records:
         for stem, src in zip(renderer.render(rec).stems, rec.sources):
@@ -131,9 +154,9 @@ def ontology(tmp_path_factory) -> Path:
     return write_toy_ontology(tmp_path_factory.mktemp("onto") / "toy_ontology.json")
 
 
-def _curate(toy_corpus, ontology, judge: str, output: Path, *extra: str) -> None:
-    rc = hive(["curate", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
-               str(toy_corpus.dataset_paths), "--ontology", str(ontology), "--judge", judge,
+def _curate(toy, ontology, judge: str, output: Path, *extra: str) -> None:
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--dataset-paths",
+               str(toy.dataset_paths), "--ontology", str(ontology), "--judge", judge,
                "--output", str(output), "--concurrency", "4", "--no-progress", *extra])
     assert rc == 0
 
@@ -158,10 +181,10 @@ def _expected_top_half(mixtures: list[dict], keep: float = 0.5) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def oracle_run(toy_corpus, ontology, server, tmp_path_factory) -> tuple[Path, int]:
+def oracle_run(toy, ontology, server, tmp_path_factory) -> tuple[Path, int]:
     out = tmp_path_factory.mktemp("curate") / "oracle"
     before = server.total()
-    _curate(toy_corpus, ontology, server.spec("oracle"), out)
+    _curate(toy, ontology, server.spec("oracle"), out)
     return out, server.total() - before
 
 
@@ -201,20 +224,20 @@ def test_oracle_judge_is_always_right_and_the_top_half_of_every_group_is_kept(or
     assert sorted(meta) == sorted(kept)
 
 
-def test_rerun_with_the_cache_makes_no_judge_call_and_the_same_outputs(oracle_run, toy_corpus, ontology, server):
+def test_rerun_with_the_cache_makes_no_judge_call_and_the_same_outputs(oracle_run, toy, ontology, server):
     out, _ = oracle_run
     before_files, before = _snapshot(out), server.total()
-    _curate(toy_corpus, ontology, server.spec("oracle"), out)
+    _curate(toy, ontology, server.spec("oracle"), out)
     assert server.total() == before
     assert _snapshot(out) == before_files
 
 
-def test_another_keep_fraction_or_threshold_reuses_the_cache(oracle_run, toy_corpus, ontology, server, tmp_path):
+def test_another_keep_fraction_or_threshold_reuses_the_cache(oracle_run, toy, ontology, server, tmp_path):
     out, _ = oracle_run
     before = server.total()
-    _curate(toy_corpus, ontology, server.spec("oracle"), tmp_path / "quarter", "--keep", "0.25",
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "quarter", "--keep", "0.25",
             "--cache-dir", str(out / "cache"))
-    _curate(toy_corpus, ontology, server.spec("oracle"), tmp_path / "all", "--min-score", "1.0",
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "all", "--min-score", "1.0",
             "--cache-dir", str(out / "cache"))
     assert server.total() == before
     mixtures = _table(tmp_path / "quarter" / "scores" / "mixtures.parquet")
@@ -225,7 +248,7 @@ def test_another_keep_fraction_or_threshold_reuses_the_cache(oracle_run, toy_cor
     assert prov["policy"] == {**prov["policy"], "name": "min_score", "min_score": 1.0}
 
 
-def test_refreshed_metadata_loads_with_datasets_and_renders(oracle_run, toy_corpus, tmp_path):
+def test_refreshed_metadata_loads_with_datasets_and_renders(oracle_run, toy, tmp_path):
     import datasets
 
     out, _ = oracle_run
@@ -235,15 +258,15 @@ def test_refreshed_metadata_loads_with_datasets_and_renders(oracle_run, toy_corp
     assert sorted(m for split in dsd.values() for m in split["mix_id"]) == sorted(kept)
     row = dsd["validation"][0]
     assert isinstance(row["sources"]["label"], list)  # the Hub's struct of lists
-    rc = hive(["render", "--metadata", str(out / "metadata"), "--dataset-paths", str(toy_corpus.dataset_paths),
+    rc = hive(["render", "--metadata", str(out / "metadata"), "--dataset-paths", str(toy.dataset_paths),
                "--output", str(tmp_path / "render"), "--no-progress"])
     assert rc == 0
     assert json.loads((tmp_path / "render" / "_summary.json").read_text())["mixtures"] == len(kept)
 
 
-def test_stems_read_from_rendered_shards(toy_corpus, toy_render, ontology, server, tmp_path):
-    rendered = toy_render()
-    rc = hive(["curate", "--metadata", str(toy_corpus.parquet_dir), "--rendered", str(rendered),
+def test_stems_read_from_rendered_shards(toy, rendered_toy, ontology, server, tmp_path):
+    rendered = rendered_toy
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--rendered", str(rendered),
                "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "o"),
                "--split", "validation", "--no-progress"])
     assert rc == 0
@@ -255,11 +278,11 @@ def test_stems_read_from_rendered_shards(toy_corpus, toy_render, ontology, serve
 
 
 # ---- failing judges ------------------------------------------------------------------------------
-def test_garbage_answers_and_http_errors_end_unscored(toy_corpus, ontology, server, tmp_path):
+def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, tmp_path):
     for model, reason, asks in (("garbage", "unparseable", 2), ("error", "judge_failed", 1)):
         out = tmp_path / model
         before = server.total()
-        _curate(toy_corpus, ontology, server.spec(model), out, "--split", "validation")
+        _curate(toy, ontology, server.spec(model), out, "--split", "validation")
         sources = _table(out / "scores" / "sources.parquet")
         non_trivial = [s for s in sources if s["status"] != "trivial"]
         assert non_trivial and all(s["status"] == "unscored" and s["reason"] == reason and s["correct"] is None
@@ -278,9 +301,9 @@ def test_garbage_answers_and_http_errors_end_unscored(toy_corpus, ontology, serv
         assert summary["mixtures"]["unscored"] == sum(1 for m in mixtures if m["status"] == "unscored") > 0
     # garbage answers are cached (no new call); failures are asked again on a rerun
     before = server.total()
-    _curate(toy_corpus, ontology, server.spec("garbage"), tmp_path / "garbage", "--split", "validation")
+    _curate(toy, ontology, server.spec("garbage"), tmp_path / "garbage", "--split", "validation")
     assert server.total() == before
-    _curate(toy_corpus, ontology, server.spec("error"), tmp_path / "error", "--split", "validation")
+    _curate(toy, ontology, server.spec("error"), tmp_path / "error", "--split", "validation")
     assert server.total() > before
 
 
@@ -319,7 +342,7 @@ def test_always_answering_the_first_option_scores_chance(server, tmp_path):
 
 # ---- accelerate ----------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
-def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy_corpus, ontology, server, tmp_path):
+def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy, ontology, server, tmp_path):
     """Two CPU processes on the validation split (groups never span splits, so its kept set is
     the one the single-process run over every split chose)."""
     out1, _ = oracle_run
@@ -330,7 +353,7 @@ def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy
     proc = subprocess.run(
         ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "scripts" / "curate.py"),
-         "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths", str(toy_corpus.dataset_paths),
+         "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
          "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(out),
          "--split", "validation", "--no-progress"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

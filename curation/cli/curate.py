@@ -39,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="answer cache folder (default OUTPUT/cache); reuse it across runs")
     p.add_argument("--answer-retries", type=int, default=1,
                    help="ask again this many times when an answer names no option (default 1)")
-    p.add_argument("--concurrency", type=int, default=1,
-                   help="judge calls in flight at once (thread-safe backends such as HTTP; default 1)")
+    p.add_argument("--concurrency", type=int,
+                   help="judge calls in flight at once (default: the backend's own 'concurrency' option, "
+                        "as HTTP judges have, else 1)")
     p.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)),
                    help="this process's rank (default $RANK; set by accelerate launch)")
     p.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),

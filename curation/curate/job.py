@@ -24,6 +24,7 @@ process counts, sorted by mix id.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ from .cache import AnswerCache
 from .policy import Candidate, KeepPolicy
 from .pools import PoolBuilder
 from .prompt import PROMPT_TEMPLATE, PROMPT_VERSION, TEMPLATE_SHA256
-from .report import build_summary, format_summary, write_scores
+from .report import ScoresWriter, SummaryBuilder, format_summary
 from .scoring import AudioJudge, MixtureScore, Scorer
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class CurateConfig:
     seed: int = 0
     cache_dir: str | None = None
     answer_retries: int = 1
-    concurrency: int = 1
+    concurrency: int | None = None  # None: the judge's own ``concurrency`` attribute, else 1
     revision: str | None = None
 
     def policy(self) -> KeepPolicy:
@@ -210,13 +211,15 @@ def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> Cura
     marker.unlink(missing_ok=True)
     mine, dropped, failures = _partition(run, rank, world)
     cache = AnswerCache(run.config.cache_folder, rank)
+    concurrency = run.config.concurrency or max(1, int(getattr(run.judge, "concurrency", 1) or 1))
     scorer = Scorer(run.pools, run.judge, cache, run.audio(), answer_retries=run.config.answer_retries,
-                    concurrency=run.config.concurrency)
+                    concurrency=concurrency)
     show = (sys.stderr.isatty() and rank == 0) if progress is None else progress
     from tqdm.auto import tqdm
 
     scores_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = scores_path.with_name(f".{scores_path.name}.tmp-{os.getpid()}")
+    sorted_tmp = scores_path.with_name(f".{scores_path.name}.sorted-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh, cache, \
                 tqdm(total=len(mine), unit="mix", desc=f"curate[{rank}/{world}]", disable=not show) as bar:
@@ -224,9 +227,11 @@ def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> Cura
                 fh.write(json.dumps(ms.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
                 result.mixtures += 1
                 bar.update(1)
-        os.replace(tmp, scores_path)
+        _sort_by_mix_id(tmp, sorted_tmp)
+        os.replace(sorted_tmp, scores_path)
     finally:
         tmp.unlink(missing_ok=True)
+        sorted_tmp.unlink(missing_ok=True)
     result.stats = scorer.stats
     if rank == 0:
         _write_json(run.work / "dropped.json", {"counts": dropped, "failures": failures})
@@ -247,16 +252,45 @@ def _all_done(run: _Run, world: int) -> bool:
     return True
 
 
+def _iter_scores(path: Path) -> Iterator[MixtureScore]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield MixtureScore.from_dict(json.loads(line))
+
+
+def _sort_by_mix_id(src: Path, dst: Path) -> None:
+    """Rewrite a scores JSONL file in ``mix_id`` order (an index of offsets in memory, not the rows)."""
+    index: list[tuple[str, int, int]] = []
+    with open(src, "rb") as fh:
+        offset = 0
+        for line in fh:
+            index.append((json.loads(line)["mix_id"], offset, len(line)))
+            offset += len(line)
+    index.sort()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for _, offset, length in index:
+            fin.seek(offset)
+            fout.write(fin.read(length))
+
+
 def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
-    """Apply the keep policy to every rank's scores and write the outputs."""
-    scores: list[MixtureScore] = []
-    for r in range(world):
-        with open(run.rank_files(r, world)[0], encoding="utf-8") as fh:
-            scores.extend(MixtureScore.from_dict(json.loads(line)) for line in fh if line.strip())
-    scores.sort(key=lambda m: m.mix_id)
-    decisions = run.policy.select(Candidate(m.mix_id, m.split, m.num_sources, m.score) for m in scores)
+    """Apply the keep policy to every rank's scores and write the outputs. Streams: the rank
+    files are sorted by mix_id, so only the per-mixture decisions are held in memory."""
+    paths = [run.rank_files(r, world)[0] for r in range(world)]
+    decisions = run.policy.select(Candidate(m.mix_id, m.split, m.num_sources, m.score)
+                                  for p in paths for m in _iter_scores(p))
     out = run.output
-    write_scores(scores, decisions, out / "scores")
+    writer, summary_builder = ScoresWriter(out / "scores"), SummaryBuilder()
+    try:
+        for m in heapq.merge(*(_iter_scores(p) for p in paths), key=lambda m: m.mix_id):
+            d = decisions[m.mix_id]
+            writer.add(m, d)
+            summary_builder.add(m, d)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
 
     kept = {mix_id for mix_id, d in decisions.items() if d.kept}
     seen: set[str] = set()
@@ -278,7 +312,7 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
             fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
     os.replace(out / f".failures.jsonl.tmp-{os.getpid()}", out / "failures.jsonl")
 
-    summary = build_summary(scores, decisions, dropped_info["counts"])
+    summary = summary_builder.result(dropped_info["counts"])
     summary["metadata_rows_written"] = dict(sorted(counts.items()))
     policy = run.policy.describe()
     summary["policy"] = policy

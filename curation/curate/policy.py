@@ -23,7 +23,7 @@ from typing import Any, Iterable
 UNSCORED_POLICIES = ("drop", "keep")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     kept: bool
     #: kept_top_fraction | below_cut | kept_min_score | below_min_score | unscored_dropped | unscored_kept
@@ -31,7 +31,7 @@ class Decision:
     rank: int | None  # 1-based rank within its group (scored mixtures only)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     mix_id: str
     split: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,89 +40,117 @@ SOURCES_SCHEMA = pa.schema([
 NONE_LABEL = "<none>"
 
 
-def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp, compression="zstd")
-    os.replace(tmp, path)
+class ScoresWriter:
+    """Streams mixtures (in ``mix_id`` order) into the two Parquet tables, atomically."""
 
+    def __init__(self, folder: Path, batch_rows: int = 20_000):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.batch_rows = batch_rows
+        self._targets = {"mix": folder / "mixtures.parquet", "src": folder / "sources.parquet"}
+        self._tmps = {k: p.with_name(f".{p.name}.tmp-{os.getpid()}") for k, p in self._targets.items()}
+        self._writers = {"mix": pq.ParquetWriter(self._tmps["mix"], MIXTURES_SCHEMA, compression="zstd"),
+                         "src": pq.ParquetWriter(self._tmps["src"], SOURCES_SCHEMA, compression="zstd")}
+        self._schemas = {"mix": MIXTURES_SCHEMA, "src": SOURCES_SCHEMA}
+        self._rows: dict[str, list[dict[str, Any]]] = {"mix": [], "src": []}
 
-def write_scores(scores: Sequence[MixtureScore], decisions: dict[str, Decision], folder: Path) -> None:
-    mix_rows, src_rows = [], []
-    for m in scores:
-        d = decisions[m.mix_id]
-        mix_rows.append({"mix_id": m.mix_id, "split": m.split, "num_sources": m.num_sources,
-                         "score": m.score, "status": m.status, "sources_scored": m.count(SCORED),
-                         "sources_trivial": m.count(TRIVIAL), "sources_unscored": m.count(UNSCORED),
-                         "kept": d.kept, "decision": d.reason, "rank_in_group": d.rank})
+    def add(self, m: MixtureScore, d: Decision) -> None:
+        self._rows["mix"].append({
+            "mix_id": m.mix_id, "split": m.split, "num_sources": m.num_sources, "score": m.score,
+            "status": m.status, "sources_scored": m.count(SCORED), "sources_trivial": m.count(TRIVIAL),
+            "sources_unscored": m.count(UNSCORED), "kept": d.kept, "decision": d.reason, "rank_in_group": d.rank})
         for s in m.sources:
             row = s.to_dict()
             row.update(split=m.split, num_sources=m.num_sources)
-            src_rows.append(row)
-    _write_table(mix_rows, MIXTURES_SCHEMA, folder / "mixtures.parquet")
-    _write_table(src_rows, SOURCES_SCHEMA, folder / "sources.parquet")
+            self._rows["src"].append(row)
+        for kind in ("mix", "src"):
+            if len(self._rows[kind]) >= self.batch_rows:
+                self._flush(kind)
+
+    def _flush(self, kind: str) -> None:
+        self._writers[kind].write_table(pa.Table.from_pylist(self._rows[kind], schema=self._schemas[kind]))
+        self._rows[kind] = []
+
+    def close(self) -> None:
+        for kind in ("mix", "src"):
+            if self._rows[kind]:
+                self._flush(kind)
+            self._writers[kind].close()
+            os.replace(self._tmps[kind], self._targets[kind])
+
+    def abort(self) -> None:
+        for kind in ("mix", "src"):
+            self._writers[kind].close()
+            self._tmps[kind].unlink(missing_ok=True)
 
 
 def _acc(correct: int, n: int) -> float | None:
     return round(correct / n, 6) if n else None
 
 
-def build_summary(scores: Sequence[MixtureScore], decisions: dict[str, Decision],
-                  dropped: dict[str, int], top_pairs: int = 20) -> dict[str, Any]:
-    groups: dict[str, Counter] = defaultdict(Counter)
-    by_split: dict[str, Counter] = defaultdict(Counter)
-    src = Counter()
-    unscored_reasons = Counter()
-    per_label: dict[str, Counter] = defaultdict(Counter)
-    inv_pool: dict[str, float] = defaultdict(float)
-    pairs = Counter()
-    chance = 0.0
-    for m in scores:
-        d = decisions[m.mix_id]
-        for c in (groups[f"{m.split}/{m.num_sources}mix"], by_split[m.split]):
+class SummaryBuilder:
+    """Counts kept mixtures per split x num_sources, accuracy per label, confused pairs."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.groups: dict[str, Counter] = defaultdict(Counter)
+        self.by_split: dict[str, Counter] = defaultdict(Counter)
+        self.src: Counter = Counter()
+        self.unscored_reasons: Counter = Counter()
+        self.per_label: dict[str, Counter] = defaultdict(Counter)
+        self.inv_pool: dict[str, float] = defaultdict(float)
+        self.pairs: Counter = Counter()
+        self.chance = 0.0
+
+    def add(self, m: MixtureScore, d: Decision) -> None:
+        self.total += 1
+        for c in (self.groups[f"{m.split}/{m.num_sources}mix"], self.by_split[m.split]):
             c["total"] += 1
             c[m.status] += 1
             c["kept"] += int(d.kept)
         for s in m.sources:
-            src["total"] += 1
-            src[s.status] += 1
+            self.src["total"] += 1
+            self.src[s.status] += 1
             if s.status == UNSCORED:
-                unscored_reasons[s.reason] += 1
+                self.unscored_reasons[s.reason] += 1
             if s.status != SCORED:
                 continue
-            src["correct"] += int(bool(s.correct))
-            chance += 1.0 / len(s.options)
-            lab = per_label[s.label]
+            self.src["correct"] += int(bool(s.correct))
+            self.chance += 1.0 / len(s.options)
+            lab = self.per_label[s.label]
             lab["n"] += 1
             lab["correct"] += int(bool(s.correct))
-            inv_pool[s.label] += 1.0 / len(s.options)
+            self.inv_pool[s.label] += 1.0 / len(s.options)
             if not s.correct:
-                pairs[(s.label, s.chosen_label or NONE_LABEL)] += 1
-    judged = src[SCORED]
-    return {
-        "mixtures": {
-            "total": len(scores), "scored": sum(c[SCORED] for c in by_split.values()),
-            "unscored": sum(c[UNSCORED] for c in by_split.values()),
-            "kept": sum(c["kept"] for c in by_split.values()),
-            "dropped_before_scoring": dict(sorted(dropped.items())),
-        },
-        "per_split": {k: {"total": c["total"], "scored": c[SCORED], "unscored": c[UNSCORED], "kept": c["kept"]}
-                      for k, c in sorted(by_split.items())},
-        "kept_per_group": {k: {"total": c["total"], "scored": c[SCORED], "unscored": c[UNSCORED], "kept": c["kept"]}
-                           for k, c in sorted(groups.items())},
-        "sources": {
-            "total": src["total"], "judged": judged, "trivial": src[TRIVIAL], "unscored": src[UNSCORED],
-            "unscored_by_reason": dict(sorted(unscored_reasons.items())),
-            "accuracy": _acc(src["correct"], judged),
-            "chance": round(chance / judged, 6) if judged else None,
-        },
-        "accuracy_per_label": {
-            label: {"n": c["n"], "correct": c["correct"], "accuracy": _acc(c["correct"], c["n"]),
-                    "chance": round(inv_pool[label] / c["n"], 6)}
-            for label, c in sorted(per_label.items())},
-        "most_confused": [{"label": a, "chosen": b, "count": n}
-                          for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:top_pairs]],
-    }
+                self.pairs[(s.label, s.chosen_label or NONE_LABEL)] += 1
+
+    def result(self, dropped: dict[str, int], top_pairs: int = 20) -> dict[str, Any]:
+        src, judged = self.src, self.src[SCORED]
+
+        def counts(c: Counter) -> dict[str, int]:
+            return {"total": c["total"], "scored": c[SCORED], "unscored": c[UNSCORED], "kept": c["kept"]}
+
+        return {
+            "mixtures": {
+                "total": self.total, "scored": sum(c[SCORED] for c in self.by_split.values()),
+                "unscored": sum(c[UNSCORED] for c in self.by_split.values()),
+                "kept": sum(c["kept"] for c in self.by_split.values()),
+                "dropped_before_scoring": dict(sorted(dropped.items())),
+            },
+            "per_split": {k: counts(c) for k, c in sorted(self.by_split.items())},
+            "kept_per_group": {k: counts(c) for k, c in sorted(self.groups.items())},
+            "sources": {
+                "total": src["total"], "judged": judged, "trivial": src[TRIVIAL], "unscored": src[UNSCORED],
+                "unscored_by_reason": dict(sorted(self.unscored_reasons.items())),
+                "accuracy": _acc(src["correct"], judged),
+                "chance": round(self.chance / judged, 6) if judged else None,
+            },
+            "accuracy_per_label": {
+                label: {"n": c["n"], "correct": c["correct"], "accuracy": _acc(c["correct"], c["n"]),
+                        "chance": round(self.inv_pool[label] / c["n"], 6)}
+                for label, c in sorted(self.per_label.items())},
+            "most_confused": [{"label": a, "chosen": b, "count": n} for (a, b), n in
+                              sorted(self.pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:top_pairs]],
+        }
 
 
 def format_summary(summary: dict[str, Any], policy: dict[str, Any]) -> str:
