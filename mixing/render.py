@@ -12,6 +12,12 @@ window start aligned so that the resampled grid is the whole-chunk grid (the win
 then the whole-chunk output up to soxr's own float rounding). Where the window reaches the chunk
 end it stops exactly there, reproducing the whole-chunk end effect.
 
+Reads are float32 where that is exact: libsndfile's float32 of 8/16/24-bit PCM and float WAV is
+the float64 value, a two-channel mean rounds the same way in either type, and soxr "HQ" works in
+float32 internally (its output for a float64 input equals its output for that input rounded to
+float32). So the fast path gives the reference's numbers while moving half the bytes. Files stored
+as 32-bit PCM or double are read in float64.
+
 Stem modes: ``consistent`` (default) stems carry the global factor and sum to the mixture;
 ``reference`` stems are written as the reference release wrote them (without the factor).
 """
@@ -33,6 +39,24 @@ StemMode = Literal["consistent", "reference"]
 STEM_MODES = ("consistent", "reference")
 #: input frames read on each side of the needed span (soxr HQ needs < 128)
 RESAMPLER_MARGIN = 512
+#: subtypes whose samples float32 holds exactly (others are read in float64)
+_FLOAT32_EXACT = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "FLOAT", "ULAW", "ALAW"}
+
+
+def _mono(data: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Mean over the channels of ``(frames, channels)``: the same numbers as ``data.mean(axis=1)``
+    (for two channels bit for bit), an order of magnitude faster than numpy's strided reduction.
+    ``exact``: sum float32 channels in float64 (the mean of float32 values is not always a
+    float32; soxr rounds its input to float32 anyway, so only the no-resampling path needs it)."""
+    c = data.shape[1]
+    if c == 1:
+        return data[:, 0]
+    out = data[:, 0].astype(np.float64) if exact else data[:, 0].copy()
+    out += data[:, 1]
+    for k in range(2, c):
+        out += data[:, k]
+    out /= c
+    return out
 
 
 @dataclass
@@ -100,8 +124,10 @@ class Renderer:
         return info
 
     # ---- one source --------------------------------------------------------------------------
-    def source_segment(self, src: SourceRecord, out_sr: int, num_frames: int) -> np.ndarray:
-        """Unweighted, cropped, padded source at ``out_sr`` (float64, length ``num_frames``)."""
+    def source_segment(self, src: SourceRecord, out_sr: int, num_frames: int,
+                       out: np.ndarray | None = None) -> np.ndarray:
+        """Unweighted, cropped, padded source at ``out_sr`` (float64, length ``num_frames``),
+        written into ``out`` when given (a float64 array of that length)."""
         local = str(self.paths.resolve(src.path))
         info = self.info(local)
         sr = info.samplerate
@@ -109,29 +135,38 @@ class Renderer:
         if self.method == "full":
             data, _ = read_frames(local, start, stop)
             chunk = resample(to_mono(data), sr, out_sr)
-            return segment_from_chunk(chunk, src, out_sr, num_frames)
+            seg = segment_from_chunk(chunk, src, out_sr, num_frames)
+            if out is None:
+                return seg
+            out[:] = seg
+            return out
+        dtype = "float32" if info.subtype in _FLOAT32_EXACT else "float64"
         n = stop - start
         length = resampled_length(n, sr, out_sr)
         c0, c_end = crop_span(src, out_sr, num_frames)
-        out = np.zeros(num_frames, dtype=np.float64)
+        if out is None:
+            out = np.empty(num_frames, dtype=np.float64)
         e = min(c_end, length)
         if e <= c0:
+            out[:] = 0.0
             return out  # the crop lies entirely in the zero padding
         if sr == out_sr:
-            data, _ = read_frames(local, start + c0, start + e)
-            out[: e - c0] = to_mono(data)
+            data, _ = read_frames(local, start + c0, start + e, dtype)
+            out[: e - c0] = _mono(data, exact=True)
+            out[e - c0:] = 0.0
             return out
         g = math.gcd(sr, out_sr)
         step_in, step_out = sr // g, out_sr // g  # grid period in input / output samples
         a = (int(c0 * sr / out_sr) - RESAMPLER_MARGIN) // step_in * step_in
         a = max(0, a)
         b = min(n, int(math.ceil(e * sr / out_sr)) + RESAMPLER_MARGIN)
-        data, _ = read_frames(local, start + a, start + b)
-        y = resample(to_mono(data), sr, out_sr)
+        data, _ = read_frames(local, start + a, start + b, dtype)
+        y = resample(_mono(data), sr, out_sr)
         offset = a // step_in * step_out
         lo, hi = c0 - offset, e - offset
         got = y[lo:hi]
         out[: len(got)] = got
+        out[len(got):] = 0.0
         return out
 
     # ---- one mixture -------------------------------------------------------------------------
@@ -142,7 +177,7 @@ class Renderer:
         arr = np.empty((rec.num_sources, T), dtype=np.float64)
         for i, src in enumerate(rec.sources):
             try:
-                arr[i] = self.source_segment(src, out_sr, T)
+                self.source_segment(src, out_sr, T, out=arr[i])
             except Exception as exc:  # tag which source failed, then let the caller classify it
                 exc.source_index = i  # type: ignore[attr-defined]
                 exc.source_path = src.path  # type: ignore[attr-defined]
@@ -154,12 +189,12 @@ class Renderer:
         weighted, out_sr = self.weighted_sources(rec)
         gnf = rec.global_normalization_factor
         if self.stems == "consistent":
-            stems = weighted * gnf
-            mix = stems.sum(axis=0)
+            weighted *= gnf  # in place: the stems carry the factor
+            mix = weighted.sum(axis=0)
             scale = gnf
         else:
-            stems = weighted
-            mix = weighted.sum(axis=0) * gnf
+            mix = weighted.sum(axis=0)
+            mix *= gnf
             scale = 1.0
-        return RenderedMixture(rec, mix.astype(np.float32), stems.astype(np.float32), out_sr,
+        return RenderedMixture(rec, mix.astype(np.float32), weighted.astype(np.float32), out_sr,
                                self.stems, scale)

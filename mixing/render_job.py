@@ -142,6 +142,8 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderOptions) -> di
     path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         stale.unlink(missing_ok=True)  # left by a killed run
+    for stale in (out / "_ledger").glob(f".{task.name}.json.tmp-*"):
+        stale.unlink(missing_ok=True)  # a run killed while writing this shard's ledger entry
     writer = make_writer(opts.format, path, opts.audio_format)
     failures = []
     for rec in task.records:

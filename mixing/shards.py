@@ -2,7 +2,9 @@
 
 Both are byte-identical run to run: tar members in a fixed order with fixed headers (mtime 0,
 uid/gid 0, no user names, mode 0644); Parquet with an explicit schema. A shard is written under
-a temporary name and renamed when complete.
+a temporary name and renamed when complete. The tar is streamed to its temporary file sample by
+sample (one sample in memory) and hashed as it is written; float WAV members go from the array
+to the file without intermediate copies.
 
 WebDataset members per sample: ``{mix_id}.mix.{ext}``, ``{mix_id}.s1.{ext}`` … ``{mix_id}.sN.{ext}``,
 ``{mix_id}.json`` (the record in the reference's JSON layout plus a ``hive_render`` provenance
@@ -58,15 +60,26 @@ def encode_audio(x: np.ndarray, sample_rate: int, fmt: AudioFormat, what: str = 
     return buf.getvalue()
 
 
+def float_wav_header(num_frames: int, sample_rate: int) -> bytes:
+    """The 56-byte header of a mono 32-bit float WAV of ``num_frames`` frames."""
+    size = 4 * num_frames
+    fmt_chunk = struct.pack("<4sIHHIIHH", b"fmt ", 16, 3, 1, sample_rate, sample_rate * 4, 4, 32)
+    fact = struct.pack("<4sII", b"fact", 4, num_frames)
+    body_head = b"WAVE" + fmt_chunk + fact + struct.pack("<4sI", b"data", size)
+    return struct.pack("<4sI", b"RIFF", len(body_head) + size) + body_head
+
+
+def _float_wav_parts(x: np.ndarray, sample_rate: int) -> tuple[bytes, memoryview]:
+    """(header, samples) of a mono float WAV; no copy when ``x`` is little-endian float32."""
+    data = np.ascontiguousarray(x, dtype="<f4")
+    return float_wav_header(data.shape[0], sample_rate), memoryview(data).cast("B")
+
+
 def float_wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
     """Mono 32-bit float WAV. Written by hand: libsndfile adds a PEAK chunk with a timestamp,
     which would make shards differ run to run."""
-    data = np.ascontiguousarray(x, dtype="<f4").tobytes()
-    n = x.shape[0]
-    fmt_chunk = struct.pack("<4sIHHIIHH", b"fmt ", 16, 3, 1, sample_rate, sample_rate * 4, 4, 32)
-    fact = struct.pack("<4sII", b"fact", 4, n)
-    body = b"WAVE" + fmt_chunk + fact + struct.pack("<4sI", b"data", len(data)) + data
-    return struct.pack("<4sI", b"RIFF", len(body)) + body
+    header, data = _float_wav_parts(x, sample_rate)
+    return header + data
 
 
 def render_provenance(r: RenderedMixture, fmt: str) -> dict[str, Any]:
@@ -123,32 +136,78 @@ class ShardWriter:
 
 
 class WebDatasetShardWriter(ShardWriter):
+    """Streams samples into ``.{name}.tmp-{pid}`` as they are added (the bytes of
+    ``tarfile``'s GNU format with fixed headers), hashing as it goes; :meth:`close` finishes
+    the archive and renames it into place."""
+
     suffix = ".tar"
 
     def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
         super().__init__(path, audio_format)
-        self._members: list[tuple[str, bytes]] = []
+        self._fh: Any = None
+        self._tmp: Path | None = None
+        self._hash = hashlib.sha256()
+        self._offset = 0
+
+    def _emit(self, *chunks: bytes | memoryview) -> None:
+        for c in chunks:
+            self._fh.write(c)
+            self._hash.update(c)
+            self._offset += len(c)
+
+    def _member(self, name: str, parts: tuple[bytes | memoryview, ...]) -> None:
+        size = sum(len(p) for p in parts)
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = 0
+        info.mode = 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        self._emit(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"), *parts)
+        pad = -size % tarfile.BLOCKSIZE
+        if pad:
+            self._emit(tarfile.NUL * pad)
+
+    def _audio(self, x: np.ndarray, sr: int, what: str) -> tuple[bytes | memoryview, ...]:
+        if self.audio_format == "wav":
+            return _float_wav_parts(x, sr)
+        return (encode_audio(x, sr, self.audio_format, what),)
 
     def add(self, r: RenderedMixture) -> None:
         ext = self.audio_format
         key = r.record.mix_id
-        members = [(f"{key}.mix.{ext}", encode_audio(r.mix, r.sample_rate, ext, f"{key} mix"))]
+        # encode the whole sample first: a refused member (clipping) leaves the shard untouched
+        members = [(f"{key}.mix.{ext}", self._audio(r.mix, r.sample_rate, f"{key} mix"))]
         for i, stem in enumerate(r.stems, 1):
-            members.append((f"{key}.s{i}.{ext}", encode_audio(stem, r.sample_rate, ext, f"{key} s{i}")))
-        members.append((f"{key}.json", sample_json(r, ext)))
-        self._members.extend(members)
+            members.append((f"{key}.s{i}.{ext}", self._audio(stem, r.sample_rate, f"{key} s{i}")))
+        members.append((f"{key}.json", (sample_json(r, ext),)))
+        if self._fh is None:
+            self._open()
+        for name, parts in members:
+            self._member(name, parts)
         self.count += 1
 
-    def _write(self, tmp: Path) -> None:
-        with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-            for name, data in self._members:
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                info.mtime = 0
-                info.mode = 0o644
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(data))
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = _tmp_name(self.path)
+        self._fh = open(self._tmp, "wb")
+
+    def close(self) -> dict[str, Any]:
+        if self._fh is None:
+            self._open()
+        try:
+            self._emit(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+            pad = -self._offset % tarfile.RECORDSIZE
+            if pad:
+                self._emit(tarfile.NUL * pad)
+            self._fh.close()
+            os.replace(self._tmp, self.path)
+        finally:
+            if not self._fh.closed:
+                self._fh.close()
+            if self._tmp.exists():
+                self._tmp.unlink()
+        return {"count": self.count, "sha256": self._hash.hexdigest(), "bytes": self._offset}
 
 
 def _audio_struct() -> pa.DataType:

@@ -1,0 +1,38 @@
+"""Shared fixtures: the embedded toy corpus, built once per session, and renders of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mixing.toy import ToyCorpus, build_toy_corpus
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory) -> ToyCorpus:
+    """The toy corpus (real audio files + Parquet and legacy metadata). Read-only: copy to modify."""
+    return build_toy_corpus(tmp_path_factory.mktemp("toy") / "corpus")
+
+
+@pytest.fixture(scope="session")
+def toy_render(toy_corpus, tmp_path_factory):
+    """``toy_render(format="webdataset", stems="consistent", audio_format="wav") -> Path``: a complete
+    render of the whole toy metadata, made once per session per parameter set. Read-only."""
+    from mixing.cli import main
+
+    cache: dict[tuple[str, str, str], Path] = {}
+
+    def get(format: str = "webdataset", stems: str = "consistent", audio_format: str = "wav") -> Path:
+        key = (format, stems, audio_format)
+        if key not in cache:
+            out = tmp_path_factory.mktemp("render") / f"{format}-{stems}-{audio_format}"
+            rc = main(["render", "--metadata", str(toy_corpus.parquet_dir),
+                       "--dataset-paths", str(toy_corpus.dataset_paths), "--output", str(out),
+                       "--format", format, "--stems", stems, "--audio-format", audio_format,
+                       "--shard-size", "8", "--no-progress", "--allow-failures"])
+            assert rc == 0
+            cache[key] = out
+        return cache[key]
+
+    return get
