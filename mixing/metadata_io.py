@@ -186,7 +186,9 @@ def open_metadata(source: str | os.PathLike, *, revision: str | None = None,
             f"metadata folder {path} holds no .parquet, .json or .jsonl file; expected the Hub layout "
             "(data/*.parquet) or the legacy layout (metadata/{train,val,test}/{2..5}mix/*.json)")
     if location.lower().endswith((".parquet", ".json", ".jsonl")):
-        raise MetadataSourceError(f"metadata file {location} does not exist; check the path")
+        raise MetadataSourceError(
+            f"metadata source {location!r} is neither an existing file or folder nor a Hub dataset id "
+            "('ORG/NAME'): the file does not exist; check the path")
     if _HUB_ID.match(location) and not location.startswith((".", "~")):
         return MetadataSource("hub", location, [MetadataShard("hub", location, None, revision, config)])
     raise MetadataSourceError(
