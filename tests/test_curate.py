@@ -312,3 +312,31 @@ def test_unscored_mixtures_are_kept_or_dropped_as_asked(tmp_path):
         rows = pq.read_table(tmp_path / policy / "scores" / "mixtures.parquet").to_pylist()
         assert sorted(r["mix_id"] for r in rows if r["kept"]) == kept
         assert "unscored " + policy in res.summary_text
+
+
+def test_a_run_killed_midway_resumes_without_asking_again(tmp_path):
+    from curation.curate.job import CurateConfig, run_curate
+
+    recs = [_rec(f"k{i}", ["Piano", "Clock", "Bird"]) for i in range(6)]
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text("".join(json.dumps(r.to_flat_dict()) + "\n" for r in recs))
+    cfg = CurateConfig(metadata=str(meta), ontology=str(write_toy_ontology(tmp_path / "toy.json")), judge="x",
+                       output=str(tmp_path / "out"), max_pool=2)
+    stems = _Stems(recs)
+
+    class Crashing(_Judge):
+        def ask(self, items, prompt):
+            if self.items >= 7:
+                raise KeyboardInterrupt  # the process is killed
+            return super().ask(items, prompt)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_curate(cfg, judge=Crashing("oracle", stems), audio=stems)
+    assert not (tmp_path / "out" / "summary.json").exists()
+    done = sum(1 for line in (tmp_path / "out" / "cache" / "answers-00000.jsonl").open())
+    assert 0 < done < 18
+    judge = _Judge("oracle", stems)
+    res = run_curate(cfg, judge=judge, audio=stems)
+    assert judge.items == 18 - done and res.summary["sources"]["accuracy"] == 1.0
+    sources = pq.read_table(tmp_path / "out" / "scores" / "sources.parquet").to_pylist()
+    assert {len(s["pool"]) for s in sources} == {2}  # --max-pool 2

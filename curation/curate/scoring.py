@@ -205,36 +205,35 @@ class Scorer:
                                      "expected str or None per item")
         return list(answers)
 
-    def _run_round(self, pending: list[tuple[_Question, np.ndarray, int]], pool) -> list[str | None]:
-        groups: dict[str, list[int]] = {}
-        for j, (q, _, _) in enumerate(pending):
-            groups.setdefault(q.prompt, []).append(j)
-        calls = [(prompt, [(pending[j][1], pending[j][2]) for j in idx]) for prompt, idx in groups.items()]
+    def _run_round(self, pending: list[tuple[_Question, np.ndarray, int]], pool
+                   ) -> Iterator[tuple[list[tuple[_Question, np.ndarray, int]], list[str | None]]]:
+        """Ask every pending question once (one call per distinct prompt); yield each call's
+        questions and answers as soon as it returns, so answers reach the cache early."""
+        groups: dict[str, list[tuple[_Question, np.ndarray, int]]] = {}
+        for item in pending:
+            groups.setdefault(item[0].prompt, []).append(item)
+        calls = [(prompt, [(stem, sr) for _, stem, sr in members]) for prompt, members in groups.items()]
         self.stats["judge_calls"] += len(calls)
         self.stats["judge_items"] += len(pending)
-        results = list(pool.map(self._ask, calls)) if pool is not None else [self._ask(c) for c in calls]
-        out: list[str | None] = [None] * len(pending)
-        for idx, answers in zip(groups.values(), results):
-            for j, a in zip(idx, answers):
-                out[j] = a
-        return out
+        results = pool.map(self._ask, calls) if pool is not None else map(self._ask, calls)
+        yield from zip(groups.values(), results)
 
     def _judge(self, pending: list[tuple[_Question, np.ndarray, int]], pool) -> None:
         attempts = 0
         while pending:
             attempts += 1
-            answers = self._run_round(pending, pool)
             retry = []
-            for (q, stem, sr), answer in zip(pending, answers):
-                _finish(q.score, answer, attempts)
-                if q.score.reason == "unparseable" and attempts <= self.answer_retries:
-                    retry.append((q, stem, sr))
-                    continue
-                if answer is not None:
-                    self.cache.put(q.key, {"mix_id": q.score.mix_id, "source_id": q.score.source_id,
-                                           "pool": list(q.score.pool), "model_id": self.model_id,
-                                           "prompt_sha256": sha256_text(q.prompt), "answer": answer,
-                                           "attempts": attempts})
+            for members, answers in self._run_round(pending, pool):
+                for (q, stem, sr), answer in zip(members, answers):
+                    _finish(q.score, answer, attempts)
+                    if q.score.reason == "unparseable" and attempts <= self.answer_retries:
+                        retry.append((q, stem, sr))
+                        continue
+                    if answer is not None:
+                        self.cache.put(q.key, {"mix_id": q.score.mix_id, "source_id": q.score.source_id,
+                                               "pool": list(q.score.pool), "model_id": self.model_id,
+                                               "prompt_sha256": sha256_text(q.prompt), "answer": answer,
+                                               "attempts": attempts})
             pending = retry
 
     def _audio(self, rec: MixtureRecord, questions: list[_Question]) -> tuple[np.ndarray, int] | None:
