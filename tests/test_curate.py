@@ -340,3 +340,22 @@ def test_a_run_killed_midway_resumes_without_asking_again(tmp_path):
     assert judge.items == 18 - done and res.summary["sources"]["accuracy"] == 1.0
     sources = pq.read_table(tmp_path / "out" / "scores" / "sources.parquet").to_pylist()
     assert {len(s["pool"]) for s in sources} == {2}  # --max-pool 2
+
+
+def test_summary_counts_confusions_per_label(tmp_path):
+    from curation.curate.job import CurateConfig, run_curate
+
+    recs = [_rec(f"c{i}", ["Piano", "Clock"]) for i in range(12)]
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text("".join(json.dumps(r.to_flat_dict()) + "\n" for r in recs))
+    cfg = CurateConfig(metadata=str(meta), ontology=str(write_toy_ontology(tmp_path / "toy.json")), judge="x",
+                       output=str(tmp_path / "out"))
+    res = run_curate(cfg, judge=_Judge("1"), audio=_Stems(recs))
+    sources = pq.read_table(tmp_path / "out" / "scores" / "sources.parquet").to_pylist()
+    wrong = Counter((s["label"], s["chosen_label"]) for s in sources if not s["correct"])
+    assert {(p["label"], p["chosen"]): p["count"] for p in res.summary["most_confused"]} == dict(wrong)
+    counts = [p["count"] for p in res.summary["most_confused"]]
+    assert counts == sorted(counts, reverse=True)
+    per = res.summary["accuracy_per_label"]
+    assert set(per) == {"Piano", "Clock"} and per["Piano"]["chance"] == 0.25 and per["Piano"]["n"] == 12
+    assert "most confused:" in res.summary_text
