@@ -1,0 +1,100 @@
+"""``hive mine STAGE --input IN --output DIR [options]``: one stage of the single-event mining
+pipeline (chunk, single-label, single-event, tag, leaf, superres), and ``hive mine merge``.
+
+Under ``accelerate launch --num_processes N scripts/mine.py STAGE ...`` each process runs its rank;
+without it, ``--rank``/``--world-size`` (default ``$RANK``/``$WORLD_SIZE``) choose the share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rank", type=int, default=_env_int("RANK", 0),
+                   help="this process's rank (default $RANK; set by accelerate launch)")
+    p.add_argument("--world-size", type=int, default=_env_int("WORLD_SIZE", 1),
+                   help="number of ranks (default $WORLD_SIZE)")
+
+
+def _stage_options(p: argparse.ArgumentParser, cls) -> None:
+    g = p.add_argument_group(f"{cls.name} options")
+    for f in cls.option_fields():
+        meta = f.metadata
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        text = meta.get("help", "")
+        if isinstance(f.default, bool):
+            g.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", help=text)
+            continue
+        typ = meta.get("type") or (type(f.default) if f.default is not None else str)
+        shown = "" if f.default is None or meta.get("required") else f" (default {f.default!r:.60})"
+        g.add_argument(flag, dest=f.name, type=typ, default=f.default, choices=meta.get("choices"),
+                       required=bool(meta.get("required")), help=text + shown)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from curation.stages import STAGES
+
+    sub = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, cls in STAGES.items():
+        sp = sub.add_parser(name, help=cls.description, description=cls.description)
+        sp.add_argument("--input", required=True, help="JSONL/Parquet manifest, a stage's output folder, "
+                        "or (first stage) a labelled list .json/.csv with audio_path and text_label")
+        sp.add_argument("--output", required=True, help="output folder of this stage")
+        sp.add_argument("--batch-size", type=int, help=f"items per batch (default {cls.default_batch_size})")
+        sp.add_argument("--device", help="device for model backends (e.g. cuda:0); default: the backend's choice")
+        sp.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output")
+        sp.add_argument("--no-merge", action="store_true",
+                        help="do not wait for the other ranks and merge (run 'hive mine merge' later)")
+        sp.add_argument("--parquet", action="store_true", help="also write output.parquet when merging")
+        sp.add_argument("--wait-timeout", type=float, help="seconds rank 0 waits for the other ranks")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _common(sp)
+        _stage_options(sp, cls)
+    mp = sub.add_parser("merge", help="merge the per-rank outputs of a finished stage",
+                        description="merge the per-rank outputs of a finished stage")
+    mp.add_argument("--output", required=True, help="the stage's output folder")
+    mp.add_argument("--parquet", action="store_true", help="also write output.parquet")
+    _common(mp)
+
+
+def _summary(stage: str, stats: dict, output: str) -> str:
+    drops = ", ".join(f"{k}={v}" for k, v in stats["dropped"].items()) or "none"
+    return (f"hive mine {stage}: {stats['items_in']} items in, {stats['kept']} kept "
+            f"({stats['kept_seconds'] / 3600:.2f} h), dropped {stats['dropped_total']} ({drops}) -> "
+            f"{os.path.join(output, 'output.jsonl')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from curation.runner import RunOptions, merge_outputs, run_stage
+    from curation.stages import STAGES
+
+    if args.stage == "merge":
+        if args.rank != 0:
+            return 0
+        stats = merge_outputs(args.output, parquet=args.parquet)
+        print(_summary(stats["stage"], stats, args.output))
+        return 0
+    cls = STAGES[args.stage]
+    stage = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    opts = RunOptions(input=args.input, output=args.output, rank=args.rank, world_size=args.world_size,
+                      batch_size=args.batch_size, progress=False if args.no_progress else None,
+                      overwrite=args.overwrite, merge=not args.no_merge, parquet=args.parquet,
+                      device=args.device, wait_timeout=args.wait_timeout)
+    summary = run_stage(stage, opts)
+    if summary.merged is not None:
+        print(_summary(stage.name, summary.merged, args.output))
+    elif args.rank == 0:
+        print(f"hive mine {stage.name}: rank 0 of {args.world_size} done ({summary.kept} kept); merge with "
+              f"'hive mine merge --output {args.output}'", file=sys.stderr)
+    return 0

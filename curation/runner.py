@@ -1,0 +1,417 @@
+"""The stage runner: one stage over the sorted input, split across ranks, resumable, merged.
+
+Rank ``r`` of ``w`` takes ``items[r::w]`` of the input sorted by ``clip_id`` and writes, in the
+output folder::
+
+    rank-{r:05d}.jsonl      kept items (append mode)
+    drops-{r:05d}.jsonl     dropped items, each with its reason
+    progress-{r:05d}.jsonl  the ledger: after each batch, the input ids done and both files' sizes
+    stats-{r:05d}.json      counts (from the files, so a resumed run counts like an uninterrupted one)
+    done-{r:05d}            the completion marker, written last
+
+A rerun skips ranks whose marker exists and, within a rank, input items the ledger lists; kept and
+dropped lines written after the last ledger entry (a batch cut by a crash) are truncated away
+first, so nothing is duplicated. When every marker exists, the main process (rank 0) merges:
+``output.jsonl`` (sorted by ``clip_id``), ``drops.jsonl``, ``stats.json``, ``provenance.json``
+(stage, options, thresholds, model ids, prompt texts and their sha256, package versions) and,
+on request, ``output.parquet``. ``config.json`` pins the stage, options, input and number of
+ranks; a rerun with other ones is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mixing.errors import HiveError
+
+from .manifest import OUTPUT_NAME, dumps, read_items, write_jsonl, write_parquet
+from .stages import make_stage
+from .stages.base import Drop, Item, Stage
+
+log = logging.getLogger(__name__)
+
+RANK_OUTPUT = "rank-{:05d}.jsonl"
+RANK_DROPS = "drops-{:05d}.jsonl"
+RANK_PROGRESS = "progress-{:05d}.jsonl"
+RANK_STATS = "stats-{:05d}.json"
+RANK_DONE = "done-{:05d}"
+CONFIG = "config.json"
+MERGED = (OUTPUT_NAME, "drops.jsonl", "stats.json", "provenance.json", "output.parquet")
+PACKAGES = ("hive-uss", "numpy", "soundfile", "soxr", "pyarrow", "accelerate", "torch", "transformers",
+            "sherpa-onnx", "onnxruntime", "httpx", "tqdm")
+
+
+class RunConfigMismatch(HiveError):
+    """The output folder holds a run of another stage, options, input or number of ranks."""
+
+
+class IncompleteRunError(HiveError):
+    """Merging was asked for before every rank finished."""
+
+
+class LedgerError(HiveError):
+    """A rank's ledger does not match its output files."""
+
+
+@dataclass
+class RunOptions:
+    input: str
+    output: str
+    rank: int = 0
+    world_size: int = 1
+    batch_size: int | None = None
+    progress: bool | None = None  # None: on rank 0 when stderr is a terminal
+    overwrite: bool = False
+    merge: bool = True  # rank 0 waits for every rank, then merges
+    parquet: bool = False
+    device: str | None = None
+    wait_timeout: float | None = None
+    poll_interval: float = 0.5
+
+
+@dataclass
+class RunSummary:
+    stage: str
+    rank: int
+    world_size: int
+    items: int = 0  # this rank's share
+    resumed: int = 0  # items already done by an earlier run
+    processed: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    skipped_rank: bool = False
+    merged: dict[str, Any] | None = None
+
+
+# ---- small file helpers ---------------------------------------------------------------------------
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _iter_lines(path: Path):
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield line
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if "hive-uss" not in out:
+        from mixing import __version__
+        out["hive-uss"] = __version__
+    return out
+
+
+def items_fingerprint(items: list[Item]) -> str:
+    h = hashlib.sha256()
+    for it in items:
+        h.update(json.dumps(it.to_dict(), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+# ---- the per-rank ledger ------------------------------------------------------------------------
+class RankLedger:
+    """Append-mode kept/drops files plus a progress ledger that makes them crash-safe."""
+
+    def __init__(self, output: Path, rank: int):
+        self.out_path = output / RANK_OUTPUT.format(rank)
+        self.drops_path = output / RANK_DROPS.format(rank)
+        self.progress_path = output / RANK_PROGRESS.format(rank)
+        self.done_ids: set[str] = set()
+        self.models: dict[str, Any] = {}
+        self._files: tuple[Any, Any, Any] | None = None
+
+    def open(self) -> set[str]:
+        """Read the ledger, truncate what a crash left after its last entry, open for appending."""
+        out_size = drops_size = 0
+        valid_bytes = 0
+        if self.progress_path.is_file():
+            with open(self.progress_path, "rb") as fh:
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break  # a line cut by a crash
+                    try:
+                        entry = json.loads(raw)
+                        ids, out_size, drops_size = entry["ids"], int(entry["out"]), int(entry["drops"])
+                    except (ValueError, KeyError, TypeError):
+                        break
+                    self.done_ids.update(ids)
+                    self.models.update(entry.get("models") or {})
+                    valid_bytes += len(raw)
+        for path, size in ((self.out_path, out_size), (self.drops_path, drops_size),
+                           (self.progress_path, valid_bytes)):
+            have = path.stat().st_size if path.is_file() else 0
+            if have < size:
+                raise LedgerError(f"{path} has {have} bytes but its ledger {self.progress_path} records "
+                                  f"{size}; the folder was modified by hand. Rerun with --overwrite")
+            with open(path, "ab") as fh:
+                fh.truncate(size)
+        self._files = (open(self.out_path, "ab"), open(self.drops_path, "ab"), open(self.progress_path, "ab"))
+        return self.done_ids
+
+    def commit(self, ids: list[str], kept: list[str], drops: list[str], models: dict | None = None) -> None:
+        assert self._files is not None, "open() first"
+        out, dr, prog = self._files
+        if kept:
+            out.write("".join(line + "\n" for line in kept).encode("utf-8"))
+        out.flush()
+        if drops:
+            dr.write("".join(line + "\n" for line in drops).encode("utf-8"))
+        dr.flush()
+        entry: dict[str, Any] = {"ids": ids, "out": out.tell(), "drops": dr.tell()}
+        if models:
+            entry["models"] = models
+        prog.write((json.dumps(entry) + "\n").encode("utf-8"))
+        prog.flush()
+        self.done_ids.update(ids)
+
+    def close(self) -> None:
+        if self._files:
+            for f in self._files:
+                f.close()
+            self._files = None
+
+
+# ---- running one rank -----------------------------------------------------------------------------
+def _config(stage: Stage, opts: RunOptions, items: list[Item]) -> dict[str, Any]:
+    return {"tool": "hive-uss", "stage": stage.name, "options": stage.options(),
+            "input": os.path.abspath(opts.input), "input_sha256": items_fingerprint(items),
+            "num_items": len(items), "world_size": opts.world_size}
+
+
+def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: cfg.get(k) for k in ("stage", "options", "input_sha256", "world_size")}
+
+
+def _config_hash(cfg: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(_identity(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _clear_rank(output: Path, rank: int) -> None:
+    for pattern in (RANK_DONE, RANK_STATS, RANK_OUTPUT, RANK_DROPS, RANK_PROGRESS):
+        (output / pattern.format(rank)).unlink(missing_ok=True)
+
+
+def _check_config(output: Path, cfg: dict[str, Any], opts: RunOptions) -> None:
+    path = output / CONFIG
+    if opts.overwrite:
+        _clear_rank(output, opts.rank)
+        if opts.rank == 0:
+            for name in MERGED:
+                (output / name).unlink(missing_ok=True)
+    elif path.is_file():
+        have = _read_json(path)
+        if _identity(have) != _identity(cfg):
+            diff = {k: (have.get(k), cfg[k]) for k in _identity(cfg) if have.get(k) != cfg[k]}
+            raise RunConfigMismatch(
+                f"{output} holds a run with other settings (was, now): {json.dumps(diff)[:600]}. Use "
+                "another --output folder, rerun with the same stage options, input and number of "
+                "processes, or pass --overwrite to discard the old run")
+    _write_json_atomic(path, cfg)  # every rank writes the same content; rename is atomic
+
+
+def _show_progress(opts: RunOptions) -> bool:
+    if opts.progress is not None:
+        return opts.progress and opts.rank == 0
+    return opts.rank == 0 and sys.stderr.isatty()
+
+
+def rank_stats(output: Path, rank: int, world_size: int, items: int) -> dict[str, Any]:
+    """Counts for one rank, from its files (identical whether or not the run was resumed)."""
+    kept, seconds = 0, 0.0
+    for line in _iter_lines(output / RANK_OUTPUT.format(rank)):
+        rec = json.loads(line)
+        kept += 1
+        if rec.get("chunk_end_second") is not None:
+            seconds += rec["chunk_end_second"] - (rec.get("chunk_start_second") or 0.0)
+    dropped = Counter(json.loads(line)["reason"] for line in _iter_lines(output / RANK_DROPS.format(rank)))
+    return {"rank": rank, "world_size": world_size, "items_in": items, "kept": kept,
+            "kept_seconds": round(seconds, 6), "dropped": dict(sorted(dropped.items())),
+            "dropped_total": sum(dropped.values())}
+
+
+def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
+    """Run ``stage`` for rank ``opts.rank``; on rank 0 (with ``merge``) wait for all and merge."""
+    if not (isinstance(opts.world_size, int) and opts.world_size >= 1 and 0 <= opts.rank < opts.world_size):
+        raise HiveError(f"rank {opts.rank} of world size {opts.world_size}; expected 0 <= rank < world size")
+    output = Path(opts.output)
+    output.mkdir(parents=True, exist_ok=True)
+    items = read_items(opts.input)
+    cfg = _config(stage, opts, items)
+    _check_config(output, cfg, opts)
+    shard = items[opts.rank::opts.world_size]
+    summary = RunSummary(stage.name, opts.rank, opts.world_size, items=len(shard))
+    done_path = output / RANK_DONE.format(opts.rank)
+    if done_path.is_file() and _read_json(done_path).get("config") == _config_hash(cfg):
+        summary.skipped_rank = True
+        summary.resumed = len(shard)
+        log.info("%s rank %d: already done, skipped", stage.name, opts.rank)
+    else:
+        done_path.unlink(missing_ok=True)
+        earlier_models = _run_shard(stage, opts, output, shard, summary)
+        stats = rank_stats(output, opts.rank, opts.world_size, len(shard))
+        stats["provenance"] = stage.provenance()
+        stats["device"] = opts.device
+        if not stage._ready:  # nothing left to do: the models an earlier run used, from the ledger
+            stats["provenance"]["models"] = earlier_models
+        _write_json_atomic(output / RANK_STATS.format(opts.rank), stats)
+        _write_json_atomic(done_path, {"rank": opts.rank, "world_size": opts.world_size,
+                                       "config": _config_hash(cfg), "kept": stats["kept"],
+                                       "dropped": stats["dropped_total"]})
+    st = _read_json(output / RANK_STATS.format(opts.rank))
+    summary.kept, summary.dropped = st["kept"], st["dropped"]
+    if opts.merge and opts.rank == 0:
+        wait_for_ranks(output, opts.world_size, _config_hash(cfg), opts.wait_timeout, opts.poll_interval)
+        summary.merged = merge_outputs(output, parquet=opts.parquet)
+    return summary
+
+
+def _run_shard(stage: Stage, opts: RunOptions, output: Path, shard: list[Item],
+               summary: RunSummary) -> dict[str, Any]:
+    """Process the items of ``shard`` the ledger does not list; return the ledger's model record."""
+    from tqdm.auto import tqdm
+
+    ledger = RankLedger(output, opts.rank)
+    done = ledger.open()
+    todo = [it for it in shard if it.clip_id not in done]
+    summary.resumed = len(shard) - len(todo)
+    stage.device = opts.device
+    bar = tqdm(total=len(shard), initial=summary.resumed, desc=f"hive mine {stage.name}", unit="item",
+               disable=not _show_progress(opts), dynamic_ncols=True)
+    models_logged = False
+    try:
+        for batch, results in stage.run(todo, opts.rank, opts.world_size, opts.batch_size):
+            kept, drops = [], []
+            for result in results:
+                for r in result:
+                    if isinstance(r, Item):
+                        kept.append(dumps(r.to_dict()))
+                    elif isinstance(r, Drop):
+                        drops.append(dumps(r.to_dict(stage.name)))
+                    else:
+                        raise TypeError(f"stage {stage.name} yielded a {type(r).__name__}; expected Item or Drop")
+            models = None
+            if not models_logged:
+                models, models_logged = stage.models(), True
+            ledger.commit([it.clip_id for it in batch], kept, drops, models)
+            summary.processed += len(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        ledger.close()
+    return ledger.models
+
+
+# ---- waiting and merging --------------------------------------------------------------------------
+def _missing_ranks(output: Path, world_size: int, config_hash: str | None) -> list[int]:
+    missing = []
+    for r in range(world_size):
+        path = output / RANK_DONE.format(r)
+        try:
+            ok = path.is_file() and (config_hash is None or _read_json(path).get("config") == config_hash)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            missing.append(r)
+    return missing
+
+
+def wait_for_ranks(output: Path, world_size: int, config_hash: str | None = None,
+                   timeout: float | None = None, poll: float = 0.5) -> None:
+    start = time.monotonic()
+    while True:
+        missing = _missing_ranks(output, world_size, config_hash)
+        if not missing:
+            return
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise IncompleteRunError(
+                f"{output}: ranks {missing[:20]} of {world_size} have not finished after {timeout:.0f} s; "
+                "rerun them (finished work is kept), then run 'hive mine merge --output "
+                f"{output}'")
+        time.sleep(poll)
+
+
+def _merge_models(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for models in per_rank:
+        for role, info in (models or {}).items():
+            have = merged.get(role)
+            if have is None or (isinstance(have, dict) and have.get("model_id") is None):
+                merged[role] = info
+    return merged
+
+
+def merge_outputs(output: str | os.PathLike, parquet: bool = False) -> dict[str, Any]:
+    """Merge every rank's files into ``output.jsonl`` & co. Idempotent; refuses an unfinished run."""
+    output = Path(output)
+    if not (output / CONFIG).is_file():
+        raise IncompleteRunError(f"{output} holds no {CONFIG}; it is not the output folder of a mining stage")
+    cfg = _read_json(output / CONFIG)
+    world = int(cfg["world_size"])
+    missing = _missing_ranks(output, world, _config_hash(cfg))
+    if missing:
+        raise IncompleteRunError(f"{output}: ranks {missing[:20]} of {world} have not finished; run them "
+                                 "first (e.g. rerun the same command), then merge")
+    keyed: list[tuple[str, str]] = []
+    for r in range(world):
+        for line in _iter_lines(output / RANK_OUTPUT.format(r)):
+            keyed.append((json.loads(line)["clip_id"], line))
+    keyed.sort(key=lambda kv: kv[0])
+    for (a, _), (b, _) in zip(keyed, keyed[1:]):
+        if a == b:
+            raise LedgerError(f"{output}: clip_id {a!r} was written twice; the rank files are "
+                              "inconsistent. Rerun with --overwrite")
+    tmp = output / f".{OUTPUT_NAME}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(line if line.endswith("\n") else line + "\n" for _, line in keyed)
+    os.replace(tmp, output / OUTPUT_NAME)
+    drops = sorted((json.loads(line) for r in range(world)
+                    for line in _iter_lines(output / RANK_DROPS.format(r))),
+                   key=lambda d: (d["clip_id"], d["reason"]))
+    write_jsonl(drops, output / "drops.jsonl")
+    per_rank = [_read_json(output / RANK_STATS.format(r)) for r in range(world)]
+    dropped: Counter = Counter()
+    for st in per_rank:
+        dropped.update(st["dropped"])
+    stats = {"stage": cfg["stage"], "world_size": world, "items_in": sum(s["items_in"] for s in per_rank),
+             "kept": len(keyed), "kept_seconds": round(sum(s["kept_seconds"] for s in per_rank), 6),
+             "dropped": dict(sorted(dropped.items())), "dropped_total": sum(dropped.values()),
+             "per_rank": [{k: s.get(k) for k in ("rank", "items_in", "kept", "dropped_total", "device")}
+                          for s in per_rank]}
+    _write_json_atomic(output / "stats.json", stats)
+    prov = dict(per_rank[0].get("provenance") or {})
+    prov["models"] = _merge_models([(s.get("provenance") or {}).get("models") for s in per_rank])
+    prov.update({"input": cfg["input"], "input_sha256": cfg["input_sha256"], "num_items": cfg["num_items"],
+                 "world_size": world, "packages": package_versions(),
+                 "stage": cfg["stage"], "options": cfg["options"]})
+    _write_json_atomic(output / "provenance.json", prov)
+    if parquet:
+        write_parquet([json.loads(line) for _, line in keyed], output / "output.parquet")
+    make_stage(cfg["stage"], cfg["options"]).finalize(output)
+    return stats

@@ -1,0 +1,81 @@
+"""Stage 2, ``single-label``: keep items with exactly one weak label, and whose file exists.
+
+The label comes from ``text_label`` (a labelled list's string or list of strings) or, when that
+is absent, ``label``. Labels are stripped; empty strings and exact repeats do not count. Drops:
+``empty_label``, ``multi_label``, ``missing_file`` (and ``unknown_prefix`` / ``unsafe_path`` for
+paths that cannot be resolved). The kept item's ``label`` is the one label, as a string; with
+``--ontology`` its ``label_id`` is filled in when the name is a class of that ontology.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mixing.ontology import Ontology
+
+from .base import Drop, Item, Result, Stage, opt, read_error_reason
+
+
+def label_list(value: Any) -> list[str] | None:
+    """The distinct non-empty labels of a string / list value, in order; None if not a label."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):  # a JSON list in a CSV cell
+            try:
+                return label_list(json.loads(text))
+            except json.JSONDecodeError:
+                pass
+        return [text] if text else []
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for v in value:
+            if not isinstance(v, str):
+                return None
+            v = v.strip()
+            if v and v not in out:
+                out.append(v)
+        return out
+    return None
+
+
+@dataclass
+class SingleLabelStage(Stage):
+    name = "single-label"
+    description = "keep items with exactly one label whose audio file exists"
+    default_batch_size = 256
+
+    ontology: str | None = opt(None, "AudioSet-format ontology used to fill label_id from the label name")
+    check_files: bool = opt(True, "drop items whose audio file does not exist", flag="--no-check-files")
+
+    def setup(self) -> None:
+        self._ontology = Ontology.from_json(self.ontology) if self.ontology else None
+
+    def process_item(self, item: Item) -> Result:
+        raw = item.text_label if item.text_label is not None else item.label
+        labels = label_list(raw)
+        if labels is None:
+            return [Drop.of(item, "invalid_label", f"label {raw!r} is neither a string nor a list of strings")]
+        if not labels:
+            return [Drop.of(item, "empty_label", f"label {raw!r} holds no label")]
+        if len(labels) > 1:
+            return [Drop.of(item, "multi_label", f"{len(labels)} labels: {labels[:5]}")]
+        if self.check_files:
+            try:
+                local = self.audio.resolve(item.path)
+            except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+                if read_error_reason(exc) == "unreadable":
+                    raise
+                return [Drop.of(item, read_error_reason(exc), str(exc))]
+            if not local.is_file():
+                return [Drop.of(item, "missing_file", f"{local} does not exist")]
+        label = labels[0]
+        label_id = item.label_id
+        if self._ontology is not None and label in self._ontology:
+            label_id = self._ontology.node(label).id
+        out = item.replace(label=label, label_id=label_id)
+        out.provenance["single_label"] = {"source_label": raw}
+        return [out]
