@@ -1,0 +1,555 @@
+"""On-the-fly rendering of mixture metadata, cut into work units that ``datasets`` can shard.
+
+The ``datasets`` builder (``hive.py``) and the training stream both come down to three steps:
+
+1. :func:`resolve_metadata` – the metadata files of each split. A Hub id, and a local folder in the
+   Hub layout whose ``README.md`` declares YAML ``configs``, are resolved the way ``datasets``
+   resolves them (``load_dataset_builder(...).config.data_files``), so both take one code path and
+   Parquet files on the Hub are read with range requests; other folders and files go through
+   :func:`mixing.metadata_io.open_metadata`.
+2. :func:`plan_units` – ``num_shards`` :class:`WorkUnit` objects per split. A unit is a tuple of
+   :class:`Piece` objects: a contiguous row range of a Parquet file (only the row groups it needs
+   are read) or every ``step``-th row of another file. Units are what goes into the *list* in
+   ``gen_kwargs``, so ``num_proc``, ``split_dataset_by_node`` and DataLoader workers divide the work
+   by unit, and each unit is rendered by exactly one process.
+3. :func:`iter_rendered` – validated records of some units, rendered with one cached
+   :class:`~mixing.render.Renderer` per process; failures are skipped with a named, counted reason
+   (or raised), logged, and optionally written to ``{failure_dir}/{split}-{unit:05d}.jsonl``.
+
+Everything here is plain Python + numpy: no torch, no torchcodec, no audio encoding.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .corpora import DatasetPaths
+from .errors import HiveError, InvalidRecordError, MetadataSourceError
+from .metadata import SPLIT_ALIASES, SPLITS, MixtureRecord, normalise_split
+from .metadata_io import MetadataShard, MetadataSource, iter_raw_rows, open_metadata
+from .render import STEM_MODES, Renderer, RenderedMixture
+from .render_job import classify
+from .shards import AUDIO_FORMATS, encode_audio, sample_json
+from .validation import MAX_SOURCES, parse_mixture
+
+log = logging.getLogger(__name__)
+
+FailurePolicy = Literal["skip", "raise"]
+FAILURE_POLICIES = ("skip", "raise")
+#: default number of work units per split is a multiple of this (divisible by 1-6, 8, 10, 12,
+#: 15, 16, 20, 24, 30, 40, 48, 60, 80, 120, 240 nodes x workers), so ``split_dataset_by_node``
+#: can give whole units to each node instead of skipping examples
+AUTO_SHARD_MULTIPLE = 240
+#: errors a render may raise for one mixture (typed corpus errors, I/O, decoding)
+RENDER_ERRORS = (HiveError, OSError, ValueError, RuntimeError)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_BATCH = 1024
+_LOGGED_FAILURES_PER_UNIT = 5
+
+
+# ---- work units ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``[start:stop:step]`` of one metadata file (Parquet: file rows; others: raw rows)."""
+
+    shard: MetadataShard
+    start: int = 0
+    stop: int | None = None
+    step: int = 1
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One element of the ``gen_kwargs`` list: the pieces of metadata one process renders."""
+
+    index: int
+    split: str
+    pieces: tuple[Piece, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:05d}"
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """Everything a worker needs besides its units. Hashable and small: it is copied into every
+    job of ``gen_kwargs`` (a scalar, not a list, so ``datasets`` never splits it)."""
+
+    roots: tuple[tuple[str, str], ...]
+    allow_symlinks_outside: bool = False
+    stems: str = "consistent"
+    sample_rate: int | None = None
+    num_sources: int | None = None
+    on_failure: FailurePolicy = "skip"
+    failure_dir: str | None = None
+    max_sources: int = MAX_SOURCES
+
+    def __post_init__(self) -> None:
+        if self.stems not in STEM_MODES:
+            raise ValueError(f"stems is {self.stems!r}; expected one of {STEM_MODES}")
+        if self.on_failure not in FAILURE_POLICIES:
+            raise ValueError(f"on_failure is {self.on_failure!r}; expected 'skip' (leave the mixture "
+                             "out, count and log the reason) or 'raise'")
+        if self.sample_rate is not None and (isinstance(self.sample_rate, bool) or not isinstance(
+                self.sample_rate, int) or self.sample_rate <= 0):
+            raise ValueError(f"sample_rate is {self.sample_rate!r}; expected a positive integer (Hz) "
+                             "or None for each record's own rate")
+        if self.num_sources is not None and not (2 <= self.num_sources <= self.max_sources):
+            raise ValueError(f"num_sources is {self.num_sources!r}; expected None (all) or 2..{self.max_sources}")
+
+    @classmethod
+    def make(cls, dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike, **kw: Any) -> "RenderSpec":
+        paths = DatasetPaths.coerce(dataset_paths)
+        roots = tuple(sorted((k, str(v)) for k, v in paths.roots.items()))
+        return cls(roots, paths.allow_symlinks_outside, **kw)
+
+    def renderer(self) -> Renderer:
+        """This process's renderer for this spec (cached: the file-header cache survives epochs)."""
+        return _renderer(self.roots, self.allow_symlinks_outside, self.stems, self.sample_rate)
+
+
+@functools.lru_cache(maxsize=4)
+def _renderer(roots: tuple[tuple[str, str], ...], allow_outside: bool, stems: str,
+              sample_rate: int | None) -> Renderer:
+    paths = DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside)
+    return Renderer(paths, stems=stems, sample_rate=sample_rate)  # type: ignore[arg-type]
+
+
+# ---- resolving metadata ----------------------------------------------------------------------
+def _has_yaml_configs(folder: Path) -> bool:
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return False
+    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", readme.read_text(encoding="utf-8", errors="replace"), re.S)
+    if not m:
+        return False
+    import yaml
+
+    try:
+        header = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError:
+        return False  # open_metadata reports the parse error with its own message
+    return isinstance(header, dict) and isinstance(header.get("configs"), list)
+
+
+def is_hub_like(metadata: Any) -> bool:
+    """A Hub id, a hub-kind :class:`MetadataSource`, or a local folder whose README.md declares
+    YAML ``configs`` (read exactly as the Hub repository would be)."""
+    if isinstance(metadata, MetadataSource):
+        return metadata.kind == "hub"
+    location = os.fspath(metadata)
+    path = Path(location).expanduser()
+    if path.is_dir():
+        return _has_yaml_configs(path)
+    return not path.exists() and bool(_HUB_ID.match(location)) and not location.startswith((".", "~"))
+
+
+def _config_names(location: str, revision: str | None) -> list[str]:
+    import datasets
+
+    try:
+        return list(datasets.get_dataset_config_names(location, revision=revision))
+    except Exception as exc:  # noqa: BLE001 - any resolution failure is reported the same way
+        raise MetadataSourceError(f"{location}: cannot list the dataset's configs ({exc}); check the "
+                                  "Hub id / revision, or your network and token") from exc
+
+
+def _resolve_hub(location: str, revision: str | None, config: str | None,
+                 num_sources: int | None) -> dict[str, list[MetadataShard]]:
+    import datasets
+
+    if config is None:
+        names = _config_names(location, revision)
+        if num_sources is not None and f"{num_sources}mix" in names:
+            config = f"{num_sources}mix"
+        elif "all" in names:
+            config = "all"
+    try:
+        builder = datasets.load_dataset_builder(location, config, revision=revision)
+    except Exception as exc:  # noqa: BLE001
+        raise MetadataSourceError(f"{location}: cannot resolve config {config!r} ({exc}); check the "
+                                  "Hub id, revision and config name") from exc
+    data_files = builder.config.data_files or {}
+    out: dict[str, list[MetadataShard]] = {}
+    for split_name, files in data_files.items():
+        split = normalise_split(str(split_name))
+        files = [str(f) for f in files]
+        if files and all(f.lower().endswith(".parquet") for f in files):
+            out[split] = [MetadataShard("parquet", f, split, revision, config) for f in files]
+        else:  # JSON or other files on the Hub: one unit read through the reader's Hub path
+            out[split] = [MetadataShard("hub", location, split, revision, config)]
+    if not out:
+        raise MetadataSourceError(f"{location}: config {config!r} has no data files")
+    return out
+
+
+def _scan_splits(shard: MetadataShard) -> set[str]:
+    if shard.kind == "parquet":
+        table = pq.read_table(shard.location, columns=["split"])
+        return {normalise_split(s) for s in pc.unique(table.column("split")).to_pylist() if isinstance(s, str)}
+    found = set()
+    for raw in iter_raw_rows(shard):
+        if isinstance(raw, Mapping):
+            s = raw.get("split")
+            if s is None and isinstance(raw.get("dataset_info"), Mapping):
+                s = raw["dataset_info"].get("split")
+            if isinstance(s, str):
+                found.add(normalise_split(s))
+    return found
+
+
+def resolve_metadata(metadata: str | os.PathLike | MetadataSource, *, revision: str | None = None,
+                     config: str | None = None, num_sources: int | None = None) -> dict[str, list[MetadataShard]]:
+    """``{split: [metadata files]}`` in split order train, validation, test (then others).
+
+    ``config`` names a YAML config of a Hub id / Hub-layout folder; by default the ``{n}mix`` config
+    when ``num_sources`` is given and the repository has it, else ``all``, else the default.
+    """
+    if is_hub_like(metadata):
+        if isinstance(metadata, MetadataSource):
+            location = metadata.location
+            first = metadata.shards()[0] if metadata.shards() else None
+            revision = revision or (first.revision if first else None)
+            config = config or (first.config if first else None)
+        else:
+            location = os.fspath(metadata)
+        out = _resolve_hub(location, revision, config, num_sources)
+    else:
+        source = metadata if isinstance(metadata, MetadataSource) else open_metadata(metadata, revision=revision,
+                                                                                      config=config)
+        out = {}
+        unknown = [s for s in source.shards() if s.split is None]
+        names = set(source.splits())
+        for s in unknown:
+            names |= _scan_splits(s)
+        for split in names:
+            out[split] = source.shards(split)
+    order = {s: i for i, s in enumerate(SPLITS)}
+    return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+# ---- planning --------------------------------------------------------------------------------
+def _is_local(location: str) -> bool:
+    return "://" not in location
+
+
+def _open_parquet(location: str) -> tuple[pq.ParquetFile, Any]:
+    """A ParquetFile for a local path or an fsspec URL (``hf://datasets/...``), and its handle."""
+    try:
+        if _is_local(location):
+            return pq.ParquetFile(location), None
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(location)
+        handle = fs.open(path, "rb")
+        return pq.ParquetFile(handle), handle
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise MetadataSourceError(f"{location}: not a readable Parquet file ({exc}); re-download it") from exc
+
+
+def _parquet_rows(location: str) -> int:
+    pf, handle = _open_parquet(location)
+    try:
+        return pf.metadata.num_rows
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def auto_num_shards(num_files: int) -> int:
+    """The default number of units of a split with ``num_files`` metadata files."""
+    return AUTO_SHARD_MULTIPLE * max(1, math.ceil(num_files / AUTO_SHARD_MULTIPLE))
+
+
+def plan_units(files: Sequence[MetadataShard], split: str, num_shards: int | None = None) -> list[WorkUnit]:
+    """Cut the metadata files of ``split`` into exactly ``num_shards`` units (default
+    :func:`auto_num_shards`), in metadata order: concatenating the units' rows in index order
+    gives every row of the split once.
+
+    Fewer units than files: consecutive files are grouped. More: each file is cut into parts, a
+    Parquet file into contiguous row ranges (only those row groups are read), another file into
+    interleaved rows (each part re-reads the file but parses only its own rows).
+    """
+    files = list(files)
+    if not files:
+        return []
+    n = auto_num_shards(len(files)) if num_shards is None else int(num_shards)
+    if n < 1:
+        raise ValueError(f"num_shards is {num_shards!r}; expected a positive number of work units")
+    split = normalise_split(split)
+    f = len(files)
+    if n <= f:
+        return [WorkUnit(u, split, tuple(Piece(s) for s in files[f * u // n: f * (u + 1) // n])) for u in range(n)]
+    units: list[WorkUnit] = []
+    for i, shard in enumerate(files):
+        parts = n // f + (1 if i < n % f else 0)
+        if shard.kind == "parquet":
+            rows = _parquet_rows(shard.location)
+            pieces = [Piece(shard, rows * p // parts, rows * (p + 1) // parts) for p in range(parts)]
+        else:
+            pieces = [Piece(shard, p, None, parts) for p in range(parts)]
+        units.extend(WorkUnit(len(units), split, (piece,)) for piece in pieces)
+    return units
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def _split_values(split: str) -> list[str]:
+    return sorted({k for k, v in SPLIT_ALIASES.items() if v == split} | {split})
+
+
+def _iter_parquet_range(location: str, start: int, stop: int | None, split: str | None,
+                        num_sources: int | None) -> Iterator[Any]:
+    """Raw rows of file rows ``[start, stop)``, pre-filtered like :mod:`mixing.metadata_io`
+    (split aliases, number of sources; null values kept for validation to report)."""
+    if stop is not None and stop <= start:
+        return
+    pf, handle = _open_parquet(location)
+    try:
+        md = pf.metadata
+        stop = md.num_rows if stop is None else min(stop, md.num_rows)
+        names = set(pf.schema_arrow.names)
+        offset = 0
+        for g in range(md.num_row_groups):
+            size = md.row_group(g).num_rows
+            if offset + size <= start:
+                offset += size
+                continue
+            if offset >= stop:
+                break
+            for batch in pf.iter_batches(batch_size=_BATCH, row_groups=[g]):
+                lo, hi = max(start - offset, 0), min(stop - offset, batch.num_rows)
+                offset += batch.num_rows
+                if hi <= lo:
+                    continue
+                batch = batch.slice(lo, hi - lo)
+                mask = None
+                if split is not None and "split" in names and pa.types.is_string(batch.schema.field("split").type):
+                    mask = pc.is_in(batch.column("split"), value_set=pa.array(_split_values(split)))
+                if num_sources is not None and "num_sources" in names and pa.types.is_integer(
+                        batch.schema.field("num_sources").type):
+                    m2 = pc.equal(batch.column("num_sources"), num_sources)
+                    mask = m2 if mask is None else pc.and_(mask, m2)
+                if mask is not None:
+                    batch = batch.filter(pc.fill_null(mask, True))
+                yield from batch.to_pylist()
+                if offset >= stop:
+                    return
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def iter_piece_rows(piece: Piece, split: str | None, num_sources: int | None) -> Iterator[Any]:
+    shard = piece.shard
+    if shard.kind == "parquet" and piece.step == 1:
+        return _iter_parquet_range(shard.location, piece.start, piece.stop, split, num_sources)
+    if shard.kind == "parquet":
+        rows: Iterable[Any] = _iter_parquet_range(shard.location, 0, None, split, num_sources)
+    else:
+        rows = iter_raw_rows(shard, split, num_sources)
+    return itertools.islice(rows, piece.start, piece.stop, piece.step)
+
+
+@dataclass
+class StreamReport:
+    """What one process rendered and left out (in-process; see ``failure_dir`` for a manifest)."""
+
+    rendered: int = 0
+    failures: Counter = field(default_factory=Counter)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    max_examples: int = 100
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.failures[entry["reason"]] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(entry)
+
+    @property
+    def num_failures(self) -> int:
+        return sum(self.failures.values())
+
+
+def _failure_entry(rec: MixtureRecord | None, exc: BaseException, raw: Any = None) -> dict[str, Any]:
+    if isinstance(exc, InvalidRecordError):
+        return {**exc.to_dict(), "split": None, "num_sources": None, "source": None, "path": None,
+                "message": str(exc)[:500]}
+    i = getattr(exc, "source_index", None)
+    return {"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
+            "source": None if i is None or rec is None else rec.sources[i].source_id,
+            "path": getattr(exc, "source_path", None), "reason": classify(exc), "message": str(exc)[:500]}
+
+
+def iter_unit_records(unit: WorkUnit, spec: RenderSpec, failures: list[dict[str, Any]]) -> Iterator[MixtureRecord]:
+    """Validated records of one unit; invalid ones are appended to ``failures`` (or raised)."""
+    for piece in unit.pieces:
+        for raw in iter_piece_rows(piece, unit.split, spec.num_sources):
+            try:
+                if isinstance(raw, dict) and "__bad_json__" in raw:
+                    raise InvalidRecordError(None, "<json>", raw["__bad_json__"], "one JSON object per line")
+                rec = parse_mixture(raw, max_sources=spec.max_sources)
+            except InvalidRecordError as err:
+                if spec.on_failure == "raise":
+                    err.add_note(f"in metadata {piece.shard.location} (work unit {unit.name})")
+                    raise
+                failures.append(_failure_entry(None, err))
+                continue
+            if rec.split != unit.split:
+                continue
+            if spec.num_sources is not None and rec.num_sources != spec.num_sources:
+                continue
+            yield rec
+
+
+def _write_failures(spec: RenderSpec, unit: WorkUnit, failures: list[dict[str, Any]]) -> None:
+    if not spec.failure_dir:
+        return
+    folder = Path(spec.failure_dir)
+    path = folder / f"{unit.name}.jsonl"
+    if not failures:
+        path.unlink(missing_ok=True)  # a rerun after the corpus was fixed
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for entry in failures:
+            fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _close_unit(unit: WorkUnit, spec: RenderSpec, failures: list[dict[str, Any]],
+                report: StreamReport | None) -> None:
+    if report is not None:
+        for entry in failures:
+            report.add(entry)
+    _write_failures(spec, unit, failures)
+    if failures:
+        counts = Counter(f["reason"] for f in failures)
+        log.warning("work unit %s: %d mixture(s) left out (%s)%s", unit.name, len(failures),
+                    ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+                    f"; manifest {Path(spec.failure_dir) / (unit.name + '.jsonl')}" if spec.failure_dir else "")
+
+
+def iter_rendered(units: Sequence[WorkUnit], spec: RenderSpec, *,
+                  report: StreamReport | None = None) -> Iterator[tuple[int, int, RenderedMixture]]:
+    """``(position of the unit in units, row within the unit, rendered mixture)`` for every
+    renderable record, in order. A mixture that fails is left out with a named reason (policy
+    ``skip``) or its error is raised with the mixture id attached (``raise``)."""
+    renderer = spec.renderer()
+    for pos, unit in enumerate(units):
+        failures: list[dict[str, Any]] = []
+        row = 0
+        for rec in iter_unit_records(unit, spec, failures):
+            try:
+                rendered = renderer.render(rec)
+            except RENDER_ERRORS as exc:
+                if spec.on_failure == "raise":
+                    exc.add_note(f"while rendering mixture {rec.mix_id!r} (work unit {unit.name})")
+                    raise
+                entry = _failure_entry(rec, exc)
+                failures.append(entry)
+                if len(failures) <= _LOGGED_FAILURES_PER_UNIT:
+                    log.warning("mixture %s left out (%s): %s", rec.mix_id, entry["reason"], entry["message"])
+                continue
+            if report is not None:
+                report.rendered += 1
+            yield pos, row, rendered
+            row += 1
+        _close_unit(unit, spec, failures, report)
+
+
+# ---- example layouts -------------------------------------------------------------------------
+def array_example(r: RenderedMixture) -> dict[str, Any]:
+    """A training example of numpy arrays: no encoding, no copies beyond the render's own."""
+    rec = r.record
+    return {
+        "mix_id": rec.mix_id,
+        "split": rec.split,
+        "num_sources": rec.num_sources,
+        "sample_rate": r.sample_rate,
+        "target_duration": rec.target_duration,
+        "labels": rec.labels,
+        "source_ids": [s.source_id for s in rec.sources],
+        "mix": r.mix,
+        "sources": r.stems,
+        "global_normalization_factor": rec.global_normalization_factor,
+        "stem_scale": r.stem_scale,
+    }
+
+
+def encoded_example(r: RenderedMixture, audio_format: str = "wav") -> dict[str, Any]:
+    """The row ``hive render --format parquet`` writes (features: ``mixing.shards.rendered_features``)."""
+    if audio_format not in AUDIO_FORMATS:
+        raise ValueError(f"audio_format is {audio_format!r}; expected one of {AUDIO_FORMATS}")
+    rec = r.record
+    key = rec.mix_id
+    ext = audio_format
+    return {
+        "mix_id": key, "split": rec.split, "num_sources": rec.num_sources, "sample_rate": r.sample_rate,
+        "target_duration": rec.target_duration, "labels": rec.labels,
+        "mix": {"bytes": encode_audio(r.mix, r.sample_rate, ext, f"{key} mix"), "path": f"{key}.mix.{ext}"},
+        "sources": [{"bytes": encode_audio(s, r.sample_rate, ext, f"{key} s{i}"), "path": f"{key}.s{i}.{ext}"}
+                    for i, s in enumerate(r.stems, 1)],
+        "source_metadata": rec.to_hub_row()["sources"],
+        "global_normalization_factor": rec.global_normalization_factor,
+        "final_max_amplitude": rec.final_max_amplitude,
+        "render_json": sample_json(r, ext).decode("utf-8"),
+    }
+
+
+def generate_arrays(shards: Sequence[WorkUnit], spec: RenderSpec) -> Iterator[dict[str, Any]]:
+    """The generator behind ``hive.stream_mixtures`` (``IterableDataset.from_generator``): a
+    module-level function, so datasets and DataLoader workers can pickle it by reference."""
+    for _, _, rendered in iter_rendered(shards, spec):
+        yield array_example(rendered)
+
+
+def read_failure_manifest(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """Entries of every ``*.jsonl`` under ``folder`` (sorted by unit name); empty if none."""
+    folder = Path(folder)
+    out: list[dict[str, Any]] = []
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.jsonl")):
+            with open(p, encoding="utf-8") as fh:
+                out.extend(json.loads(line) for line in fh if line.strip())
+    return out
+
+
+def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None = None) -> dict[str, Any]:
+    """Stack examples of one rate and duration into ``mix (B, T)``, ``sources (B, N, T)`` zero-padded
+    to the largest count (or ``max_sources``), and ``source_mask (B, N)``; other keys as lists."""
+    if not examples:
+        raise ValueError("pad_sources got no examples")
+    lengths = {np.shape(e["mix"])[-1] for e in examples}
+    if len(lengths) != 1:
+        raise ValueError(f"examples have different lengths {sorted(lengths)}; batch one split (one "
+                         "target duration) at one sample rate")
+    n = max_sources or max(int(np.shape(e["sources"])[0]) for e in examples)
+    t = lengths.pop()
+    mix = np.stack([np.asarray(e["mix"], dtype=np.float32) for e in examples])
+    sources = np.zeros((len(examples), n, t), dtype=np.float32)
+    mask = np.zeros((len(examples), n), dtype=bool)
+    for b, e in enumerate(examples):
+        s = np.asarray(e["sources"], dtype=np.float32)
+        if s.shape[0] > n:
+            raise ValueError(f"{e.get('mix_id')}: {s.shape[0]} sources > max_sources={n}")
+        sources[b, : s.shape[0]] = s
+        mask[b, : s.shape[0]] = True
+    out: dict[str, Any] = {k: [e[k] for e in examples] for k in examples[0] if k not in ("mix", "sources")}
+    out.update(mix=mix, sources=sources, source_mask=mask)
+    return out
