@@ -341,7 +341,9 @@ class _SampleChecker:
             # once the factor is applied
             unscaled = name != "mix" and prov["stem_mode"] == "reference"
             level = peak * rec.global_normalization_factor if unscaled else peak
-            if level > 1.0:
+            # float members hold values above 1 without loss: only the mix (whose peak the
+            # metadata fixes at final_max_amplitude) and PCM members can clip
+            if level > 1.0 and (step is not None or name == "mix"):
                 rep.add("clipping", f"peak {peak:.6f}" + (f" x global factor = {level:.6f}" if unscaled else "")
                         + " > 1.0", key, member)
             elif step is not None and peak >= 1.0 - step:

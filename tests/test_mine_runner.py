@@ -294,3 +294,20 @@ def test_end_to_end_labels_csv_to_pool(toy, tmp_path):
     assert leaves_seen <= {("Dog", "Dog"), ("Bark", "Dog"), ("Musical instrument", "Violin, fiddle"),
                            ("Piano", "Piano")}
     assert len(leaves_seen) >= 3
+
+    # ... and the mined pool feeds the rest of the loop: synthesize -> render -> verify
+    mined_paths = tmp_path / "superres" / "dataset_paths.json"
+    train_labels = {e["label"] for e in entries if e["split"] == "train"}
+    assert len(train_labels) >= 2
+    synth = tmp_path / "synthesized"
+    assert main(["synthesize", "--pool", str(pool_file), "--ontology", str(hive_ont),
+                 "--dataset-paths", str(mined_paths), "--output", str(synth), "--split", "train",
+                 "--num-mixtures", "12", "--max-sources", str(min(3, len(train_labels))), "--seed", "3"]) == 0
+    rendered = tmp_path / "synth_rendered"
+    assert main(["render", "--metadata", str(synth), "--dataset-paths", str(mined_paths),
+                 "--output", str(rendered), "--no-progress"]) == 0
+    assert json.loads((rendered / "_summary.json").read_text())["mixtures"] == 12
+    assert main(["verify", str(rendered), "--metadata", str(synth), "--no-progress"]) == 0
+    mined_paths_used = {s for rec in __import__("mixing.metadata_io", fromlist=["iter_records"]).iter_records(synth)
+                        for s in (src.path for src in rec.sources)}
+    assert all(p.startswith("Hive_mined/") for p in mined_paths_used)
