@@ -29,20 +29,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixing.errors import HiveError
+from mixing.pool import POOL_ARROW_SCHEMA
 
 from .stages.base import ITEM_FIELDS, Item, make_clip_id
 
-MANIFEST_SCHEMA = pa.schema([
-    pa.field("clip_id", pa.string()),
-    pa.field("path", pa.string()),
-    pa.field("chunk_start_second", pa.float64()),
-    pa.field("chunk_end_second", pa.float64()),
-    pa.field("label", pa.string()),
-    pa.field("label_id", pa.string()),
-    pa.field("native_sample_rate", pa.int32()),
-    pa.field("num_channels", pa.int32()),
-    pa.field("split", pa.string()),
-    pa.field("provenance", pa.string()),  # JSON object, "" when none (as in the pool format)
+MANIFEST_SCHEMA = pa.schema(list(POOL_ARROW_SCHEMA) + [
     pa.field("text_label", pa.string()),  # JSON (string or list), null when none
     pa.field("extra", pa.string()),  # JSON object of any other fields, "" when none
 ])

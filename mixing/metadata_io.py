@@ -220,18 +220,22 @@ def _iter_parquet_batches(path: str, split: str | None, num_sources: int | None)
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise MetadataSourceError(f"{path}: not a readable Parquet file ({exc}); re-download it") from exc
-    names = set(pf.schema_arrow.names)
     for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
-        mask = None
-        if split is not None and "split" in names and pa.types.is_string(batch.schema.field("split").type):
-            mask = pc.is_in(batch.column("split"), value_set=pa.array(_split_values(split)))
-        if num_sources is not None and "num_sources" in names and pa.types.is_integer(
-                batch.schema.field("num_sources").type):
-            m2 = pc.equal(batch.column("num_sources"), num_sources)
-            mask = m2 if mask is None else pc.and_(mask, m2)
-        if mask is not None:
-            batch = batch.filter(pc.fill_null(mask, True))  # null split/count: let validation report it
-        yield batch
+        yield filter_batch(batch, split, num_sources)
+
+
+def filter_batch(batch: pa.RecordBatch, split: str | None, num_sources: int | None) -> pa.RecordBatch:
+    """Keep the rows of ``split`` / ``num_sources`` where the columns allow it (rows whose
+    value is null or of another type stay, so that validation reports them)."""
+    names = batch.schema.names
+    mask = None
+    if split is not None and "split" in names and pa.types.is_string(batch.schema.field("split").type):
+        mask = pc.is_in(batch.column("split"), value_set=pa.array(_split_values(split)))
+    if num_sources is not None and "num_sources" in names and pa.types.is_integer(
+            batch.schema.field("num_sources").type):
+        m2 = pc.equal(batch.column("num_sources"), num_sources)
+        mask = m2 if mask is None else pc.and_(mask, m2)
+    return batch if mask is None else batch.filter(pc.fill_null(mask, True))
 
 
 def _batch_rows(batch: pa.RecordBatch) -> Iterator[Any]:

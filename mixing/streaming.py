@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 
 from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError, MetadataSourceError
-from .metadata import SPLIT_ALIASES, SPLITS, MixtureRecord, normalise_split
-from .metadata_io import MetadataShard, MetadataSource, iter_raw_rows, open_metadata
+from .metadata import SPLITS, MixtureRecord, normalise_split
+from .metadata_io import MetadataShard, MetadataSource, filter_batch, iter_raw_rows, open_metadata
 from .render import STEM_MODES, Renderer, RenderedMixture
 from .render_job import classify
 from .shards import AUDIO_FORMATS, encode_audio, sample_json
@@ -309,10 +309,6 @@ def plan_units(files: Sequence[MetadataShard], split: str, num_shards: int | Non
 
 
 # ---- reading ---------------------------------------------------------------------------------
-def _split_values(split: str) -> list[str]:
-    return sorted({k for k, v in SPLIT_ALIASES.items() if v == split} | {split})
-
-
 def _iter_parquet_range(location: str, start: int, stop: int | None, split: str | None,
                         num_sources: int | None) -> Iterator[Any]:
     """Raw rows of file rows ``[start, stop)``, pre-filtered like :mod:`mixing.metadata_io`
@@ -323,7 +319,6 @@ def _iter_parquet_range(location: str, start: int, stop: int | None, split: str 
     try:
         md = pf.metadata
         stop = md.num_rows if stop is None else min(stop, md.num_rows)
-        names = set(pf.schema_arrow.names)
         offset = 0
         for g in range(md.num_row_groups):
             size = md.row_group(g).num_rows
@@ -337,16 +332,7 @@ def _iter_parquet_range(location: str, start: int, stop: int | None, split: str 
                 offset += batch.num_rows
                 if hi <= lo:
                     continue
-                batch = batch.slice(lo, hi - lo)
-                mask = None
-                if split is not None and "split" in names and pa.types.is_string(batch.schema.field("split").type):
-                    mask = pc.is_in(batch.column("split"), value_set=pa.array(_split_values(split)))
-                if num_sources is not None and "num_sources" in names and pa.types.is_integer(
-                        batch.schema.field("num_sources").type):
-                    m2 = pc.equal(batch.column("num_sources"), num_sources)
-                    mask = m2 if mask is None else pc.and_(mask, m2)
-                if mask is not None:
-                    batch = batch.filter(pc.fill_null(mask, True))
+                batch = filter_batch(batch.slice(lo, hi - lo), split, num_sources)
                 yield from batch.to_pylist()
                 if offset >= stop:
                     return

@@ -365,7 +365,6 @@ def fast_valid_mask(batch: Any, max_sources: int = MAX_SOURCES) -> Any:
     def np_float(arr) -> np.ndarray:
         return pc.fill_null(pc.cast(arr, pa.float64(), safe=False), np.nan).to_numpy(zero_copy_only=False)
 
-    rows = batch.num_rows
     col = batch.column
     ok = np_bool(pc.match_substring_regex(col("mix_id"), _ARROW_SAFE_KEY))
     ok &= np_bool(pc.is_in(col("split"), value_set=pa.array(_CANONICAL_SPLITS)))
