@@ -16,6 +16,12 @@ def _safe_repr(value: Any) -> str:
         return f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
 
 
+def short_repr(value: Any, limit: int = 120) -> str:
+    """A ``repr`` for error messages: never fails, at most ``limit`` characters."""
+    shown = _safe_repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 class HiveError(Exception):
     """Base class of every error raised on purpose by Hive."""
 
@@ -29,21 +35,19 @@ class InvalidRecordError(HiveError, ValueError):
         self.value = value
         self.expected = expected
         self.hint = hint
-        shown = _safe_repr(value)
-        if len(shown) > 120:
-            shown = shown[:117] + "..."
+        shown = short_repr(value)
         msg = f"mixture {_safe_repr(mix_id)}: field {field!r} is {shown}; expected {expected}"
         if hint:
             msg += f". {hint}"
         super().__init__(msg)
 
     def to_dict(self) -> dict[str, Any]:
-        shown = _safe_repr(self.value)
+        shown = short_repr(self.value, 200)
         return {
             "mix_id": None if self.mix_id is None else (
                 self.mix_id if isinstance(self.mix_id, str) else _safe_repr(self.mix_id)),
             "field": self.field,
-            "value": shown if len(shown) <= 200 else shown[:197] + "...",
+            "value": shown,
             "expected": self.expected,
             "reason": "invalid_record",
         }

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import HiveError, InvalidRecordError
+from .errors import HiveError, InvalidRecordError, short_repr
 from .metadata import Seconds, normalise_split
 from .validation import check_metadata_path, check_mix_id
 
@@ -57,13 +57,10 @@ class InvalidPoolEntryError(HiveError, ValueError):
         self.field = field_name
         self.value = value
         self.expected = expected
-        shown = repr(value)
-        if len(shown) > 120:
-            shown = shown[:117] + "..."
-        super().__init__(f"pool entry {where}: field {field_name!r} is {shown}; expected {expected}")
+        super().__init__(f"pool entry {where}: field {field_name!r} is {short_repr(value)}; expected {expected}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"where": self.where, "field": self.field, "value": repr(self.value)[:200],
+        return {"where": self.where, "field": self.field, "value": short_repr(self.value, 200),
                 "expected": self.expected, "reason": "invalid_pool_entry"}
 
 

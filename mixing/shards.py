@@ -98,7 +98,7 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -132,7 +132,7 @@ class ShardWriter:
         finally:
             if tmp.exists():
                 tmp.unlink()
-        return {"count": self.count, "sha256": _sha256(self.path), "bytes": self.path.stat().st_size}
+        return {"count": self.count, "sha256": file_sha256(self.path), "bytes": self.path.stat().st_size}
 
 
 class WebDatasetShardWriter(ShardWriter):

@@ -39,6 +39,7 @@ import soundfile as sf
 
 from .errors import HiveError, InvalidRecordError
 from .metadata import MixtureRecord
+from .shards import file_sha256
 from .validation import parse_mixture
 
 log = logging.getLogger(__name__)
@@ -550,14 +551,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _verify_one(args: tuple[str, str, str, float, dict | None, int]) -> ShardReport:
     path, rel, fmt, atol, config, max_problems = args
     group = _group_of(Path(rel))
@@ -689,7 +682,7 @@ def _check_ledger(root: Path, report: VerifyReport, checksums: bool) -> None:
         if entry.get("bytes") != size:
             rep.add("ledger_mismatch", f"ledger _ledger/{name} says {entry.get('bytes')} bytes; the file has {size}")
         if checksums:
-            digest = _sha256(path)
+            digest = file_sha256(path)
             if entry.get("sha256") != digest:
                 rep.add("checksum_mismatch", f"sha256 {digest} differs from ledger _ledger/{name} "
                         f"({entry.get('sha256')})")
