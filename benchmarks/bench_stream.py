@@ -105,6 +105,9 @@ def numpy_path(meta: Path, paths: Path) -> int:
     return sum(1 for _ in hive.iter_mixtures(meta, paths, split="train"))
 
 
+BATCH = 8
+
+
 def make_loader(meta: Path, paths: Path, workers: int):
     """A DataLoader over the stream with persistent workers; one warm-up epoch starts them, so
     the timed epochs measure steady-state throughput (worker start-up is paid once per run)."""
@@ -113,7 +116,9 @@ def make_loader(meta: Path, paths: Path, workers: int):
     import hive
 
     ds = hive.stream_mixtures(meta, paths, split="train")
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=True)
+    # as in training: batches collated in the workers (one hand-over per batch, not per mixture)
+    loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, num_workers=workers, persistent_workers=True,
+                                         collate_fn=hive.collate_mixtures)
     for _ in loader:
         pass
     return loader
@@ -123,9 +128,9 @@ def epoch(loader) -> int:
     import torch
 
     n = 0
-    for ex in loader:
-        assert ex["mix"].dtype == torch.float32
-        n += 1
+    for batch in loader:
+        assert batch["mix"].dtype == torch.float32
+        n += batch["mix"].shape[0]
     return n
 
 
