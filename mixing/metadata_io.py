@@ -272,19 +272,30 @@ def _iter_jsonl_rows(path: str) -> Iterator[Any]:
                 yield {"mix_id": None, "__bad_json__": f"{path}:{lineno}: {exc}"}
 
 
-def _iter_hub_rows(shard: MetadataShard, split: str | None) -> Iterator[Any]:
+def _load_hub(shard: MetadataShard, split: str | None):
+    """``datasets.load_dataset(..., streaming=True)`` with the Hub's failures turned into one
+    clear error (no network, unknown repository or revision, unknown split or config)."""
     import datasets
 
+    where = shard.location + (f" (revision {shard.revision})" if shard.revision else "")
+    try:
+        return datasets.load_dataset(shard.location, shard.config, split=split, streaming=True,
+                                     revision=shard.revision)
+    except ValueError as exc:
+        raise MetadataSourceError(f"{where}: cannot stream split {split!r}: {exc}") from exc
+    except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise MetadataSourceError(
+            f"{where}: the Hub dataset cannot be read ({exc}). Check the id and revision, your network "
+            "and `hf auth login` for gated or private repositories; or download the metadata once "
+            "(`hf download --repo-type dataset ORG/NAME --local-dir DIR`) and pass the local folder") from exc
+
+
+def _iter_hub_rows(shard: MetadataShard, split: str | None) -> Iterator[Any]:
     if split:
-        try:
-            ds = datasets.load_dataset(shard.location, shard.config, split=split, streaming=True,
-                                       revision=shard.revision)
-        except ValueError as exc:
-            raise MetadataSourceError(f"{shard.location}: cannot stream split {split!r}: {exc}") from exc
-        yield from ds
+        yield from _load_hub(shard, split)
         return
     # every split the repository has (not all of SPLITS need exist), in the order of SPLITS
-    dsd = datasets.load_dataset(shard.location, shard.config, streaming=True, revision=shard.revision)
+    dsd = _load_hub(shard, None)
     names = [s for s in SPLITS if s in dsd] + sorted(set(dsd) - set(SPLITS))
     for s in names:
         yield from dsd[s]

@@ -454,3 +454,19 @@ def test_invalid_row_in_parquet_raises_by_default(tmp_path, records):
         list(iter_records(path))
     assert info.value.field == "sources[0].path"
     assert list(iter_records(path, on_error="skip")) == [records[1]]
+
+
+def test_unreachable_hub_dataset_is_one_clear_error(monkeypatch):
+    import datasets
+
+    from mixing.metadata_io import MetadataShard, read_shard
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'ORG/NAME' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    for split in ("validation", None):
+        with pytest.raises(MetadataSourceError) as info:
+            list(read_shard(MetadataShard("hub", "ORG/NAME", revision="v1"), split=split))
+        msg = str(info.value)
+        assert "ORG/NAME (revision v1)" in msg and "OfflineModeIsEnabled" in msg and "local folder" in msg
