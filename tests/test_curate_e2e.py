@@ -219,7 +219,7 @@ def test_oracle_judge_is_always_right_and_the_top_half_of_every_group_is_kept(or
     assert summary["mixtures"]["kept"] == len(kept) == 40
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["policy"]["name"] == "top_fraction" and prov["policy"]["keep"] == 0.5
-    assert prov["judge"]["model_id"].startswith("oracle@")
+    assert prov["judge"]["model_id"] == "openai:oracle"
     meta = [r.mix_id for r in iter_records(out / "metadata")]
     assert sorted(meta) == sorted(kept)
 

@@ -214,7 +214,7 @@ def test_spec_string_builds_the_judge(server):
     judge = make_judge(f"openai:url={server.url},model=qwen,timeout=5,concurrency=2,retries=0")
     assert isinstance(judge, OpenAIJudge)
     assert (judge.timeout, judge.concurrency, judge.retries) == (5.0, 2, 0)
-    assert judge.model_id == f"qwen@{server.url}"
+    assert judge.model_id == "openai:qwen" and judge.provenance["url"] == server.url
     assert judge._client is None  # lazy: no client before the first call
     assert judge.ask([(_clip(0.9), 16000)], "mode:ok") == [" True."]
     judge.close()

@@ -75,7 +75,9 @@ class OpenAIJudge:
         self.wav_subtype = "FLOAT" if wav.lower() == "float" else "PCM_16"
         self.system = system
         self.api_key_env = api_key_env
-        self.model_id = f"{model}@{self.url}"
+        # the served model, not the server address: restarting a server elsewhere keeps the
+        # answer caches valid (the URL is in the provenance)
+        self.model_id = f"openai:{model}"
         self._client = None
         self._lock = threading.Lock()
 
