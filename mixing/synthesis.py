@@ -25,6 +25,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -262,7 +263,7 @@ def _spans(n: int, workers: int, max_chunk: int = 500) -> list[tuple[int, int]]:
 
 
 def synthesize(synth: Synthesizer, dataset_paths: DatasetPaths | Mapping | str | None, *,
-               num_workers: int | None = None) -> SynthesisResult:
+               num_workers: int | None = None, progress: bool | None = None) -> SynthesisResult:
     """All ``config.num_mixtures`` mixtures (levels measured unless ``dataset_paths`` is None, in
     which case the records are unlevelled drafts). Identical output for any ``num_workers``."""
     cfg = synth.config
@@ -272,17 +273,27 @@ def synthesize(synth: Synthesizer, dataset_paths: DatasetPaths | Mapping | str |
         synth.check_prefixes(paths)
     t0 = time.perf_counter()
     spans = _spans(cfg.num_mixtures, workers)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.num_mixtures, unit="mix", desc=f"synthesize[{cfg.split}]",
+               disable=not (sys.stderr.isatty() if progress is None else progress))
+
+    def tick(r: ChunkResult, span: tuple[int, int]) -> ChunkResult:
+        bar.update(span[1] - span[0])
+        return r
+
     if workers == 1 or len(spans) <= 1:
         _init_worker(synth, paths)
         try:
-            results = [_work(s) for s in spans]
+            results = [tick(_work(s), s) for s in spans]
         finally:
             _WORKER.clear()
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(synth, paths)) as ex:
-            results = list(ex.map(_work, spans))
+            results = [tick(r, s) for r, s in zip(ex.map(_work, spans), spans)]
+    bar.close()
     records: list[MixtureRecord] = []
     reasons: Counter = Counter()
     failures: list[dict[str, Any]] = []
