@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .errors import HiveError
 from .metadata import MixtureRecord
@@ -99,17 +99,19 @@ def check_metadata_splits(records: Iterable[MixtureRecord],
     """Every source file of the metadata is used in one split only; with ``pool``, also that each
     source's file belongs to the record's split in the pool (a file the pool does not hold counts
     under the split name ``<not in pool>``)."""
-    pairs: list[tuple[str, str]] = []
     file_of: dict[str, str] = {}
     pool_split: dict[str, str] = {}
     if pool is not None:
         for e in pool:
             file_of[e.path] = e.original_file
             pool_split[e.original_file] = e.split
-    for rec in records:
-        for s in rec.sources:
-            f = file_of.get(s.path, s.path)
-            pairs.append((f, rec.split))
-            if pool is not None:
-                pairs.append((f, pool_split.get(f, "<not in pool>")))
-    return _check(pairs)
+
+    def pairs() -> Iterator[tuple[str, str]]:  # one pass, nothing kept per source
+        for rec in records:
+            for s in rec.sources:
+                f = file_of.get(s.path, s.path)
+                yield f, rec.split
+                if pool is not None:
+                    yield f, pool_split.get(f, "<not in pool>")
+
+    return _check(pairs())

@@ -20,6 +20,7 @@ Entry points: :class:`Synthesizer` (API), :func:`synthesize` (all mixtures, work
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .audio import chunk_frames
 from .corpora import DatasetPaths
@@ -41,7 +42,7 @@ from .errors import (
 )
 from .levels import apply_levels
 from .metadata import MixtureRecord
-from .metadata_io import write_hub_folder, write_legacy_json
+from .metadata_io import iter_records, write_hub_folder, write_legacy_json
 from .ontology import Ontology
 from .pool import PoolEntry, read_pool
 from .render import Renderer
@@ -262,49 +263,86 @@ def _spans(n: int, workers: int, max_chunk: int = 500) -> list[tuple[int, int]]:
     return [(a, min(n, a + size)) for a in range(0, n, size)]
 
 
-def synthesize(synth: Synthesizer, dataset_paths: DatasetPaths | Mapping | str | None, *,
-               num_workers: int | None = None, progress: bool | None = None) -> SynthesisResult:
-    """All ``config.num_mixtures`` mixtures (levels measured unless ``dataset_paths`` is None, in
-    which case the records are unlevelled drafts). Identical output for any ``num_workers``."""
+def synthesize_chunks(synth: Synthesizer, paths: DatasetPaths | None, *, num_workers: int | None = None,
+                      progress: bool | None = None) -> Iterator[ChunkResult]:
+    """Results of consecutive index ranges, in index order (bounded memory: a consumer that
+    writes them out holds only a few ranges at a time)."""
     cfg = synth.config
     workers = max(1, num_workers or cfg.num_workers)
-    paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
-    if paths is not None:
-        synth.check_prefixes(paths)
-    t0 = time.perf_counter()
     spans = _spans(cfg.num_mixtures, workers)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.num_mixtures, unit="mix", desc=f"synthesize[{cfg.split}]",
                disable=not (sys.stderr.isatty() if progress is None else progress))
+    try:
+        if workers == 1 or len(spans) <= 1:
+            _init_worker(synth, paths)
+            try:
+                for span in spans:
+                    yield _work(span)
+                    bar.update(span[1] - span[0])
+            finally:
+                _WORKER.clear()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(synth, paths)) as ex:
+                pending: list[tuple[tuple[int, int], Any]] = []
+                todo = iter(spans)
+                for span in itertools.islice(todo, 2 * workers):
+                    pending.append((span, ex.submit(_work, span)))
+                while pending:  # in order; at most 2 x workers ranges in flight
+                    span, fut = pending.pop(0)
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.append((nxt, ex.submit(_work, nxt)))
+                    yield fut.result()
+                    bar.update(span[1] - span[0])
+    finally:
+        bar.close()
 
-    def tick(r: ChunkResult, span: tuple[int, int]) -> ChunkResult:
-        bar.update(span[1] - span[0])
-        return r
 
-    if workers == 1 or len(spans) <= 1:
-        _init_worker(synth, paths)
-        try:
-            results = [tick(_work(s), s) for s in spans]
-        finally:
-            _WORKER.clear()
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(synth, paths)) as ex:
-            results = [tick(r, s) for r, s in zip(ex.map(_work, spans), spans)]
-    bar.close()
+def _prepare(synth: Synthesizer, dataset_paths) -> DatasetPaths | None:
+    paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
+    if paths is not None:
+        synth.check_prefixes(paths)
+    return paths
+
+
+def synthesize(synth: Synthesizer, dataset_paths: DatasetPaths | Mapping | str | None, *,
+               num_workers: int | None = None, progress: bool | None = None) -> SynthesisResult:
+    """All ``config.num_mixtures`` mixtures in memory (levels measured unless ``dataset_paths`` is
+    None, in which case the records are unlevelled drafts). Identical output for any
+    ``num_workers``. :func:`run_synthesis` streams them to disk instead."""
+    paths = _prepare(synth, dataset_paths)
+    t0 = time.perf_counter()
     records: list[MixtureRecord] = []
     reasons: Counter = Counter()
     failures: list[dict[str, Any]] = []
-    for r in results:  # index order
+    for r in synthesize_chunks(synth, paths, num_workers=num_workers, progress=progress):
         records.extend(r.records)
         reasons.update(r.reasons)
         failures.extend(r.failures)
     if synth.skipped_clips:
         reasons["skipped_clips_unknown_label"] = synth.skipped_clips
-    seconds = time.perf_counter() - t0
-    return SynthesisResult(cfg, records, reasons, failures, seconds)
+    return SynthesisResult(synth.config, records, reasons, failures, time.perf_counter() - t0)
+
+
+class WrittenRecords:
+    """Records already written to a Hub-layout folder, re-read (streaming) on each iteration."""
+
+    def __init__(self, folder: Path, split: str, count: int):
+        self.folder = folder
+        self.split = split
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[MixtureRecord]:
+        if self.count == 0:
+            return iter(())
+        return iter_records(self.folder, split=self.split)
 
 
 # ---- files in, files out ------------------------------------------------------------------
@@ -329,7 +367,8 @@ def write_outputs(result: SynthesisResult, output: str | os.PathLike, pool: Iter
     result.split_check = check_metadata_splits(result.records, pool)
     result.split_check.raise_if_leaky("synthesized metadata")
     if write_metadata:
-        write_hub_folder(result.records, files["parquet_dir"])
+        if not isinstance(result.records, WrittenRecords):
+            write_hub_folder(result.records, files["parquet_dir"])
         result.files["parquet"] = str(files["parquet_dir"] / "data")
         if cfg.legacy_json:
             write_legacy_json(result.records, files["legacy_dir"])
@@ -371,7 +410,26 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
     entries = list(pool) if not isinstance(pool, (str, os.PathLike)) else load_pool(pool, paths)
     onto = ontology if isinstance(ontology, Ontology) or ontology is None else Ontology.from_json(ontology)
     synth = Synthesizer(entries, config, ontology=onto)
-    result = synthesize(synth, None if dry_run else paths)
+    if dry_run:
+        result = synthesize(synth, None)
+    else:  # stream to disk: memory does not grow with the number of mixtures
+        paths = _prepare(synth, paths)
+        parquet_dir = output_files(output, config.split)["parquet_dir"]
+        reasons: Counter = Counter()
+        failures: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+
+        def stream() -> Iterator[MixtureRecord]:
+            for r in synthesize_chunks(synth, paths):
+                reasons.update(r.reasons)
+                failures.extend(r.failures)
+                yield from r.records
+
+        counts = write_hub_folder(stream(), parquet_dir)
+        if synth.skipped_clips:
+            reasons["skipped_clips_unknown_label"] = synth.skipped_clips
+        records = WrittenRecords(parquet_dir, config.split, counts.get(config.split, 0))
+        result = SynthesisResult(config, records, reasons, failures, time.perf_counter() - t0)
     stats = write_outputs(result, output, entries, write_metadata=not dry_run)
     logger.info("synthesized %d mixtures of split %s in %.1f s", len(result.records), config.split, result.seconds)
     return result, stats

@@ -395,7 +395,7 @@ def test_split_disjointness(toy, tmp_path):
     for split in SPLITS:
         cfg = SynthesisConfig(split=split, num_mixtures=10, seed=1, max_sources=4)
         result, _ = run_synthesis(pool, cfg, tmp_path / "out", ontology=ontology, dataset_paths=corpus.dataset_paths)
-        records[split] = result.records
+        records[split] = list(result.records)  # written to disk and re-read
         pool_files = {e.path for e in pool if e.split == split}
         assert {s.path for r in result.records for s in r.sources} <= pool_files
     files = {k: {s.path for r in v for s in r.sources} for k, v in records.items()}
