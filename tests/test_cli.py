@@ -78,3 +78,18 @@ def test_accelerate_launch_render_equals_one_process(toy_corpus, tmp_path):
     rendered = [json.loads((launched / "_ranks" / n).read_text())["rendered"] for n in ranks]
     assert all(n > 0 for n in rendered)
     assert _tree(launched) == _tree(single)
+
+
+def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
+    work = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(work), "--num-workers", "1"]) == 0
+    out = capsys.readouterr().out
+    for step in ("1. build", "2. hive check", "3. hive render", "4. hive verify", "5. load", "6. hive synthesize",
+                 "7. render and verify", "8. hive mine"):
+        assert step in out, step
+    assert "All done" in out
+    import json
+
+    assert json.loads((work / "rendered" / "_summary.json").read_text())["mixtures"] == 80
+    assert json.loads((work / "synthesized_rendered" / "_summary.json").read_text())["failures"] == 0
+    assert (work / "mined" / "superres" / "output.jsonl").stat().st_size > 0

@@ -88,5 +88,21 @@ def run(args: argparse.Namespace) -> int:
         if status != 0:
             return status
 
+    if importlib.util.find_spec("curation.stages"):
+        mined = work / "mined"
+        t0 = _step(f"8. hive mine: the model-free stages (chunk, single-label, superres with soxr) into {mined}")
+        dp = str(toy.dataset_paths)
+        steps = [("chunk", str(toy.labels_csv), []), ("single-label", str(mined / "chunk"), []),
+                 ("superres", str(mined / "single-label"),
+                  ["--output-root", str(work / "mined_audio"), "--prefix", "Hive_mined"])]
+        for stage, src, extra in steps:
+            status = hive(["mine", stage, "--input", src, "--output", str(mined / stage),
+                           "--dataset-paths", dp, "--no-progress", *extra])
+            if status != 0:
+                return status
+        print(f"   single-event pool: {mined / 'superres' / 'output.jsonl'} (the audio-LLM and tagger stages "
+              "need models: see `hive mine single-event --help`)")
+        _done(t0, status)
+
     print(f"\nAll done. Everything is under {work}.")
     return 0
