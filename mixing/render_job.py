@@ -146,7 +146,15 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderOptions) -> di
         stale.unlink(missing_ok=True)  # a run killed while writing this shard's ledger entry
     writer = make_writer(opts.format, path, opts.audio_format)
     failures = []
+    seen: set[str] = set()
     for rec in task.records:
+        if rec.mix_id in seen:  # a repeated key would merge two samples in WebDataset readers
+            failures.append({"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
+                             "source": None, "path": None, "reason": "duplicate_mix_id",
+                             "message": f"mix_id {rec.mix_id!r} appears twice in shard {task.name}; "
+                                        "the first is rendered, this one is left out"})
+            continue
+        seen.add(rec.mix_id)
         try:
             writer.add(renderer.render(rec))
         except (HiveError, OSError, ValueError, RuntimeError) as exc:

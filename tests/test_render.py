@@ -346,6 +346,7 @@ def bad_inputs(tmp_path):
         _mixture("bad_lies", [good, "Tones/lies.flac"]),
         _mixture("bad_symlink", [good, "Tones/escape.wav"]),
         _mixture("good_b", ["Tones/good.flac", good]),
+        _mixture("good_a", ["Tones/good.flac", good]),  # a repeated key in the same shard
     ]
     meta = inputs / "meta.jsonl"
     write_jsonl(records, meta)
@@ -393,7 +394,8 @@ def test_bad_inputs_fail_by_name_and_the_shard_still_renders(bad_inputs, tmp_pat
 
     failures = [json.loads(line) for line in (out / "_failures.jsonl").read_text().splitlines()]
     by_id = {f["mix_id"]: f for f in failures}
-    assert len(by_id) == len(failures) == len(EXPECTED_FAILURES) + 2
+    assert len(by_id) == len(failures) == len(EXPECTED_FAILURES) + 3
+    assert by_id["good_a"]["reason"] == "duplicate_mix_id"
     for mix_id, (reason, path) in EXPECTED_FAILURES.items():
         f = by_id[mix_id]
         assert (f["reason"], f["source"], f["path"]) == (reason, "s2", path), f
@@ -402,7 +404,8 @@ def test_bad_inputs_fail_by_name_and_the_shard_still_renders(bad_inputs, tmp_pat
     assert by_id["bad_dotdot"]["reason"] in ("invalid_record", "unsafe_path")
     summary = json.loads((out / "_summary.json").read_text())
     assert summary["mixtures"] == 2 and summary["shards"] == 1
-    assert summary["failures_by_reason"] == {"chunk_beyond_end": 2, "invalid_record": 2, "missing_file": 1,
+    assert summary["failures_by_reason"] == {"chunk_beyond_end": 2, "duplicate_mix_id": 1, "invalid_record": 2,
+                                             "missing_file": 1,
                                              "unknown_prefix": 1, "unreadable_audio": 2, "unsafe_path": 1}
     # the good mixtures of the same shard are there
     (shard,) = [p for p in out.rglob("*") if p.suffix in (".tar", ".parquet")]
