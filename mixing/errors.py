@@ -8,6 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 
+class _Missing:
+    """Marks a field that is absent (as opposed to present with the value None)."""
+
+    def __repr__(self) -> str:
+        return "missing"
+
+
+MISSING = _Missing()
+
+
 def _safe_repr(value: Any) -> str:
     """``repr`` that cannot fail (huge ints exceed the str-conversion limit; deep nests recurse)."""
     try:

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import HiveError, InvalidRecordError, short_repr
+from .errors import MISSING, HiveError, InvalidRecordError, short_repr
 from .metadata import Seconds, normalise_split
 from .validation import check_metadata_path, check_mix_id
 
@@ -107,7 +107,7 @@ class PoolEntry:
 # ---- validation ------------------------------------------------------------------------------
 def _str_field(raw: Mapping[str, Any], name: str, where: str, allow_empty: bool = False) -> str:
     if name not in raw:
-        raise InvalidPoolEntryError(where, name, None, "a required field")
+        raise InvalidPoolEntryError(where, name, MISSING, "a required field")
     v = raw[name]
     if not isinstance(v, str) or (not v and not allow_empty) or _CONTROL.search(v):
         raise InvalidPoolEntryError(where, name, v, "a non-empty string without control characters"
@@ -117,7 +117,7 @@ def _str_field(raw: Mapping[str, Any], name: str, where: str, allow_empty: bool 
 
 def _num_field(raw: Mapping[str, Any], name: str, where: str) -> float:
     if name not in raw:
-        raise InvalidPoolEntryError(where, name, None, "a required field")
+        raise InvalidPoolEntryError(where, name, MISSING, "a required field")
     v = raw[name]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise InvalidPoolEntryError(where, name, v, "a finite number of seconds")
@@ -126,7 +126,7 @@ def _num_field(raw: Mapping[str, Any], name: str, where: str) -> float:
 
 def _int_field(raw: Mapping[str, Any], name: str, where: str, hi: int) -> int:
     if name not in raw:
-        raise InvalidPoolEntryError(where, name, None, "a required field")
+        raise InvalidPoolEntryError(where, name, MISSING, "a required field")
     v = raw[name]
     if isinstance(v, float) and v.is_integer():
         v = int(v)

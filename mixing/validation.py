@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
-from .errors import InvalidRecordError
+from .errors import MISSING, InvalidRecordError
 from .metadata import (
     SOURCE_FIELDS, SOURCE_FLOAT_FIELDS, SOURCE_STRING_FIELDS, MixtureRecord, SourceRecord,
     normalise_split,
@@ -203,12 +203,12 @@ def _parse_source(mix_id: Any, i: int, raw: Mapping[str, Any]) -> SourceRecord:
     vals: dict[str, Any] = {}
     for name in SOURCE_STRING_FIELDS:
         if name not in raw:
-            raise InvalidRecordError(mix_id, f"sources[{i}].{name}", None, "a required field")
+            raise InvalidRecordError(mix_id, f"sources[{i}].{name}", MISSING, "a required field")
         vals[name] = _string(mix_id, f"sources[{i}].{name}", raw[name])
     check_metadata_path(vals["path"], mix_id, f"sources[{i}].path")
     for name in SOURCE_FLOAT_FIELDS:
         if name not in raw:
-            raise InvalidRecordError(mix_id, f"sources[{i}].{name}", None, "a required field")
+            raise InvalidRecordError(mix_id, f"sources[{i}].{name}", MISSING, "a required field")
         vals[name] = _number(mix_id, f"sources[{i}].{name}", raw[name])
     if not 0 <= vals["chunk_start_second"] < vals["chunk_end_second"]:
         raise InvalidRecordError(
@@ -247,7 +247,7 @@ def parse_mixture(raw: Any, *, max_sources: int = MAX_SOURCES,
                 return raw[name]
             if nest is not None and name in nest:
                 return nest[name]
-            raise InvalidRecordError(key, name, None, "a required field")
+            raise InvalidRecordError(key, name, MISSING, "a required field")
 
         split = normalise_split(_string(key, "split", pick("split", info)))
         if not _SPLIT_NAME.fullmatch(split):
@@ -266,7 +266,7 @@ def parse_mixture(raw: Any, *, max_sources: int = MAX_SOURCES,
         if fma < 0:
             raise InvalidRecordError(key, "final_max_amplitude", fma, "an amplitude >= 0")
         if "sources" not in raw:
-            raise InvalidRecordError(key, "sources", None, "a required field")
+            raise InvalidRecordError(key, "sources", MISSING, "a required field")
         raw_sources = raw["sources"]
         fast = (_fast_struct_sources(raw_sources, max_sources)
                 if _FAST_PATH and type(raw_sources) is dict else None)
