@@ -395,10 +395,24 @@ def collate_mixtures(batch: Sequence[Mapping[str, Any]], max_sources: int | None
     torch tensors; other fields as lists. Mixtures of one batch must share rate and duration."""
     import torch
 
+    in_worker = torch.utils.data.get_worker_info() is not None
+    tensors: dict[str, Any] = {}
+    dtypes = {np.float32: torch.float32, np.bool_: torch.bool}
+
+    def alloc(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        tdtype = dtypes[dtype]
+        if in_worker:  # fill shared memory directly: the DataLoader then hands it over without a copy
+            numel = int(np.prod(shape))
+            storage = torch.empty(0, dtype=tdtype)._typed_storage()._new_shared(numel)
+            t = torch.empty(0, dtype=tdtype).new(storage).resize_(*shape).zero_()
+        else:
+            t = torch.zeros(shape, dtype=tdtype)
+        tensors[name] = t
+        return t.numpy()
+
     out = pad_sources([{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in e.items()} for e in batch],
-                      max_sources)
-    for k in ("mix", "sources", "source_mask"):
-        out[k] = torch.from_numpy(out[k])
+                      max_sources, alloc=alloc)
+    out.update(tensors)
     return out
 
 

@@ -516,9 +516,15 @@ def read_failure_manifest(folder: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None = None) -> dict[str, Any]:
+def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None = None,
+                alloc: Any = None) -> dict[str, Any]:
     """Stack examples of one rate and duration into ``mix (B, T)``, ``sources (B, N, T)`` zero-padded
-    to the largest count (or ``max_sources``), and ``source_mask (B, N)``; other keys as lists."""
+    to the largest count (or ``max_sources``), and ``source_mask (B, N)``; other keys as lists.
+    ``alloc(name, shape, dtype) -> zeroed ndarray`` lets a caller provide the output buffers (e.g.
+    shared memory in a DataLoader worker)."""
+    if alloc is None:
+        def alloc(name, shape, dtype):
+            return np.zeros(shape, dtype=dtype)
     if not examples:
         raise ValueError("pad_sources got no examples")
     lengths = {np.shape(e["mix"])[-1] for e in examples}
@@ -527,10 +533,11 @@ def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None =
                          "target duration) at one sample rate")
     n = max_sources or max(int(np.shape(e["sources"])[0]) for e in examples)
     t = lengths.pop()
-    mix = np.stack([np.asarray(e["mix"], dtype=np.float32) for e in examples])
-    sources = np.zeros((len(examples), n, t), dtype=np.float32)
-    mask = np.zeros((len(examples), n), dtype=bool)
+    mix = alloc("mix", (len(examples), t), np.float32)
+    sources = alloc("sources", (len(examples), n, t), np.float32)
+    mask = alloc("source_mask", (len(examples), n), np.bool_)
     for b, e in enumerate(examples):
+        mix[b] = e["mix"]
         s = np.asarray(e["sources"], dtype=np.float32)
         if s.shape[0] > n:
             raise ValueError(f"{e.get('mix_id')}: {s.shape[0]} sources > max_sources={n}")

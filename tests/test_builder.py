@@ -286,18 +286,25 @@ def test_dataloader_workers_and_ranks_cover_each_record_once(corpus, records, nu
     assert all(per_rank)
 
 
-def test_collate_pads_sources_into_a_batch(corpus, records):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_collate_pads_sources_into_a_batch(corpus, records, workers):
     torch = pytest.importorskip("torch")
     ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="validation")
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=hive.collate_mixtures)
+    # in workers the batch is built directly in shared memory
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=hive.collate_mixtures, num_workers=workers)
     seen = []
     for batch in loader:
+        if workers:
+            assert batch["sources"].is_shared() and batch["mix"].is_shared()
+        assert batch["sources"].dtype == torch.float32 and batch["source_mask"].dtype == torch.bool
         b, n, t = batch["sources"].shape
         assert batch["mix"].shape == (b, t) and batch["source_mask"].shape == (b, n)
         assert batch["source_mask"].sum(1).tolist() == batch["num_sources"] and n == max(batch["num_sources"])
         torch.testing.assert_close(batch["sources"].sum(1), batch["mix"], rtol=0, atol=1e-6)  # consistent stems
         seen += batch["mix_id"]
-    assert seen == _ids(records, "validation")
+    assert sorted(seen) == sorted(_ids(records, "validation")) and len(seen) == len(set(seen))
+    if not workers:
+        assert seen == _ids(records, "validation")
 
 
 @pytest.mark.parametrize("num_shards", [None, 3])
