@@ -20,6 +20,8 @@ from .metadata import (
 )
 
 MAX_SOURCES = 5
+#: longest mixture accepted, in samples (10 minutes at 48 kHz): bounds the renderer's memory
+MAX_FRAMES = 28_800_000
 #: relative tolerance of the check applied_weight == rms_gain * 10 ** (snr_db / 20)
 WEIGHT_RTOL = 1e-3
 
@@ -259,6 +261,10 @@ def parse_mixture(raw: Any, *, max_sources: int = MAX_SOURCES,
         duration = _number(key, "target_duration", pick("target_duration", info))
         if not 0 < duration <= 3600:
             raise InvalidRecordError(key, "target_duration", duration, "a positive duration in seconds (<= 3600)")
+        if duration * sample_rate > MAX_FRAMES:  # a hostile row must not make the renderer allocate GBs
+            raise InvalidRecordError(key, "target_duration", duration,
+                                     f"at most {MAX_FRAMES} samples per mixture (target_duration x sample_rate; "
+                                     f"here {duration} s x {sample_rate} Hz)")
         gnf = _number(key, "global_normalization_factor", pick("global_normalization_factor", mp))
         if gnf <= 0:
             raise InvalidRecordError(key, "global_normalization_factor", gnf, "a factor > 0")
@@ -370,9 +376,9 @@ def fast_valid_mask(batch: Any, max_sources: int = MAX_SOURCES) -> Any:
     ok &= np_bool(pc.is_in(col("split"), value_set=pa.array(_CANONICAL_SPLITS)))
     sr = pc.fill_null(pc.cast(col("sample_rate"), pa.int64()), 0).to_numpy(zero_copy_only=False)
     ok &= (sr > 0) & (sr <= 1_000_000)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         dur = np_float(col("target_duration"))
-        ok &= (dur > 0) & (dur <= 3600)  # NaN (null) fails both
+        ok &= (dur > 0) & (dur <= 3600) & (dur * sr <= MAX_FRAMES)  # NaN (null) fails all
         gnf = np_float(col("global_normalization_factor"))
         ok &= np.isfinite(gnf) & (gnf > 0)
         fma = np_float(col("final_max_amplitude"))

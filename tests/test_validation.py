@@ -473,6 +473,7 @@ def assert_invariants(rec: MixtureRecord) -> None:
     assert type(rec.sample_rate) is int and 0 < rec.sample_rate <= 1_000_000
     assert type(rec.target_duration) is float and math.isfinite(rec.target_duration)
     assert 0 < rec.target_duration <= 3600
+    assert rec.target_duration * rec.sample_rate <= 28_800_000  # bounded render memory
     assert type(rec.num_sources) is int and rec.num_sources == len(rec.sources)
     assert 1 <= rec.num_sources <= 5
     assert type(rec.global_normalization_factor) is float
@@ -603,3 +604,17 @@ def test_fuzz_numeric_fields(n, name, value):
     raw = valid(n)
     raw["sources"][n - 1][name] = value
     check(raw)
+
+
+def test_a_mixture_too_long_to_render_safely_is_refused():
+    from mixing.validation import MAX_FRAMES
+
+    rec = {"mix_id": "long", "split": "test", "sample_rate": 48000, "target_duration": 600.0,
+           "num_sources": 1, "global_normalization_factor": 1.0, "final_max_amplitude": 0.95,
+           "sources": [{"source_id": "s1", "path": "A/x.wav", "label": "Dog", "crop_start_second": 0.0,
+                        "crop_end_second": 600.0, "chunk_start_second": 0.0, "chunk_end_second": 600.0,
+                        "rms_gain": 1.0, "snr_db": 0.0, "applied_weight": 1.0}]}
+    assert parse_mixture(rec).num_frames == MAX_FRAMES  # 10 min at 48 kHz is the limit
+    with pytest.raises(InvalidRecordError) as info:
+        parse_mixture({**rec, "sample_rate": 96000})
+    assert info.value.field == "target_duration" and "samples per mixture" in str(info.value)
