@@ -6,10 +6,13 @@ with ``PartialState(cpu=True)``. No logic here: it only maps the launcher's rank
 """
 
 import sys
+from pathlib import Path
 
-from accelerate import PartialState
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not installed
 
-from mixing.cli import main
+from accelerate import PartialState  # noqa: E402
+
+from mixing.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     state = PartialState(cpu=True)
