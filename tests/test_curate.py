@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from mixing import packaged
 from curation.curate.cache import AnswerCache, cache_key
 from curation.curate.policy import Candidate, KeepPolicy, tie_break
 from curation.curate.pools import PoolBuilder
@@ -22,7 +23,7 @@ from mixing.metadata_io import iter_records
 from mixing.ontology import Ontology
 from mixing.toy import write_toy_ontology
 
-HIVE_ONTOLOGY = Path(__file__).resolve().parents[2] / "shared" / "data" / "hive_ontology.json"
+HIVE_ONTOLOGY = packaged.hive_ontology_path()
 
 
 @pytest.fixture(scope="module")

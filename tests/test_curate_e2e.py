@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from mixing import packaged
 from mixing.cli import main as hive
 from mixing.metadata import MixtureRecord, SourceRecord
 from mixing.metadata_io import iter_records
@@ -35,7 +36,7 @@ from mixing.render import Renderer
 from mixing.toy import write_toy_ontology
 
 REPO = Path(__file__).resolve().parents[1]
-HIVE_ONTOLOGY = REPO.parent / "shared" / "data" / "hive_ontology.json"
+HIVE_ONTOLOGY = packaged.hive_ontology_path()
 _STRIDE = 11  # the oracle compares every 11th sample: plenty to tell the toy stems apart
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mixing import packaged
 from curation.manifest import ManifestError, read_items
 from curation.runner import IncompleteRunError, RunConfigMismatch, RunOptions, merge_outputs, run_stage
 from curation.stages import make_stage
@@ -25,7 +26,7 @@ from mixing.corpora import DatasetPaths
 from mixing.toy import TOY_CLASSES, build_toy_corpus, write_toy_ontology
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = packaged.data_path("hive_ontology.json").parent
 AUDIOSET_ONT = DATA / "audioset_ontology.json"
 JUDGE = "tests.test_mine_runner.SlowJudge"  # importable by name in subprocesses (PYTHONPATH=ROOT)
 

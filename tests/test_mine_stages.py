@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mixing import packaged
 from curation.manifest import read_items
 from curation.runner import RunOptions, run_stage
 from curation.stages import make_stage
@@ -24,7 +25,7 @@ from mixing.audio import probe, read_frames, resample, resampled_length, to_mono
 from mixing.corpora import DatasetPaths
 from mixing.toy import build_toy_corpus, write_toy_ontology
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = packaged.data_path("hive_ontology.json").parent
 HIVE_ONT = DATA / "hive_ontology.json"
 AUDIOSET_ONT = DATA / "audioset_ontology.json"
 needs_ontologies = pytest.mark.skipif(not (HIVE_ONT.is_file() and AUDIOSET_ONT.is_file()),
@@ -265,9 +266,18 @@ def test_single_label_stage(toy, tmp_path):
                        "multi": "multi_label", "empty": "empty_label", "blank": "empty_label"}
 
 
-@pytest.mark.skipif(not (DATA / "pipeline_examples" / "01_source_data.json").is_file(), reason="no examples")
-def test_single_label_on_the_reference_pipeline_example():
-    items = read_items(DATA / "pipeline_examples" / "01_source_data.json")
+# ShandaAI/Hive pipeline/data/01_source_data/example.json (Apache-2.0), the reference's stage-1 input format
+REFERENCE_STAGE1_EXAMPLE = """[
+  {"text_label": ["Speech", "Music"], "audio_path": "/path/to/audio/sample_001.wav"},
+  {"text_label": ["Dog"], "audio_path": "/path/to/audio/sample_002.wav"},
+  {"text_label": "Rain", "audio_path": "/path/to/audio/sample_003.wav"}
+]"""
+
+
+def test_single_label_on_the_reference_pipeline_example(tmp_path):
+    example = tmp_path / "example.json"
+    example.write_text(REFERENCE_STAGE1_EXAMPLE)
+    items = read_items(example)
     stage = ready(make_stage("single-label", {"check_files": False}))
     res = {it.path.rsplit("/", 1)[1]: r[0] for it, r in zip(items, stage.process_batch(items))}
     assert res["sample_001.wav"].reason == "multi_label"

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mixing import packaged
 from curation.models import make_tagger
 from curation.models.labels import LabelsFileError, read_labels_csv
 
-LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "audioset_class_labels_indices.csv"
+LABELS = packaged.audioset_labels_path()
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from mixing import packaged
 from mixing.ontology import Ontology, OntologyError, OntologyNode, UnknownNodeError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = packaged.data_path("hive_ontology.json").parent
 
 HIVE_ROOTS = ["Human sounds", "Animal", "Music", "Natural sounds", "Sounds of things",
               "Source-ambiguous sounds"]
@@ -50,11 +51,17 @@ def test_audioset_counts(audioset):
     assert roots[:6] == HIVE_ROOTS
 
 
-def test_restrictions_and_description_loaded(hive):
+def test_restrictions_loaded_and_descriptions_not_shipped(hive):
     human = hive.node("Human sounds")
     assert human.restrictions == ("abstract",)
-    assert human.description.startswith("Sounds produced by the human body")
+    assert human.description == ""  # the package ships structure only
     assert isinstance(human.child_ids, tuple)
+
+
+def test_description_loaded_when_present(tmp_path):
+    path = tmp_path / "o.json"
+    path.write_text('[{"id": "/m/a", "name": "A", "description": "Sounds of A.", "child_ids": []}]')
+    assert Ontology.from_json(path).node("A").description == "Sounds of A."
 
 
 def test_lookup_by_id_and_name(hive):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mixing import packaged
 from mixing.cli import main as hive
 from mixing.corpora import DatasetPaths
 from mixing.metadata_io import iter_records
@@ -25,7 +26,7 @@ from mixing.synth_splits import SplitLeakError, check_metadata_splits, check_poo
 from mixing.synthesis import SynthesisError, Synthesizer, run_synthesis, synthesize
 from mixing.validation import check_mix_id
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = packaged.data_path("hive_ontology.json").parent
 HIVE_ONTOLOGY = DATA / "hive_ontology.json"
 SPLITS = ("train", "validation", "test")
 
