@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,22 +12,15 @@ import pytest
 from mixing import packaged
 from curation.models import make_tagger
 from curation.models.labels import LabelsFileError, read_labels_csv
+from mixing.errors import HiveError
 
 LABELS = packaged.audioset_labels_path()
 
 
 @pytest.fixture(scope="module")
-def labels_csv(tmp_path_factory) -> Path:
-    if LABELS.is_file():
-        return LABELS
-    # fallback: a made-up 527-row table in the same format
-    path = tmp_path_factory.mktemp("labels") / "class_labels_indices.csv"
-    with path.open("w", newline="") as f:
-        w = csv.writer(f, quoting=csv.QUOTE_NONNUMERIC)
-        w.writerow(["index", "mid", "display_name"])
-        for i in range(527):
-            w.writerow([i, f"/m/{i:05d}", f"Class {i}"])
-    return path
+def labels_csv() -> Path:
+    """The AudioSet index shipped with the package (527 rows)."""
+    return LABELS
 
 
 def _table(labels_csv):
@@ -37,10 +31,10 @@ def _table(labels_csv):
 def test_labels_csv(labels_csv, tmp_path):
     table = _table(labels_csv)
     assert len(table) == 527
-    if labels_csv == LABELS:
-        assert (table.names[0], table.mids[0]) == ("Speech", "/m/09x0r")
-        assert table.mid_of(0, "Speech") == "/m/09x0r"
-        assert table.mid_of(5, "Speech") == "/m/09x0r"  # name wins when the row disagrees
+    assert (table.names[0], table.mids[0]) == ("Speech", "/m/09x0r")
+    assert table.names[1] == "Male speech, man speaking"
+    assert table.mid_of(0, "Speech") == "/m/09x0r"
+    assert table.mid_of(5, "Speech") == "/m/09x0r"  # name wins when the row disagrees
     assert table.mid_of(10_000) == ""
     bad = tmp_path / "bad.csv"
     bad.write_text("index,mid,display_name\n1,/m/x,X\n")
@@ -50,11 +44,58 @@ def test_labels_csv(labels_csv, tmp_path):
         read_labels_csv(tmp_path / "missing.csv")
 
 
+TRICKY = [("/m/09x0r", "Speech"), ("/m/05zppz", "Male speech, man speaking"),
+          ("/t/dd00001", 'Say "hi", then "bye"'), ("/m/x,y", "Ünïcode 鸟 \"quoted\"")]
+
+
+def _write_csv(path: Path, rows, **kw) -> Path:
+    """A labels CSV written by Python's csv module (CRLF line ends by default)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, **kw)
+        w.writerow(["index", "mid", "display_name"])
+        for i, (mid, name) in enumerate(rows):
+            w.writerow([i, mid, name])
+    return path
+
+
+@pytest.mark.parametrize("quoting", [csv.QUOTE_MINIMAL, csv.QUOTE_NONNUMERIC, csv.QUOTE_ALL])
+def test_labels_csv_reads_any_standard_quoting(tmp_path, quoting):
+    table = read_labels_csv(_write_csv(tmp_path / "l.csv", TRICKY, quoting=quoting))
+    assert list(zip(table.mids, table.names)) == TRICKY
+    # UTF-8 BOM, LF line ends, blank lines, a space after the commas
+    (tmp_path / "b.csv").write_bytes(b'\xef\xbb\xbfindex,mid,display_name\n0, /m/a, "A, a"\n\n1,/m/b,B\n\n')
+    table = read_labels_csv(tmp_path / "b.csv")
+    assert (table.names, table.mids) == (("A, a", "B"), ("/m/a", "/m/b"))
+
+
+@pytest.mark.parametrize("text, match", [
+    ("index,mid,display_name\n0,/m/a,Male speech, man speaking\n", r"line 2: 4 fields.*quote a name"),
+    ("index,mid,display_name\nhello world\n", r"line 2: 1 fields"),
+    ("index,mid,display_name\nzero,/m/a,A\n", r"line 2: index 'zero' is not an integer"),
+    ("index,mid,display_name\n0,/m/a,A\n2,/m/b,B\n", r"line 3: index 2; expected 1"),
+    ('index,mid,display_name\n0,/m/a,"A\n1,/m/b,"B"\n', r"not valid CSV"),
+    ('index,mid,display_name\n0,/m/a,"two\nlines"\n', r"line break or control character"),
+    ("index,mid,display_name\n0,/m/a,\n", r"empty display_name"),
+    ("0,/m/a,A\n", r"lacks index, mid, display_name"),
+    ("", r"is empty"),
+    ("index,mid,display_name\n\n", r"no rows"),
+])
+def test_labels_csv_garbage_is_a_clear_error(tmp_path, text, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LabelsFileError, match=match) as info:
+        read_labels_csv(path)
+    assert isinstance(info.value, HiveError) and str(path) in str(info.value)
+    path.write_bytes(b"index,mid,display_name\n0,/m/a,\xff\xfe\n")
+    with pytest.raises(LabelsFileError, match="not UTF-8"):
+        read_labels_csv(path)
+
+
 # -- sherpa-onnx ------------------------------------------------------------------------------
 onnx = pytest.importorskip("onnx")
 
 
-def _sherpa_stand_in(path: Path, kind: str) -> Path:
+def _sherpa_stand_in(path: Path, kind: str, n_cls: int = 527) -> Path:
     """An ONNX graph with the zipformer tagger's interface: x (N,T,80), x_lens (N,) -> logits.
 
     sherpa-onnx reads the output as probabilities (the exported zipformer ends in a sigmoid), so
@@ -64,7 +105,6 @@ def _sherpa_stand_in(path: Path, kind: str) -> Path:
     sherpa-onnx computed — 100 per second of 16 kHz audio (10 ms shift).
     """
     from onnx import TensorProto, helper
-    n_cls = 527
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 80]),
               helper.make_tensor_value_info("x_lens", TensorProto.INT64, ["N"])]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_cls])]
@@ -141,6 +181,105 @@ def test_sherpa_tagger_errors(tmp_path, labels_csv, sherpa_models):
     with pytest.raises(ValueError, match="top_k"):
         tagger.tag([np.zeros(160, np.float32)], 0)
     assert tagger.tag([], 3) == []
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD = """
+import sys
+import numpy as np
+from curation.models import make_tagger
+from mixing.errors import HiveError
+try:
+    (tags,) = make_tagger(sys.argv[1]).tag([np.zeros(16000, np.float32)], top_k=2)
+except HiveError as exc:
+    print(f"{type(exc).__name__}: {exc}")
+    sys.exit(2)
+print("TAGS", tags)
+"""
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A 4-class stand-in (class 3 best, then 2, 1, 0)."""
+    pytest.importorskip("sherpa_onnx")
+    return _sherpa_stand_in(tmp_path_factory.mktemp("sherpa4") / "bias4.onnx", "bias", n_cls=4)
+
+
+def _in_child(spec: str) -> tuple[int, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", CHILD, spec], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_sherpa_tagger_names_with_commas_and_quotes_survive(small_model, tmp_path, monkeypatch):
+    import tempfile
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    # csv.writer's CRLF line ends and quoted mids: what killed pytest in issue 11
+    labels = _write_csv(tmp_path / "l.csv", TRICKY, quoting=csv.QUOTE_NONNUMERIC)
+    tagger = make_tagger(f"sherpa:model={small_model},labels={labels}")
+    (tags,) = tagger.tag([np.zeros(16000, np.float32)], top_k=4)
+    assert [(mid, name) for name, mid, _ in tags] == TRICKY[::-1]
+    # sherpa-onnx itself read the same names from our private copy, which is gone again
+    stream = tagger.model.create_stream()
+    stream.accept_waveform(16000, np.zeros(16000, np.float32))
+    assert [e.name for e in tagger.model.compute(stream, top_k=4)] == [n for _, n in TRICKY[::-1]]
+    assert list(private.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["issue11", "garbage_line", "fewer_rows", "more_rows"])
+def test_sherpa_tagger_bad_labels_never_kill_the_process(small_model, tmp_path, case):
+    labels = tmp_path / "labels.csv"
+    if case == "issue11":  # the fallback table of the old test, as csv.writer wrote it
+        _write_csv(labels, [(f"/m/{i:05d}", f"Class {i}") for i in range(4)], quoting=csv.QUOTE_NONNUMERIC)
+    elif case == "garbage_line":
+        labels.write_text('index,mid,display_name\n0,/m/a,"A"\n1,/m/b,B, b\n')
+    else:
+        _write_csv(labels, TRICKY[:3] if case == "fewer_rows" else TRICKY + [("/m/e", "E")])
+    spec = f"sherpa:model={small_model},labels={labels}"
+    # first in a child process: sherpa-onnx's exit() would end it with status 255
+    status, out = _in_child(spec)
+    if case == "issue11":
+        assert status == 0, out
+        assert "TAGS [('Class 3', '/m/00003'" in out
+    else:
+        assert status == 2, out
+        expected = {"garbage_line": r"LabelsFileError: .*line 3: 4 fields",
+                    "fewer_rows": r"SherpaModelError: .*outputs 4 classes but the labels file has 3 rows",
+                    "more_rows": r"SherpaModelError: .*outputs 4 classes but the labels file has 5 rows"}
+        assert re.search(expected[case], out), out
+    # then here: pytest is still alive and gets the same answer
+    if case == "issue11":
+        (tags,) = make_tagger(spec).tag([np.zeros(16000, np.float32)], top_k=1)
+        assert tags[0][:2] == ("Class 3", "/m/00003")
+    else:
+        with pytest.raises(HiveError, match=expected[case].split(": ", 1)[1]):
+            make_tagger(spec).tag([np.zeros(16000, np.float32)], top_k=1)
+
+
+def test_sherpa_tagger_defaults_to_the_shipped_labels(sherpa_models):
+    tagger = make_tagger(f"sherpa:model={sherpa_models['bias']}")
+    assert Path(tagger.labels_path) == LABELS
+    assert tagger.provenance["labels"] == str(LABELS)
+    (tags,) = tagger.tag([np.zeros(16000, np.float32)], top_k=1)
+    table = _table(LABELS)
+    assert tags[0][:2] == (table.names[526], table.mids[526])
+
+
+def test_sherpa_tagger_unloadable_model_is_a_clear_error(tmp_path, labels_csv):
+    from curation.models.sherpa_tagger import SherpaModelError
+
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(SherpaModelError, match=r"cannot load model .*model\.onnx.*exit status"):
+        make_tagger(f"sherpa:model={bad},labels={labels_csv}").tag([np.zeros(160, np.float32)], 1)
 
 
 # -- AST --------------------------------------------------------------------------------------
