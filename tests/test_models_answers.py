@@ -93,8 +93,8 @@ def test_factories_reject_bad_specs():
         make_judge("openai:url=ftp://h/v1,model=x")
     with pytest.raises(BackendSpecError, match="unknown tagger"):
         make_tagger("panns:path=/x")
-    with pytest.raises(BackendSpecError, match="missing required option.*labels"):
-        make_tagger("sherpa:model=/x.onnx")
+    with pytest.raises(BackendSpecError, match="missing required option.*model"):
+        make_tagger("sherpa:labels=/x.csv")  # labels= defaults to the shipped AudioSet index
     with pytest.raises(BackendSpecError):
         make_superres(42)
 
