@@ -445,8 +445,9 @@ def test_leaf_unparseable_and_no_judge(toy):
     assert d.reason == "judge_unparseable" and d.info["leaf"]["attempts"] == 3
     (d,) = ready(make_stage("leaf", opts)).process_batch([base])[0]
     assert d.reason == "internal_node"
-    with pytest.raises(StageError, match="--hive-ontology"):
-        ready(make_stage("leaf", {"judge": spec}))
+    # without ontology options the stage reads the ontologies shipped as package data
+    default = ready(make_stage("leaf", {"judge": spec}))
+    assert (default.hive_ontology, default.audioset_ontology) == (str(HIVE_ONT), str(AUDIOSET_ONT))
 
 
 # ---- superres -----------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")
     p.add_argument("--dataset-paths", help="dataset_paths.json: stems are rendered on the fly from the corpora")
     p.add_argument("--rendered", help="read stems from this `hive render` output (WebDataset tars) instead")
-    p.add_argument("--ontology", required=True, help="AudioSet-format ontology JSON (e.g. hive_ontology.json)")
+    p.add_argument("--ontology", help="AudioSet-format ontology JSON that defines the confusion pools (default: "
+                   "the Hive ontology shipped with hive-uss, mixing/data/hive_ontology.json)")
     p.add_argument("--judge", required=True,
                    help="judge backend spec, e.g. 'openai:url=http://127.0.0.1:8000/v1,model=NAME,timeout=60,retries=3'")
     p.add_argument("--output", required=True, help="output folder (metadata/, scores/, summary.json, provenance.json)")
@@ -51,9 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from curation.curate.job import CurateConfig, run_curate
+    from mixing import packaged
 
     config = CurateConfig(
-        metadata=args.metadata, ontology=args.ontology, judge=args.judge, output=args.output,
+        metadata=args.metadata, ontology=args.ontology or str(packaged.hive_ontology_path()), judge=args.judge, output=args.output,
         dataset_paths=args.dataset_paths, rendered=args.rendered,
         keep=None if args.min_score is not None else args.keep, min_score=args.min_score,
         unscored=args.unscored, split=args.split, max_pool=args.max_pool, seed=args.seed,

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
+from mixing import packaged
 from mixing.ontology import Ontology, OntologyNode
 
 from .base import (
@@ -60,18 +61,24 @@ class LeafStage(Stage):
     description = "map tags onto Hive ontology leaves (an audio LLM picks among leaf descendants)"
     default_batch_size = 16
 
-    hive_ontology: str | None = opt(None, "the Hive ontology (AudioSet format)", required=True)
-    audioset_ontology: str | None = opt(None, "the full AudioSet ontology (to climb pruned classes)",
-                                        required=True)
+    hive_ontology: str | None = opt(None, "the Hive ontology (AudioSet format; default: the one shipped "
+                                    "with hive-uss, mixing/data/hive_ontology.json)")
+    audioset_ontology: str | None = opt(None, "the full AudioSet ontology, to climb pruned classes (default: "
+                                        "the one shipped with hive-uss, mixing/data/audioset_ontology.json)")
     judge: str | None = opt(None, "judge backend NAME[:key=value,...] for internal Hive nodes; without "
                             "it such clips are dropped as 'internal_node'")
     prompt: str = opt(DEFAULT_PROMPT, "question for internal nodes; {label} and {choices} are filled in")
     retries: int = opt(2, "times an unreadable answer or failed call is asked again", type=int)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # resolved here, so the provenance and the resume check record the files actually read
+        if not self.hive_ontology:
+            self.hive_ontology = str(packaged.hive_ontology_path())
+        if not self.audioset_ontology:
+            self.audioset_ontology = str(packaged.audioset_ontology_path())
+
     def setup(self) -> None:
-        if not self.hive_ontology or not self.audioset_ontology:
-            raise StageError("the leaf stage needs --hive-ontology and --audioset-ontology (files in "
-                             "the AudioSet ontology format)")
         for key in ("{label}", "{choices}"):
             if key not in self.prompt:
                 raise StageError(f"--prompt must contain {key}; got {self.prompt!r}")

@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", required=True,
                    help="single-event pool (.jsonl, .parquet or a folder of them), or a labelled list "
                         "(.csv: audio_path,text_label[,split]) cut into 10 s chunks on the fly")
-    p.add_argument("--ontology", required=True, help="AudioSet-format ontology JSON (e.g. hive_ontology.json)")
+    p.add_argument("--ontology", help="AudioSet-format ontology JSON (default: the Hive ontology shipped with "
+                   "hive-uss, mixing/data/hive_ontology.json)")
     p.add_argument("--dataset-paths", required=True, help="dataset_paths.json: corpus prefix -> local folder "
                    "(levels are measured on the audio)")
     p.add_argument("--output", required=True, help="output folder: data/<split>-*.parquet (Hub layout), "
@@ -60,11 +61,13 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from mixing import packaged
     from mixing.synth_stats import format_summary
     from mixing.synthesis import run_synthesis
 
     cfg = config_from_args(args)
-    result, stats = run_synthesis(args.pool, cfg, args.output, ontology=args.ontology,
+    ontology = args.ontology or str(packaged.hive_ontology_path())
+    result, stats = run_synthesis(args.pool, cfg, args.output, ontology=ontology,
                                   dataset_paths=args.dataset_paths, dry_run=args.dry_run)
     mode = "sampled (dry run, no levels)" if args.dry_run else "synthesized"
     print(f"split {cfg.split}: {len(result.records)}/{cfg.num_mixtures} mixtures {mode} in {result.seconds:.1f} s "
