@@ -1,8 +1,11 @@
 # The two set-up commands of the README:
 #   make demo   installs the core package and runs `hive demo` on the embedded toy corpus (offline)
 #   make test   installs everything (system FFmpeg libraries, torch CPU, extras) and runs the tests
+# Both install the versions tested together, pinned in constraints.txt (pip install -c).
 PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
+CONSTRAINTS ?= constraints.txt
+PIP_INSTALL = $(PIP) install -q -c $(CONSTRAINTS)
 APT_PACKAGES = ffmpeg libsndfile1
 
 .PHONY: demo test setup-core setup-test system-packages bench
@@ -14,12 +17,12 @@ system-packages:
 	fi
 
 setup-core:
-	$(PIP) install -q -e .
+	$(PIP_INSTALL) -e .
 
 setup-test: system-packages
-	# torch 2.13.0 is the CPU wheel on these machines; torchcodec 0.13.0 is the matching CPU build
-	$(PIP) install -q torch==2.13.0 torchcodec==0.13.0
-	$(PIP) install -q -e ".[dev,models,audio,card]"
+	# torch first (constraints.txt: 2.13.0, the CPU wheel on these machines; torchcodec 0.13.0 matches it)
+	$(PIP_INSTALL) torch torchcodec
+	$(PIP_INSTALL) -e ".[dev,models,audio,card]"
 
 demo: setup-core
 	hive demo
