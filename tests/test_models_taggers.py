@@ -260,8 +260,12 @@ def test_sherpa_tagger_bad_labels_never_kill_the_process(small_model, tmp_path, 
         (tags,) = make_tagger(spec).tag([np.zeros(16000, np.float32)], top_k=1)
         assert tags[0][:2] == ("Class 3", "/m/00003")
     else:
-        with pytest.raises(HiveError, match=expected[case].split(": ", 1)[1]):
-            make_tagger(spec).tag([np.zeros(16000, np.float32)], top_k=1)
+        tagger = make_tagger(spec)
+        with pytest.raises(HiveError, match=expected[case].split(": ", 1)[1]) as first:
+            tagger.tag([np.zeros(16000, np.float32)], top_k=1)
+        with pytest.raises(HiveError) as again:  # not loaded again for every clip
+            tagger.tag([np.zeros(16000, np.float32)], top_k=1)
+        assert again.value is first.value
 
 
 def test_sherpa_tagger_defaults_to_the_shipped_labels(sherpa_models):

@@ -119,6 +119,7 @@ class SherpaTagger:
         self.model_id = self.model_path
         self._tagger = None
         self._labels: LabelTable | None = None
+        self._load_error: Exception | None = None  # a failed load is not tried again per clip
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -134,6 +135,8 @@ class SherpaTagger:
     @property
     def model(self):
         """The ``sherpa_onnx.AudioTagging`` object (built on first use)."""
+        if self._load_error is not None:
+            raise self._load_error
         if self._tagger is None:
             sherpa_onnx = require("sherpa_onnx", "sherpa tagger", "sherpa-onnx")
             if not Path(self.model_path).is_file():
@@ -141,12 +144,19 @@ class SherpaTagger:
                     f"sherpa tagger: model file {self.model_path!r} does not exist; download a "
                     "zipformer audio-tagging model (sherpa-onnx-zipformer-audio-tagging-*) and "
                     "pass model=.../model.onnx")
-            labels = self.labels  # our parser checks the user's CSV; sherpa-onnx never reads it
+            try:
+                labels = self.labels  # our parser checks the user's CSV; sherpa-onnx never reads it
+            except HiveError as exc:
+                self._load_error = exc
+                raise
             fd, private = tempfile.mkstemp(prefix="hive-sherpa-labels-", suffix=".csv")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
                     f.write(sherpa_labels_text(labels))
                 self._tagger = self._load(sherpa_onnx, private, len(labels))
+            except SherpaModelError as exc:
+                self._load_error = exc
+                raise
             finally:
                 os.unlink(private)  # sherpa-onnx reads the names while it loads
         return self._tagger
