@@ -3,7 +3,7 @@
 #   make test   installs everything (system FFmpeg libraries, torch CPU, extras) and runs the tests
 PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
-APT_PACKAGES = ffmpeg libsndfile1
+APT_PACKAGES = ffmpeg libsndfile1 chromium
 
 .PHONY: demo test setup-core setup-test system-packages bench
 
