@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chromium_cdp import LINK_CHECK_JS, MEDIA_CHECK_JS, Chromium, find_chromium  # noqa: E402
 
 pytest.importorskip("matplotlib")
-HOSTILE_LABEL = '<script>document.title="pwned"</script>&amp;"\''
+HOSTILE_LABEL = '<script>document.title="pwned"</script>&amp;"\'$\\frac{$'
 HOSTILE_ID = 'x"><img_src=y_onerror=alert(1)>'
 
 
