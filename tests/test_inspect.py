@@ -113,6 +113,19 @@ def test_inspect_by_mix_id_keeps_the_given_order(toy_render, tmp_path, capsys):
     assert len(list((out / "mixtures").glob("*.html"))) == 1
 
 
+def test_split_and_source_count_narrow_a_rendered_folder(toy_render, tmp_path, capsys):
+    out = tmp_path / "page"
+    rc, _, _ = _run(["inspect", str(toy_render()), "--output", str(out), "--split", "validation",
+                     "--num-sources", "2", "--sample", "1", "--no-progress"], capsys)
+    assert rc == 0
+    s = _summary(out)
+    assert s["stats"]["mixtures"] == {"validation/2mix": 4}
+    assert len(s["chosen"]) == 1 and s["chosen"][0].startswith("hive_toy_validation_")
+    rc, _, err = _run(["inspect", str(toy_render()), "--output", str(tmp_path / "none"), "--split", "test",
+                       "--num-sources", "7", "--no-progress"], capsys)
+    assert rc == 2 and "holds no mixture of split 'test' with 7 sources" in err
+
+
 def test_unknown_mix_id_is_a_one_line_error_and_writes_nothing(toy_render, tmp_path, capsys):
     out = tmp_path / "page"
     rc, _, err = _run(["inspect", str(toy_render()), "--output", str(out), "--mix-id", "hive_toy_train_00000",
