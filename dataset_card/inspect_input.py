@@ -183,13 +183,13 @@ class MetadataInput(InspectInput):
                  num_sources: int | None = None, revision: str | None = None, stems: str = "consistent"):
         from mixing.metadata_io import open_metadata
 
+        self.source = open_metadata(metadata, revision=revision)  # a missing path fails here, clearly
         if not dataset_paths:
             raise InspectError(f"{metadata} is metadata, not a `hive render` output folder (DIR/{{split}}/"
                                "{n}mix/tar_*.tar or part_*.parquet); pass --dataset-paths dataset_paths.json "
                                "so the chosen mixtures can be rendered from the local corpora")
         from mixing.corpora import DatasetPaths
 
-        self.source = open_metadata(metadata, revision=revision)
         self.paths = DatasetPaths.from_json(dataset_paths)
         self.split = normalise_split(split) if split else None
         self.num_sources = num_sources

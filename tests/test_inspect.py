@@ -170,6 +170,8 @@ def test_inspect_metadata_renders_the_chosen_mixtures(toy_corpus, tmp_path, caps
 def test_metadata_without_dataset_paths_says_what_to_pass(toy_corpus, tmp_path, capsys):
     rc, _, err = _run(["inspect", str(toy_corpus.parquet_dir), "--output", str(tmp_path / "p")], capsys)
     assert rc == 2 and "--dataset-paths" in err and err.startswith("hive inspect: error:")
+    rc, _, err = _run(["inspect", str(tmp_path / "nowhere"), "--output", str(tmp_path / "p")], capsys)
+    assert rc == 2 and "neither an existing file or folder" in err and "--dataset-paths" not in err
 
 
 def _hostile_metadata(toy_corpus, folder: Path) -> Path:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     result = inspect(args.input, args.output, dataset_paths=args.dataset_paths, mix_ids=args.mix_ids,
                      sample=args.sample, seed=args.seed, split=args.split, num_sources=args.num_sources,
                      revision=args.revision, progress=False if args.no_progress else None)
-    print(f"wrote {len(result.pages)} mixture pages; open {result.index}")
+    print(f"wrote {len(result.pages)} mixture page(s); open {result.index}")
     if result.failed:
         print(f"{len(result.failed)} mixture(s) have no audio (their pages say why): "
               + ", ".join(result.failed[:5]) + (" …" if len(result.failed) > 5 else ""))
