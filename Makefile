@@ -6,12 +6,12 @@ PYTHON ?= python
 PIP ?= $(PYTHON) -m pip
 CONSTRAINTS ?= constraints.txt
 PIP_INSTALL = $(PIP) install -q -c $(CONSTRAINTS)
-APT_PACKAGES = ffmpeg libsndfile1
+APT_PACKAGES = ffmpeg libsndfile1 chromium
 
 .PHONY: demo test setup-core setup-test system-packages bench
 
 system-packages:
-	@if ! command -v ffmpeg >/dev/null 2>&1 || ! ldconfig -p | grep -q libsndfile; then \
+	@if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1 || ! ldconfig -p | grep -q libsndfile; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi; \
 	fi

@@ -93,3 +93,16 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     assert json.loads((work / "rendered" / "_summary.json").read_text())["mixtures"] == 80
     assert json.loads((work / "synthesized_rendered" / "_summary.json").read_text())["failures"] == 0
     assert (work / "mined" / "superres" / "output.jsonl").stat().st_size > 0
+    # the demo's metadata is in the Hub layout: load_dataset picks configs from its README.md
+    import datasets
+
+    hub = work / "metadata" / "hub"
+    cache = str(tmp_path / "hf")
+    two = datasets.load_dataset(str(hub), "2mix", split="train", cache_dir=cache)
+    assert len(two) == 12 and set(two["num_sources"]) == {2}
+    assert {s: len(d) for s, d in datasets.load_dataset(str(hub), cache_dir=cache).items()} == \
+        {"train": 48, "validation": 16, "test": 16}
+    # and it ends with `hive inspect` of two rendered mixtures
+    index = work / "inspect" / "index.html"
+    assert "9. hive inspect" in out and f"open {index}" in out
+    assert len(json.loads((work / "inspect" / "_inspect.json").read_text())["chosen"]) == 2

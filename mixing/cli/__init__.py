@@ -19,7 +19,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("curation.cli.curate", "score mixtures with an audio LLM and keep the best"),
     "card": ("dataset_card.cli", "write the Hub layout and dataset card with statistics"),
     "publish": ("curation.cli.publish", "publish a Hub-layout folder as a new revision"),
+    "inspect": ("mixing.cli.inspect", "static HTML pages to listen to and look at mixtures and their statistics"),
 }
+
+
+def version() -> str:
+    """The installed distribution's version (``hive-uss``), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("hive-uss")
+    except PackageNotFoundError:
+        from mixing import __version__
+
+        return __version__
 
 
 def _load(name: str):
@@ -35,6 +48,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                            help="more logging (-v info, -vv debug); quiet by default")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument("--version", action="version", version=f"hive {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, parents=[verbosity])

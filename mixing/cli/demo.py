@@ -24,6 +24,41 @@ def _done(t0: float, status: int | None = None) -> None:
     print(f"   done in {time.perf_counter() - t0:.1f} s{extra}")
 
 
+def write_hub_metadata(metadata: Path, output: Path) -> tuple[int, str]:
+    """The demo's metadata in the Hub layout: ``data/{all,2mix..5mix}/{split}-*.parquet`` and a
+    README.md whose YAML ``configs`` make ``load_dataset(output, "2mix")`` work. With matplotlib
+    this is ``hive card`` (card with statistics and plots); without it (the core install of
+    ``make demo``) the same layout with a card that holds only the configs and sizes."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        from mixing.cli import main as hive
+
+        status = hive(["card", str(metadata), "--output", str(output), "--repo-id", "local/hive-toy"])
+        return status, "hive card: README.md with configs and statistics, plots in assets/"
+    return 0, write_hub_layout_without_plots(metadata, output)
+
+
+def write_hub_layout_without_plots(metadata: Path, output: Path) -> str:
+    import os
+
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from dataset_card.card import check_card, configs_yaml, dataset_info_yaml
+    from dataset_card.layout import write_layout
+    from mixing.metadata_io import iter_records
+
+    layout = write_layout(iter_records(metadata), output)
+    data = DatasetCardData(pretty_name="Hive toy metadata", configs=configs_yaml(layout),
+                           dataset_info=dataset_info_yaml(layout))
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n# Hive toy metadata\n\nWritten by `hive demo` (no plots: "
+                       "matplotlib is not installed; `pip install 'hive-uss[card]'` and `hive card` write the "
+                       "full card).\n")
+    check_card(card, output)
+    tmp = output / f".README.md.tmp-{os.getpid()}"
+    tmp.write_text(str(card), encoding="utf-8")
+    os.replace(tmp, output / "README.md")
+    return "Hub layout and a README.md with the configs (install matplotlib for the full card)"
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing.cli import main as hive
     from mixing.toy import build_toy_corpus
@@ -33,11 +68,17 @@ def run(args: argparse.Namespace) -> int:
     toy = build_toy_corpus(work, seed=args.seed)
     print("   " + toy.summary())
     print(f"   dataset paths : {toy.dataset_paths}")
-    print(f"   metadata      : {toy.parquet_dir} (Hub layout, Parquet) and {toy.legacy_dir} (legacy JSON)")
+    print(f"   metadata      : {toy.parquet_dir} (Parquet per split) and {toy.legacy_dir} (legacy JSON)")
     print(f"   pool          : {toy.pool}")
+    hub = work / "metadata" / "hub"
+    status, how = write_hub_metadata(toy.parquet_dir, hub)
+    if status != 0:
+        return status
+    print(f"   Hub layout    : {hub}: configs all, 2mix … 5mix ({how});")
+    print(f"                   datasets.load_dataset({str(hub)!r}, \"2mix\", split=\"train\") loads it")
     _done(t0)
 
-    common = ["--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths)]
+    common = ["--metadata", str(hub), "--dataset-paths", str(toy.dataset_paths)]
     t0 = _step("2. hive check: are all referenced corpus files present and readable?")
     status = hive(["check", *common, "--report", str(work / "check_report.json")])
     _done(t0, status)
@@ -63,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = _step("5. load the toy metadata through the datasets builder in hive.py (on-the-fly mixing)")
         import hive as hive_builder
 
-        print("   " + hive_builder.describe_first_example(str(toy.parquet_dir), str(toy.dataset_paths)))
+        print("   " + hive_builder.describe_first_example(str(hub), str(toy.dataset_paths)))
         _done(t0)
 
     if importlib.util.find_spec("mixing.cli.synthesize") and importlib.util.find_spec("mixing.synthesis"):
@@ -103,6 +144,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"   single-event pool: {mined / 'superres' / 'output.jsonl'} (the audio-LLM and tagger stages "
               "need models: see `hive mine single-event --help`)")
         _done(t0, status)
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        page = work / "inspect"
+        t0 = _step(f"9. hive inspect: pages to listen to 2 rendered mixtures and look at their spectrograms in {page}")
+        status = hive(["inspect", str(rendered), "--output", str(page), "--sample", "2", "--no-progress"])
+        _done(t0, status)
+        if status != 0:
+            return status
+        print(f"   open {page / 'index.html'} in a browser")
+    else:
+        print("\n== 9. hive inspect: skipped (it draws spectrograms with matplotlib: pip install 'hive-uss[card]')")
 
     print(f"\nAll done. Everything is under {work}.")
     return 0

@@ -1,0 +1,238 @@
+"""What ``hive inspect`` reads: a ``hive render`` output folder or metadata (+ dataset paths).
+
+Two passes over the input. :meth:`InspectInput.records` streams every record (for the index's
+statistics and for choosing mixtures); :meth:`InspectInput.load` returns the audio of the chosen
+ones: decoded from the shards of a rendered folder (WebDataset ``DIR/{split}/{n}mix/tar_*.tar``
+or Parquet ``part_*.parquet``), or rendered on the fly with :class:`mixing.render.Renderer` from
+metadata and the local corpora. Only the chosen samples' audio is held in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from mixing.errors import CorpusError, HiveError, InvalidRecordError
+from mixing.metadata import MixtureRecord, normalise_split
+from mixing.validation import parse_mixture
+
+SHARD_PATTERNS = {"webdataset": "tar_*.tar", "parquet": "part_*.parquet"}
+
+
+class InspectError(HiveError):
+    """The input cannot be inspected (unknown layout, missing mixture, bad option)."""
+
+
+@dataclass
+class Inspected:
+    """One chosen mixture: its record and, unless ``error`` says why not, its audio."""
+
+    record: MixtureRecord
+    origin: str  # shard (relative to the rendered folder) or "rendered from metadata"
+    sample_rate: int = 0
+    mix: np.ndarray | None = None
+    stems: list[np.ndarray] = field(default_factory=list)
+    provenance: dict[str, Any] | None = None
+    #: local file of each source (metadata input with dataset paths), or why it has none
+    local_paths: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def rendered_shards(root: Path) -> dict[str, list[Path]]:
+    """``format -> sorted shard files`` of a ``hive render`` folder."""
+    return {fmt: sorted(p for p in root.glob(f"*/*mix/{pattern}") if p.is_file())
+            for fmt, pattern in SHARD_PATTERNS.items()}
+
+
+def is_rendered_folder(path: Path) -> bool:
+    return path.is_dir() and any(rendered_shards(path).values())
+
+
+def _parse(raw: bytes | str | None, where: str) -> tuple[MixtureRecord, dict[str, Any] | None]:
+    try:
+        obj = json.loads(raw)
+        return parse_mixture(obj), obj.get("hive_render") if isinstance(obj, dict) else None
+    except (TypeError, ValueError, InvalidRecordError) as exc:
+        raise InspectError(f"{where}: the sample's JSON is not a valid mixture record ({exc}); run "
+                           "`hive verify` on the folder") from exc
+
+
+def _decode(data: bytes, where: str) -> tuple[np.ndarray, int]:
+    try:
+        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise InspectError(f"{where}: audio cannot be decoded ({exc}); run `hive verify` on the folder") from exc
+    return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr
+
+
+class InspectInput:
+    """Base: ``records()`` streams ``(record, origin)``; ``load(ids)`` returns the chosen audio."""
+
+    kind = ""
+    rendered_root: Path | None = None
+
+    def records(self) -> Iterator[tuple[MixtureRecord, str]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load(self, ids: set[str]) -> dict[str, Inspected]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class RenderedInput(InspectInput):
+    """A ``hive render`` output folder (WebDataset or Parquet shards)."""
+
+    kind = "rendered"
+
+    def __init__(self, root: str | os.PathLike, split: str | None = None, num_sources: int | None = None):
+        self.root = self.rendered_root = Path(root)
+        shards = rendered_shards(self.root)
+        self.shards = [(p, fmt) for fmt, files in shards.items() for p in files
+                       if (split is None or p.parent.parent.name == split)
+                       and (num_sources is None or p.parent.name == f"{num_sources}mix")]
+
+    def _rel(self, p: Path) -> str:
+        return p.relative_to(self.root).as_posix()
+
+    def _tar_samples(self, path: Path, ids: set[str] | None) -> Iterator[tuple[str, dict[str, bytes]]]:
+        """``(key, {suffix: bytes})``; without ``ids`` only JSON members are kept."""
+        key, members = None, {}
+        try:
+            with tarfile.open(path, mode="r|*") as tar:
+                for m in tar:
+                    if not m.isfile():
+                        continue
+                    k, _, suffix = m.name.partition(".")
+                    if k != key:
+                        if key is not None:
+                            yield key, members
+                        key, members = k, {}
+                    if suffix == "json" or (ids is not None and k in ids):
+                        fh = tar.extractfile(m)
+                        members[suffix] = fh.read() if fh is not None else b""
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InspectError(f"{path}: the tar cannot be read ({exc}); run `hive verify` on the folder") from exc
+        if key is not None:
+            yield key, members
+
+    def records(self) -> Iterator[tuple[MixtureRecord, str]]:
+        for path, fmt in self.shards:
+            rel = self._rel(path)
+            if fmt == "webdataset":
+                for key, members in self._tar_samples(path, None):
+                    yield _parse(members.get("json"), f"{rel} {key}")[0], rel
+            else:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=["mix_id", "render_json"]):
+                    for mid, raw in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                        yield _parse(raw, f"{rel} {mid}")[0], rel
+
+    def load(self, ids: set[str]) -> dict[str, Inspected]:
+        out: dict[str, Inspected] = {}
+        for path, fmt in self.shards:
+            rel = self._rel(path)
+            rows = self._tar_rows(path, ids) if fmt == "webdataset" else self._parquet_rows(path, ids)
+            for key, raw_json, audio in rows:
+                rec, prov = _parse(raw_json, f"{rel} {key}")
+                item = Inspected(rec, rel, provenance=prov)
+                mix, sr = _decode(audio["mix"], f"{rel} {key} mix")
+                item.mix, item.sample_rate = mix, sr
+                for i in range(1, rec.num_sources + 1):
+                    if f"s{i}" not in audio:
+                        raise InspectError(f"{rel} {key}: stem s{i} is missing; run `hive verify` on the folder")
+                    item.stems.append(_decode(audio[f"s{i}"], f"{rel} {key} s{i}")[0])
+                out[key] = item
+            if len(out) == len(ids):
+                break
+        return out
+
+    def _tar_rows(self, path: Path, ids: set[str]) -> Iterator[tuple[str, bytes | None, dict[str, bytes]]]:
+        for key, members in self._tar_samples(path, ids):
+            if key in ids:
+                audio = {s.split(".", 1)[0]: b for s, b in members.items() if s != "json"}
+                if "mix" not in audio:
+                    raise InspectError(f"{self._rel(path)} {key}: no mix member; run `hive verify` on the folder")
+                yield key, members.get("json"), audio
+
+    def _parquet_rows(self, path: Path, ids: set[str]) -> Iterator[tuple[str, str | None, dict[str, bytes]]]:
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=16, columns=["mix_id", "render_json", "mix", "sources"]):
+            for row in batch.to_pylist():
+                if row["mix_id"] in ids:
+                    audio = {"mix": (row["mix"] or {}).get("bytes")}
+                    audio.update({f"s{i}": c["bytes"] for i, c in enumerate(row["sources"] or [], 1)
+                                  if c and c.get("bytes") is not None})
+                    if audio["mix"] is None:
+                        raise InspectError(f"{self._rel(path)} {row['mix_id']}: no mix audio; run `hive verify`")
+                    yield row["mix_id"], row["render_json"], audio
+
+
+class MetadataInput(InspectInput):
+    """Metadata (any form ``open_metadata`` reads) rendered on the fly against local corpora."""
+
+    kind = "metadata"
+
+    def __init__(self, metadata: str, dataset_paths: str | None, *, split: str | None = None,
+                 num_sources: int | None = None, revision: str | None = None, stems: str = "consistent"):
+        from mixing.metadata_io import open_metadata
+
+        self.source = open_metadata(metadata, revision=revision)  # a missing path fails here, clearly
+        if not dataset_paths:
+            raise InspectError(f"{metadata} is metadata, not a `hive render` output folder (DIR/{{split}}/"
+                               "{n}mix/tar_*.tar or part_*.parquet); pass --dataset-paths dataset_paths.json "
+                               "so the chosen mixtures can be rendered from the local corpora")
+        from mixing.corpora import DatasetPaths
+
+        self.paths = DatasetPaths.from_json(dataset_paths)
+        self.split = normalise_split(split) if split else None
+        self.num_sources = num_sources
+        self.stems = stems
+
+    def records(self) -> Iterator[tuple[MixtureRecord, str]]:
+        from mixing.metadata_io import iter_records
+
+        for rec in iter_records(self.source, split=self.split, num_sources=self.num_sources):
+            yield rec, "rendered from metadata"
+
+    def load(self, ids: set[str]) -> dict[str, Inspected]:
+        from mixing.render import Renderer
+
+        renderer = Renderer(self.paths, stems=self.stems)
+        out: dict[str, Inspected] = {}
+        for rec, origin in self.records():
+            if rec.mix_id not in ids or rec.mix_id in out:
+                continue
+            item = Inspected(rec, origin)
+            for src in rec.sources:
+                try:
+                    item.local_paths.append(str(self.paths.resolve(src.path)))
+                except CorpusError as exc:
+                    item.local_paths.append(f"(not resolved: {exc})")
+            try:
+                r = renderer.render(rec)
+            except (CorpusError, OSError, ValueError) as exc:  # shown on the page and counted
+                where = getattr(exc, "source_path", None)
+                item.error = f"{type(exc).__name__}: {exc}" + (f" (source {where})" if where else "")
+            else:
+                item.mix, item.stems, item.sample_rate = r.mix, list(r.stems), r.sample_rate
+                item.provenance = {"stem_mode": r.stem_mode, "sample_rate": r.sample_rate}
+            out[rec.mix_id] = item
+            if len(out) == len(ids):
+                break
+        return out
+
+
+def open_input(location: str, dataset_paths: str | None = None, *, split: str | None = None,
+               num_sources: int | None = None, revision: str | None = None) -> InspectInput:
+    """A rendered folder when ``location`` holds ``hive render`` shards, else metadata."""
+    path = Path(location).expanduser()
+    if is_rendered_folder(path):
+        return RenderedInput(path, normalise_split(split) if split else None, num_sources)
+    return MetadataInput(location, dataset_paths, split=split, num_sources=num_sources, revision=revision)
