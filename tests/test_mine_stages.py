@@ -386,15 +386,15 @@ def test_tag_threshold_and_failures(toy):
     ("2", 5, 2), (" 3.", 5, 3), ("Answer: 1", 5, 1), ("5", 5, 5), ("-1", 5, 0), ("0", 5, 0),
     ("none", 5, 0), ("None of them", 5, 0), ("+2", 5, 2),
 ])
-def test_parse_index(answer, n, expected):
-    assert parse_index(answer, n) == expected
+def test_parse_index(answer, n, expected):  # the 1-based, lenient option (--numbering one --lenient-answers)
+    assert parse_index(answer, n, "one", lenient=True) == (expected - 1 if expected else None)
 
 
 @pytest.mark.parametrize("answer, error", [("-2", "InvalidAnswer"), ("-5", "InvalidAnswer"), ("6", "InvalidAnswer"),
                                            ("banana", "UnparseableAnswer"), ("", "UnparseableAnswer")])
 def test_parse_index_refuses(answer, error):
     with pytest.raises(Exception) as info:
-        parse_index(answer, 5)
+        parse_index(answer, 5, "one", lenient=True)
     assert type(info.value).__name__ == error
 
 
@@ -413,12 +413,13 @@ def test_leaf_stage_on_the_real_ontologies(toy):
                  '"Musical instrument"': "-2", '"Human sounds"': "99"}
     spec = f"{ME}.FakeJudge:" + json.dumps({"by_prompt": by_prompt, "default": "banana"})
     stage = ready(make_stage("leaf", {"dataset_paths": str(toy.dataset_paths), "hive_ontology": str(HIVE_ONT),
-                                      "audioset_ontology": str(AUDIOSET_ONT), "judge": spec, "retries": 1}))
+                                      "audioset_ontology": str(AUDIOSET_ONT), "judge": spec, "retries": 1,
+                                      "leaf_rule": "any-parent", "numbering": "one", "lenient_answers": True}))
     res = {it.label: r[0] for it, r in zip(items, stage.process_batch(items))}
     assert (res["Dog"].label, res["Dog"].label_id) == ("Dog", "/m/0bt9lr")
     assert res["Bark"].label == "Dog" and res["Bark"].provenance["leaf"]["climbed_from"] == "Bark"
     music_leaves = hive.leaf_descendants("Music")
-    assert res["Music"].label == music_leaves[1].name and res["Music"].provenance["leaf"]["index"] == 2
+    assert res["Music"].label == music_leaves[1].name and res["Music"].provenance["leaf"]["index"] == 1  # 0-based position
     assert res["Christmas music"].label == music_leaves[1].name  # pruned -> Music -> judge
     assert res["Christmas music"].provenance["leaf"]["climbed_from"] == "Christmas music"
     assert {k: v.reason for k, v in res.items() if isinstance(v, Drop)} == {
