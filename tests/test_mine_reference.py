@@ -161,3 +161,33 @@ def test_leaf_zero_answer_is_the_first_leaf_not_none(clip):
     (res,) = leaf_stage(judge=f"{ME}.IndexJudge:" + json.dumps({"answer": "0"}), numbering="one") \
         .process_batch([Item(clip_id="m", path=str(clip), label="Music")])[0]
     assert res.reason == "no_matching_leaf"
+
+
+# ---- single-label ---------------------------------------------------------------------------------
+def reference_single_label_keeps(label, exists: bool) -> bool:
+    """02_filter_single_label.py: the file exists and the label is a string or has at most one entry."""
+    return exists and (isinstance(label, str) or len(label) == 1 or len(label) == 0)
+
+
+@pytest.mark.parametrize("label", ["Dog", "", "  ", ["Dog"], [], ["Dog", "Dog"], ["Dog", ""],
+                                   ["Speech", "Music"], [" Dog "]])
+@pytest.mark.parametrize("dedupe", [False, True])
+def test_single_label_default_is_the_reference_rule(tmp_path, clip, label, dedupe):
+    rows = [{"clip_id": "here", "audio_path": str(clip), "text_label": label},
+            {"clip_id": "gone", "audio_path": str(tmp_path / "gone.wav"), "text_label": label}]
+    (tmp_path / "in.json").write_text(json.dumps(rows))
+    from curation.manifest import read_items
+    items = read_items(tmp_path / "in.json")
+    stage = make_stage("single-label", {"dedupe_labels": dedupe} if dedupe else {})
+    stage.ensure_setup()
+    res = {it.clip_id: r[0] for it, r in zip(items, stage.process_batch(items))}
+    kept = {k for k, v in res.items() if not isinstance(v, Drop)}
+    if not dedupe:
+        assert kept == {k for k, e in (("here", True), ("gone", False)) if reference_single_label_keeps(label, e)}
+        assert res["here"].provenance["single_label"]["dedupe_labels"] is False if "here" in kept else True
+    else:  # the option counts distinct non-empty stripped labels
+        distinct = {x.strip() for x in ([label] if isinstance(label, str) else label) if x.strip()}
+        assert ("here" in kept) == (len(distinct) <= 1)
+    if "here" in kept:
+        first = (label if isinstance(label, str) else (label or [""])[0]).strip()
+        assert res["here"].label == (first or None)

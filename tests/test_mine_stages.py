@@ -263,7 +263,14 @@ def test_single_label_stage(toy, tmp_path):
     reasons = {k: v[0].reason for k, v in res.items() if isinstance(v[0], Drop)}
     assert reasons == {good.path.replace(".", "_2."): "missing_file", "AudioSet/clips/nope.wav": "missing_file",
                        "Nowhere/x.wav": "unknown_prefix", "AudioSet/../../x.wav": "unsafe_path",
-                       "multi": "multi_label", "empty": "empty_label", "blank": "empty_label"}
+                       "multi": "multi_label"}
+    for key in ("empty", "blank"):  # kept unlabelled, as the reference does (the tag stage labels them)
+        assert res[key][0].label is None and res[key][0].provenance["single_label"]["unlabelled"]
+    strict = ready(make_stage("single-label", {"dataset_paths": str(toy.dataset_paths),
+                                               "drop_unlabelled": True, "dedupe_labels": True}))
+    res = dict(zip([i.clip_id for i in items], strict.process_batch(items)))
+    assert {k: res[k][0].reason for k in ("multi", "empty", "blank")} == {
+        "multi": "multi_label", "empty": "empty_label", "blank": "empty_label"}
 
 
 # ShandaAI/Hive pipeline/data/01_source_data/example.json (Apache-2.0), the reference's stage-1 input format
