@@ -191,3 +191,36 @@ def test_single_label_default_is_the_reference_rule(tmp_path, clip, label, dedup
     if "here" in kept:
         first = (label if isinstance(label, str) else (label or [""])[0]).strip()
         assert res["here"].label == (first or None)
+
+
+# ---- tag: which channel is tagged -----------------------------------------------------------------
+class RecordingTagger:
+    """Tags every clip 'Speech' and keeps the clips it was given."""
+
+    model_id = "recording-tagger"
+    sample_rate = 16000
+    seen: list = []
+
+    def tag(self, clips, top_k):
+        RecordingTagger.seen.extend(np.array(c) for c in clips)
+        return [[("Speech", "/m/09x0r", 0.9)] for _ in clips]
+
+
+@pytest.mark.parametrize("channels", ["first", "mean"])
+def test_tag_channel_default_is_the_reference_first_channel(tmp_path, channels):
+    t = np.arange(16000) / 16000
+    left, right = 0.5 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 97 * t + 1)
+    path = tmp_path / "stereo.wav"
+    sf.write(str(path), np.stack([left, right], axis=1).astype(np.float32), 16000, subtype="FLOAT")
+    opts = {"tagger": f"{ME}.RecordingTagger"}
+    if channels != "first":
+        opts["channels"] = channels
+    stage = make_stage("tag", opts)
+    stage.ensure_setup()
+    RecordingTagger.seen.clear()
+    (res,) = stage.process_batch([Item(clip_id="s", path=str(path))])[0]
+    # the reference: the decoded (frames, channels) array, row 0 of its transpose (wave[0])
+    wave = sf.read(str(path), dtype="float32", always_2d=True)[0].T
+    expected = wave[0] if channels == "first" else wave.mean(axis=0)
+    np.testing.assert_allclose(RecordingTagger.seen[0], expected, atol=1e-6)
+    assert res.provenance["tag"]["channels"] == channels and res.label == "Speech"
