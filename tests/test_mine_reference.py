@@ -224,3 +224,52 @@ def test_tag_channel_default_is_the_reference_first_channel(tmp_path, channels):
     expected = wave[0] if channels == "first" else wave.mean(axis=0)
     np.testing.assert_allclose(RecordingTagger.seen[0], expected, atol=1e-6)
     assert res.provenance["tag"]["channels"] == channels and res.label == "Speech"
+
+
+# ---- chunk: a silent window that reaches the end ------------------------------------------------------
+def reference_chunks(data: np.ndarray, sr: int, threshold: float = 0.0005) -> list[tuple[int, int]]:
+    """01_audio_chunking.py's windows for a mono file longer than 10 s: (start, end) frames kept."""
+    kept, win, step = [], 10 * sr, 5 * sr
+    for start in range(0, len(data), step):
+        end = min(start + win, len(data))
+        seg = data[start:end]
+        if end == len(data) and (end - start) / sr < 5:
+            break
+        if np.sum(seg ** 2) / len(seg) < threshold:
+            continue
+        kept.append((start, end))
+        if end == len(data):
+            break
+    return kept
+
+
+@pytest.mark.parametrize("seconds, loud", [
+    (20.0, [(0, 5), (15, 20)]),     # the window [10, 20) is silent, reaches the end; [15, 20) is loud
+    (20.0, [(0, 3)]),               # ... and [15, 20) is silent too
+    (17.5, [(0, 5), (16, 17.5)]),   # the last window [10, 17.5) is loud: it stops there
+    (17.5, [(0, 2)]),               # [10, 17.5) is silent; [15, 17.5) is too short to try
+    (25.0, [(1, 2), (24, 25)]),
+    (30.0, [(21, 22)]),
+])
+def test_chunk_default_is_the_reference_windowing(tmp_path, seconds, loud):
+    sr = 1000
+    y = np.zeros(int(seconds * sr), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for a, b in loud:
+        y[int(a * sr):int(b * sr)] = 0.3 * rng.standard_normal(int(b * sr) - int(a * sr))
+    path = tmp_path / "x.wav"
+    sf.write(str(path), y, sr, subtype="FLOAT")
+    y = sf.read(str(path), dtype="float64")[0]
+    for stop_at_end in (False, True):
+        stage = make_stage("chunk", {"stop_at_end": True} if stop_at_end else {})
+        stage.ensure_setup()
+        res = stage.process_batch([Item(clip_id="x", path=str(path))])[0]
+        got = [(round(r.chunk_start_second * sr), round(r.chunk_end_second * sr))
+               for r in res if not isinstance(r, Drop)]
+        if not stop_at_end:
+            assert got == reference_chunks(y, sr), (seconds, loud)
+        else:  # the option never looks past the first window that reaches the end
+            assert all(e < len(y) or s == max(s2 for s2, _ in got) for s, e in got)
+            assert len(res) <= len(reference_chunks(y, sr)) + len(y) // (5 * sr)
+            if (seconds, loud[-1]) == (20.0, (15, 20)):
+                assert (15 * sr, 20 * sr) in reference_chunks(y, sr) and (15 * sr, 20 * sr) not in got
