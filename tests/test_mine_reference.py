@@ -273,3 +273,20 @@ def test_chunk_default_is_the_reference_windowing(tmp_path, seconds, loud):
             assert len(res) <= len(reference_chunks(y, sr)) + len(y) // (5 * sr)
             if (seconds, loud[-1]) == (20.0, (18.5, 20)):
                 assert (15 * sr, 20 * sr) in reference_chunks(y, sr) and (15 * sr, 20 * sr) not in got
+
+
+def test_chunk_short_silent_file_is_kept_whole_as_the_reference(tmp_path):
+    sr = 8000
+    for seconds in (2.0, 10.0):
+        path = tmp_path / f"quiet{seconds}.wav"
+        sf.write(str(path), np.full(int(seconds * sr), 1e-3, dtype=np.float32), sr, subtype="FLOAT")
+        ref_keeps_whole = len(sf.read(str(path))[0]) / sr <= 10  # 01_audio_chunking.py: duration <= 10
+        for drop in (False, True):
+            stage = make_stage("chunk", {"drop_silent_short": drop} if drop else {})
+            stage.ensure_setup()
+            (res,) = stage.process_batch([Item(clip_id="q", path=str(path))])[0]
+            if drop:
+                assert isinstance(res, Drop) and res.reason == "silent"
+            else:
+                assert ref_keeps_whole and not isinstance(res, Drop)
+                assert (res.chunk_start_second, round(res.chunk_end_second * sr)) == (0.0, int(seconds * sr))

@@ -8,7 +8,9 @@
   still tried while they last ``min_last`` s. ``--stop-at-end`` stops at the first window that
   reaches the end, silent or not.
 * A chunk whose mean-square energy, computed on the mono downmix (mean over channels), is below
-  ``silence_threshold`` is dropped as ``silent``; missing and undecodable files are dropped as
+  ``silence_threshold`` is dropped as ``silent``. A file (or range) of at most ``window`` seconds
+  is kept whole without that check, as the reference does; ``--drop-silent-short`` checks it too.
+  Missing and undecodable files are dropped as
   ``missing_file`` / ``unreadable``.
 
 Chunks are virtual: the records carry ``chunk_start_second``/``chunk_end_second`` into the
@@ -89,6 +91,9 @@ class ChunkStage(Stage):
                           "this long (seconds)", type=float)
     silence_threshold: float = opt(5e-4, "chunks whose mean-square energy (mono downmix) is below "
                                    "this are dropped as 'silent'", type=float)
+    drop_silent_short: bool = opt(False, "also drop a file of at most --window seconds as 'silent' when "
+                                  "its energy is below the threshold (the reference keeps it whole "
+                                  "unchecked)", flag="--drop-silent-short")
     stop_at_end: bool = opt(False, "stop at the first window that reaches the end of the file even if "
                             "it is silent (the reference tries the next, shorter windows)",
                             flag="--stop-at-end")
@@ -97,7 +102,7 @@ class ChunkStage(Stage):
 
     def thresholds(self) -> dict:
         return {"silence_threshold": self.silence_threshold, "min_last": self.min_last,
-                "stop_at_end": self.stop_at_end}
+                "stop_at_end": self.stop_at_end, "drop_silent_short": self.drop_silent_short}
 
     def process_item(self, item: Item) -> Result:
         try:
@@ -123,7 +128,9 @@ class ChunkStage(Stage):
         for k, ((s, e), ms) in enumerate(zip(windows, energies)):
             cid = f"{item.clip_id}-{k:03d}"
             cs, ce = frames_to_seconds(start + s, sr), frames_to_seconds(start + e, sr)
-            if not ms >= self.silence_threshold:  # NaN counts as silent
+            whole_short = len(windows) == 1 and windows[0] == (0, stop - start) and \
+                stop - start <= round(self.window * sr)
+            if not ms >= self.silence_threshold and (self.drop_silent_short or not whole_short):  # NaN: silent
                 out.append(Drop(cid, "silent", f"mean square {ms:.3g} < {self.silence_threshold:g}",
                                 item.path, cs, ce, {"mean_square": float(ms)}))
                 continue
