@@ -290,3 +290,29 @@ def test_chunk_short_silent_file_is_kept_whole_as_the_reference(tmp_path):
             else:
                 assert ref_keeps_whole and not isinstance(res, Drop)
                 assert (res.chunk_start_second, round(res.chunk_end_second * sr)) == (0.0, int(seconds * sr))
+
+
+# ---- the command line: the flags select the alternatives, provenance.json records them --------------
+def test_cli_flags_select_the_alternatives_and_provenance_records_them(tmp_path, clip):
+    from mixing.cli import main
+    rows = [{"clip_id": "a", "path": str(clip), "label": "Bark"},
+            {"clip_id": "b", "path": str(clip), "label": "Ocean"}]
+    (tmp_path / "in.json").write_text(json.dumps(rows))
+    common = ["--hive-ontology", str(packaged.hive_ontology_path()),
+              "--audioset-ontology", str(packaged.audioset_ontology_path()), "--no-progress"]
+    outcomes = {}
+    for name, extra in (("default", []), ("option", ["--leaf-rule", "any-parent", "--numbering", "one",
+                                                      "--lenient-answers"])):
+        out = tmp_path / name
+        assert main(["mine", "leaf", "--input", str(tmp_path / "in.json"), "--output", str(out),
+                     *common, *extra]) == 0
+        prov = json.loads((out / "provenance.json").read_text())
+        text = json.dumps(prov)
+        assert ('"leaf_rule": "any-parent"' in text) == (name == "option")
+        assert ('"numbering": "one"' in text) == (name == "option")
+        kept = {json.loads(x)["clip_id"]: json.loads(x)["label"] for x in (out / "output.jsonl").read_text().splitlines()}
+        outcomes[name] = kept
+    # reference: Bark climbs to a Hive leaf, Ocean (one leaf below) is kept as it is;
+    # any-parent without a judge: Ocean is an internal node and is dropped
+    assert outcomes["default"]["b"] == "Ocean" and "b" not in outcomes["option"]
+    assert outcomes["default"]["a"] == outcomes["option"]["a"] == "Dog"
