@@ -158,7 +158,8 @@ class ApolloSuperResolver:
         return {"backend": "apollo", "checkpoint": self.checkpoint, "config": self.config or None,
                 "class": self._resolved_class_name(), "windowing": self.windowing,
                 "chunk_s": self.chunk_s,
-                **({"tail_s": self.tail_s} if self.windowing == "reference" else {"overlap_s": self.overlap_s}),
+                **({"tail_s": self.tail_s} if self.windowing == "reference"
+                   else {"overlap_s": self.overlap_s}),
                 "resampler": "soxr_hq", "target_sr": TARGET_SR}
 
     # -- loading ------------------------------------------------------------------------------

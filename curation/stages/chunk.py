@@ -130,7 +130,8 @@ class ChunkStage(Stage):
             cs, ce = frames_to_seconds(start + s, sr), frames_to_seconds(start + e, sr)
             whole_short = len(windows) == 1 and windows[0] == (0, stop - start) and \
                 stop - start <= round(self.window * sr)
-            if not ms >= self.silence_threshold and (self.drop_silent_short or not whole_short):  # NaN: silent
+            silent = not ms >= self.silence_threshold  # NaN counts as silent
+            if silent and (self.drop_silent_short or not whole_short):
                 out.append(Drop(cid, "silent", f"mean square {ms:.3g} < {self.silence_threshold:g}",
                                 item.path, cs, ce, {"mean_square": float(ms)}))
                 continue
@@ -139,6 +140,8 @@ class ChunkStage(Stage):
             chunk.provenance["chunk"] = {"source_clip_id": item.clip_id, "index": k,
                                          "mean_square": round(float(ms), 9),
                                          "file_seconds": info.frames / sr}
+            if silent:  # a short file kept whole without the check, as the reference does
+                chunk.provenance["chunk"]["below_silence_threshold"] = True
             if self.export_dir:
                 try:
                     chunk.extra["segment_path"] = self._export(local, start + s, start + e, cid)

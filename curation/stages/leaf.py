@@ -97,10 +97,6 @@ def render_choices(nodes: list[OntologyNode], numbering: str) -> str:
     return "\n".join(f"{i}. {n.name}" for i, n in enumerate(nodes, 1))
 
 
-def numbered(nodes: list[OntologyNode]) -> str:
-    return render_choices(nodes, "one")
-
-
 @dataclass(frozen=True)
 class LeafDecision:
     """What the rule does with one class: ``keep`` a node, ``ask`` among leaves, or ``drop``."""
@@ -228,7 +224,8 @@ class LeafStage(Stage):
             return LeafDecision("drop", reason="unknown_label", detail=f"{key!r} is in neither ontology")
         else:
             start = self._audioset.node(key)
-            node = next((self._hive.node(a.id) for a in self._audioset.ancestors(start) if a.id in self._hive),
+            node = next((self._hive.node(a.id) for a in self._audioset.ancestors(start)
+                         if a.id in self._hive),
                         None)
             if node is None:
                 return LeafDecision("drop", reason="not_in_hive",
@@ -285,7 +282,8 @@ class LeafStage(Stage):
                 elif o.value is None:
                     results[i] = [Drop.of(item, "no_matching_leaf", repr(o.answers[-1])[:200], leaf=info)]
                 else:
-                    results[i] = [self._keep(item, choices[o.value], {**info, "index": o.value})]  # 0-based position in the list
+                    # "index": the 0-based position in the list, whatever the numbering
+                    results[i] = [self._keep(item, choices[o.value], {**info, "index": o.value})]
         return results
 
     def _keep(self, item: Item, leaf: OntologyNode, info: dict) -> Item:
