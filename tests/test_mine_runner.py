@@ -43,7 +43,9 @@ class SlowJudge:
         if log:
             with open(log, "a") as fh:
                 fh.writelines(f"{len(y)}\n" for y, _ in items)
-        if "number" in prompt:  # the leaf question
+        if "minimum index value is 0" in prompt:  # the leaf question, 0-based (reference)
+            return ["1" for _ in items]
+        if "number" in prompt:  # the leaf question, numbered from 1
             return ["2" for _ in items]
         return ["True" if int(np.abs(y).sum() * 100) % 5 else "False." for y, _ in items]
 

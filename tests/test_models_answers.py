@@ -152,8 +152,13 @@ def test_module_factories_take_typed_options_and_ignore_device():
     a = ast_tagger.create_tagger(path="/ast", device="cpu", labels="/l.csv")
     assert a.device == "cpu"
     ap = apollo.create_super_resolver(code="/c", checkpoint="/k.ckpt", chunk=5, overlap=0.5,
-                                      unsafe_load="true", device="cpu", **{"class": "m:C"})
-    assert (ap.chunk_s, ap.unsafe_load, ap.class_name) == (5.0, True, "m:C")
+                                      unsafe_load="true", device="cpu", windowing="crossfade",
+                                      **{"class": "m:C"})
+    assert (ap.chunk_s, ap.unsafe_load, ap.class_name, ap.windowing) == (5.0, True, "m:C", "crossfade")
+    ap = apollo.create_super_resolver(code="/c", checkpoint="/k.ckpt", chunk="5", tail="2.5")
+    assert (ap.windowing, ap.tail_s) == ("reference", 2.5)
+    with pytest.raises(BackendSpecError, match="tail"):  # the next window would not cover the tail
+        apollo.create_super_resolver(code="/c", checkpoint="/k.ckpt", chunk=5)
     with pytest.raises(BackendSpecError, match="not a valid int"):
         qwen_omni.create_judge(path="/m", batch_size=2.5)
     with pytest.raises(BackendSpecError, match="not a valid bool"):

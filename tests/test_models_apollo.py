@@ -40,6 +40,15 @@ STAND_IN = textwrap.dedent('''
             return x * self.scale + 0.25
 
 
+    class Ramp(Identity):
+        """Output depends on the whole window and on the position in it: any change of window
+        placement, padding or weighting changes the result."""
+        def forward(self, x):
+            CALLS.append(tuple(x.shape))
+            ramp = torch.linspace(0, 1, x.shape[-1], dtype=x.dtype)
+            return x * self.scale + x.mean(dim=-1, keepdim=True) + ramp
+
+
     class Shorter(Identity):
         """Drops the last 7 samples, as an STFT round trip may."""
         def forward(self, x):
@@ -100,7 +109,7 @@ def test_chunk_plan_crossfades_sum_to_one():
 def test_apollo_identity_equals_resampled_input(apollo_code, tmp_path):
     ckpt = _checkpoint(tmp_path / "apollo.ckpt")
     spec = (f"apollo:code={apollo_code},checkpoint={ckpt},class=fakeapollo.models:Identity,"
-            "chunk=1.0,overlap=0.25,batch_size=2,device=cpu")
+            "windowing=crossfade,chunk=1.0,overlap=0.25,batch_size=2,device=cpu")
     sres = make_superres(spec)
     assert isinstance(sres, ApolloSuperResolver) and sres._loaded is None
     y = _signal(53_000, 16000)  # 3.3 s -> several 1 s windows at 44.1 kHz
@@ -120,12 +129,12 @@ def test_apollo_identity_equals_resampled_input(apollo_code, tmp_path):
 def test_apollo_seams_with_gain_and_offset(apollo_code, tmp_path):
     ckpt = _checkpoint(tmp_path / "apollo.ckpt", scale=0.5, prefix="audio_model.")
     y = _signal(100_000, 44100)
-    sres = ApolloSuperResolver(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1, device="cpu",
+    sres = ApolloSuperResolver(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1, device="cpu", windowing="crossfade",
                                **{"class": "fakeapollo.models:Shifted"})
     out = sres.process(y, 44100)
     np.testing.assert_allclose(out, 0.5 * y + 0.25, atol=1e-6)  # no step at any seam
     # a model that shortens its output is aligned back to the window
-    sres = ApolloSuperResolver(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1, device="cpu",
+    sres = ApolloSuperResolver(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1, device="cpu", windowing="crossfade",
                                **{"class": "fakeapollo.models:Shorter"})
     assert len(sres.process(y, 44100)) == len(y)
 
@@ -175,3 +184,62 @@ def test_apollo_errors(apollo_code, tmp_path):
 
 class _Opaque:
     pass
+
+
+def reference_apollo_windowing(model, y: np.ndarray) -> np.ndarray:
+    """06_superres_apollo.py's chunking and overlap-add, restated with torch (44.1 kHz input)."""
+    F = torch.nn.functional
+    x = torch.from_numpy(y)[None]
+    C, fade = 10 * 44100, 3 * 44100
+    step = C // 2
+    border = C - step
+    n = x.shape[1]
+    padded = n > 2 * border and border > 0
+    if padded:
+        x = F.pad(x, (border, border), mode="reflect")
+    chunks, where = [], []
+    i = 0
+    while i < x.shape[1]:
+        part = x[:, i:i + C]
+        length = part.shape[-1]
+        if length < C:
+            part = F.pad(part, (0, C - length), mode="reflect") if length > C // 2 + 1 else \
+                F.pad(part, (0, C - length), mode="constant", value=0)
+        chunks.append(part)
+        where.append((i, length))
+        i += step
+    with torch.no_grad():
+        outs = model(torch.stack(chunks)).squeeze(1)
+    base = torch.ones(C)
+    base[-fade:] = 0
+    total = torch.zeros(x.shape[1])
+    count = torch.zeros(x.shape[1])
+    for k, (out, (i, length)) in enumerate(zip(outs, where)):
+        w = base.clone()
+        if k == 0:
+            w[:fade] = 1
+        elif i + C >= x.shape[1]:
+            w[-fade:] = 1
+        total[i:i + length] += out[:length] * w[:length]
+        count[i:i + length] += w[:length]
+    result = torch.nan_to_num(total / count, nan=0.0).numpy()
+    return result[border:-border] if padded else result
+
+
+@pytest.mark.parametrize("seconds", [3.0, 5.2, 8.0, 10.0, 12.3, 25.0])
+def test_apollo_default_windowing_is_the_reference(apollo_code, tmp_path, seconds):
+    ckpt = _checkpoint(tmp_path / "apollo.ckpt", scale=0.5)
+    sres = make_superres(f"apollo:code={apollo_code},checkpoint={ckpt},class=fakeapollo.models:Ramp,"
+                         "batch_size=3,device=cpu")
+    assert sres.provenance["windowing"] == "reference" and sres.provenance["tail_s"] == 3.0
+    y = _signal(int(seconds * 44100), 44100, seed=int(seconds))
+    out = sres.process(y, 44100)
+    expected = reference_apollo_windowing(sres.model, y)
+    assert out.shape == y.shape == expected.shape
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+    from fakeapollo.models import CALLS
+    assert all(c[1:] == (1, 441000) for c in CALLS)  # the model always sees full 10 s windows
+    # the crossfade option gives something else with this window-dependent model
+    other = make_superres(f"apollo:code={apollo_code},checkpoint={ckpt},class=fakeapollo.models:Ramp,"
+                          "windowing=crossfade,device=cpu").process(y, 44100)
+    assert other.shape == y.shape and not np.allclose(other, expected, atol=1e-3)

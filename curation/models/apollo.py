@@ -8,11 +8,21 @@ is put on ``sys.path`` and the model class imported by name (``module:Class`` or
 an optional YAML config (as the reference's ``config_apollo_uni.yaml``) and given the weights of
 ``checkpoint`` (a look2hear/Lightning checkpoint with a ``state_dict``, or a bare state dict).
 
-Inference is chunked overlap-add: ``chunk``-second windows (10 s) advancing by
-``chunk - overlap`` seconds, each window faded in and out linearly over the ``overlap`` (1 s)
-it shares with its neighbours, the sum normalised by the summed fades; the model sees
-``(batch, 1, samples)`` and returns the same shape. The output has exactly
-``ceil(len * 44100 / sr)`` samples, like :func:`mixing.audio.resample`.
+Inference is chunked overlap-add; the model sees ``(batch, 1, samples)`` and returns the same
+shape. Two windowings (``windowing=``):
+
+``reference`` (default), as the reference script ``06_superres_apollo.py``: ``chunk``-second
+  windows (10 s) every ``chunk // 2`` samples (5 s). A clip longer than two half-windows is first
+  reflect-padded by ``chunk - hop`` samples on both sides (cropped off at the end). A window cut
+  short by the end is reflect-padded to full length if it holds more than half a window plus one
+  sample, else zero-padded, so the model always sees full windows. Each window's weight is 1
+  except its last ``tail`` seconds (3 s), which weigh 0, unless the window reaches the end and
+  is not the first one; the sum is divided by the summed weights (0/0 gives 0).
+``crossfade``: ``chunk``-second windows advancing by ``chunk - overlap`` seconds, each faded in
+  and out linearly over the ``overlap`` (1 s) it shares with its neighbours, so the weights sum
+  to 1; a clip shorter than a window goes through whole, unpadded.
+
+The output has exactly ``ceil(len * 44100 / sr)`` samples, like :func:`mixing.audio.resample`.
 """
 
 from __future__ import annotations
@@ -61,6 +71,26 @@ def chunk_starts(n: int, chunk: int, hop: int) -> list[int]:
     return starts
 
 
+WINDOWINGS = ("reference", "crossfade")
+
+
+def reference_plan(n: int, chunk: int) -> tuple[int, int, list[int]]:
+    """``(border, padded_length, starts)`` of the reference windowing of ``n`` samples."""
+    hop = chunk // 2
+    border = chunk - hop
+    padded = n + 2 * border if (n > 2 * border and border > 0) else n
+    return (border if padded != n else 0), padded, list(range(0, padded, hop))
+
+
+def reference_window(chunk: int, tail: int, first: bool, reaches_end: bool) -> np.ndarray:
+    """Weights of one reference window: 1, and 0 over the last ``tail`` samples unless the
+    window reaches the end and is not the first one (the first always keeps its zero tail)."""
+    w = np.ones(chunk, dtype=np.float64)
+    if tail and (first or not reaches_end):
+        w[chunk - tail:] = 0.0
+    return w
+
+
 def crossfade_windows(starts: list[int], chunk: int, overlap: int, n: int) -> list[np.ndarray]:
     """Weights of each window: linear fades over the ``overlap`` shared with each neighbour.
 
@@ -84,15 +114,17 @@ class ApolloSuperResolver:
 
     Options: ``code`` (local checkout of the Apollo code), ``checkpoint`` (weights file),
     ``config`` (optional YAML whose ``model`` section gives the constructor arguments; a
-    ``_target_`` there names the class), ``class`` (``module:Class``), ``chunk`` and ``overlap``
-    (seconds), ``batch_size`` (windows per forward pass), ``device`` (``auto``, ``cpu``,
+    ``_target_`` there names the class), ``class`` (``module:Class``), ``windowing``
+    (``reference``, default, or ``crossfade``), ``chunk`` (seconds, both), ``tail`` (seconds of
+    zero weight, reference) and ``overlap`` (seconds, crossfade), ``batch_size`` (windows per forward pass), ``device`` (``auto``, ``cpu``,
     ``cuda:N``), ``unsafe_load`` (``true`` to unpickle a checkpoint holding arbitrary objects;
     only for files you trust).
     """
 
     def __init__(self, code: str, checkpoint: str, config: str = "", chunk: float = 10.0,
                  overlap: float = 1.0, batch_size: int = 4, device: str = "auto",
-                 unsafe_load: bool = False, **named: str):
+                 unsafe_load: bool = False, windowing: str = "reference", tail: float = 3.0,
+                 **named: str):
         class_name = named.pop("class", "")
         if named:
             raise BackendSpecError(f"apollo: unknown option(s) {', '.join(sorted(named))}")
@@ -101,6 +133,14 @@ class ApolloSuperResolver:
                                    "chunk > 0 and 0 <= overlap <= chunk / 2")
         if batch_size <= 0:
             raise BackendSpecError(f"apollo: batch_size={batch_size} must be > 0")
+        if windowing not in WINDOWINGS:
+            raise BackendSpecError(f"apollo: windowing={windowing!r}; expected one of "
+                                   f"{', '.join(WINDOWINGS)}")
+        if windowing == "reference" and not 0 <= tail * 2 <= chunk:
+            raise BackendSpecError(f"apollo: tail={tail} s with chunk={chunk} s; expected "
+                                   "0 <= tail <= chunk / 2 (the next window must cover the tail)")
+        self.windowing = windowing
+        self.tail_s = float(tail)
         self.code = str(code)
         self.checkpoint = str(checkpoint)
         self.config = str(config)
@@ -116,8 +156,11 @@ class ApolloSuperResolver:
     @property
     def provenance(self) -> dict[str, Any]:
         return {"backend": "apollo", "checkpoint": self.checkpoint, "config": self.config or None,
-                "class": self._resolved_class_name(), "chunk_s": self.chunk_s,
-                "overlap_s": self.overlap_s, "resampler": "soxr_hq", "target_sr": TARGET_SR}
+                "class": self._resolved_class_name(), "windowing": self.windowing,
+                "chunk_s": self.chunk_s,
+                **({"tail_s": self.tail_s} if self.windowing == "reference"
+                   else {"overlap_s": self.overlap_s}),
+                "resampler": "soxr_hq", "target_sr": TARGET_SR}
 
     # -- loading ------------------------------------------------------------------------------
     def _model_kwargs(self) -> tuple[dict[str, Any], str]:
@@ -244,6 +287,8 @@ class ApolloSuperResolver:
         n = x.shape[0]
         if n == 0:
             return x
+        if self.windowing == "reference":
+            return self._process_reference(x)
         chunk = max(1, int(round(self.chunk_s * TARGET_SR)))
         overlap = int(round(self.overlap_s * TARGET_SR))
         starts = chunk_starts(n, chunk, chunk - overlap)
@@ -261,6 +306,43 @@ class ApolloSuperResolver:
             norm[start:start + len(w)] += w
         result = acc / np.maximum(norm, 1e-12)
         np.nan_to_num(result, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return result.astype(np.float32)
+
+
+    def _model_windows(self, pieces: list[np.ndarray]) -> list[np.ndarray]:
+        outputs: list[np.ndarray] = []
+        for b in range(0, len(pieces), self.batch_size):
+            outputs.extend(self._run(pieces[b:b + self.batch_size]))
+        return outputs
+
+    def _process_reference(self, x: np.ndarray) -> np.ndarray:
+        """The reference script's windowing (see the module docstring)."""
+        n = x.shape[0]
+        chunk = max(2, int(round(self.chunk_s * TARGET_SR)))
+        tail = int(round(self.tail_s * TARGET_SR))
+        border, total, starts = reference_plan(n, chunk)
+        padded = np.pad(x, (border, border), mode="reflect") if border else x
+        pieces, lengths = [], []
+        for start in starts:
+            part = padded[start:start + chunk]
+            length = part.shape[0]
+            if length < chunk:
+                mode = "reflect" if length > chunk // 2 + 1 else "constant"
+                part = np.pad(part, (0, chunk - length), mode=mode)
+            pieces.append(np.ascontiguousarray(part, dtype=np.float32))
+            lengths.append(length)
+        outputs = self._model_windows(pieces)
+        acc = np.zeros(total, dtype=np.float64)
+        norm = np.zeros(total, dtype=np.float64)
+        for k, (start, length, out) in enumerate(zip(starts, lengths, outputs)):
+            w = reference_window(chunk, tail, k == 0, start + chunk >= total)[:length]
+            acc[start:start + length] += w * out[:length]
+            norm[start:start + length] += w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result = acc / norm
+        np.nan_to_num(result, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if border:
+            result = result[border:total - border]
         return result.astype(np.float32)
 
 

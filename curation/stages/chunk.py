@@ -2,10 +2,15 @@
 
 * A file (or the item's range of it) of at most ``window`` seconds is one chunk, kept whole.
 * A longer one is cut into ``window`` s windows every ``hop`` s; a window cut short by the end of
-  the file is kept only if it lasts at least ``min_last`` s, and the windows stop at the first one
-  that reaches the end (a later one would lie inside it).
+  the file is kept only if it lasts at least ``min_last`` s, and the windows stop at the first
+  *non-silent* one that reaches the end. As in the reference script (``01_audio_chunking.py``), a
+  silent window that reaches the end does not stop them: the next, shorter windows (inside it) are
+  still tried while they last ``min_last`` s. ``--stop-at-end`` stops at the first window that
+  reaches the end, silent or not.
 * A chunk whose mean-square energy, computed on the mono downmix (mean over channels), is below
-  ``silence_threshold`` is dropped as ``silent``; missing and undecodable files are dropped as
+  ``silence_threshold`` is dropped as ``silent``. A file (or range) of at most ``window`` seconds
+  is kept whole without that check, as the reference does; ``--drop-silent-short`` checks it too.
+  Missing and undecodable files are dropped as
   ``missing_file`` / ``unreadable``.
 
 Chunks are virtual: the records carry ``chunk_start_second``/``chunk_end_second`` into the
@@ -29,8 +34,10 @@ from mixing.errors import UnreadableAudioError
 from .base import AUDIO_ERRORS, Drop, Item, Result, Stage, frames_to_seconds, opt, read_error_reason
 
 
-def plan_windows(n: int, sr: int, window: float, hop: float, min_last: float) -> list[tuple[int, int]]:
-    """Frame ranges ``[s, e)`` of the chunks of an ``n``-frame range."""
+def plan_windows(n: int, sr: int, window: float, hop: float, min_last: float,
+                 past_end: bool = False) -> list[tuple[int, int]]:
+    """Frame ranges ``[s, e)`` of the chunks of an ``n``-frame range; ``past_end``: also the
+    windows after the first one that reaches the end (candidates if that one is silent)."""
     w, h, m = round(window * sr), round(hop * sr), round(min_last * sr)
     if n <= 0:
         return []
@@ -43,7 +50,7 @@ def plan_windows(n: int, sr: int, window: float, hop: float, min_last: float) ->
         if e - s < m:
             break
         out.append((s, e))
-        if e == n:
+        if e == n and not past_end:
             break
         s += h
     return out
@@ -84,11 +91,18 @@ class ChunkStage(Stage):
                           "this long (seconds)", type=float)
     silence_threshold: float = opt(5e-4, "chunks whose mean-square energy (mono downmix) is below "
                                    "this are dropped as 'silent'", type=float)
+    drop_silent_short: bool = opt(False, "also drop a file of at most --window seconds as 'silent' when "
+                                  "its energy is below the threshold (the reference keeps it whole "
+                                  "unchecked)", flag="--drop-silent-short")
+    stop_at_end: bool = opt(False, "stop at the first window that reaches the end of the file even if "
+                            "it is silent (the reference tries the next, shorter windows)",
+                            flag="--stop-at-end")
     export_dir: str | None = opt(None, "also write each kept chunk as a float WAV file under this folder")
     export_prefix: str = opt("segments", "corpus prefix recorded in 'segment_path' for exported files")
 
     def thresholds(self) -> dict:
-        return {"silence_threshold": self.silence_threshold, "min_last": self.min_last}
+        return {"silence_threshold": self.silence_threshold, "min_last": self.min_last,
+                "stop_at_end": self.stop_at_end, "drop_silent_short": self.drop_silent_short}
 
     def process_item(self, item: Item) -> Result:
         try:
@@ -102,7 +116,8 @@ class ChunkStage(Stage):
             if item.chunk_end_second is not None:
                 start, stop = chunk_frames(item.chunk_start_second, item.chunk_end_second, sr,
                                            info.frames, item.path)
-            windows = plan_windows(stop - start, sr, self.window, self.hop, self.min_last)
+            windows = plan_windows(stop - start, sr, self.window, self.hop, self.min_last,
+                                   past_end=not self.stop_at_end)
             if not windows:
                 return [Drop.of(item, "empty_range", f"frames [{start}, {stop}) hold nothing to chunk")]
             with sf.SoundFile(str(local)) as f:
@@ -113,7 +128,10 @@ class ChunkStage(Stage):
         for k, ((s, e), ms) in enumerate(zip(windows, energies)):
             cid = f"{item.clip_id}-{k:03d}"
             cs, ce = frames_to_seconds(start + s, sr), frames_to_seconds(start + e, sr)
-            if not ms >= self.silence_threshold:  # NaN counts as silent
+            whole_short = len(windows) == 1 and windows[0] == (0, stop - start) and \
+                stop - start <= round(self.window * sr)
+            silent = not ms >= self.silence_threshold  # NaN counts as silent
+            if silent and (self.drop_silent_short or not whole_short):
                 out.append(Drop(cid, "silent", f"mean square {ms:.3g} < {self.silence_threshold:g}",
                                 item.path, cs, ce, {"mean_square": float(ms)}))
                 continue
@@ -122,13 +140,19 @@ class ChunkStage(Stage):
             chunk.provenance["chunk"] = {"source_clip_id": item.clip_id, "index": k,
                                          "mean_square": round(float(ms), 9),
                                          "file_seconds": info.frames / sr}
+            if silent:  # a short file kept whole without the check, as the reference does
+                chunk.provenance["chunk"]["below_silence_threshold"] = True
             if self.export_dir:
                 try:
                     chunk.extra["segment_path"] = self._export(local, start + s, start + e, cid)
                 except (OSError, RuntimeError) as exc:
                     out.append(Drop.of(chunk, "export_failed", str(exc)))
+                    if e == stop - start:
+                        break
                     continue
             out.append(chunk)
+            if e == stop - start:  # a sound window reaching the end ends the file's chunks
+                break
         return out
 
     def _export(self, local: Path, start: int, stop: int, cid: str) -> str:

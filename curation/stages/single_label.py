@@ -1,10 +1,15 @@
-"""Stage 2, ``single-label``: keep items with exactly one weak label, and whose file exists.
+"""Stage 2, ``single-label``: keep items with at most one weak label, and whose file exists.
 
 The label comes from ``text_label`` (a labelled list's string or list of strings) or, when that
-is absent, ``label``. Labels are stripped; empty strings and exact repeats do not count. Drops:
-``empty_label``, ``multi_label``, ``missing_file`` (and ``unknown_prefix`` / ``unsafe_path`` for
-paths that cannot be resolved). The kept item's ``label`` is the one label, as a string; with
-``--ontology`` its ``label_id`` is filled in when the name is a class of that ontology.
+is absent, ``label``. As the reference script (``02_filter_single_label.py``) does by default, an
+item is kept when its value is a string or a list of at most one entry, counted as written (a
+repeated label counts twice); an item with no label is kept unlabelled, since the tag stage
+labels every clip anyway. Options: ``--dedupe-labels`` strips the labels and drops empty strings
+and exact repeats before counting; ``--drop-unlabelled`` drops items without a label as
+``empty_label``. Other drops: ``multi_label``, ``invalid_label``, ``missing_file`` (and
+``unknown_prefix`` / ``unsafe_path`` for paths that cannot be resolved). The kept item's
+``label`` is the one label, as a string (None when unlabelled); with ``--ontology`` its
+``label_id`` is filled in when the name is a class of that ontology.
 """
 
 from __future__ import annotations
@@ -18,15 +23,16 @@ from mixing.ontology import Ontology
 from .base import Drop, Item, Result, Stage, opt, read_error_reason
 
 
-def label_list(value: Any) -> list[str] | None:
-    """The distinct non-empty labels of a string / list value, in order; None if not a label."""
+def label_list(value: Any, dedupe: bool = True) -> list[str] | None:
+    """The labels of a string / list value, in order; None if not a label. ``dedupe``: stripped,
+    distinct and non-empty only; otherwise every list entry counts, as written (the reference)."""
     if value is None:
         return []
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("[") and text.endswith("]"):  # a JSON list in a CSV cell
             try:
-                return label_list(json.loads(text))
+                return label_list(json.loads(text), dedupe)
             except json.JSONDecodeError:
                 pass
         return [text] if text else []
@@ -35,6 +41,9 @@ def label_list(value: Any) -> list[str] | None:
         for v in value:
             if not isinstance(v, str):
                 return None
+            if not dedupe:
+                out.append(v)
+                continue
             v = v.strip()
             if v and v not in out:
                 out.append(v)
@@ -50,16 +59,23 @@ class SingleLabelStage(Stage):
 
     ontology: str | None = opt(None, "AudioSet-format ontology used to fill label_id from the label name")
     check_files: bool = opt(True, "drop items whose audio file does not exist", flag="--no-check-files")
+    dedupe_labels: bool = opt(False, "strip labels and ignore empty and repeated ones before counting "
+                              "(the reference counts list entries as written)", flag="--dedupe-labels")
+    drop_unlabelled: bool = opt(False, "drop items without a label as 'empty_label' (the reference keeps "
+                                "them for the tag stage to label)", flag="--drop-unlabelled")
 
     def setup(self) -> None:
         self._ontology = Ontology.from_json(self.ontology) if self.ontology else None
 
     def process_item(self, item: Item) -> Result:
         raw = item.text_label if item.text_label is not None else item.label
-        labels = label_list(raw)
+        labels = label_list(raw, self.dedupe_labels)
         if labels is None:
             return [Drop.of(item, "invalid_label", f"label {raw!r} is neither a string nor a list of strings")]
-        if not labels:
+        labels = [v.strip() for v in labels]
+        if len(labels) == 1 and not labels[0]:
+            labels = []
+        if not labels and self.drop_unlabelled:
             return [Drop.of(item, "empty_label", f"label {raw!r} holds no label")]
         if len(labels) > 1:
             return [Drop.of(item, "multi_label", f"{len(labels)} labels: {labels[:5]}")]
@@ -72,10 +88,11 @@ class SingleLabelStage(Stage):
                 return [Drop.of(item, read_error_reason(exc), str(exc))]
             if not local.is_file():
                 return [Drop.of(item, "missing_file", f"{local} does not exist")]
-        label = labels[0]
-        label_id = item.label_id
-        if self._ontology is not None and label in self._ontology:
+        label = labels[0] if labels else None
+        label_id = item.label_id if labels else None
+        if self._ontology is not None and label and label in self._ontology:
             label_id = self._ontology.node(label).id
         out = item.replace(label=label, label_id=label_id)
-        out.provenance["single_label"] = {"source_label": raw}
+        out.provenance["single_label"] = {"source_label": raw, "dedupe_labels": self.dedupe_labels,
+                                          "unlabelled": not labels}
         return [out]

@@ -67,7 +67,8 @@ class SuperResStage(Stage):
 
     def models(self) -> dict:
         b = getattr(self, "_backend", None)
-        return {"superres": {"spec": self.backend, "model_id": getattr(b, "model_id", None)}}
+        return {"superres": {"spec": self.backend, "model_id": getattr(b, "model_id", None),
+                             "settings": getattr(b, "provenance", None)}}
 
     def thresholds(self) -> dict:
         return {"target_rate": TARGET_RATE, "length_tolerance_frames": LENGTH_TOLERANCE}

@@ -1,7 +1,9 @@
 """Stage 4, ``tag``: an AudioSet tagger assigns the label.
 
-Each clip is read as mono and resampled to the tagger's own rate (``tagger.sample_rate``: 16 kHz
-for the zipformer tagger) before tagging. The top-k classes with their scores are recorded; the
+Each clip is reduced to one channel and resampled to the tagger's own rate
+(``tagger.sample_rate``: 16 kHz for the zipformer tagger) before tagging. The channel is the
+file's first one by default, as the reference script (``04_audioset_label_audiotag.py``, which
+tags ``wave[0]``) does; ``--channels mean`` tags the mean over channels instead. The top-k classes with their scores are recorded; the
 best becomes ``label``/``label_id`` (the weak label is kept in the provenance). With
 ``threshold``, clips whose best score is below it are dropped as ``low_confidence``. A tagger
 call that fails is retried clip by clip; a clip that still fails is dropped as ``tagger_failed``.
@@ -21,6 +23,19 @@ from .base import AUDIO_ERRORS, Drop, Item, Result, Stage, StageError, load_back
 
 log = logging.getLogger(__name__)
 
+CHANNEL_MODES = ("first", "mean")
+
+
+def one_channel(data: np.ndarray, mode: str) -> np.ndarray:
+    """``(frames, channels)`` or ``(frames,)`` to one channel: the first one, or the mean."""
+    if data.ndim == 1:
+        return data
+    if mode == "first" or data.shape[1] == 1:
+        return data[:, 0]
+    if mode == "mean":
+        return data.mean(axis=1)
+    raise StageError(f"--channels is {mode!r}; expected one of {', '.join(CHANNEL_MODES)}")
+
 
 @dataclass
 class TagStage(Stage):
@@ -32,12 +47,16 @@ class TagStage(Stage):
                              "sherpa-onnx:model=/m/model.onnx,labels=/m/labels.csv or ast:path=/local/ast",
                              required=True)
     top_k: int = opt(5, "classes recorded per clip", type=int)
+    channels: str = opt("first", "first (default, the reference): tag the first channel of a "
+                        "multichannel file; mean: the mean over channels", choices=CHANNEL_MODES)
     threshold: float | None = opt(None, "drop clips whose best score is below this as 'low_confidence'",
                                   type=float)
 
     def setup(self) -> None:
         if not self.tagger:
             raise StageError("the tag stage needs --tagger NAME[:options]")
+        if self.channels not in CHANNEL_MODES:
+            raise StageError(f"--channels is {self.channels!r}; expected one of {', '.join(CHANNEL_MODES)}")
         if self.top_k < 1:
             raise StageError(f"--top-k is {self.top_k}; expected at least 1")
         self._tagger = load_backend("tagger", self.tagger, self.device)
@@ -51,7 +70,7 @@ class TagStage(Stage):
                            "sample_rate": getattr(t, "sample_rate", None)}}
 
     def thresholds(self) -> dict:
-        return {"threshold": self.threshold, "top_k": self.top_k}
+        return {"threshold": self.threshold, "top_k": self.top_k, "channels": self.channels}
 
     def _tag(self, clips: list[np.ndarray]) -> list[list | str]:
         """Tags per clip, or an error string; a failing batch is retried clip by clip."""
@@ -79,10 +98,11 @@ class TagStage(Stage):
         clips, where = [], []
         for i, item in enumerate(items):
             try:
-                y, sr = self.audio.read(item)
+                y, sr = self.audio.read(item, mono=False)
             except AUDIO_ERRORS as exc:
                 results[i] = [Drop.of(item, read_error_reason(exc), str(exc))]
                 continue
+            y = np.ascontiguousarray(one_channel(y, self.channels), dtype=np.float32)
             clips.append(np.ascontiguousarray(resample(y, sr, rate), dtype=np.float32))
             where.append(i)
         tags = self._tag(clips) if clips else []
@@ -96,7 +116,7 @@ class TagStage(Stage):
             except (TypeError, ValueError) as exc:
                 results[i] = [Drop.of(item, "tagger_failed", f"malformed tags {found!r:.200}: {exc}")]
                 continue
-            record = {"tagger": self._tagger.model_id, "sample_rate": rate,
+            record = {"tagger": self._tagger.model_id, "sample_rate": rate, "channels": self.channels,
                       "top_k": [[n, m, round(s, 6)] for n, m, s in top],
                       "source_label": item.label, "source_label_id": item.label_id}
             if not top:
