@@ -5,6 +5,7 @@ judge live in ``test_curate_e2e.py``."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_pool_excludes_ancestors_and_descendants():
         {"id": "c", "name": "C", "child_ids": []},
         {"id": "d", "name": "D", "child_ids": []},
     ])
-    pb = PoolBuilder(onto)
+    pb = PoolBuilder(onto, rule="union")
     assert set(pb.pool("m", "s1", "C").labels) == {"C", "D"}  # B is C's parent, not a confusion
     assert set(pb.pool("m", "s1", "D").labels) == {"D", "B", "C"}
     assert set(pb.pool("m", "s1", "B").labels) == {"B", "D"}  # C is B's child, not a confusion
@@ -168,6 +169,17 @@ class _Stems:
         return arr, 8000
 
 
+def prompt_options(prompt: str) -> list[str]:
+    """The numbered options of a prompt: the reference's JSON pool (``"1": "Label"`` lines) or
+    ``N. Label`` lines."""
+    found = {int(m.group(1)): json.loads(m.group(2))
+             for m in re.finditer(r'^\s*"(\d+)": ("(?:[^"\\]|\\.)*"),?$', prompt, re.M)}
+    if not found:
+        found = {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
+    assert sorted(found) == list(range(1, len(found) + 1)), prompt
+    return [found[i] for i in sorted(found)]
+
+
 class _Judge:
     def __init__(self, answer, stems: _Stems | None = None):
         self.model_id = "fake"
@@ -177,7 +189,7 @@ class _Judge:
 
     def ask(self, items, prompt):
         self.items += len(items)
-        options = [line.split(". ", 1)[1] for line in prompt.splitlines() if line[:1].isdigit()]
+        options = prompt_options(prompt)
         out = []
         for y, _ in items:
             if self.answer == "oracle":

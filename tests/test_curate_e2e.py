@@ -40,12 +40,23 @@ HIVE_ONTOLOGY = packaged.hive_ontology_path()
 _STRIDE = 11  # the oracle compares every 11th sample: plenty to tell the toy stems apart
 
 
+def prompt_options(prompt: str) -> list[str]:
+    """The numbered options of a prompt: the reference's JSON pool (``"1": "Label"`` lines) or
+    ``N. Label`` lines."""
+    found = {int(m.group(1)): json.loads(m.group(2))
+             for m in re.finditer(r'^\s*"(\d+)": ("(?:[^"\\]|\\.)*"),?$', prompt, re.M)}
+    if not found:
+        found = {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
+    return [found[i] for i in sorted(found)]
+
+
 class JudgeServer:
     """A chat-completions server in a thread; the oracle knows the toy stems."""
 
     def __init__(self, refs: dict[int, tuple[np.ndarray, list[str]]]):
         self.refs = refs
         self.requests: Counter = Counter()
+        self.bodies: list[dict] = []  # every chat-completions request body received
         self._lock = threading.Lock()
         server = self
 
@@ -68,8 +79,10 @@ class JudgeServer:
                 parts = body["messages"][-1]["content"]
                 prompt = next(p["text"] for p in parts if p["type"] == "text")
                 audio_url = next(p["audio_url"]["url"] for p in parts if p["type"] == "audio_url")
-                options = {m.group(2): int(m.group(1)) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
-                assert options and "0 if none" in prompt
+                with server._lock:
+                    server.bodies.append(body)
+                options = {label: i for i, label in enumerate(prompt_options(prompt), 1)}
+                assert options and ("0 if none" in prompt or "return 0" in prompt)
                 if model == "oracle":
                     y, _ = sf.read(io.BytesIO(base64.b64decode(audio_url.split(",", 1)[1])), dtype="float32")
                     answer = str(options[server.identify(y)])
