@@ -381,3 +381,56 @@ def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy
     kept_one = {m for m in _kept(out1) if "_validation_" in m}
     assert _kept(out) == kept_one and len(kept_one) == 8
     assert sorted(r.mix_id for r in iter_records(out / "metadata")) == sorted(kept_one)
+
+
+# ---- request settings: the reference's by default, each one configurable ----------------------
+def test_request_body_has_the_reference_prompt_and_system_and_settings_change_the_cache(
+        toy, ontology, server, tmp_path, capsys):
+    from curation.curate.prompt import REFERENCE_TEMPLATE, build_prompt
+
+    out = tmp_path / "ref"
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), out, "--split", "validation")
+    bodies = server.bodies[start:]
+    judged = [s for s in _table(out / "scores" / "sources.parquet") if s["status"] == "scored"]
+    assert judged and len(bodies) == len(judged)
+    for body in bodies:
+        assert "temperature" not in body  # the reference sends none: the server's default applies
+        system, user = body["messages"]
+        assert system == {"role": "system", "content": "You are a helpful assistant."}
+        assert [p["type"] for p in user["content"]] == ["audio_url", "text"]
+        text = user["content"][1]["text"]
+        assert text == build_prompt(prompt_options(text), REFERENCE_TEMPLATE)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["prompt"]["name"] == "reference" and prov["prompt"]["temperature"] is None
+    assert prov["pools"]["rule"] == "reference" and prov["config"]["confusion_pool"] == "reference"
+
+    # same cache, other settings: every question is asked again, with those settings
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "custom", "--split", "validation",
+            "--cache-dir", str(out / "cache"), "--prompt", "hive-v1", "--system", "Be terse.",
+            "--temperature", "0.3")
+    bodies = server.bodies[start:]
+    assert len(bodies) == len(judged)
+    for body in bodies:
+        assert body["temperature"] == 0.3
+        assert body["messages"][0] == {"role": "system", "content": "Be terse."}
+        assert "0 if none of the labels matches" in body["messages"][1]["content"][1]["text"]
+    prov = json.loads((tmp_path / "custom" / "provenance.json").read_text())
+    assert prov["prompt"]["system"] == "Be terse." and prov["prompt"]["temperature"] == 0.3
+    # an empty system message sends none; the answers of the first run are still cached
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "nosys", "--split", "validation",
+            "--cache-dir", str(out / "cache"), "--system", "")
+    assert all(b["messages"][0]["role"] == "user" for b in server.bodies[start:]) and len(server.bodies) > start
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "again", "--split", "validation",
+            "--cache-dir", str(out / "cache"))
+    assert len(server.bodies) == start
+
+    capsys.readouterr()
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "bad"),
+               "--prompt", "Which label is it?", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.startswith("hive curate: error: ") and "placeholder" in err and "\n" not in err

@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="judge backend spec, e.g. 'openai:url=http://127.0.0.1:8000/v1,model=NAME,timeout=60,retries=3'")
     p.add_argument("--output", required=True, help="output folder (metadata/, scores/, summary.json, provenance.json)")
     sel = p.add_mutually_exclusive_group()
-    sel.add_argument("--keep", type=_fraction, default=0.5,
+    sel.add_argument("--keep", type=_fraction,
                      help="keep this fraction of the scored mixtures of each (split, num_sources) group (default 0.5)")
     sel.add_argument("--min-score", type=_fraction, help="keep every mixture scoring at least this instead")
     p.add_argument("--unscored", choices=("drop", "keep"), default="drop",
@@ -94,12 +94,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curation.curate.job import CurateConfig, run_curate
+    from curation.curate.job import CurateConfig, CurateError, run_curate
+
+    if args.keep_rule == "reference" and (args.keep is not None or args.min_score is not None):
+        raise CurateError("--keep-rule reference keeps the top len // 2 of each shard; it takes no "
+                          f"{'--keep' if args.keep is not None else '--min-score'}; drop it or use "
+                          "--keep-rule fraction")
+    if args.keep_shard_size is not None and args.keep_rule != "reference":
+        raise CurateError("--keep-shard-size only applies to --keep-rule reference")
 
     config = CurateConfig(
         metadata=args.metadata, ontology=args.ontology, judge=args.judge, output=args.output,
         dataset_paths=args.dataset_paths, rendered=args.rendered,
-        keep=None if args.min_score is not None else args.keep, min_score=args.min_score,
+        keep=None if args.min_score is not None else (0.5 if args.keep is None else args.keep),
+        min_score=args.min_score,
         unscored=args.unscored, split=args.split, max_pool=args.max_pool, seed=args.seed,
         cache_dir=args.cache_dir, answer_retries=args.answer_retries, concurrency=args.concurrency,
         revision=args.revision, confusion_pool=args.confusion_pool, option_order=args.option_order,
