@@ -537,3 +537,24 @@ def test_prompt_system_and_temperature_change_the_cache_key(tmp_path):
     assert n > 0 and asked[:5] == [n] * 5 and asked[5:] == [0] * 5
     keys = {line["key"] for line in map(json.loads, (tmp_path / "cache" / "answers-00000.jsonl").read_text().splitlines())}
     assert len(keys) == 5 * n
+
+
+def test_reference_option_order_rewards_a_judge_that_always_answers_one(tmp_path):
+    """With the true label first (the reference's order) a judge answering "1" is always right;
+    with the default shuffled order it is not."""
+    onto = packaged.hive_ontology()
+    leaves = sorted(n.name for n in onto.leaves() if len(onto.children(onto.parents(n)[-1])) > 2)
+    recs = [_rec(f"o{i}", [leaves[(7 * i) % len(leaves)], leaves[(7 * i + 3) % len(leaves)]]) for i in range(40)]
+
+    class Zeros:
+        def stems(self, rec):
+            return np.zeros((rec.num_sources, 8), dtype=np.float32), 8000
+
+    results = {}
+    for order in ("reference", "shuffled"):
+        with AnswerCache(tmp_path / order) as cache:
+            scores = list(Scorer(PoolBuilder(onto, order=order), _Judge("1"), cache, Zeros()).score(recs))
+        judged = [s for m in scores for s in m.sources if s.status == SCORED]
+        assert len(judged) == 80
+        results[order] = np.mean([s.correct for s in judged])
+    assert results["reference"] == 1.0 and results["shuffled"] < 0.6

@@ -434,3 +434,36 @@ def test_request_body_has_the_reference_prompt_and_system_and_settings_change_th
                "--prompt", "Which label is it?", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and err.startswith("hive curate: error: ") and "placeholder" in err and "\n" not in err
+
+
+def test_reference_keep_rule_keeps_the_top_half_of_each_shard(oracle_run, toy, ontology, server, records,
+                                                             tmp_path, capsys):
+    """Cached answers, --keep-rule reference over shards of 5: the kept set is the one an
+    independent implementation of the reference rule picks (per (split, n) group in input order,
+    tars of 5, stable sort by score, first len // 2)."""
+    out1, _ = oracle_run
+    before = server.total()
+    out = tmp_path / "refkeep"
+    _curate(toy, ontology, server.spec("oracle"), out, "--cache-dir", str(out1 / "cache"),
+            "--keep-rule", "reference", "--keep-shard-size", "5")
+    assert server.total() == before
+    scores = {m["mix_id"]: m["score"] for m in _table(out / "scores" / "mixtures.parquet")}
+    groups: dict[tuple[str, int], list[str]] = {}
+    for rec in records:
+        groups.setdefault((rec.split, rec.num_sources), []).append(rec.mix_id)
+    expected = set()
+    for ids in groups.values():
+        for start in range(0, len(ids), 5):
+            tar = sorted(ids[start:start + 5], key=lambda m: scores[m], reverse=True)
+            expected |= set(tar[: len(tar) // 2])
+    assert _kept(out) == expected and expected != _kept(out1)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["policy"]["name"] == "reference_per_shard" and prov["policy"]["shard_size"] == 5
+    assert sorted(r.mix_id for r in iter_records(out / "metadata")) == sorted(expected)
+
+    capsys.readouterr()
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "bad"),
+               "--keep-rule", "reference", "--keep", "0.3", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.startswith("hive curate: error: ") and "--keep" in err and "\n" not in err
