@@ -467,3 +467,22 @@ def test_reference_keep_rule_keeps_the_top_half_of_each_shard(oracle_run, toy, o
                "--keep-rule", "reference", "--keep", "0.3", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and err.startswith("hive curate: error: ") and "--keep" in err and "\n" not in err
+
+
+def test_curation_reads_a_pcm16_reference_render(toy, ontology, server, request, tmp_path):
+    """Stems rendered as the reference wrote them (16-bit PCM, reference stems) feed the judge."""
+    try:
+        rendered = request.getfixturevalue("toy_render")("webdataset", "reference", "pcm16")
+    except pytest.FixtureLookupError:
+        rendered = tmp_path / "pcm16"
+        assert hive(["render", "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+                     "--output", str(rendered), "--stems", "reference", "--audio-format", "pcm16",
+                     "--no-progress"]) == 0
+    start = len(server.bodies)
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--rendered", str(rendered),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "o"),
+               "--split", "validation", "--no-progress"])
+    assert rc == 0
+    judged = [s for s in _table(tmp_path / "o" / "scores" / "sources.parquet") if s["status"] == "scored"]
+    assert judged and len(server.bodies) - start == len(judged)
+    assert sum(s["correct"] for s in judged) >= 0.9 * len(judged)  # clipped stems still recognised
