@@ -44,6 +44,7 @@ import numpy as np
 from datasets.builder import Key
 
 from mixing import __version__
+from mixing.citation import CITATION
 from mixing.metadata import SPLITS, normalise_split
 from mixing.metadata_io import MetadataSource
 from mixing.render import STEM_MODES
@@ -61,13 +62,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CITATION = """\
-@article{hive2025,
-  title  = {A Data-Centric Approach to Universal Sound Separation: the Hive Data Set},
-  author = {ShandaAI},
-  year   = {2025},
-}
-"""
+_CITATION = CITATION  # the paper: Li et al., arXiv 2601.22599 (2026)
 _NMIX = re.compile(r"^([2-9])mix$")
 
 

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import mixing
+from mixing.citation import CITATION, REFERENCE
 from mixing.errors import HiveError
 from mixing.metadata import MixtureRecord, hub_features
 from mixing.metadata_io import MetadataSource, iter_records, open_metadata
@@ -304,6 +305,7 @@ def card_body(stats: CardStats, layout: Layout, options: CardOptions) -> str:
         label_plot=LABEL_PLOT, corpus_table=_corpus_table(stats),
         snr_summary=_snr_summary(stats), snr_table=_snr_table(stats), snr_plot=SNR_PLOT,
         licence_table=_licence_table(), provenance=_provenance(options, layout),
+        citation=CITATION.rstrip("\n"), reference=REFERENCE,
     )
 
 

@@ -8,7 +8,9 @@
   ``_ledger/{split}-{n}mix-{k:05d}.json`` (count, sha256, failures) is written. A rerun skips
   shards whose ledger entry and file agree.
 * When every rank is done, ``_failures.jsonl`` and ``_summary.json`` are rebuilt from the ledger,
-  so they are identical whether or not the run was interrupted.
+  so they are identical whether or not the run was interrupted; so is ``_warnings.jsonl``, one
+  line per file that clipped (``--audio-format pcm16`` only: mix_id, member, clipped_samples,
+  peak), absent when nothing clipped.
 """
 
 from __future__ import annotations
@@ -166,6 +168,12 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderOptions) -> di
                 "message": str(exc)[:500]})
     info = writer.close()
     entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures}
+    if info.get("warnings"):
+        clipped = info["warnings"]
+        log.warning("%s: %d file(s) of %d mixture(s) clipped in 16-bit PCM (%d samples in all, peak %.4f); "
+                    "listed in %s", path.relative_to(out), len(clipped), len({w["mix_id"] for w in clipped}),
+                    sum(w["clipped_samples"] for w in clipped), max(w["peak"] for w in clipped),
+                    out / "_warnings.jsonl")
     _write_json_atomic(out / "_ledger" / f"{task.name}.json", entry)
     return entry
 
@@ -222,11 +230,16 @@ def merge_outputs(output: Path) -> dict[str, Any]:
     invalid_path = output / "_ledger" / "_invalid_records.json"
     invalid = json.loads(invalid_path.read_text()) if invalid_path.is_file() else []
     failures = invalid + [f for e in entries for f in e["failures"]]
-    tmp = output / f"._failures.jsonl.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for f in failures:
-            fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, output / "_failures.jsonl")
+    warnings = [w for e in entries for w in e.get("warnings", [])]
+    for name, rows in (("_failures.jsonl", failures), ("_warnings.jsonl", warnings)):
+        if name == "_warnings.jsonl" and not rows:
+            (output / name).unlink(missing_ok=True)
+            continue
+        tmp = output / f".{name}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for f in rows:
+                fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
+        os.replace(tmp, output / name)
     per_group: dict[str, int] = defaultdict(int)
     for e in entries:
         per_group[str(Path(e["shard"]).parent)] += e["count"]
@@ -234,6 +247,9 @@ def merge_outputs(output: Path) -> dict[str, Any]:
                "mixtures_per_group": dict(sorted(per_group.items())),
                "failures": len(failures),
                "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items()))}
+    if warnings:  # only pcm16 renders clip; other summaries keep their keys
+        summary["warnings"] = len(warnings)
+        summary["clipped_samples"] = sum(w["clipped_samples"] for w in warnings)
     _write_json_atomic(output / "_summary.json", summary)
     return summary
 

@@ -34,9 +34,14 @@ from .errors import HiveError
 from .metadata import SOURCES_ARROW_TYPE
 from .render import RenderedMixture
 
-AudioFormat = Literal["wav", "flac"]
+AudioFormat = Literal["wav", "flac", "pcm16"]
+#: formats of the builder and the streaming path
 AUDIO_FORMATS = ("wav", "flac")
-_SUBTYPE = {"wav": "FLOAT", "flac": "PCM_24"}
+#: formats ``hive render`` writes: also ``pcm16``, 16-bit PCM WAV as the reference wrote
+RENDER_AUDIO_FORMATS = ("wav", "flac", "pcm16")
+#: file extension of each format's members
+AUDIO_EXT = {"wav": "wav", "flac": "flac", "pcm16": "wav"}
+_SUBTYPE = {"wav": "FLOAT", "flac": "PCM_24", "pcm16": "PCM_16"}
 
 
 class ClippingError(HiveError, ValueError):
@@ -44,9 +49,12 @@ class ClippingError(HiveError, ValueError):
 
 
 def encode_audio(x: np.ndarray, sample_rate: int, fmt: AudioFormat, what: str = "") -> bytes:
-    """Float WAV (lossless for float32, never clips) or 24-bit FLAC with a peak check."""
-    if fmt not in AUDIO_FORMATS:
-        raise ValueError(f"audio format {fmt!r} is not one of {AUDIO_FORMATS}")
+    """Float WAV (lossless for float32, never clips), 24-bit FLAC with a peak check, or 16-bit
+    PCM WAV (clips; see :func:`pcm16_wav_bytes`, and the writers' clip warnings)."""
+    if fmt not in RENDER_AUDIO_FORMATS:
+        raise ValueError(f"audio format {fmt!r} is not one of {RENDER_AUDIO_FORMATS}")
+    if fmt == "pcm16":
+        return pcm16_wav_bytes(x, sample_rate)
     if fmt == "flac":
         peak = float(np.max(np.abs(x))) if x.size else 0.0
         if peak > 1.0:
@@ -57,6 +65,26 @@ def encode_audio(x: np.ndarray, sample_rate: int, fmt: AudioFormat, what: str = 
         return float_wav_bytes(x, sample_rate)
     buf = io.BytesIO()
     sf.write(buf, x, sample_rate, format=fmt.upper(), subtype=_SUBTYPE[fmt])
+    return buf.getvalue()
+
+
+def pcm16_clipped(x: np.ndarray) -> tuple[int, float]:
+    """``(samples outside [-1, 1), peak |x|)``: the samples 16-bit PCM cannot hold (a signed
+    16-bit sample holds ``[-32768, 32767] / 32768``), which are clipped to full scale."""
+    if not x.size:
+        return 0, 0.0
+    return int(np.count_nonzero((x >= 1.0) | (x < -1.0))), float(np.max(np.abs(x)))
+
+
+def pcm16_wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
+    """Mono 16-bit PCM WAV written as the reference wrote its files: libsndfile's conversion of
+    the float64 samples (``soundfile.write(buf, x, sr, format="WAV")``, whose default subtype is
+    PCM_16; a float32 render is widened to float64 exactly first). Values outside ``[-1, 1)`` are
+    clipped to full scale first (the libsndfile in use saturates them anyway; older versions
+    wrapped around). No PEAK chunk or timestamp: the bytes are the same run to run."""
+    y = np.clip(np.asarray(x, dtype=np.float64), -1.0, 32767.0 / 32768.0)
+    buf = io.BytesIO()
+    sf.write(buf, y, sample_rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 
@@ -112,9 +140,24 @@ class ShardWriter:
     suffix = ""
 
     def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
+        if audio_format not in RENDER_AUDIO_FORMATS:
+            raise ValueError(f"audio format {audio_format!r} is not one of {RENDER_AUDIO_FORMATS}")
         self.path = Path(path)
         self.audio_format = audio_format
+        self.ext = AUDIO_EXT[audio_format]
         self.count = 0
+        #: one entry per written file that clipped (``pcm16``): mix_id, member, clipped_samples, peak
+        self.warnings: list[dict[str, Any]] = []
+
+    def _clip_check(self, x: np.ndarray, mix_id: str, member: str, pending: list[dict[str, Any]]) -> None:
+        if self.audio_format != "pcm16":
+            return
+        n, peak = pcm16_clipped(x)
+        if n:
+            pending.append({"mix_id": mix_id, "member": member, "reason": "clipped",
+                            "clipped_samples": n, "peak": round(peak, 6),
+                            "message": f"{n} sample(s) outside [-1, 1) clipped to full scale in 16-bit PCM "
+                                       f"(peak {peak:.4f}); use --audio-format wav (32-bit float) to keep them"})
 
     def add(self, r: RenderedMixture) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -132,7 +175,8 @@ class ShardWriter:
         finally:
             if tmp.exists():
                 tmp.unlink()
-        return {"count": self.count, "sha256": file_sha256(self.path), "bytes": self.path.stat().st_size}
+        return {"count": self.count, "sha256": file_sha256(self.path), "bytes": self.path.stat().st_size,
+                "warnings": self.warnings}
 
 
 class WebDatasetShardWriter(ShardWriter):
@@ -174,18 +218,22 @@ class WebDatasetShardWriter(ShardWriter):
         return (encode_audio(x, sr, self.audio_format, what),)
 
     def add(self, r: RenderedMixture) -> None:
-        ext = self.audio_format
+        ext = self.ext
         key = r.record.mix_id
         # encode the whole sample first: a refused member (clipping) leaves the shard untouched
+        warnings: list[dict[str, Any]] = []
         members = [(f"{key}.mix.{ext}", self._audio(r.mix, r.sample_rate, f"{key} mix"))]
+        self._clip_check(r.mix, key, members[0][0], warnings)
         for i, stem in enumerate(r.stems, 1):
             members.append((f"{key}.s{i}.{ext}", self._audio(stem, r.sample_rate, f"{key} s{i}")))
-        members.append((f"{key}.json", (sample_json(r, ext),)))
+            self._clip_check(stem, key, members[-1][0], warnings)
+        members.append((f"{key}.json", (sample_json(r, self.audio_format),)))
         if self._fh is None:
             self._open()
         for name, parts in members:
             self._member(name, parts)
         self.count += 1
+        self.warnings.extend(warnings)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +255,8 @@ class WebDatasetShardWriter(ShardWriter):
                 self._fh.close()
             if self._tmp.exists():
                 self._tmp.unlink()
-        return {"count": self.count, "sha256": self._hash.hexdigest(), "bytes": self._offset}
+        return {"count": self.count, "sha256": self._hash.hexdigest(), "bytes": self._offset,
+                "warnings": self.warnings}
 
 
 def _audio_struct() -> pa.DataType:
@@ -270,22 +319,27 @@ class ParquetShardWriter(ShardWriter):
         self._rows: list[dict[str, Any]] = []
 
     def add(self, r: RenderedMixture) -> None:
-        ext = self.audio_format
+        fmt, ext = self.audio_format, self.ext
         rec = r.record
         key = rec.mix_id
         row = rec.to_hub_row()
+        warnings: list[dict[str, Any]] = []
+        self._clip_check(r.mix, key, f"{key}.mix.{ext}", warnings)
+        for i, s in enumerate(r.stems, 1):
+            self._clip_check(s, key, f"{key}.s{i}.{ext}", warnings)
         self._rows.append({
             "mix_id": key, "split": rec.split, "num_sources": rec.num_sources,
             "sample_rate": r.sample_rate, "target_duration": rec.target_duration, "labels": rec.labels,
-            "mix": {"bytes": encode_audio(r.mix, r.sample_rate, ext, f"{key} mix"), "path": f"{key}.mix.{ext}"},
-            "sources": [{"bytes": encode_audio(s, r.sample_rate, ext, f"{key} s{i}"), "path": f"{key}.s{i}.{ext}"}
+            "mix": {"bytes": encode_audio(r.mix, r.sample_rate, fmt, f"{key} mix"), "path": f"{key}.mix.{ext}"},
+            "sources": [{"bytes": encode_audio(s, r.sample_rate, fmt, f"{key} s{i}"), "path": f"{key}.s{i}.{ext}"}
                         for i, s in enumerate(r.stems, 1)],
             "source_metadata": row["sources"],
             "global_normalization_factor": rec.global_normalization_factor,
             "final_max_amplitude": rec.final_max_amplitude,
-            "render_json": sample_json(r, ext).decode("utf-8"),
+            "render_json": sample_json(r, fmt).decode("utf-8"),
         })
         self.count += 1
+        self.warnings.extend(warnings)
 
     def _write(self, tmp: Path) -> None:
         schema = _schema_with_features()

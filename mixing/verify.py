@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 #: absolute tolerance of the stems-sum check (on top of the encoding's own rounding)
 DEFAULT_ATOL = 1e-5
 AUDIO_EXTS = ("wav", "flac")
+#: ``hive_render.audio_format`` values: the member extension and the subtype it implies
+#: (``pcm16``: 16-bit PCM ``.wav`` members, as the reference wrote)
+AUDIO_FORMATS = {"wav": ("wav", None), "flac": ("flac", None), "pcm16": ("wav", "PCM_16")}
 STEM_MODES = ("consistent", "reference")
 SHARD_SUFFIX = {".tar": "webdataset", ".parquet": "parquet"}
 _GROUP_DIR = re.compile(r"(\d+)mix")
@@ -271,8 +274,9 @@ class _SampleChecker:
         if mode not in STEM_MODES:
             rep.add("bad_provenance", f"hive_render.stem_mode is {mode!r}; expected one of {STEM_MODES}", key)
             return None
-        if fmt not in AUDIO_EXTS:
-            rep.add("bad_provenance", f"hive_render.audio_format is {fmt!r}; expected one of {AUDIO_EXTS}", key)
+        if fmt not in AUDIO_FORMATS:
+            rep.add("bad_provenance", f"hive_render.audio_format is {fmt!r}; expected one of "
+                    f"{tuple(AUDIO_FORMATS)}", key)
             return None
         cfg = self.config
         if cfg is not None:
@@ -309,7 +313,7 @@ class _SampleChecker:
                 if name not in expected:
                     rep.add("stray_member", f"member {name} is not part of a {n}-source sample", key,
                             f"{key}.{name}.{ext or '*'}")
-        if prov is not None and ext is not None and ext != prov["audio_format"]:
+        if prov is not None and ext is not None and ext != AUDIO_FORMATS[prov["audio_format"]][0]:
             rep.add("wrong_format", f"audio members are .{ext}; hive_render.audio_format is "
                     f"{prov['audio_format']!r}", key)
         if rec is None or prov is None or expected is None:
@@ -328,6 +332,10 @@ class _SampleChecker:
             except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
                 rep.add("unreadable_audio", f"cannot be decoded ({exc})", key, member)
                 continue
+            want_subtype = AUDIO_FORMATS[prov["audio_format"]][1]
+            if want_subtype is not None and subtype != want_subtype:
+                rep.add("wrong_format", f"{subtype} samples; hive_render.audio_format "
+                        f"{prov['audio_format']!r} means {want_subtype}", key, member)
             if file_sr != sr:
                 rep.add("wrong_sample_rate", f"{file_sr} Hz; hive_render.sample_rate is {sr}", key, member)
             if channels != 1:
@@ -365,6 +373,10 @@ class _SampleChecker:
         stem_abs = np.sum(np.abs(stems), axis=0) if stems else np.zeros_like(mix)
         scale = max(float(np.max(stem_abs)) if stem_abs.size else 0.0, float(np.max(np.abs(target))) if target.size else 0.0)
         tol = self.atol + max(eps) * ((n + 1) * scale + 1.0 / mix_div)
+        if len(steps) == n + 1 and any(steps):
+            # PCM members carry an absolute rounding error of up to one step each (the mix's
+            # divided by the factor in reference mode); 16-bit steps exceed atol
+            tol += sum(steps[1:]) + steps[0] / mix_div
         err = float(np.max(np.abs(total - target))) if total.size else 0.0
         if not err <= tol:
             what = "mix" if prov["stem_mode"] == "consistent" else "mix / global_normalization_factor"
@@ -483,7 +495,7 @@ def _check_parquet_row(row: dict[str, Any], checker: _SampleChecker, rep: ShardR
     seen.add(key)
     rec, obj = checker.parse_json(key, row.get("render_json"))
     prov = checker.provenance(key, rec, obj) if rec is not None and obj is not None else None
-    ext = prov["audio_format"] if prov is not None else None
+    ext = AUDIO_FORMATS[prov["audio_format"]][0] if prov is not None else None
     audio: dict[str, bytes | None] = {}
     exts: set[str] = set()
 

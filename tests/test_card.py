@@ -215,3 +215,32 @@ def test_helpers():
     assert corpus_of("unknown_corpus") is None
     assert size_category(999) == "n<1K" and size_category(1000) == "1K<n<10K"
     assert size_category(2_500_000) == "1M<n<10M"
+
+
+PAPER_TITLE = "A Semantically Consistent Dataset for Data-Efficient Query-Based Universal Sound Separation"
+PAPER_AUTHORS = ["Li, Kai", "Cheng, Jintao", "Zeng, Chang", "Yan, Zijun", "Wang, Helin", "Su, Zixiong",
+                 "Zheng, Bo", "Hu, Xiaolin"]
+
+
+def _bibtex_fields(text: str) -> dict[str, str]:
+    import re
+
+    entry = re.search(r"@article\{(\w+),\n(.*?)\n\}", text, re.S)
+    assert entry is not None, text
+    return {k: v for k, v in re.findall(r"^\s*(\w+)\s*=\s*\{(.*)\},?$", entry.group(2), re.M)}
+
+
+def test_card_and_builder_cite_the_paper(card_dir, tmp_path):
+    import hive as hive_builder
+
+    body = (card_dir / "README.md").read_text(encoding="utf-8")
+    assert "## Citation" in body
+    for text in (body, hive_builder.Hive(cache_dir=str(tmp_path / "cache")).info.citation):
+        fields = _bibtex_fields(text)
+        assert fields["title"] == "{" + PAPER_TITLE + "}" or fields["title"] == PAPER_TITLE
+        assert fields["author"].split(" and ") == PAPER_AUTHORS
+        assert fields["year"] == "2026" and fields["eprint"] == "2601.22599"
+        assert "arXiv:2601.22599" in fields["journal"]
+        assert "ShandaAI" not in fields["author"]  # the old, wrong citation
+    assert ("Kai Li, Jintao Cheng, Chang Zeng, Zijun Yan, Helin Wang, Zixiong Su, Bo Zheng, Xiaolin Hu. "
+            f'"{PAPER_TITLE}". arXiv:2601.22599, 2026.') in body

@@ -5,6 +5,7 @@ judge live in ``test_curate_e2e.py``."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_pool_excludes_ancestors_and_descendants():
         {"id": "c", "name": "C", "child_ids": []},
         {"id": "d", "name": "D", "child_ids": []},
     ])
-    pb = PoolBuilder(onto)
+    pb = PoolBuilder(onto, rule="union")
     assert set(pb.pool("m", "s1", "C").labels) == {"C", "D"}  # B is C's parent, not a confusion
     assert set(pb.pool("m", "s1", "D").labels) == {"D", "B", "C"}
     assert set(pb.pool("m", "s1", "B").labels) == {"B", "D"}  # C is B's child, not a confusion
@@ -168,6 +169,17 @@ class _Stems:
         return arr, 8000
 
 
+def prompt_options(prompt: str) -> list[str]:
+    """The numbered options of a prompt: the reference's JSON pool (``"1": "Label"`` lines) or
+    ``N. Label`` lines."""
+    found = {int(m.group(1)): json.loads(m.group(2))
+             for m in re.finditer(r'^\s*"(\d+)": ("(?:[^"\\]|\\.)*"),?$', prompt, re.M)}
+    if not found:
+        found = {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
+    assert sorted(found) == list(range(1, len(found) + 1)), prompt
+    return [found[i] for i in sorted(found)]
+
+
 class _Judge:
     def __init__(self, answer, stems: _Stems | None = None):
         self.model_id = "fake"
@@ -177,7 +189,7 @@ class _Judge:
 
     def ask(self, items, prompt):
         self.items += len(items)
-        options = [line.split(". ", 1)[1] for line in prompt.splitlines() if line[:1].isdigit()]
+        options = prompt_options(prompt)
         out = []
         for y, _ in items:
             if self.answer == "oracle":
@@ -360,3 +372,189 @@ def test_summary_counts_confusions_per_label(tmp_path):
     per = res.summary["accuracy_per_label"]
     assert set(per) == {"Piano", "Clock"} and per["Piano"]["chance"] == 0.25 and per["Piano"]["n"] == 12
     assert "most confused:" in res.summary_text
+
+
+# ---- the reference's rules, checked against independent implementations -----------------------
+def _reference_pools(ontology_json: Path) -> dict[str, list[str]]:
+    """The reference's confusion pool of every node, written from its description: walk the nodes
+    in file order recording child -> parent (a later parent overwrites), then pool = the node's
+    name + the names of its parent's other children, in child_ids order; no parent: no pool."""
+    nodes = json.loads(ontology_json.read_text(encoding="utf-8"))
+    by_id = {n["id"]: n for n in nodes}
+    parent_of: dict[str, str] = {}
+    for n in nodes:
+        for child in n.get("child_ids", []):
+            parent_of[child] = n["id"]
+    pools = {}
+    for n in nodes:
+        parent = parent_of.get(n["id"])
+        others = [by_id[c]["name"] for c in by_id[parent]["child_ids"] if c != n["id"]] if parent else []
+        pools[n["name"]] = [n["name"], *others]
+    return pools
+
+
+def test_reference_pool_is_the_last_parents_children_on_every_hive_node():
+    onto = packaged.hive_ontology()
+    expected = _reference_pools(HIVE_ONTOLOGY)
+    multi = [n.name for n in onto if len(onto.parents(n)) > 1]
+    assert len(multi) == 24  # the shipped Hive ontology's multi-parent nodes
+    assert len(onto.leaves()) == 295
+    ref, ordered = PoolBuilder(onto), PoolBuilder(onto, order="reference")
+    for node in onto:
+        pool = ref.pool("m", "s1", node.name)
+        assert list(pool.labels) == expected[node.name], node.name
+        assert pool.trivial == (len(expected[node.name]) == 1)
+        assert sorted(pool.options) == sorted(pool.labels)
+        assert list(ordered.pool("m", "s1", node.name).options) == expected[node.name]  # true label first
+        assert ordered.pool("m", "s1", node.name).true_option == 1
+    # ids resolve to the same pool as names (the reference accepts both)
+    assert ref.pool("m", "s1", onto.node(multi[0]).id).labels == ref.pool("m", "s1", multi[0]).labels
+    # on multi-parent nodes the union rule offers more: the first parents' children as well
+    union = PoolBuilder(onto, rule="union")
+    wider = [name for name in multi if set(union.pool("m", "s1", name).labels) > set(expected[name])]
+    assert len(wider) >= 20, wider
+    for name in multi:
+        parents = onto.parents(name)
+        assert set(expected[name]) == {name} | {c.name for c in onto.children(parents[-1])}
+        assert set(union.pool("m", "s1", name).labels) <= {name} | {c.name for p in parents for c in onto.children(p)}
+
+
+def test_reference_pool_keeps_what_the_union_rule_filters():
+    onto = Ontology.from_records([
+        {"id": "a", "name": "A", "child_ids": ["b", "c", "d"]},
+        {"id": "b", "name": "B", "child_ids": ["c"]},
+        {"id": "c", "name": "C", "child_ids": []},
+        {"id": "d", "name": "D", "child_ids": []},
+    ])
+    ref = PoolBuilder(onto)
+    assert ref.pool("m", "s1", "C").labels == ("C",)  # last parent B has no other child
+    assert ref.pool("m", "s1", "B").labels == ("B", "C", "D")  # C, B's own child, stays (reference)
+    with pytest.raises(ValueError, match="confusion pool rule"):
+        PoolBuilder(onto, rule="every")
+    with pytest.raises(ValueError, match="option order"):
+        PoolBuilder(onto, order="sorted")
+
+
+def _reference_keep(rows: list[tuple[str, str, int, float]], shard_size: int) -> set[str]:
+    """The reference's keep rule, from its description: the render cut each (split, n) group into
+    tars of ``shard_size`` in order; per tar, sort by score descending (Python's stable sort) and
+    keep the first len // 2."""
+    groups: dict[tuple[str, int], list[tuple[str, float]]] = {}
+    for mix_id, split, n, score in rows:
+        groups.setdefault((split, n), []).append((mix_id, score))
+    kept = set()
+    for members in groups.values():
+        for start in range(0, len(members), shard_size):
+            tar = sorted(members[start:start + shard_size], key=lambda x: x[1], reverse=True)
+            kept |= {mix_id for mix_id, _ in tar[: len(tar) // 2]}
+    return kept
+
+
+@pytest.mark.parametrize("shard_size", [1, 3, 7, 1000])
+def test_reference_keep_rule_matches_an_independent_implementation(shard_size):
+    rng = np.random.default_rng(shard_size)
+    rows = []
+    for i in range(301):
+        split = ("train", "validation", "test")[int(rng.integers(3))]
+        n = int(rng.integers(2, 6))
+        rows.append((f"mix_{rng.integers(10**9):09d}_{i}", split, n, float(rng.integers(0, n + 1)) / n))
+    positions: dict[tuple[str, int], int] = Counter()
+    cands = []
+    for mix_id, split, n, score in rows:
+        cands.append(Candidate(mix_id, split, n, score, positions[(split, n)]))
+        positions[(split, n)] += 1
+    rng.shuffle(cands)  # the policy must not depend on the order it is given the candidates in
+    policy = KeepPolicy(rule="reference", shard_size=shard_size)
+    decisions = policy.select(cands)
+    kept = {m for m, d in decisions.items() if d.kept}
+    assert kept == _reference_keep(rows, shard_size)
+    if shard_size == 1:
+        assert kept == set()  # a tar of one mixture keeps none
+    # ties are frequent here (scores k/n): the fraction rule, with its hash tie-break, differs
+    if shard_size == 1000:
+        fraction = {m for m, d in KeepPolicy(keep=0.5).select(cands).items() if d.kept}
+        assert fraction != kept
+    assert policy.describe()["count"] == "scored_in_shard // 2"
+    with pytest.raises(ValueError, match="position"):
+        policy.select([Candidate("x", "train", 2, 1.0)])
+    with pytest.raises(ValueError, match="min_score"):
+        KeepPolicy(keep=None, min_score=0.5, rule="reference")
+
+
+# ---- prompt settings ---------------------------------------------------------------------------
+def test_reference_prompt_wording_and_json_pool():
+    from curation.curate.prompt import REFERENCE_SYSTEM, PromptSettings
+
+    options = ("Bicycle bell", "Café ambience", 'Quote "x"')
+    settings = PromptSettings()
+    text = settings.build(options)
+    pool = json.dumps({"1": options[0], "2": options[1], "3": options[2]}, ensure_ascii=False, indent=2)
+    assert text == (
+        "You are an audio classification expert. Please listen to this audio carefully, then select the most "
+        "matching label from the following label pool.\n\nLabel pool (JSON format, key is number, value is "
+        f"label name):\n{pool}\n\nPlease only return the corresponding number key (e.g., 1, 2, 3, etc.), "
+        "do not return anything else. If the audio does not match any label, return 0.\n\nYour answer "
+        "(only return number):")
+    assert prompt_options(text) == list(options)
+    assert settings.system == REFERENCE_SYSTEM == "You are a helpful assistant."
+    assert settings.temperature is None and settings.name == "reference"
+
+
+def test_prompt_option_resolves_presets_files_and_text(tmp_path):
+    from curation.curate.prompt import PROMPT_TEMPLATE, PromptError, PromptSettings
+
+    assert PromptSettings.from_options("hive-v1").template == PROMPT_TEMPLATE
+    f = tmp_path / "p.txt"
+    f.write_text("Pick one of {options} {not a placeholder}", encoding="utf-8")
+    s = PromptSettings.from_options(f"@{f}", system="", temperature=0.2)
+    assert s.build(("A", "B")) == "Pick one of 1. A\n2. B {not a placeholder}"
+    assert (s.name, s.system, s.temperature) == ("file:p.txt", "", 0.2)
+    with pytest.raises(PromptError, match="no placeholder"):
+        PromptSettings.from_options("Which label is it?")
+    with pytest.raises(PromptError, match="cannot read"):
+        PromptSettings.from_options(f"@{tmp_path / 'missing.txt'}")
+    with pytest.raises(PromptError, match="temperature"):
+        PromptSettings.from_options(temperature=-1.0)
+
+
+def test_prompt_system_and_temperature_change_the_cache_key(tmp_path):
+    from curation.curate.prompt import PromptSettings
+
+    onto = Ontology.from_json(write_toy_ontology(tmp_path / "toy.json"))
+    stems = _Stems(RECORDS)
+    judge = _Judge("oracle", stems)
+    variants = [PromptSettings(), PromptSettings.from_options("hive-v1"),
+                PromptSettings.from_options(system=""), PromptSettings.from_options(temperature=0.0),
+                PromptSettings.from_options(temperature=0.7)]
+    asked = []
+    with AnswerCache(tmp_path / "cache") as cache:
+        for v in variants + variants:  # the second pass is answered from the cache
+            before = judge.items
+            scores = list(Scorer(PoolBuilder(onto), judge, cache, stems, prompt=v).score(RECORDS))
+            asked.append(judge.items - before)
+            assert all(s.correct for m in scores for s in m.sources if s.status == SCORED)
+    n = asked[0]
+    assert n > 0 and asked[:5] == [n] * 5 and asked[5:] == [0] * 5
+    keys = {line["key"] for line in map(json.loads, (tmp_path / "cache" / "answers-00000.jsonl").read_text().splitlines())}
+    assert len(keys) == 5 * n
+
+
+def test_reference_option_order_rewards_a_judge_that_always_answers_one(tmp_path):
+    """With the true label first (the reference's order) a judge answering "1" is always right;
+    with the default shuffled order it is not."""
+    onto = packaged.hive_ontology()
+    leaves = sorted(n.name for n in onto.leaves() if len(onto.children(onto.parents(n)[-1])) > 2)
+    recs = [_rec(f"o{i}", [leaves[(7 * i) % len(leaves)], leaves[(7 * i + 3) % len(leaves)]]) for i in range(40)]
+
+    class Zeros:
+        def stems(self, rec):
+            return np.zeros((rec.num_sources, 8), dtype=np.float32), 8000
+
+    results = {}
+    for order in ("reference", "shuffled"):
+        with AnswerCache(tmp_path / order) as cache:
+            scores = list(Scorer(PoolBuilder(onto, order=order), _Judge("1"), cache, Zeros()).score(recs))
+        judged = [s for m in scores for s in m.sources if s.status == SCORED]
+        assert len(judged) == 80
+        results[order] = np.mean([s.correct for s in judged])
+    assert results["reference"] == 1.0 and results["shuffled"] < 0.6

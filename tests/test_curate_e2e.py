@@ -40,12 +40,23 @@ HIVE_ONTOLOGY = packaged.hive_ontology_path()
 _STRIDE = 11  # the oracle compares every 11th sample: plenty to tell the toy stems apart
 
 
+def prompt_options(prompt: str) -> list[str]:
+    """The numbered options of a prompt: the reference's JSON pool (``"1": "Label"`` lines) or
+    ``N. Label`` lines."""
+    found = {int(m.group(1)): json.loads(m.group(2))
+             for m in re.finditer(r'^\s*"(\d+)": ("(?:[^"\\]|\\.)*"),?$', prompt, re.M)}
+    if not found:
+        found = {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
+    return [found[i] for i in sorted(found)]
+
+
 class JudgeServer:
     """A chat-completions server in a thread; the oracle knows the toy stems."""
 
     def __init__(self, refs: dict[int, tuple[np.ndarray, list[str]]]):
         self.refs = refs
         self.requests: Counter = Counter()
+        self.bodies: list[dict] = []  # every chat-completions request body received
         self._lock = threading.Lock()
         server = self
 
@@ -68,8 +79,10 @@ class JudgeServer:
                 parts = body["messages"][-1]["content"]
                 prompt = next(p["text"] for p in parts if p["type"] == "text")
                 audio_url = next(p["audio_url"]["url"] for p in parts if p["type"] == "audio_url")
-                options = {m.group(2): int(m.group(1)) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
-                assert options and "0 if none" in prompt
+                with server._lock:
+                    server.bodies.append(body)
+                options = {label: i for i, label in enumerate(prompt_options(prompt), 1)}
+                assert options and ("0 if none" in prompt or "return 0" in prompt)
                 if model == "oracle":
                     y, _ = sf.read(io.BytesIO(base64.b64decode(audio_url.split(",", 1)[1])), dtype="float32")
                     answer = str(options[server.identify(y)])
@@ -368,3 +381,108 @@ def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy
     kept_one = {m for m in _kept(out1) if "_validation_" in m}
     assert _kept(out) == kept_one and len(kept_one) == 8
     assert sorted(r.mix_id for r in iter_records(out / "metadata")) == sorted(kept_one)
+
+
+# ---- request settings: the reference's by default, each one configurable ----------------------
+def test_request_body_has_the_reference_prompt_and_system_and_settings_change_the_cache(
+        toy, ontology, server, tmp_path, capsys):
+    from curation.curate.prompt import REFERENCE_TEMPLATE, build_prompt
+
+    out = tmp_path / "ref"
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), out, "--split", "validation")
+    bodies = server.bodies[start:]
+    judged = [s for s in _table(out / "scores" / "sources.parquet") if s["status"] == "scored"]
+    assert judged and len(bodies) == len(judged)
+    for body in bodies:
+        assert "temperature" not in body  # the reference sends none: the server's default applies
+        system, user = body["messages"]
+        assert system == {"role": "system", "content": "You are a helpful assistant."}
+        assert [p["type"] for p in user["content"]] == ["audio_url", "text"]
+        text = user["content"][1]["text"]
+        assert text == build_prompt(prompt_options(text), REFERENCE_TEMPLATE)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["prompt"]["name"] == "reference" and prov["prompt"]["temperature"] is None
+    assert prov["pools"]["rule"] == "reference" and prov["config"]["confusion_pool"] == "reference"
+
+    # same cache, other settings: every question is asked again, with those settings
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "custom", "--split", "validation",
+            "--cache-dir", str(out / "cache"), "--prompt", "hive-v1", "--system", "Be terse.",
+            "--temperature", "0.3")
+    bodies = server.bodies[start:]
+    assert len(bodies) == len(judged)
+    for body in bodies:
+        assert body["temperature"] == 0.3
+        assert body["messages"][0] == {"role": "system", "content": "Be terse."}
+        assert "0 if none of the labels matches" in body["messages"][1]["content"][1]["text"]
+    prov = json.loads((tmp_path / "custom" / "provenance.json").read_text())
+    assert prov["prompt"]["system"] == "Be terse." and prov["prompt"]["temperature"] == 0.3
+    # an empty system message sends none; the answers of the first run are still cached
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "nosys", "--split", "validation",
+            "--cache-dir", str(out / "cache"), "--system", "")
+    assert all(b["messages"][0]["role"] == "user" for b in server.bodies[start:]) and len(server.bodies) > start
+    start = len(server.bodies)
+    _curate(toy, ontology, server.spec("oracle"), tmp_path / "again", "--split", "validation",
+            "--cache-dir", str(out / "cache"))
+    assert len(server.bodies) == start
+
+    capsys.readouterr()
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "bad"),
+               "--prompt", "Which label is it?", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.startswith("hive curate: error: ") and "placeholder" in err and "\n" not in err
+
+
+def test_reference_keep_rule_keeps_the_top_half_of_each_shard(oracle_run, toy, ontology, server, records,
+                                                             tmp_path, capsys):
+    """Cached answers, --keep-rule reference over shards of 5: the kept set is the one an
+    independent implementation of the reference rule picks (per (split, n) group in input order,
+    tars of 5, stable sort by score, first len // 2)."""
+    out1, _ = oracle_run
+    before = server.total()
+    out = tmp_path / "refkeep"
+    _curate(toy, ontology, server.spec("oracle"), out, "--cache-dir", str(out1 / "cache"),
+            "--keep-rule", "reference", "--keep-shard-size", "5")
+    assert server.total() == before
+    scores = {m["mix_id"]: m["score"] for m in _table(out / "scores" / "mixtures.parquet")}
+    groups: dict[tuple[str, int], list[str]] = {}
+    for rec in records:
+        groups.setdefault((rec.split, rec.num_sources), []).append(rec.mix_id)
+    expected = set()
+    for ids in groups.values():
+        for start in range(0, len(ids), 5):
+            tar = sorted(ids[start:start + 5], key=lambda m: scores[m], reverse=True)
+            expected |= set(tar[: len(tar) // 2])
+    assert _kept(out) == expected and expected != _kept(out1)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["policy"]["name"] == "reference_per_shard" and prov["policy"]["shard_size"] == 5
+    assert sorted(r.mix_id for r in iter_records(out / "metadata")) == sorted(expected)
+
+    capsys.readouterr()
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "bad"),
+               "--keep-rule", "reference", "--keep", "0.3", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.startswith("hive curate: error: ") and "--keep" in err and "\n" not in err
+
+
+def test_curation_reads_a_pcm16_reference_render(toy, ontology, server, request, tmp_path):
+    """Stems rendered as the reference wrote them (16-bit PCM, reference stems) feed the judge."""
+    try:
+        rendered = request.getfixturevalue("toy_render")("webdataset", "reference", "pcm16")
+    except pytest.FixtureLookupError:
+        rendered = tmp_path / "pcm16"
+        assert hive(["render", "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+                     "--output", str(rendered), "--stems", "reference", "--audio-format", "pcm16",
+                     "--no-progress"]) == 0
+    start = len(server.bodies)
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--rendered", str(rendered),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "o"),
+               "--split", "validation", "--no-progress"])
+    assert rc == 0
+    judged = [s for s in _table(tmp_path / "o" / "scores" / "sources.parquet") if s["status"] == "scored"]
+    assert judged and len(server.bodies) - start == len(judged)
+    assert sum(s["correct"] for s in judged) >= 0.9 * len(judged)  # clipped stems still recognised

@@ -17,6 +17,26 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
     p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")
@@ -28,12 +48,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="judge backend spec, e.g. 'openai:url=http://127.0.0.1:8000/v1,model=NAME,timeout=60,retries=3'")
     p.add_argument("--output", required=True, help="output folder (metadata/, scores/, summary.json, provenance.json)")
     sel = p.add_mutually_exclusive_group()
-    sel.add_argument("--keep", type=_fraction, default=0.5,
+    sel.add_argument("--keep", type=_fraction,
                      help="keep this fraction of the scored mixtures of each (split, num_sources) group (default 0.5)")
     sel.add_argument("--min-score", type=_fraction, help="keep every mixture scoring at least this instead")
     p.add_argument("--unscored", choices=("drop", "keep"), default="drop",
                    help="what happens to mixtures with no scorable source (judge failures, missing audio); "
                         "they never take part in the ranking (default: drop)")
+    p.add_argument("--keep-rule", choices=("fraction", "reference"), default="fraction",
+                   help="fraction: --keep/--min-score over each (split, num_sources) group (default); "
+                        "reference: as the reference script, the top len // 2 of each shard (ties in "
+                        "shard order)")
+    p.add_argument("--keep-shard-size", type=_positive,
+                   help="shard size of --keep-rule reference (default: the --rendered folder's "
+                        "--shard-size, else 1000, the reference's batch size)")
+    p.add_argument("--confusion-pool", choices=("reference", "union"), default="reference",
+                   help="reference: true label + the other children of its last parent in the "
+                        "ontology file, as the reference (default); union: children of every parent, "
+                        "without the label's ancestors and descendants")
+    p.add_argument("--option-order", choices=("shuffled", "reference"), default="shuffled",
+                   help="shuffled: seeded permutation per source (default); reference: true label "
+                        "first, as the reference (a judge answering '1' then always scores 1)")
+    p.add_argument("--prompt",
+                   help="prompt template: 'reference' (the reference's wording, default), 'hive-v1', "
+                        "@PATH of a text file, or the text itself; {options_json} or {options} marks "
+                        "where the numbered labels go")
+    p.add_argument("--system",
+                   help="system message (default: the reference's 'You are a helpful assistant.'; "
+                        "'' sends none)")
+    p.add_argument("--temperature", type=_temperature,
+                   help="sampling temperature sent to the judge (default: none sent, so the server's "
+                        "default applies, as in the reference)")
     p.add_argument("--split", help="only this split (default: every split, validation included)")
     p.add_argument("--max-pool", type=int, help="cap each confusion pool at this many labels (true label kept)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pool caps and option orders (default 0)")
@@ -51,16 +95,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curation.curate.job import CurateConfig, run_curate
+    from curation.curate.job import CurateConfig, CurateError, run_curate
     from mixing import packaged
 
+    if args.keep_rule == "reference" and (args.keep is not None or args.min_score is not None):
+        raise CurateError("--keep-rule reference keeps the top len // 2 of each shard; it takes no "
+                          f"{'--keep' if args.keep is not None else '--min-score'}; drop it or use "
+                          "--keep-rule fraction")
+    if args.keep_shard_size is not None and args.keep_rule != "reference":
+        raise CurateError("--keep-shard-size only applies to --keep-rule reference")
+
     config = CurateConfig(
-        metadata=args.metadata, ontology=args.ontology or str(packaged.hive_ontology_path()), judge=args.judge, output=args.output,
+        metadata=args.metadata, ontology=args.ontology or str(packaged.hive_ontology_path()), judge=args.judge,
+        output=args.output,
         dataset_paths=args.dataset_paths, rendered=args.rendered,
-        keep=None if args.min_score is not None else args.keep, min_score=args.min_score,
+        keep=None if args.min_score is not None else (0.5 if args.keep is None else args.keep),
+        min_score=args.min_score,
         unscored=args.unscored, split=args.split, max_pool=args.max_pool, seed=args.seed,
         cache_dir=args.cache_dir, answer_retries=args.answer_retries, concurrency=args.concurrency,
-        revision=args.revision)
+        revision=args.revision, confusion_pool=args.confusion_pool, option_order=args.option_order,
+        prompt=args.prompt, system=args.system, temperature=args.temperature, keep_rule=args.keep_rule,
+        keep_shard_size=args.keep_shard_size)
     result = run_curate(config, rank=args.rank, world_size=args.world_size,
                         progress=False if args.no_progress else None)
     s = result.stats

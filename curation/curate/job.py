@@ -46,7 +46,7 @@ from .audio import RenderedStems, StemSource, TarStems
 from .cache import AnswerCache
 from .policy import Candidate, KeepPolicy
 from .pools import PoolBuilder
-from .prompt import PROMPT_TEMPLATE, PROMPT_VERSION, TEMPLATE_SHA256
+from .prompt import PromptError, PromptSettings
 from .report import ScoresWriter, SummaryBuilder, format_summary
 from .scoring import AudioJudge, MixtureScore, Scorer
 
@@ -75,12 +75,45 @@ class CurateConfig:
     answer_retries: int = 1
     concurrency: int | None = None  # None: the judge's own ``concurrency`` attribute, else 1
     revision: str | None = None
+    #: ``reference`` (true label + children of the last parent) or ``union`` (every parent)
+    confusion_pool: str = "reference"
+    #: ``shuffled`` (seeded permutation) or ``reference`` (true label first)
+    option_order: str = "shuffled"
+    #: prompt template: preset name (``reference``, ``hive-v1``), ``@PATH`` or text
+    prompt: str | None = None
+    #: system message (None: the reference's; "" sends none)
+    system: str | None = None
+    #: sampling temperature (None: not sent, the server's default, as the reference)
+    temperature: float | None = None
+    #: ``fraction`` (``keep``/``min_score`` per (split, num_sources)) or ``reference`` (per shard)
+    keep_rule: str = "fraction"
+    #: shard size of the reference keep rule (None: the ``--rendered`` folder's, else 1000)
+    keep_shard_size: int | None = None
 
     def policy(self) -> KeepPolicy:
         try:
             return KeepPolicy(keep=None if self.min_score is not None else self.keep,
-                              min_score=self.min_score, unscored=self.unscored)
+                              min_score=self.min_score, unscored=self.unscored, rule=self.keep_rule,
+                              shard_size=self.shard_size())
         except ValueError as exc:
+            raise CurateError(str(exc)) from None
+
+    def shard_size(self) -> int:
+        if self.keep_shard_size is not None:
+            return self.keep_shard_size
+        if self.rendered:
+            try:
+                size = json.loads((Path(self.rendered) / "_render_config.json").read_text()).get("shard_size")
+            except (OSError, ValueError):
+                size = None
+            if isinstance(size, int) and not isinstance(size, bool) and size >= 1:
+                return size
+        return 1000
+
+    def prompt_settings(self) -> PromptSettings:
+        try:
+            return PromptSettings.from_options(self.prompt, self.system, self.temperature)
+        except PromptError as exc:
             raise CurateError(str(exc)) from None
 
     @property
@@ -127,6 +160,22 @@ def make_judge(spec: str) -> AudioJudge:
     return factory(spec)
 
 
+def apply_request_settings(judge: AudioJudge, prompt: PromptSettings, *, explicit_system: bool = True) -> None:
+    """Give the judge the system message and temperature. A backend without a ``system``
+    attribute cannot take a system message (an error only when one was asked for explicitly);
+    one without ``temperature`` decodes greedily, which only an unset temperature or 0 describes."""
+    if hasattr(judge, "system"):
+        judge.system = prompt.system
+    elif prompt.system and explicit_system:
+        raise CurateError(f"judge {judge.model_id!r} takes no system message; got --system "
+                          f"{prompt.system[:60]!r}; pass --system '' to send none")
+    if hasattr(judge, "temperature"):
+        judge.temperature = prompt.temperature
+    elif prompt.temperature not in (None, 0, 0.0):
+        raise CurateError(f"judge {judge.model_id!r} has no sampling temperature (it decodes "
+                          f"greedily); got --temperature {prompt.temperature}; leave it unset or 0")
+
+
 class _Run:
     """State shared by the rank's scoring and the merge."""
 
@@ -141,8 +190,14 @@ class _Run:
         self.work = self.output / "_work"
         self.ontology = Ontology.from_json(config.ontology)
         self.ontology_sha256 = _sha256_file(config.ontology)
-        self.pools = PoolBuilder(self.ontology, seed=config.seed, max_pool=config.max_pool)
+        try:
+            self.pools = PoolBuilder(self.ontology, seed=config.seed, max_pool=config.max_pool,
+                                     rule=config.confusion_pool, order=config.option_order)
+        except ValueError as exc:
+            raise CurateError(str(exc)) from None
+        self.prompt = config.prompt_settings()
         self.judge = judge if judge is not None else make_judge(config.judge)
+        apply_request_settings(self.judge, self.prompt, explicit_system=config.system is not None)
         self.source: MetadataSource = open_metadata(config.metadata, revision=config.revision)
 
     @property
@@ -158,7 +213,8 @@ class _Run:
         c = self.config
         return hashlib.sha256(json.dumps([
             c.metadata, c.revision, c.split, self.ontology_sha256, c.seed, c.max_pool,
-            str(self.judge.model_id), TEMPLATE_SHA256, c.answer_retries, self.audio_description,
+            str(self.judge.model_id), self.prompt.describe(), c.answer_retries, self.audio_description,
+            c.confusion_pool, c.option_order,
         ]).encode()).hexdigest()[:16]
 
     def records(self, report: ValidationReport | None = None) -> Iterator[MixtureRecord]:
@@ -213,7 +269,7 @@ def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> Cura
     cache = AnswerCache(run.config.cache_folder, rank)
     concurrency = run.config.concurrency or max(1, int(getattr(run.judge, "concurrency", 1) or 1))
     scorer = Scorer(run.pools, run.judge, cache, run.audio(), answer_retries=run.config.answer_retries,
-                    concurrency=concurrency)
+                    concurrency=concurrency, prompt=run.prompt)
     show = (sys.stderr.isatty() and rank == 0) if progress is None else progress
     from tqdm.auto import tqdm
 
@@ -274,11 +330,25 @@ def _sort_by_mix_id(src: Path, dst: Path) -> None:
             fout.write(fin.read(length))
 
 
+def _group_positions(run: _Run) -> dict[str, int]:
+    """Each mixture's position in its (split, num_sources) group, in input order (valid records,
+    first of a repeated mix id): the order ``hive render`` cuts shards in."""
+    positions: dict[str, int] = {}
+    counts: Counter = Counter()
+    for rec in run.records():
+        if rec.mix_id not in positions:
+            group = (rec.split, rec.num_sources)
+            positions[rec.mix_id] = counts[group]
+            counts[group] += 1
+    return positions
+
+
 def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
     """Apply the keep policy to every rank's scores and write the outputs. Streams: the rank
     files are sorted by mix_id, so only the per-mixture decisions are held in memory."""
     paths = [run.rank_files(r, world)[0] for r in range(world)]
-    decisions = run.policy.select(Candidate(m.mix_id, m.split, m.num_sources, m.score)
+    positions = _group_positions(run) if run.policy.rule == "reference" else {}
+    decisions = run.policy.select(Candidate(m.mix_id, m.split, m.num_sources, m.score, positions.get(m.mix_id))
                                   for p in paths for m in _iter_scores(p))
     out = run.output
     writer, summary_builder = ScoresWriter(out / "scores"), SummaryBuilder()
@@ -324,19 +394,25 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
         "ontology": {"path": os.path.basename(c.ontology), "sha256": run.ontology_sha256},
         "judge": {"spec": _redact(c.judge), "model_id": str(run.judge.model_id),
                   "answer_retries": c.answer_retries},
-        "prompt": {"version": PROMPT_VERSION, "template": PROMPT_TEMPLATE, "template_sha256": TEMPLATE_SHA256},
-        "pools": {"definition": "true label + ontology siblings (children of each parent), without the "
-                                "label's ancestors and descendants",
+        "prompt": run.prompt.describe(),
+        "pools": {"rule": c.confusion_pool,
+                  "definition": ("true label + the other children of its last parent in ontology file "
+                                 "order (the reference rule)" if c.confusion_pool == "reference" else
+                                 "true label + ontology siblings (children of each parent), without the "
+                                 "label's ancestors and descendants"),
                   "max_pool": c.max_pool, "seed": c.seed,
                   "cap": "true label + the max_pool-1 siblings with the smallest "
                          "sha256(seed, mix_id, source_id, 'pool', label)",
-                  "order": "options sorted by sha256(seed, mix_id, source_id, 'order', label)"},
+                  "option_order": c.option_order,
+                  "order": ("options sorted by sha256(seed, mix_id, source_id, 'order', label)"
+                            if c.option_order == "shuffled" else "true label first, then the pool's order")},
         "audio": run.audio_description,
         "policy": policy,
-        "cache_key": "sha256([mix_id, source_id, pool, model_id, sha256(prompt)])",
+        "cache_key": "sha256([mix_id, source_id, pool, model_id, sha256([prompt, system, temperature])])",
         "counts": summary["mixtures"],
         "config": {k: v for k, v in asdict(c).items()
-                   if k in ("keep", "min_score", "unscored", "split", "max_pool", "seed")},
+                   if k in ("keep", "min_score", "unscored", "split", "max_pool", "seed", "confusion_pool",
+                            "option_order", "prompt", "system", "temperature", "keep_rule")},
     })
     return summary, format_summary(summary, policy)
 

@@ -1,16 +1,32 @@
 """The question put to the judge, and the robust reading of its answer.
 
-The prompt lists the options numbered from 1 and asks for the number of the label that matches
-the sound, or 0 if none does. :func:`parse_choice` reads the answer: a lone number (``"2"``,
-``"2."``, ``"Answer: 2"``, ``"**2**"``), a "none" answer (``"0"``, ``"none"``, ``"none of the
-above"``), or the text of exactly one option. Anything else (several different numbers, a number
-out of range, prose naming no option) is unparseable: ``None``.
+The prompt is a template with the options inserted at a placeholder: ``{options_json}`` (the
+reference's form: a JSON object ``{"1": label, "2": label, ...}`` indented by 2, non-ASCII kept)
+or ``{options}`` (one ``N. label`` line per option). Options are numbered from 1 in the order
+shown; the judge answers the number of the matching label, or 0 if none matches.
+
+Templates (``--prompt``): ``reference`` (default; the wording of the reference
+``mix_data_curation.py``), ``hive-v1`` (this project's earlier wording), any other text (a
+template), or ``@PATH`` (a UTF-8 file holding the template). The system message (``--system``,
+default the reference's ``"You are a helpful assistant."``; empty sends none) and the sampling
+temperature (``--temperature``, default unset: not sent, so the server's default applies, as in
+the reference) are part of :class:`PromptSettings`, whose digest enters the answer cache key.
+
+:func:`parse_choice` reads the answer: a lone number (``"2"``, ``"2."``, ``"Answer: 2"``,
+``"**2**"``), a "none" answer (``"0"``, ``"none"``, ``"none of the above"``), or the text of
+exactly one option. Anything else (several different numbers, a number out of range, prose
+naming no option) is unparseable: ``None``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 PROMPT_VERSION = "hive-curate-v1"
 PROMPT_TEMPLATE = (
@@ -19,16 +35,111 @@ PROMPT_TEMPLATE = (
     "{options}\n"
     "Answer with the number of the matching label only, or 0 if none of the labels matches."
 )
+#: the reference's prompt wording (``call_qwen3_omni`` in ``mix_data_curation.py``)
+REFERENCE_TEMPLATE = (
+    "You are an audio classification expert. Please listen to this audio carefully, then select "
+    "the most matching label from the following label pool.\n"
+    "\n"
+    "Label pool (JSON format, key is number, value is label name):\n"
+    "{options_json}\n"
+    "\n"
+    "Please only return the corresponding number key (e.g., 1, 2, 3, etc.), do not return anything "
+    "else. If the audio does not match any label, return 0.\n"
+    "\n"
+    "Your answer (only return number):"
+)
+PRESETS = {"reference": REFERENCE_TEMPLATE, "hive-v1": PROMPT_TEMPLATE}
+#: the reference's system message
+REFERENCE_SYSTEM = "You are a helpful assistant."
+PLACEHOLDERS = ("{options_json}", "{options}")
 
 
-def build_prompt(options: tuple[str, ...] | list[str]) -> str:
-    """The prompt text for the options in the order shown (numbered from 1)."""
-    lines = "\n".join(f"{i}. {label}" for i, label in enumerate(options, 1))
-    return PROMPT_TEMPLATE.format(options=lines)
+class PromptError(ValueError):
+    """A prompt template cannot be used."""
+
+
+def options_json(options: tuple[str, ...] | list[str]) -> str:
+    """The reference's option block: ``{"1": label, ...}`` as JSON, indent 2, non-ASCII kept."""
+    return json.dumps({str(i): label for i, label in enumerate(options, 1)}, ensure_ascii=False, indent=2)
+
+
+def build_prompt(options: tuple[str, ...] | list[str], template: str = PROMPT_TEMPLATE) -> str:
+    """The prompt text for the options in the order shown (numbered from 1). Placeholders are
+    replaced literally (other braces in the template are left as they are)."""
+    text = template
+    if "{options_json}" in text:
+        text = text.replace("{options_json}", options_json(options))
+    if "{options}" in text:
+        text = text.replace("{options}", "\n".join(f"{i}. {label}" for i, label in enumerate(options, 1)))
+    return text
+
+
+def resolve_template(value: str | None) -> tuple[str, str]:
+    """``(name, template)`` for a ``--prompt`` value: a preset name, ``@PATH`` or literal text."""
+    if value is None or value in PRESETS:
+        name = value or "reference"
+        return name, PRESETS[name]
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            template = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PromptError(f"--prompt {value!r}: cannot read the template file ({exc}); expected "
+                              "@PATH of a UTF-8 text file") from None
+        name = f"file:{path.name}"
+    else:
+        template, name = value, "custom"
+    if not any(p in template for p in PLACEHOLDERS):
+        raise PromptError(f"prompt template {template[:80]!r} has no placeholder for the options; "
+                          f"expected {PLACEHOLDERS[0]} (JSON pool, as the reference) or {PLACEHOLDERS[1]} "
+                          f"(numbered lines), or a preset name {sorted(PRESETS)}")
+    return name, template
 
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """Everything about the request besides the clip: template, system message, temperature."""
+
+    template: str = REFERENCE_TEMPLATE
+    system: str = REFERENCE_SYSTEM
+    temperature: float | None = None
+    name: str = "reference"
+
+    def __post_init__(self) -> None:
+        if not any(p in self.template for p in PLACEHOLDERS):
+            raise PromptError(f"prompt template {self.template[:80]!r} has no {PLACEHOLDERS[0]} or "
+                              f"{PLACEHOLDERS[1]} placeholder")
+        t = self.temperature
+        if t is not None and (not math.isfinite(t) or t < 0):
+            raise PromptError(f"temperature is {t!r}; expected a finite number >= 0, or unset "
+                              "(not sent: the server's default)")
+
+    @classmethod
+    def from_options(cls, prompt: str | None = None, system: str | None = None,
+                     temperature: float | None = None) -> "PromptSettings":
+        name, template = resolve_template(prompt)
+        return cls(template, REFERENCE_SYSTEM if system is None else system, temperature, name)
+
+    def build(self, options: tuple[str, ...] | list[str]) -> str:
+        return build_prompt(options, self.template)
+
+    @property
+    def template_sha256(self) -> str:
+        return sha256_text(self.template)
+
+    def request_sha256(self, prompt: str) -> str:
+        """Identifies one request's text settings: the prompt as sent, the system message and
+        the temperature (the answer cache key covers it)."""
+        return sha256_text(json.dumps([prompt, self.system, self.temperature], ensure_ascii=False))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "template": self.template, "template_sha256": self.template_sha256,
+                "system": self.system, "temperature": self.temperature,
+                "temperature_sent": self.temperature is not None}
 
 
 #: identifies the template (and so the question) in provenance

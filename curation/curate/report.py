@@ -153,12 +153,18 @@ class SummaryBuilder:
         }
 
 
+def _policy_args(policy: dict[str, Any]) -> str:
+    if policy["name"] == "top_fraction":
+        return f"keep={policy['keep']}"
+    if policy["name"] == "min_score":
+        return f"min_score={policy['min_score']}"
+    return f"top len // 2 of each shard of {policy['shard_size']}"
+
+
 def format_summary(summary: dict[str, Any], policy: dict[str, Any]) -> str:
     m, s = summary["mixtures"], summary["sources"]
     lines = [f"curated {m['total']} mixtures: {m['scored']} scored, {m['unscored']} unscored, "
-             f"{m['kept']} kept ({policy['name']}: "
-             + (f"keep={policy['keep']}" if policy["name"] == "top_fraction" else f"min_score={policy['min_score']}")
-             + f", unscored {policy['unscored']})"]
+             f"{m['kept']} kept ({policy['name']}: " + _policy_args(policy) + f", unscored {policy['unscored']})"]
     if m["dropped_before_scoring"]:
         lines.append("dropped before scoring: " + ", ".join(f"{k}={v}" for k, v in m["dropped_before_scoring"].items()))
     lines.append(f"{'group':<20}{'total':>7}{'scored':>8}{'unscored':>10}{'kept':>7}")

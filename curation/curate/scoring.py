@@ -35,7 +35,7 @@ from mixing.ontology import UnknownNodeError
 from .audio import StemSource
 from .cache import AnswerCache, cache_key
 from .pools import PoolBuilder
-from .prompt import build_prompt, parse_choice, sha256_text
+from .prompt import PromptSettings, parse_choice
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +151,12 @@ class Scorer:
     """
 
     def __init__(self, pools: PoolBuilder, judge: AudioJudge, cache: AnswerCache, audio: StemSource, *,
-                 answer_retries: int = 1, concurrency: int = 1, chunk: int | None = None):
+                 answer_retries: int = 1, concurrency: int = 1, chunk: int | None = None,
+                 prompt: PromptSettings | None = None):
         if answer_retries < 0 or concurrency < 1:
             raise ValueError(f"answer_retries={answer_retries}, concurrency={concurrency}; expected >= 0 and >= 1")
         self.pools = pools
+        self.prompt = prompt if prompt is not None else PromptSettings()
         self.judge = judge
         self.model_id = str(judge.model_id)
         self.cache = cache
@@ -180,8 +182,9 @@ class Scorer:
             if pool.trivial:
                 s.status, s.correct, s.chosen_label = TRIVIAL, True, pool.label
                 continue
-            prompt = build_prompt(pool.options)
-            key = cache_key(rec.mix_id, src.source_id, pool.labels, self.model_id, sha256_text(prompt))
+            prompt = self.prompt.build(pool.options)
+            key = cache_key(rec.mix_id, src.source_id, pool.labels, self.model_id,
+                            self.prompt.request_sha256(prompt))
             hit = self.cache.get(key)
             if hit is not None:
                 self.stats["cache_hits"] += 1
@@ -232,7 +235,7 @@ class Scorer:
                     if answer is not None:
                         self.cache.put(q.key, {"mix_id": q.score.mix_id, "source_id": q.score.source_id,
                                                "pool": list(q.score.pool), "model_id": self.model_id,
-                                               "prompt_sha256": sha256_text(q.prompt), "answer": answer,
+                                               "prompt_sha256": self.prompt.request_sha256(q.prompt), "answer": answer,
                                                "attempts": attempts})
             pending = retry
 

@@ -74,6 +74,8 @@ class OpenAIJudge:
         self.rate = int(rate)
         self.wav_subtype = "FLOAT" if wav.lower() == "float" else "PCM_16"
         self.system = system
+        #: sampling temperature sent with each request; None sends none (the server's default)
+        self.temperature: float | None = 0.0
         self.api_key_env = api_key_env
         # the served model, not the server address: restarting a server elsewhere keeps the
         # answer caches valid (the URL is in the provenance)
@@ -84,7 +86,7 @@ class OpenAIJudge:
     @property
     def provenance(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.model_name, "url": self.url,
-                "max_tokens": self.max_tokens, "temperature": 0, "rate": self.rate,
+                "max_tokens": self.max_tokens, "temperature": self.temperature, "rate": self.rate,
                 "wav": self.wav_subtype}
 
     @property
@@ -127,8 +129,11 @@ class OpenAIJudge:
         if self.system:
             messages.append({"role": "system", "content": self.system})
         messages.append({"role": "user", "content": content})
-        return {"model": self.model_name, "messages": messages, "temperature": 0,
-                "max_tokens": self.max_tokens}
+        body: dict[str, Any] = {"model": self.model_name, "messages": messages}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        body["max_tokens"] = self.max_tokens
+        return body
 
     def _attempt(self, body: dict[str, Any]) -> str | None:
         httpx = require("httpx", "openai judge")

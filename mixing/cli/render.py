@@ -17,8 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stems", choices=("consistent", "reference"), default="consistent",
                    help="consistent: stems carry the global factor and sum to the mix (default); "
                         "reference: stems as the reference release wrote them")
-    p.add_argument("--audio-format", choices=("wav", "flac"), default="wav",
-                   help="wav: 32-bit float (never clips, default); flac: 24-bit with a peak check")
+    p.add_argument("--audio-format", choices=("wav", "flac", "pcm16"), default="wav",
+                   help="wav: 32-bit float (never clips, default); flac: 24-bit with a peak check; "
+                        "pcm16: 16-bit PCM .wav as the reference wrote (samples outside [-1, 1) clip: "
+                        "counted per file in _warnings.jsonl, with a logged warning)")
     p.add_argument("--sample-rate", type=int, help="render directly at this rate instead of the record's")
     p.add_argument("--shard-size", type=int, default=1000, help="mixtures per shard (default 1000)")
     p.add_argument("--num-workers", type=int, default=1, help="worker processes on this machine")
@@ -43,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
                    revision=args.revision)
     print(f"rank {args.rank}/{args.world_size}: {s.shards_rendered} shards rendered, {s.shards_skipped} "
           f"already done, {s.mixtures_rendered} mixtures written to {args.output}")
+    warnings = os.path.join(args.output, "_warnings.jsonl")
+    if args.audio_format == "pcm16" and s.complete and os.path.isfile(warnings):
+        with open(warnings, encoding="utf-8") as fh:
+            rows = [line for line in fh if line.strip()]
+        print(f"warning: {len(rows)} file(s) clipped in 16-bit PCM (see {warnings})")
     if s.failures:
         print("failures: " + ", ".join(f"{k}={v}" for k, v in sorted(s.failures.items()))
               + f" (see {os.path.join(args.output, '_failures.jsonl')})")
