@@ -96,3 +96,40 @@ class UnreadableAudioError(CorpusError, OSError):
 
 class ChunkOutOfRangeError(CorpusError, ValueError):
     """A chunk ends beyond the end of its file by more than the tolerance."""
+
+
+class InputFileError(HiveError, ValueError):
+    """An input file (JSON, JSONL, YAML, CSV) cannot be read, decoded or parsed."""
+
+
+class EmptySelectionError(HiveError, ValueError):
+    """``--split`` / ``--num-sources`` select no row of the metadata."""
+
+
+#: errno -> (what happened, what to do) for the OS errors a command reports in one line
+_OS_ADVICE: dict[str, tuple[str, str]] = {
+    "ENOENT": ("not found", "check the path"),
+    "EACCES": ("permission denied", "choose a location you may write to, or fix its permissions"),
+    "EPERM": ("operation not permitted", "choose a location you may write to, or fix its permissions"),
+    "EROFS": ("read-only file system", "write the output to a writable location"),
+    "ENOSPC": ("no space left on the device", "free some space or choose an output folder on another disk; "
+               "the run resumes where it stopped"),
+    "EDQUOT": ("disk quota exceeded", "free some space or choose an output folder on another disk"),
+    "EEXIST": ("a file is in the way", "remove it or choose another output path"),
+    "ENOTDIR": ("a file is where a folder is expected", "remove that file or choose another output path"),
+    "EISDIR": ("a folder is where a file is expected", "choose a file path, not a folder"),
+    "EMFILE": ("too many open files", "raise the limit (ulimit -n) or use fewer workers"),
+    "ENAMETOOLONG": ("file name too long", "choose a shorter path"),
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OS error: ``<what> (<path>): <strerror>; <what to do>``."""
+    import errno as _errno
+
+    code = _errno.errorcode.get(exc.errno or 0, "")
+    what, todo = _OS_ADVICE.get(code, ("input/output error", "check the path and the device, then retry"))
+    paths = [os_path for os_path in (exc.filename, exc.filename2) if os_path is not None]
+    where = f" ({' -> '.join(str(p) for p in paths)})" if paths else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{what}{where}: {reason}; {todo}"

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from .errors import HiveError
 
-class OntologyError(ValueError):
+
+class OntologyError(HiveError, ValueError):
     """The ontology file or node list is malformed."""
 
 
-class UnknownNodeError(KeyError):
+class UnknownNodeError(HiveError, KeyError):
     """No node has the requested id or name."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -112,12 +114,11 @@ class Ontology:
     @classmethod
     def from_json(cls, path: str | Path) -> Ontology:
         """Load an AudioSet-format ontology JSON file."""
+        from .json_input import load_json_file
+
         path = Path(path)
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise OntologyError(f"{path}: not valid JSON ({err}); expected an AudioSet-format "
-                                f"ontology file; check that the file is complete.") from err
+        records = load_json_file(path, "ontology file", "an AudioSet-format ontology (a JSON list of node "
+                                 "objects)", OntologyError)
         return cls.from_records(records, source=str(path))
 
     def _check_acyclic(self) -> None:

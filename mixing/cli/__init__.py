@@ -28,7 +28,9 @@ def _load(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from mixing.cli.argtypes import HiveArgumentParser
+
+    parser = HiveArgumentParser(
         prog="hive", description="Hive: render, stream, mine, synthesize, curate and publish the "
         "Hive universal sound separation data set.")
     verbosity = argparse.ArgumentParser(add_help=False)
@@ -59,17 +61,42 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose)
-    from mixing.errors import HiveError
+    from mixing.errors import HiveError, describe_os_error
 
     try:
+        _check_args(args)
         return int(_load(args.command).run(args) or 0)
     except HiveError as exc:
-        print(f"hive {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hive {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # output folder is a file, read-only, disk full, ...
+        print(f"hive {args.command}: error: {_one_line(describe_os_error(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hive {args.command}: interrupted", file=sys.stderr)
         return 130
 
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Checks across flags, before any work: the rank fits the world size, and a --split /
+    --num-sources filter of --metadata selects something (else the error lists what exists)."""
+    from mixing.cli.argtypes import check_rank
+    from mixing.errors import HiveError
+
+    problem = check_rank(args)
+    if problem:
+        raise HiveError(problem)
+    metadata = getattr(args, "metadata", None)
+    split, num_sources = getattr(args, "split", None), getattr(args, "num_sources", None)
+    if metadata and (split is not None or num_sources is not None):
+        from mixing.metadata_io import check_selection
+
+        check_selection(metadata, split, num_sources, revision=getattr(args, "revision", None),
+                        config=getattr(args, "config", None))
 
 if __name__ == "__main__":
     sys.exit(main())
