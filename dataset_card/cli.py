@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from mixing.cli import argtypes as at
 
@@ -36,11 +34,9 @@ def _load_provenance(path: str | None) -> dict:
 
     if not path:
         return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CardError(f"--provenance {path}: not a readable JSON file ({exc}); expected a JSON object of "
-                        "synthesis / curation parameters") from exc
+    from mixing.json_input import load_json_file
+
+    data = load_json_file(path, "--provenance file", "a JSON object of synthesis / curation parameters", CardError)
     if not isinstance(data, dict):
         raise CardError(f"--provenance {path}: top-level JSON is {type(data).__name__}; expected an object")
     return data

@@ -140,6 +140,11 @@ class Ontology:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    @property
+    def source(self) -> str:
+        """Where the nodes came from (the file path, or a description)."""
+        return self._source
+
     def __iter__(self) -> Iterator[OntologyNode]:
         return iter(self._by_id.values())
 

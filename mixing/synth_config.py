@@ -167,13 +167,18 @@ class SynthesisConfig:
     def from_yaml(cls, path: str | os.PathLike, base: "SynthesisConfig | None" = None) -> "SynthesisConfig":
         import yaml
 
+        from .json_input import read_text
+
         path = Path(path)
+        text = read_text(path, "synthesis config", SynthesisConfigError)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise SynthesisConfigError(f"synthesis config {path} does not exist") from None
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise SynthesisConfigError(f"synthesis config {path} is not valid YAML ({exc})") from exc
+            raise SynthesisConfigError(f"synthesis config {path} is not valid YAML ({' '.join(str(exc).split())}); "
+                                       "fix the file") from exc
+        except RecursionError:
+            raise SynthesisConfigError(f"synthesis config {path}: YAML nested too deeply; expected a flat "
+                                       "mapping of setting -> value") from None
         if not isinstance(data, dict):
             raise SynthesisConfigError(f"synthesis config {path} holds a {type(data).__name__}; "
                                        "expected a mapping of setting -> value")

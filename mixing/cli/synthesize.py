@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"split {cfg.split}: {len(result.records)}/{cfg.num_mixtures} mixtures {mode} in {result.seconds:.1f} s "
           f"(seed {cfg.seed}, {cfg.target_duration:g} s at {cfg.sample_rate} Hz)")
     print(format_summary(stats))
+    if result.stale_removed:
+        print(f"removed {len(result.stale_removed)} stale temporary files of killed earlier runs")
     for name, path in result.files.items():
         print(f"{name}: {path}")
     return 0 if (not result.failures or args.allow_failures) else 1
