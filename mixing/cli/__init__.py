@@ -56,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     if command not in SUBCOMMANDS:
         command = None
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line already printed) returns its status;
+        if exc.code in (0, None):  # --help exits as argparse does
+            raise
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
