@@ -123,13 +123,19 @@ _OS_ADVICE: dict[str, tuple[str, str]] = {
 }
 
 
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OS error: ``<what> (<path>): <strerror>; <what to do>``."""
+def describe_os_error(exc: OSError, location: str | None = None) -> str:
+    """One line for an OS error: ``<what> (<path>): <strerror>; <what to do>``. ``location`` (e.g.
+    the output folder) stands in for the path when the error names none (a full disk often)."""
     import errno as _errno
 
     code = _errno.errorcode.get(exc.errno or 0, "")
     what, todo = _OS_ADVICE.get(code, ("input/output error", "check the path and the device, then retry"))
-    paths = [os_path for os_path in (exc.filename, exc.filename2) if os_path is not None]
-    where = f" ({' -> '.join(str(p) for p in paths)})" if paths else ""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if paths:
+        where = f" ({' -> '.join(paths)})"
+    else:
+        where = f" (writing under {location})" if location else ""
     reason = exc.strerror or str(exc) or type(exc).__name__
+    if reason.casefold() in what.casefold() or what.casefold() in reason.casefold():
+        return f"{reason}{where}; {todo}"
     return f"{what}{where}: {reason}; {todo}"

@@ -6,8 +6,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixing.errors import HiveError
 
-class LabelsFileError(ValueError):
+
+class LabelsFileError(HiveError, ValueError):
     """The labels CSV is missing or malformed."""
 
 
