@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hive {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # output folder is a file, read-only, disk full, ...
-        print(f"hive {args.command}: error: {_one_line(describe_os_error(exc, getattr(args, "output", None)))}", file=sys.stderr)
+        print(f"hive {args.command}: error: {_one_line(describe_os_error(exc, getattr(args, 'output', None)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hive {args.command}: interrupted", file=sys.stderr)
