@@ -112,7 +112,7 @@ _OS_ADVICE: dict[str, tuple[str, str]] = {
     "EACCES": ("permission denied", "choose a location you may write to, or fix its permissions"),
     "EPERM": ("operation not permitted", "choose a location you may write to, or fix its permissions"),
     "EROFS": ("read-only file system", "write the output to a writable location"),
-    "ENOSPC": ("no space left on the device", "free some space or choose an output folder on another disk; "
+    "ENOSPC": ("no space left on device", "free some space or choose an output folder on another disk; "
                "the run resumes where it stopped"),
     "EDQUOT": ("disk quota exceeded", "free some space or choose an output folder on another disk"),
     "EEXIST": ("a file is in the way", "remove it or choose another output path"),
