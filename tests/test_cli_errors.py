@@ -366,3 +366,39 @@ def test_labelled_list_drops_are_counted(toy, toy_ontology, tmp_path, capsys):
     dropped = json.loads((out / "synthesis_stats_train.json").read_text())["pool_rows_dropped"]
     assert dropped.get("labelled_list_missing_path_or_label") == 1
     assert sum(v for k, v in dropped.items() if k.startswith("labelled_list_")) == 2
+
+
+def test_synthesis_config_bounds_rate_and_length_like_records(toy, toy_ontology, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("sample_rate: 384000\nduration: 100\n")  # 38.4 M samples > MAX_FRAMES
+    assert main(["synthesize", "--pool", str(toy.pool), "--ontology", str(toy_ontology), "--dataset-paths",
+                 str(toy.dataset_paths), "--output", str(tmp_path / "s"), "--config", str(config)]) == 2
+    line = _one_error_line(capsys, "synthesize")
+    assert "at most 28800000 samples per mixture" in line and "100 s x 384000 Hz" in line
+
+
+# ---- the reader underneath: mixing.json_input ------------------------------------------------------
+def test_json_input_offsets_depth_and_strings(tmp_path):
+    from mixing.errors import InputFileError
+    from mixing.json_input import MAX_JSON_DEPTH, BadLine, iter_jsonl, load_json_file
+
+    # brackets inside strings do not count as nesting; a BOM is accepted
+    ok = tmp_path / "ok.json"
+    ok.write_bytes(b"\xef\xbb\xbf" + json.dumps({"a": "[" * 5000, "b": [[[1]]]}).encode())
+    assert load_json_file(ok, "test file", "anything")["b"] == [[[1]]]
+    # exactly the limit parses; one more level is refused
+    edge = tmp_path / "edge.json"
+    edge.write_text("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH)
+    load_json_file(edge, "test file", "anything")
+    edge.write_text("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
+    with pytest.raises(InputFileError, match="nested deeper than"):
+        load_json_file(edge, "test file", "anything")
+    # JSONL: byte offsets are absolute in the file, line numbers count blank lines
+    lines = tmp_path / "x.jsonl"
+    lines.write_bytes(b'{"a": 1}\n\n{"b": "\xc3\xa9"}\n{"c": "\xe9"}\n' + b"[" * 1000 + b"\n")
+    rows = list(iter_jsonl(lines, "test file"))
+    assert [n for n, _ in rows] == [1, 3, 4, 5]
+    assert rows[1][1] == {"b": "é"}
+    offset = len(b'{"a": 1}\n\n{"b": "\xc3\xa9"}\n{"c": "')
+    assert isinstance(rows[2][1], BadLine) and f"byte offset {offset} " in rows[2][1].message
+    assert isinstance(rows[3][1], BadLine) and "nested deeper" in rows[3][1].message
