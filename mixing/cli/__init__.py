@@ -72,18 +72,19 @@ def main(argv: list[str] | None = None) -> int:
         _check_args(args)
         return int(_load(args.command).run(args) or 0)
     except HiveError as exc:
-        print(f"hive {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        return _refuse(args.command, str(exc))
     except OSError as exc:  # output folder is a file, read-only, disk full, ...
-        print(f"hive {args.command}: error: {_one_line(describe_os_error(exc, getattr(args, 'output', None)))}", file=sys.stderr)
-        return 2
+        return _refuse(args.command, describe_os_error(exc, getattr(args, "output", None)))
     except KeyboardInterrupt:
         print(f"hive {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
-def _one_line(message: object) -> str:
-    return " ".join(str(message).split())
+def _refuse(command: str, message: str) -> int:
+    """Print ``hive <cmd>: error: <message>`` as one line (the traceback only with -vv) -> status 2."""
+    logging.getLogger(__name__).debug("hive %s failed", command, exc_info=True)
+    print(f"hive {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -102,6 +103,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
         check_selection(metadata, split, num_sources, revision=getattr(args, "revision", None),
                         config=getattr(args, "config", None))
+
 
 if __name__ == "__main__":
     sys.exit(main())
