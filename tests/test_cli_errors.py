@@ -402,3 +402,23 @@ def test_json_input_offsets_depth_and_strings(tmp_path):
     offset = len(b'{"a": 1}\n\n{"b": "\xc3\xa9"}\n{"c": "')
     assert isinstance(rows[2][1], BadLine) and f"byte offset {offset} " in rows[2][1].message
     assert isinstance(rows[3][1], BadLine) and "nested deeper" in rows[3][1].message
+
+
+def test_bugs_still_show_a_traceback_and_vv_logs_refusals(toy, tmp_path, capsys, monkeypatch):
+    """Only project errors and OS errors become one line; anything else is a bug and propagates."""
+    import mixing.cli.check as check_cli
+
+    def broken(args):
+        return 1 // 0
+
+    monkeypatch.setattr(check_cli, "run", broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["check", *_common(toy)])
+    monkeypatch.undo()
+    # with -vv the refusal's traceback is logged for debugging; the error line stays the last line
+    r = subprocess.run([sys.executable, "-m", "mixing", "check", "-vv", "--metadata", str(toy.parquet_dir),
+                        "--dataset-paths", str(tmp_path / "missing.json")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("hive check: error: dataset paths file")
