@@ -9,7 +9,6 @@ objects, in a deterministic order (file order, ``child_ids`` order, breadth firs
 from __future__ import annotations
 
 import difflib
-import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import HiveError
+from .json_input import load_json_file
 
 
 class OntologyError(HiveError, ValueError):
@@ -114,8 +114,6 @@ class Ontology:
     @classmethod
     def from_json(cls, path: str | Path) -> Ontology:
         """Load an AudioSet-format ontology JSON file."""
-        from .json_input import load_json_file
-
         path = Path(path)
         records = load_json_file(path, "ontology file", "an AudioSet-format ontology (a JSON list of node "
                                  "objects)", OntologyError)
