@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixing.errors import HiveError
+from mixing.json_input import BadLine, iter_jsonl, read_text
 from mixing.pool import POOL_ARROW_SCHEMA
 
 from .stages.base import ITEM_FIELDS, Item, make_clip_id
@@ -99,15 +100,10 @@ def item_from_row(row: Any, where: str) -> tuple[Item, bool]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{lineno}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{lineno}: not a JSON object ({exc}); expected one "
-                                    "record per line") from None
+    for lineno, row in iter_jsonl(path, "manifest", ManifestError):
+        if isinstance(row, BadLine):  # invalid UTF-8 (with its byte offset), bad or too deep JSON
+            raise ManifestError(row.message)
+        yield f"{path}:{lineno}", row
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
@@ -159,11 +155,15 @@ def _rows(path: Path) -> Iterator[tuple[str, Any]]:
                 yield f"{path}:{i}", {k: (v if v != "" or k == "text_label" else None)
                                       for k, v in row.items() if k is not None}
     elif suffix == ".json":
+        text = read_text(path, "labelled list", ManifestError)  # invalid UTF-8: the byte offset
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
         except json.JSONDecodeError:  # maybe JSON lines under a .json name
             yield from _jsonl_rows(path)
             return
+        except RecursionError:
+            raise ManifestError(f"labelled list {path}: JSON nested too deeply; expected a list of "
+                                "{audio_path, text_label} objects") from None
         if not isinstance(data, list):
             raise ManifestError(f"{path} holds a JSON {type(data).__name__}; expected a list of "
                                 "{audio_path, text_label} objects")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from mixing.cli import argtypes as at
 
 from .layout import DEFAULT_ROWS_PER_FILE
 
@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Hub id (ORG/NAME), Parquet file/folder, legacy JSON folder or JSONL file")
     p.add_argument("--output", required=True, metavar="DIR",
                    help="folder to write data/, assets/ and README.md into (its data/ is rewritten)")
-    p.add_argument("--rows-per-file", type=int, default=DEFAULT_ROWS_PER_FILE, metavar="N",
+    p.add_argument("--rows-per-file", type=at.positive_int, default=DEFAULT_ROWS_PER_FILE, metavar="N",
                    help=f"rows per Parquet file (default {DEFAULT_ROWS_PER_FILE}); bounds memory too")
     p.add_argument("--revision", help="revision to read when METADATA is a Hub id")
     p.add_argument("--parent-revision", metavar="R",
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--example-revision", default="main",
                    help="revision shown in the card's loading examples (e.g. the tag you will publish)")
     p.add_argument("--license", default=None, help="Hub licence id of the metadata (default: other)")
-    p.add_argument("--top-labels", type=int, default=30, metavar="N", help="labels in the histogram (default 30)")
+    p.add_argument("--top-labels", type=at.positive_int, default=30, metavar="N", help="labels in the histogram (default 30)")
 
 
 def _load_provenance(path: str | None) -> dict:
@@ -34,11 +34,9 @@ def _load_provenance(path: str | None) -> dict:
 
     if not path:
         return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CardError(f"--provenance {path}: not a readable JSON file ({exc}); expected a JSON object of "
-                        "synthesis / curation parameters") from exc
+    from mixing.json_input import load_json_file
+
+    data = load_json_file(path, "--provenance file", "a JSON object of synthesis / curation parameters", CardError)
     if not isinstance(data, dict):
         raise CardError(f"--provenance {path}: top-level JSON is {type(data).__name__}; expected an object")
     return data

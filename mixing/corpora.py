@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from .errors import DatasetPathsError, InvalidRecordError, PathEscapesRootError, UnknownPrefixError
+from .json_input import load_json_file
 from .validation import check_metadata_path
 
 
@@ -49,13 +50,8 @@ class DatasetPaths:
     def from_json(cls, path: str | os.PathLike, **kw) -> "DatasetPaths":
         """Load ``dataset_paths.json``; relative roots are taken relative to the file's folder."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DatasetPathsError(f"dataset paths file {path} does not exist; write a JSON object "
-                                    "mapping each corpus prefix to its local folder") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DatasetPathsError(f"dataset paths file {path} is not valid JSON ({exc})") from exc
+        data = load_json_file(path, "dataset paths file", "a JSON object mapping each corpus prefix to its "
+                              "local folder", DatasetPathsError)
         if not isinstance(data, dict):
             raise DatasetPathsError(f"dataset paths file {path} holds a {type(data).__name__}; "
                                     "expected a JSON object {prefix: folder}")

@@ -96,3 +96,46 @@ class UnreadableAudioError(CorpusError, OSError):
 
 class ChunkOutOfRangeError(CorpusError, ValueError):
     """A chunk ends beyond the end of its file by more than the tolerance."""
+
+
+class InputFileError(HiveError, ValueError):
+    """An input file (JSON, JSONL, YAML, CSV) cannot be read, decoded or parsed."""
+
+
+class EmptySelectionError(HiveError, ValueError):
+    """``--split`` / ``--num-sources`` select no row of the metadata."""
+
+
+#: errno -> (what happened, what to do) for the OS errors a command reports in one line
+_OS_ADVICE: dict[str, tuple[str, str]] = {
+    "ENOENT": ("not found", "check the path"),
+    "EACCES": ("permission denied", "choose a location you may write to, or fix its permissions"),
+    "EPERM": ("operation not permitted", "choose a location you may write to, or fix its permissions"),
+    "EROFS": ("read-only file system", "write the output to a writable location"),
+    "ENOSPC": ("no space left on device", "free some space or choose an output folder on another disk; "
+               "the run resumes where it stopped"),
+    "EDQUOT": ("disk quota exceeded", "free some space or choose an output folder on another disk"),
+    "EEXIST": ("a file is in the way", "remove it or choose another output path"),
+    "ENOTDIR": ("a file is where a folder is expected", "remove that file or choose another output path"),
+    "EISDIR": ("a folder is where a file is expected", "choose a file path, not a folder"),
+    "EMFILE": ("too many open files", "raise the limit (ulimit -n) or use fewer workers"),
+    "ENAMETOOLONG": ("file name too long", "choose a shorter path"),
+}
+
+
+def describe_os_error(exc: OSError, location: str | None = None) -> str:
+    """One line for an OS error: ``<what> (<path>): <strerror>; <what to do>``. ``location`` (e.g.
+    the output folder) stands in for the path when the error names none (a full disk often)."""
+    import errno as _errno
+
+    code = _errno.errorcode.get(exc.errno or 0, "")
+    what, todo = _OS_ADVICE.get(code, ("input/output error", "check the path and the device, then retry"))
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if paths:
+        where = f" ({' -> '.join(paths)})"
+    else:
+        where = f" (writing under {location})" if location else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if reason.casefold() in what.casefold() or what.casefold() in reason.casefold():
+        return f"{reason}{where}; {todo}"
+    return f"{what}{where}: {reason}; {todo}"

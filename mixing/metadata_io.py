@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import InvalidRecordError, MetadataSourceError
+from .errors import EmptySelectionError, InvalidRecordError, MetadataSourceError
+from .json_input import BadLine, iter_jsonl, load_json_file
 from .metadata import (
     HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SOURCES_ARROW_TYPE, SPLIT_ALIASES, SPLITS, MixtureRecord,
     normalise_split, records_to_arrow,
@@ -249,11 +250,7 @@ def _iter_parquet_rows(path: str, split: str | None, num_sources: int | None) ->
 
 
 def _iter_json_rows(path: str) -> Iterator[Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MetadataSourceError(f"{path}: not a readable JSON file ({exc}); expected a list of mixture records") from exc
+    data = load_json_file(path, "metadata file", "a list of mixture records", MetadataSourceError)
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -262,14 +259,8 @@ def _iter_json_rows(path: str) -> Iterator[Any]:
 
 
 def _iter_jsonl_rows(path: str) -> Iterator[Any]:
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield {"mix_id": None, "__bad_json__": f"{path}:{lineno}: {exc}"}
+    for _, row in iter_jsonl(path, "metadata file", MetadataSourceError):
+        yield {"mix_id": None, "__bad_json__": row.message} if isinstance(row, BadLine) else row
 
 
 def _load_hub(shard: MetadataShard, split: str | None):
@@ -444,6 +435,90 @@ def iter_records(source: str | os.PathLike | MetadataSource, *, split: str | Non
     """Stream validated records from any supported source."""
     src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
     return src.records(split, num_sources, on_error=on_error, report=report, max_sources=max_sources)
+
+
+# ---- what a selection matches ------------------------------------------------------------------
+def _raw_split_count(row: Any, default_split: str | None) -> tuple[Any, Any]:
+    if not isinstance(row, dict):
+        return None, None
+    info = row.get("dataset_info") if isinstance(row.get("dataset_info"), dict) else {}
+    split = row.get("split", info.get("split", default_split))
+    n = row.get("num_sources")
+    if n is None and isinstance(row.get("sources"), (list, dict)):
+        sources = row["sources"]
+        n = len(sources) if isinstance(sources, list) else len(next(iter(sources.values()), []))
+    return split, n
+
+
+def selection_counts(source: str | os.PathLike | MetadataSource, *, revision: str | None = None,
+                     config: str | None = None) -> Counter | None:
+    """``Counter[(split, num_sources)]`` of the raw rows of a local source (cheap for Parquet: two
+    columns are read); None for a Hub id, whose rows are not counted without streaming them all."""
+    src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
+    if src.kind == "hub":
+        return None
+    counts: Counter = Counter()
+    for shard in src.shards():
+        if shard.kind == "parquet":
+            try:
+                pf = pq.ParquetFile(shard.location)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise MetadataSourceError(f"{shard.location}: not a readable Parquet file ({exc}); "
+                                          "re-download it") from exc
+            names = pf.schema_arrow.names
+            cols = [c for c in ("split", "num_sources") if c in names]
+            if len(cols) < 2:  # an unusual layout: count the rows themselves
+                rows = ((_raw_split_count(r, shard.split)) for r in _iter_parquet_rows(shard.location, None, None))
+                counts.update((normalise_split(sp) if isinstance(sp, str) else sp, n) for sp, n in rows)
+                continue
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=cols):
+                counts.update(zip((normalise_split(x) if isinstance(x, str) else x
+                                   for x in batch.column("split").to_pylist()),
+                                  batch.column("num_sources").to_pylist()))
+        else:
+            for row in iter_raw_rows(shard):
+                sp, n = _raw_split_count(row, shard.split)
+                counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
+    return counts
+
+
+def _describe(counter: Counter, what: str) -> str:
+    order = {s: i for i, s in enumerate(SPLITS)}
+    keys = sorted(counter, key=lambda k: (0, order.get(k, len(order)), str(k)) if isinstance(k, str)
+                  else (1, k if isinstance(k, int) else 0, str(k)))
+    return ", ".join(f"{what.format(k)} ({counter[k]})" for k in keys) or "no rows at all"
+
+
+def check_selection(source: str | os.PathLike | MetadataSource, split: str | None = None,
+                    num_sources: int | None = None, *, revision: str | None = None,
+                    config: str | None = None) -> int | None:
+    """Raise :class:`EmptySelectionError` when ``split`` / ``num_sources`` match no row of a local
+    source, listing what the metadata has; else return the number of rows matched (None: a Hub id,
+    not counted)."""
+    if split is None and num_sources is None:
+        return None
+    counts = selection_counts(source, revision=revision, config=config)
+    if counts is None:
+        return None
+    want = normalise_split(split) if split is not None else None
+    by_split: Counter = Counter()
+    for (sp, _), c in counts.items():
+        by_split[sp] += c
+    if want is not None and by_split[want] == 0:
+        raise EmptySelectionError(
+            f"{os.fspath(source) if not isinstance(source, MetadataSource) else source.location}: no mixtures "
+            f"with split {split!r}; the metadata has {_describe(by_split, '{}')}; pass one of these to --split")
+    by_n: Counter = Counter()
+    for (sp, n), c in counts.items():
+        if want is None or sp == want:
+            by_n[n] += c
+    if num_sources is not None and by_n[num_sources] == 0:
+        where = f" in split {want!r}" if want is not None else ""
+        raise EmptySelectionError(
+            f"{os.fspath(source) if not isinstance(source, MetadataSource) else source.location}: no mixtures "
+            f"with {num_sources} sources{where}; the metadata{where} has {_describe(by_n, '{} sources')}; "
+            "pass one of these counts to --num-sources")
+    return by_n[num_sources] if num_sources is not None else by_split[want]
 
 
 # ---- writing ---------------------------------------------------------------------------------

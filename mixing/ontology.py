@@ -9,19 +9,21 @@ objects, in a deterministic order (file order, ``child_ids`` order, breadth firs
 from __future__ import annotations
 
 import difflib
-import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from .errors import HiveError
+from .json_input import load_json_file
 
-class OntologyError(ValueError):
+
+class OntologyError(HiveError, ValueError):
     """The ontology file or node list is malformed."""
 
 
-class UnknownNodeError(KeyError):
+class UnknownNodeError(HiveError, KeyError):
     """No node has the requested id or name."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -113,11 +115,8 @@ class Ontology:
     def from_json(cls, path: str | Path) -> Ontology:
         """Load an AudioSet-format ontology JSON file."""
         path = Path(path)
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise OntologyError(f"{path}: not valid JSON ({err}); expected an AudioSet-format "
-                                f"ontology file; check that the file is complete.") from err
+        records = load_json_file(path, "ontology file", "an AudioSet-format ontology (a JSON list of node "
+                                 "objects)", OntologyError)
         return cls.from_records(records, source=str(path))
 
     def _check_acyclic(self) -> None:
@@ -138,6 +137,11 @@ class Ontology:
     # -- lookup -------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._by_id)
+
+    @property
+    def source(self) -> str:
+        """Where the nodes came from (the file path, or a description)."""
+        return self._source
 
     def __iter__(self) -> Iterator[OntologyNode]:
         return iter(self._by_id.values())

@@ -25,7 +25,8 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import MISSING, HiveError, InvalidRecordError, short_repr
+from .errors import MISSING, HiveError, InputFileError, InvalidRecordError, short_repr
+from .json_input import BadLine, iter_jsonl, load_json_file
 from .metadata import Seconds, normalise_split
 from .validation import check_metadata_path, check_mix_id
 
@@ -211,29 +212,29 @@ def _pool_files(path: Path) -> list[Path]:
 def _raw_rows(path: Path) -> Iterator[tuple[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        pf = pq.ParquetFile(path)
+        try:
+            pf = pq.ParquetFile(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputFileError(f"pool file {path}: not a readable Parquet file ({exc}); expected a pool "
+                                 "written by write_pool or the mining stages; re-create it") from exc
         i = 0
         for batch in pf.iter_batches(batch_size=8192):
             for row in batch.to_pylist():
                 yield f"{path.name}[{i}]", row
                 i += 1
-    elif suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as fh:
-            if suffix == ".json":
-                data = json.load(fh)
-                if not isinstance(data, list):
-                    raise HiveError(f"pool file {path} holds a JSON {type(data).__name__}; expected a list of entries")
-                for i, row in enumerate(data):
-                    yield f"{path.name}[{i}]", row
-                return
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    row = InvalidPoolEntryError(f"{path.name}:{lineno}", "<line>", line[:80], f"a JSON object ({exc})")
-                yield f"{path.name}:{lineno}", row
+    elif suffix == ".json":
+        data = load_json_file(path, "pool file", "a JSON list of pool entries", InputFileError)
+        if not isinstance(data, list):
+            raise HiveError(f"pool file {path} holds a JSON {type(data).__name__}; expected a list of entries")
+        for i, row in enumerate(data):
+            yield f"{path.name}[{i}]", row
+    elif suffix == ".jsonl":
+        for lineno, row in iter_jsonl(path, "pool file", InputFileError):
+            if isinstance(row, BadLine):
+                bad = InvalidPoolEntryError(f"{path.name}:{lineno}", "<line>", MISSING, "one JSON object per line")
+                bad.args = (row.message,)  # names the file, line and byte offset
+                row = bad
+            yield f"{path.name}:{lineno}", row
     else:
         raise HiveError(f"pool file {path} has suffix {suffix!r}; expected .jsonl, .json or .parquet")
 

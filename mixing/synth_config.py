@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import HiveError
+from .validation import MAX_FRAMES, MAX_SAMPLE_RATE
 
 #: default mixture length per split (seconds); other split names use 4 s
 DEFAULT_DURATION = {"train": 4.0, "validation": 4.0, "test": 10.0}
@@ -110,8 +111,11 @@ class SynthesisConfig:
             raise bad("num_mixtures", "an integer >= 0")
         if self.duration is not None and not (isinstance(self.duration, (int, float)) and 0 < self.duration <= 3600):
             raise bad("duration", "a positive number of seconds (<= 3600) or null")
-        if not isinstance(self.sample_rate, int) or not 0 < self.sample_rate <= 1_000_000:
-            raise bad("sample_rate", "a positive integer rate in Hz")
+        if not isinstance(self.sample_rate, int) or not 0 < self.sample_rate <= MAX_SAMPLE_RATE:
+            raise bad("sample_rate", f"a positive integer rate in Hz (<= {MAX_SAMPLE_RATE})")
+        if self.target_duration * self.sample_rate > MAX_FRAMES:
+            raise bad("sample_rate", f"at most {MAX_FRAMES} samples per mixture (duration x sample_rate; here "
+                      f"{self.target_duration:g} s x {self.sample_rate} Hz): lower the rate or the duration")
         if not isinstance(self.min_sources, int) or not 1 <= self.min_sources <= 5:
             raise bad("min_sources", "an integer in 1..5")
         if not isinstance(self.max_sources, int) or not self.min_sources <= self.max_sources <= 5:
@@ -167,13 +171,18 @@ class SynthesisConfig:
     def from_yaml(cls, path: str | os.PathLike, base: "SynthesisConfig | None" = None) -> "SynthesisConfig":
         import yaml
 
+        from .json_input import read_text
+
         path = Path(path)
+        text = read_text(path, "synthesis config", SynthesisConfigError)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise SynthesisConfigError(f"synthesis config {path} does not exist") from None
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise SynthesisConfigError(f"synthesis config {path} is not valid YAML ({exc})") from exc
+            raise SynthesisConfigError(f"synthesis config {path} is not valid YAML ({' '.join(str(exc).split())}); "
+                                       "fix the file") from exc
+        except RecursionError:
+            raise SynthesisConfigError(f"synthesis config {path}: YAML nested too deeply; expected a flat "
+                                       "mapping of setting -> value") from None
         if not isinstance(data, dict):
             raise SynthesisConfigError(f"synthesis config {path} holds a {type(data).__name__}; "
                                        "expected a mapping of setting -> value")

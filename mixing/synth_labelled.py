@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import os
 import re
@@ -119,7 +120,9 @@ def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPat
     paths = DatasetPaths.coerce(dataset_paths)
     listing = Path(listing)
     where = str(listing)
-    with open(listing, newline="", encoding="utf-8-sig") as fh:
+    from .json_input import read_text
+
+    with io.StringIO(read_text(listing, "labelled list", LabelledListError), newline="") as fh:
         reader = csv.DictReader(fh)
         header = list(reader.fieldnames or [])
         pcol = _column(header, path_column, PATH_COLUMNS, "path", True, where)

@@ -27,7 +27,7 @@ A pair given in both directions takes the smaller weight; pairs not given take
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 from collections import defaultdict
@@ -63,10 +63,10 @@ def load_compatibility(path: str | os.PathLike) -> dict[tuple[str, str], float]:
         raise CompatibilityFileError(f"compatibility file {path} does not exist")
     raw: list[tuple[str, str, float]] = []
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CompatibilityFileError(f"compatibility file {path} is not valid JSON ({exc})") from exc
+        from .json_input import load_json_file
+
+        data = load_json_file(path, "compatibility file", "a JSON object (labels/weights or nested "
+                              "{label: {label: weight}})", CompatibilityFileError)
         if isinstance(data, dict) and "labels" in data and "weights" in data:
             labels, rows = data["labels"], data["weights"]
             if not isinstance(labels, list) or not isinstance(rows, list) or len(rows) != len(labels):
@@ -84,8 +84,10 @@ def load_compatibility(path: str | os.PathLike) -> dict[tuple[str, str], float]:
         else:
             raise CompatibilityFileError(f"{path}: expected a JSON object (labels/weights or nested)")
     else:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        from .json_input import read_text
+
+        text = read_text(path, "compatibility file", CompatibilityFileError)
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
         if not rows:
             raise CompatibilityFileError(f"compatibility file {path} is empty")
         header = [c.strip() for c in rows[0]]

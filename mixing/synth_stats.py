@@ -83,6 +83,10 @@ def format_summary(stats: Mapping[str, Any], *, top: int = 5) -> str:
         lines.append("least used labels: " + ", ".join(f"{k} ({v})" for k, v in labels[-top:]))
     if stats["corpus_hours"]:
         lines.append("source hours by corpus: " + ", ".join(f"{k} {v:.2f}" for k, v in stats["corpus_hours"].items()))
+    dropped = stats.get("pool_rows_dropped") or {}
+    if "pool_rows_used" in stats:
+        lines.append(f"pool rows used: {stats['pool_rows_used']}; not used: "
+                     + (", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"))
     if stats["reasons"]:
         lines.append("redraws / drops: " + ", ".join(f"{k}={v}" for k, v in stats["reasons"].items()))
     return "\n".join(lines)

@@ -93,15 +93,44 @@ class SynthesisResult:
     seconds: float
     split_check: SplitCheck | None = None
     files: dict[str, str] = field(default_factory=dict)
+    #: pool rows not used, by named reason (rows of other splits are counted as ``other_split``)
+    pool_dropped: Counter = field(default_factory=Counter)
+    #: pool rows used (the clips mixtures are drawn from)
+    pool_used: int = 0
+    #: stale ``.tmp-PID`` files of killed earlier runs removed from the output folder
+    stale_removed: list[str] = field(default_factory=list)
 
     def stats(self) -> dict[str, Any]:
         out = compute_stats(self.records, reasons=self.reasons)
         out["requested"] = self.config.num_mixtures
         out["dropped"] = len(self.failures)
         out["seconds"] = self.seconds
+        out["pool_rows_used"] = self.pool_used
+        out["pool_rows_dropped"] = dict(sorted(self.pool_dropped.items()))
         if self.split_check is not None:
             out["split_check"] = self.split_check.to_dict()
         return out
+
+
+def _unknown_labels_message(unknown: list[str], entries: Sequence[PoolEntry], split: str,
+                            ontology: Ontology) -> str:
+    """The refusal of pool labels the ontology does not know: how many, which (with their clip
+    counts) and the closest ontology names."""
+    import difflib
+
+    clips = Counter(e.label for e in entries if e.label in set(unknown))
+    names = [n.name for n in ontology]
+    shown = []
+    for lab in unknown[:10]:
+        close = difflib.get_close_matches(lab, names, n=1, cutoff=0.6) or \
+            difflib.get_close_matches(lab.casefold(), [n.casefold() for n in names], n=1, cutoff=0.6)
+        hint = f", did you mean {close[0]!r}?" if close else ""
+        shown.append(f"{lab!r} ({clips[lab]} clips{hint})")
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    return (f"{len(unknown)} pool labels of split {split!r} ({sum(clips.values())} clips) are not in the "
+            f"ontology {ontology.source}: {'; '.join(shown)}{more}. Expected ontology names or ids: rename "
+            "them in the pool (or give label_id), or set unknown_labels: skip (drop those clips, counted) or "
+            "allow (distinct-label rule only) in --config")
 
 
 class Synthesizer:
@@ -116,6 +145,10 @@ class Synthesizer:
         pool_check.raise_if_leaky("pool")
         split = config.split
         entries = [e for e in pool if e.split == split]
+        #: pool rows not drawn from, by named reason
+        self.pool_dropped: Counter = Counter()
+        if len(entries) < len(pool):
+            self.pool_dropped["other_split"] = len(pool) - len(entries)
         if not entries:
             present = sorted({e.split for e in pool})
             raise SynthesisError(f"the pool has no clip of split {split!r} (its splits: {present}); "
@@ -132,15 +165,13 @@ class Synthesizer:
             nodes = resolve_label_nodes(sorted(label_ids), label_ids, ontology)
             unknown = sorted(lab for lab, nid in nodes.items() if nid is None)
             if unknown and config.unknown_labels == "error":
-                raise SynthesisError(
-                    f"{len(unknown)} pool labels of split {split!r} are not in the ontology (e.g. "
-                    f"{unknown[:5]}); expected ontology names or ids. Map them to ontology classes, or "
-                    "set unknown_labels: skip (drop those clips) or allow (distinct-label rule only)")
+                raise SynthesisError(_unknown_labels_message(unknown, entries, split, ontology))
             if unknown and config.unknown_labels == "skip":
                 drop = set(unknown)
                 before = len(entries)
                 entries = [e for e in entries if e.label not in drop]
                 self.skipped_clips = before - len(entries)
+                self.pool_dropped["label_not_in_ontology"] = self.skipped_clips
         labels = sorted({e.label for e in entries})
         if len(labels) < config.max_sources:
             raise SynthesisError(f"split {split!r} of the pool has {len(labels)} usable labels; a mixture "
@@ -385,14 +416,20 @@ def write_outputs(result: SynthesisResult, output: str | os.PathLike, pool: Iter
     return stats
 
 
-def load_pool(pool: str | os.PathLike, dataset_paths: DatasetPaths | None = None) -> list[PoolEntry]:
-    """A pool file, or a labelled CSV list turned into a pool (chunks probed on disk)."""
+def load_pool(pool: str | os.PathLike, dataset_paths: DatasetPaths | None = None,
+              dropped: Counter | None = None) -> list[PoolEntry]:
+    """A pool file, or a labelled CSV list turned into a pool (chunks probed on disk); the rows
+    of a labelled list that cannot be used are added to ``dropped`` by reason. An invalid row of
+    a pool file is refused (raises), never dropped silently."""
     if str(pool).lower().endswith(".csv"):
         from .synth_labelled import build_pool_from_labels
 
         if dataset_paths is None:
             raise SynthesisError(f"building a pool from the labelled list {pool} needs the dataset paths")
-        return build_pool_from_labels(pool, dataset_paths).entries
+        labelled = build_pool_from_labels(pool, dataset_paths)
+        if dropped is not None:
+            dropped.update({f"labelled_list_{k}": v for k, v in labelled.dropped.items()})
+        return labelled.entries
     return read_pool(pool)
 
 
@@ -407,9 +444,16 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
     paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
     if not dry_run and paths is None:
         raise SynthesisError("measuring levels needs the dataset paths (prefix -> local corpus root)")
-    entries = list(pool) if not isinstance(pool, (str, os.PathLike)) else load_pool(pool, paths)
+    from .stale_tmp import remove_stale_tmp
+
+    stale = [str(p) for p in remove_stale_tmp(output)]
+    if stale:
+        logger.info("removed %d stale temporary files of killed earlier runs under %s", len(stale), output)
+    pool_dropped: Counter = Counter()
+    entries = list(pool) if not isinstance(pool, (str, os.PathLike)) else load_pool(pool, paths, pool_dropped)
     onto = ontology if isinstance(ontology, Ontology) or ontology is None else Ontology.from_json(ontology)
     synth = Synthesizer(entries, config, ontology=onto)
+    pool_dropped.update(synth.pool_dropped)
     if dry_run:
         result = synthesize(synth, None)
     else:  # stream to disk: memory does not grow with the number of mixtures
@@ -430,6 +474,9 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
             reasons["skipped_clips_unknown_label"] = synth.skipped_clips
         records = WrittenRecords(parquet_dir, config.split, counts.get(config.split, 0))
         result = SynthesisResult(config, records, reasons, failures, time.perf_counter() - t0)
+    result.pool_dropped = pool_dropped
+    result.pool_used = len(synth.entries)
+    result.stale_removed = stale
     stats = write_outputs(result, output, entries, write_metadata=not dry_run)
     logger.info("synthesized %d mixtures of split %s in %.1f s", len(result.records), config.split, result.seconds)
     return result, stats

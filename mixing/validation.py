@@ -22,6 +22,9 @@ from .metadata import (
 MAX_SOURCES = 5
 #: longest mixture accepted, in samples (10 minutes at 48 kHz): bounds the renderer's memory
 MAX_FRAMES = 28_800_000
+#: highest rate a command accepts for --sample-rate (Hz): what audio interfaces record at most;
+#: with MAX_FRAMES it keeps a render's memory bounded whatever the flags say
+MAX_SAMPLE_RATE = 384_000
 #: relative tolerance of the check applied_weight == rms_gain * 10 ** (snr_db / 20)
 WEIGHT_RTOL = 1e-3
 

@@ -7,14 +7,8 @@ main process merges and applies the keep policy to all scores).
 from __future__ import annotations
 
 import argparse
-import os
 
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
+from mixing.cli import argtypes as at
 
 
 def _temperature(text: str) -> float:
@@ -48,9 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="judge backend spec, e.g. 'openai:url=http://127.0.0.1:8000/v1,model=NAME,timeout=60,retries=3'")
     p.add_argument("--output", required=True, help="output folder (metadata/, scores/, summary.json, provenance.json)")
     sel = p.add_mutually_exclusive_group()
-    sel.add_argument("--keep", type=_fraction,
+    sel.add_argument("--keep", type=at.fraction,
                      help="keep this fraction of the scored mixtures of each (split, num_sources) group (default 0.5)")
-    sel.add_argument("--min-score", type=_fraction, help="keep every mixture scoring at least this instead")
+    sel.add_argument("--min-score", type=at.fraction, help="keep every mixture scoring at least this instead")
     p.add_argument("--unscored", choices=("drop", "keep"), default="drop",
                    help="what happens to mixtures with no scorable source (judge failures, missing audio); "
                         "they never take part in the ranking (default: drop)")
@@ -79,17 +73,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sampling temperature sent to the judge (default: none sent, so the server's "
                         "default applies, as in the reference)")
     p.add_argument("--split", help="only this split (default: every split, validation included)")
-    p.add_argument("--max-pool", type=int, help="cap each confusion pool at this many labels (true label kept)")
+    p.add_argument("--max-pool", type=at.positive_int, help="cap each confusion pool at this many labels (true label kept)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pool caps and option orders (default 0)")
     p.add_argument("--cache-dir", help="answer cache folder (default OUTPUT/cache); reuse it across runs")
-    p.add_argument("--answer-retries", type=int, default=1,
+    p.add_argument("--answer-retries", type=at.non_negative_int, default=1,
                    help="ask again this many times when an answer names no option (default 1)")
-    p.add_argument("--concurrency", type=int,
+    p.add_argument("--concurrency", type=at.positive_int,
                    help="judge calls in flight at once (default: the backend's own 'concurrency' option, "
                         "as HTTP judges have, else 1)")
-    p.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)),
+    p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),
+    p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

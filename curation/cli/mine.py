@@ -12,6 +12,8 @@ import dataclasses
 import os
 import sys
 
+from mixing.cli import argtypes as at
+
 
 def _env_int(name: str, default: int) -> int:
     try:
@@ -21,9 +23,9 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rank", type=int, default=_env_int("RANK", 0),
+    p.add_argument("--rank", type=at.non_negative_int, default=_env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=int, default=_env_int("WORLD_SIZE", 1),
+    p.add_argument("--world-size", type=at.positive_int, default=_env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
 
 
@@ -51,13 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sp.add_argument("--input", required=True, help="JSONL/Parquet manifest, a stage's output folder, "
                         "or (first stage) a labelled list .json/.csv with audio_path and text_label")
         sp.add_argument("--output", required=True, help="output folder of this stage")
-        sp.add_argument("--batch-size", type=int, help=f"items per batch (default {cls.default_batch_size})")
+        sp.add_argument("--batch-size", type=at.positive_int, help=f"items per batch (default {cls.default_batch_size})")
         sp.add_argument("--device", help="device for model backends (e.g. cuda:0); default: the backend's choice")
         sp.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output")
         sp.add_argument("--no-merge", action="store_true",
                         help="do not wait for the other ranks and merge (run 'hive mine merge' later)")
         sp.add_argument("--parquet", action="store_true", help="also write output.parquet when merging")
-        sp.add_argument("--wait-timeout", type=float, help="seconds rank 0 waits for the other ranks")
+        sp.add_argument("--wait-timeout", type=at.positive_float, help="seconds rank 0 waits for the other ranks")
         sp.add_argument("--no-progress", action="store_true", help="no progress bar")
         _common(sp)
         _stage_options(sp, cls)

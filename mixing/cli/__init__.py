@@ -41,7 +41,9 @@ def _load(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from mixing.cli.argtypes import HiveArgumentParser
+
+    parser = HiveArgumentParser(
         prog="hive", description="Hive: render, stream, mine, synthesize, curate and publish the "
         "Hive universal sound separation data set.")
     verbosity = argparse.ArgumentParser(add_help=False)
@@ -68,21 +70,53 @@ def main(argv: list[str] | None = None) -> int:
     if command not in SUBCOMMANDS:
         command = None
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line already printed) returns its status;
+        if exc.code in (0, None):  # --help exits as argparse does
+            raise
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
     setup_logging(args.verbose)
-    from mixing.errors import HiveError
+    from mixing.errors import HiveError, describe_os_error
 
     try:
+        _check_args(args)
         return int(_load(args.command).run(args) or 0)
     except HiveError as exc:
-        print(f"hive {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(args.command, str(exc))
+    except OSError as exc:  # output folder is a file, read-only, disk full, ...
+        return _refuse(args.command, describe_os_error(exc, getattr(args, "output", None)))
     except KeyboardInterrupt:
         print(f"hive {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _refuse(command: str, message: str) -> int:
+    """Print ``hive <cmd>: error: <message>`` as one line (the traceback only with -vv) -> status 2."""
+    logging.getLogger(__name__).debug("hive %s failed", command, exc_info=True)
+    print(f"hive {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Checks across flags, before any work: the rank fits the world size, and a --split /
+    --num-sources filter of --metadata selects something (else the error lists what exists)."""
+    from mixing.cli.argtypes import check_rank
+    from mixing.errors import HiveError
+
+    problem = check_rank(args)
+    if problem:
+        raise HiveError(problem)
+    metadata = getattr(args, "metadata", None)
+    split, num_sources = getattr(args, "split", None), getattr(args, "num_sources", None)
+    if metadata and (split is not None or num_sources is not None):
+        from mixing.metadata_io import check_selection
+
+        check_selection(metadata, split, num_sources, revision=getattr(args, "revision", None),
+                        config=getattr(args, "config", None))
 
 
 if __name__ == "__main__":

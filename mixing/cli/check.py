@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from mixing.cli import argtypes as at
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,12 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-paths", required=True, metavar="FILE",
                         help="dataset_paths.json: corpus prefix -> local folder")
     parser.add_argument("--split", default=None, help="only this split (train, validation, test)")
-    parser.add_argument("--num-sources", type=int, default=None, metavar="N",
+    parser.add_argument("--num-sources", type=at.positive_int, default=None, metavar="N",
                         help="only mixtures of N sources")
     parser.add_argument("--report", default=None, metavar="OUT.json", help="also write the full report as JSON")
-    parser.add_argument("--examples", type=int, default=5, metavar="K",
+    parser.add_argument("--examples", type=at.non_negative_int, default=5, metavar="K",
                         help="example paths kept per prefix and reason (default 5)")
-    parser.add_argument("--jobs", type=int, default=8, metavar="J",
+    parser.add_argument("--jobs", type=at.positive_int, default=8, metavar="J",
                         help="threads probing files (default 8; helps on network filesystems)")
     parser.add_argument("--revision", default=None, help="Hub revision (with a Hub dataset id)")
     parser.add_argument("--config", default=None, help="Hub / README config name")
@@ -28,10 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mixing.check import check_corpora
 
-    if args.examples < 0 or args.jobs < 1:
-        print(f"hive check: error: --examples must be >= 0 (got {args.examples}) and --jobs >= 1 "
-              f"(got {args.jobs})", file=sys.stderr)
-        return 2
     report = check_corpora(args.metadata, args.dataset_paths, split=args.split, num_sources=args.num_sources,
                            progress=not args.no_progress, jobs=args.jobs, examples=args.examples,
                            revision=args.revision, config=args.config)

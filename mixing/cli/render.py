@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from mixing.cli import argtypes as at
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
@@ -12,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-paths", required=True, help="dataset_paths.json: corpus prefix -> local folder")
     p.add_argument("--output", required=True, help="output folder (nothing is written outside it)")
     p.add_argument("--split", help="only this split (train, validation, test)")
-    p.add_argument("--num-sources", type=int, help="only mixtures with this many sources")
+    p.add_argument("--num-sources", type=at.positive_int, help="only mixtures with this many sources")
     p.add_argument("--format", choices=("webdataset", "parquet"), default="webdataset")
     p.add_argument("--stems", choices=("consistent", "reference"), default="consistent",
                    help="consistent: stems carry the global factor and sum to the mix (default); "
@@ -21,12 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="wav: 32-bit float (never clips, default); flac: 24-bit with a peak check; "
                         "pcm16: 16-bit PCM .wav as the reference wrote (samples outside [-1, 1) clip: "
                         "counted per file in _warnings.jsonl, with a logged warning)")
-    p.add_argument("--sample-rate", type=int, help="render directly at this rate instead of the record's")
-    p.add_argument("--shard-size", type=int, default=1000, help="mixtures per shard (default 1000)")
-    p.add_argument("--num-workers", type=int, default=1, help="worker processes on this machine")
-    p.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)),
+    p.add_argument("--sample-rate", type=at.sample_rate, help="render directly at this rate instead of the record's")
+    p.add_argument("--shard-size", type=at.positive_int, default=1000, help="mixtures per shard (default 1000)")
+    p.add_argument("--num-workers", type=at.positive_int, default=1, help="worker processes on this machine")
+    p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)),
+    p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some mixtures failed")
     p.add_argument("--overwrite", action="store_true", help="discard a ledger made with other parameters")

@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 
+from mixing.cli import argtypes as at
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", help="the --output folder of 'hive render'")
@@ -17,13 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "every metadata record is rendered or listed in _failures.jsonl")
     p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")
     p.add_argument("--split", help="with --metadata: only this split was rendered")
-    p.add_argument("--num-sources", type=int, help="with --metadata: only mixtures with this many sources were rendered")
+    p.add_argument("--num-sources", type=at.positive_int, help="with --metadata: only mixtures with this many sources were rendered")
     p.add_argument("--checksums", action="store_true", help="also compare each shard's sha256 with its ledger entry")
-    p.add_argument("--atol", type=float, default=None,
+    p.add_argument("--atol", type=at.positive_float, default=None,
                    help="absolute tolerance of the stems-sum check (default 1e-5, plus the encoding's rounding)")
     p.add_argument("--report", metavar="FILE", help="write the full per-shard report as JSON to FILE")
-    p.add_argument("--num-workers", type=int, default=1, help="shards checked in parallel (processes)")
-    p.add_argument("--max-problems", type=int, default=1000, help="problems listed per shard (all are counted)")
+    p.add_argument("--num-workers", type=at.positive_int, default=1, help="shards checked in parallel (processes)")
+    p.add_argument("--max-problems", type=at.non_negative_int, default=1000, help="problems listed per shard (all are counted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
