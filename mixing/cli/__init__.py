@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("mixing.cli.check", "report which referenced corpus files are missing or unreadable"),
     "render": ("mixing.cli.render", "render mixtures and stems into WebDataset or Parquet shards"),
     "verify": ("mixing.cli.verify", "check rendered shards for completeness and consistency"),
+    "eval": ("mixing.cli.eval", "evaluate a query-based separator (SI-SDR, SI-SDRi, SDR) on rendered mixtures"),
     "synthesize": ("mixing.cli.synthesize", "synthesize new mixture metadata from a single-event pool"),
     "mine": ("curation.cli.mine", "run one stage of the six-stage single-event mining pipeline"),
     "curate": ("curation.cli.curate", "score mixtures with an audio LLM and keep the best"),
