@@ -19,7 +19,7 @@ setup-core:
 setup-test: system-packages
 	# torch 2.13.0 is the CPU wheel on these machines; torchcodec 0.13.0 is the matching CPU build
 	$(PIP) install -q torch==2.13.0 torchcodec==0.13.0
-	$(PIP) install -q -e ".[dev,models,audio,card]"
+	$(PIP) install -q -e ".[dev,models,audio,card,eval]"
 
 demo: setup-core
 	hive demo

@@ -18,6 +18,8 @@ from .errors import EvalError
 #: SI-SDR / SDR are capped here (a perfect estimate would be +inf)
 MAX_DB = 200.0
 _EPS = 1e-20
+#: diagonal loading of the (unit-norm) reference autocorrelation when it is singular
+LOAD_DIAG = 1e-8
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -63,10 +65,15 @@ def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512)
     if est.shape != ref.shape:
         raise ValueError(f"sdr needs estimates and references of one shape; got {est.shape} and {ref.shape}")
     silent = np.einsum("ij,ij->i", ref, ref) <= 0.0
-    values = signal_distortion_ratio(torch.from_numpy(est), torch.from_numpy(ref),
-                                     filter_length=filter_length).numpy().astype(np.float64)
-    values = np.clip(values, -MAX_DB, MAX_DB)
-    values[silent] = np.nan
+    values = np.full(est.shape[0], np.nan)
+    live = np.flatnonzero(~silent)
+    if live.size:
+        e, r = torch.from_numpy(est[live]), torch.from_numpy(ref[live])
+        try:
+            out = signal_distortion_ratio(e, r, filter_length=filter_length)
+        except RuntimeError:  # singular autocorrelation (e.g. a pure tone): diagonal loading, as fast-bss-eval
+            out = signal_distortion_ratio(e, r, filter_length=filter_length, load_diag=LOAD_DIAG)
+        values[live] = np.clip(out.numpy().astype(np.float64), -MAX_DB, MAX_DB)
     return values
 
 
