@@ -79,10 +79,17 @@ def test_irm_recovers_disjoint_sources_and_beats_the_mixture():
 
 
 # ---- the loop on the toy render ------------------------------------------------------------------
-def test_oracle_rows_mixture_zero_and_irm_above(toy_render, tmp_path):
-    res = evaluate(toy_render(), tmp_path / "out", split="validation", with_sdr=False, plot=False,
-                   progress=False)
-    rows = _rows(tmp_path / "out" / "results.csv")
+@pytest.fixture(scope="module")
+def validation_eval(toy_render, tmp_path_factory):
+    """One oracle-only evaluation of the whole validation split (shared: the machine is small)."""
+    out = tmp_path_factory.mktemp("eval") / "out"
+    return evaluate(toy_render(), out, split="validation", with_sdr=False, plot=False, progress=False)
+
+
+def test_oracle_rows_mixture_zero_and_irm_above(validation_eval):
+    res = validation_eval
+    out = res.output
+    rows = _rows(out / "results.csv")
     mixture = [r for r in rows if r["system"] == "mixture"]
     irm = {(r["mix_id"], r["source_index"]): float(r["si_sdr"]) for r in rows if r["system"] == "irm"}
     assert len(mixture) == res.sources == len(irm) > 0
@@ -93,7 +100,7 @@ def test_oracle_rows_mixture_zero_and_irm_above(toy_render, tmp_path):
         assert irm[(r["mix_id"], r["source_index"])] > float(r["si_sdr"])
     assert res.summary.mean("mixture") == pytest.approx(0.0, abs=1e-6)
     assert res.summary.mean("irm") > res.summary.mean("mixture") + 5
-    summary = _rows(tmp_path / "out" / "summary.csv")
+    summary = _rows(out / "summary.csv")
     overall = {r["system"]: r for r in summary if r["label"] == "ALL" and r["num_sources"] == "ALL"}
     assert abs(float(overall["mixture"]["si_sdri_mean"])) <= 1e-6
     assert int(overall["mixture"]["count"]) == res.sources
@@ -101,11 +108,10 @@ def test_oracle_rows_mixture_zero_and_irm_above(toy_render, tmp_path):
     assert sum(int(r["count"]) for r in per_label if r["system"] == "mixture") == res.sources
 
 
-def test_rows_match_the_rendered_references(toy_render, tmp_path):
+def test_rows_match_the_rendered_references(toy_render, validation_eval):
     """Every source of every rendered validation mixture gets one row per system, with its label."""
     samples = list(iter_rendered(toy_render(), "validation"))
-    evaluate(toy_render(), tmp_path, split="validation", with_sdr=False, plot=False, progress=False)
-    rows = _rows(tmp_path / "results.csv")
+    rows = _rows(validation_eval.output / "results.csv")
     want = {(s.mix_id, str(i + 1), lab) for s in samples for i, lab in enumerate(s.labels)}
     got = {(r["mix_id"], r["source_index"], r["label"]) for r in rows if r["system"] == "irm"}
     assert got == want
@@ -163,7 +169,7 @@ def test_estimates_folder(toy_render, tmp_path):
         evaluate(toy_render(), tmp_path / "o2", split="validation", estimates=root, with_sdr=False, plot=False,
                  progress=False)
     res = evaluate(toy_render(), tmp_path / "o3", split="validation", estimates=root, with_sdr=False,
-                   plot=False, progress=False, allow_missing=True)
+                   plot=False, progress=False, allow_missing=True, limit=6)
     assert sum(res.missing.values()) == res.sources - len(rows)
 
 
@@ -197,9 +203,10 @@ def test_bad_inputs(toy_render, tmp_path):
 
 
 def test_parquet_render_gives_the_same_rows(toy_render, tmp_path):
-    a = evaluate(toy_render(), tmp_path / "a", split="validation", with_sdr=False, plot=False, progress=False)
+    a = evaluate(toy_render(), tmp_path / "a", split="validation", with_sdr=False, plot=False, progress=False,
+                 limit=4)
     b = evaluate(toy_render(format="parquet"), tmp_path / "b", split="validation", with_sdr=False, plot=False,
-                 progress=False)
+                 progress=False, limit=4)
     key = lambda r: (r["system"], r["mix_id"], r["source_index"])  # noqa: E731
     ra = sorted(_rows(a.files["results"]), key=key)
     rb = sorted(_rows(b.files["results"]), key=key)
@@ -236,6 +243,6 @@ def test_cli_subprocess_on_rendered_toy(toy_render, tmp_path):
 def test_cli_in_process_estimates_missing_exit_1(toy_render, tmp_path, capsys):
     rc = main(["eval", "--rendered", str(toy_render()), "--output", str(tmp_path / "o"), "--split",
                "validation", "--estimates", str(tmp_path), "--allow-missing", "--no-sdr", "--no-plot",
-               "--no-progress"])
+               "--no-progress", "--limit", "2"])
     assert rc == 1  # nothing but oracle rows were computed: not a success
     assert "missing estimates (skipped)" in capsys.readouterr().out

@@ -28,13 +28,20 @@ def _load(name: str):
     return importlib.import_module(module)
 
 
+def verbosity_parent() -> argparse.ArgumentParser:
+    """A parent parser with ``-v/--verbose`` for subcommands (and nested ones such as ``mine STAGE``):
+    the default is suppressed, so a level given before the subcommand is kept when none follows it."""
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                           help="more logging (-v info, -vv debug); quiet by default")
+    return verbosity
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hive", description="Hive: render, stream, mine, synthesize, curate and publish the "
         "Hive universal sound separation data set.")
-    verbosity = argparse.ArgumentParser(add_help=False)
-    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                           help="more logging (-v info, -vv debug); quiet by default")
+    verbosity = verbosity_parent()
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
