@@ -29,9 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixing.evaluate import evaluate
+    from mixing import api
 
-    result = evaluate(args.rendered, args.output, separator=args.separator, estimates=args.estimates,
+    result = api.evaluate(args.rendered, args.output, separator=args.separator, estimates=args.estimates,
                       split=args.split, name=args.name, with_sdr=not args.no_sdr,
                       allow_missing=args.allow_missing, plot=not args.no_plot, limit=args.limit,
                       progress=False if args.no_progress else None)
