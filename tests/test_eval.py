@@ -127,6 +127,9 @@ def separate(mix, sr, query_label):
 
 def oracle_leak(mix, sr, query_label):
     return [0.0] * 3  # wrong length
+
+def broken(mix, sr, query_label):
+    raise RuntimeError("model not loaded")
 '''
 
 
@@ -146,6 +149,11 @@ def test_separator_callable_module_file(toy_render, tmp_path):
     with pytest.raises(EvalError, match=r"shape \(3,\), expected"):
         evaluate(toy_render(), tmp_path / "bad", split="validation", separator=f"{mod}:oracle_leak",
                  with_sdr=False, plot=False, progress=False)
+    with pytest.raises(EvalError, match="separator raised RuntimeError: model not loaded") as info:
+        evaluate(toy_render(), tmp_path / "bad", split="validation", separator=f"{mod}:broken",
+                 with_sdr=False, plot=False, progress=False)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert not (tmp_path / "bad" / "results.csv").exists()  # no partial results left as if complete
 
 
 def test_estimates_folder(toy_render, tmp_path):

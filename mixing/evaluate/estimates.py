@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,8 @@ import numpy as np
 import soundfile as sf
 
 from .errors import EvalError
+
+log = logging.getLogger(__name__)
 
 Separator = Callable[[np.ndarray, int, str], Any]
 ESTIMATE_EXTENSIONS = (".wav", ".flac")
@@ -78,7 +81,15 @@ def as_estimate(value: Any, length: int, what: str) -> np.ndarray:
 
 
 def call_separator(fn: Separator, mix: np.ndarray, sr: int, label: str, what: str) -> np.ndarray:
-    return as_estimate(fn(mix.copy(), sr, label), mix.shape[0], f"{what} (separator output for query {label!r})")
+    """``fn(mix, sr, label)`` validated; an exception inside the separator becomes an :class:`EvalError`
+    naming the mixture and query (the original traceback is logged at debug level, ``-vv``)."""
+    try:
+        value = fn(mix.copy(), sr, label)
+    except Exception as exc:  # the user's code: report where it failed, keep the cause chained
+        log.debug("separator failed on %s", what, exc_info=True)
+        raise EvalError(f"{what}: the separator raised {type(exc).__name__}: {exc} (query {label!r}, "
+                        f"{mix.shape[0]} samples at {sr} Hz); run with -vv for the traceback") from exc
+    return as_estimate(value, mix.shape[0], f"{what} (separator output for query {label!r})")
 
 
 class EstimatesFolder:
