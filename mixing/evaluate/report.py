@@ -148,7 +148,8 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
     width = 0.8 / max(1, len(systems))
     for j, system in enumerate(systems):
         means = [summary.mean(system, "si_sdri", k) for k in counts]
-        ax1.bar(np.arange(len(counts)) + j * width, np.nan_to_num(means), width, label=system)
+        bars = ax1.bar(np.arange(len(counts)) + j * width, np.nan_to_num(means), width, label=system)
+        ax1.bar_label(bars, labels=[f"{m:.1f}" for m in means], fontsize=8)  # a 0 dB bar is invisible
     ax1.set_xticks(np.arange(len(counts)) + width * (len(systems) - 1) / 2, [f"{k} sources" for k in counts])
     ax1.set_ylabel("mean SI-SDRi (dB)")
     ax1.axhline(0.0, color="black", linewidth=0.8)
