@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
                       progress=False if args.no_progress else None)
     print(f"evaluated {result.mixtures} mixtures ({result.sources} sources) from {args.rendered}")
     print(result.markdown())
+    print("(per label and number of sources: summary.md / summary.csv; per source: results.csv)")
     for key, path in result.files.items():
         print(f"{key}: {path}")
     if result.missing:

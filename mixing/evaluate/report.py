@@ -121,6 +121,10 @@ def write_summary_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
+def _dB(x: float) -> str:
+    return f"{round(x, 2) + 0.0:.2f}"  # + 0.0: no "-0.00" for a rounding residue
+
+
 def markdown_table(rows: list[dict[str, Any]], sdr: bool = True) -> str:
     metrics = METRICS if sdr else METRICS[:2]
     head = ["system", "label", "sources", "count"] + [f"{m} mean / median (dB)" for m in metrics]
@@ -129,7 +133,7 @@ def markdown_table(rows: list[dict[str, Any]], sdr: bool = True) -> str:
         cells = [r["system"], str(r["label"]).replace("|", "\\|"), str(r["num_sources"]), str(r["count"])]
         for m in metrics:
             a, b = r[f"{m}_mean"], r[f"{m}_median"]
-            cells.append("n/a" if math.isnan(a) else f"{a:.2f} / {b:.2f}")
+            cells.append("n/a" if math.isnan(a) else f"{_dB(a)} / {_dB(b)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
