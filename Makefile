@@ -22,7 +22,7 @@ setup-core:
 setup-test: system-packages
 	# torch first (constraints.txt: 2.13.0, the CPU wheel on these machines; torchcodec 0.13.0 matches it)
 	$(PIP_INSTALL) torch torchcodec
-	$(PIP_INSTALL) -e ".[dev,models,audio,card]"
+	$(PIP_INSTALL) -e ".[dev,models,audio,card,eval]"
 
 demo: setup-core
 	hive demo

@@ -43,22 +43,12 @@ def _load_provenance(path: str | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .card import DEFAULT_LICENSE, DEFAULT_REPO_ID, CardError, CardOptions, write_card_folder
+    from .api import card
 
-    if args.rows_per_file < 1:
-        raise CardError(f"--rows-per-file is {args.rows_per_file}; expected a positive number")
-    if args.top_labels < 1:
-        raise CardError(f"--top-labels is {args.top_labels}; expected a positive number")
-    options = CardOptions(
-        repo_id=args.repo_id or DEFAULT_REPO_ID,
-        parent_revision=args.parent_revision,
-        provenance=_load_provenance(args.provenance),
-        license=args.license or DEFAULT_LICENSE,
-        top_labels=args.top_labels,
-        example_revision=args.example_revision,
-        rows_per_file=args.rows_per_file,
-    )
-    result = write_card_folder(args.metadata, args.output, options, revision=args.revision)
+    result = card(args.metadata, args.output, revision=args.revision, repo_id=args.repo_id,
+                  parent_revision=args.parent_revision, provenance=_load_provenance(args.provenance),
+                  license=args.license, top_labels=args.top_labels, example_revision=args.example_revision,
+                  rows_per_file=args.rows_per_file)
     layout = result.layout
     print(f"wrote {args.output}: {result.stats.num_mixtures} mixtures, {len(layout.files())} Parquet files in "
           f"configs {', '.join(layout.config_names())}; README.md and {len(result.plots)} plots in assets/")

@@ -257,7 +257,9 @@ def merge_outputs(output: Path) -> dict[str, Any]:
 def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: RenderOptions, *,
                split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
                rank: int = 0, world_size: int = 1, overwrite: bool = False,
-               progress: bool | None = None, revision: str | None = None) -> RenderSummary:
+               progress: bool | None = None, revision: str | None = None,
+               total: int | None = None) -> RenderSummary:
+    """Render ``metadata`` into shards; ``total`` (mixtures of this rank, if known) gives the bar an ETA."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     paths = DatasetPaths.coerce(dataset_paths)
@@ -277,7 +279,7 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 
-    bar = tqdm(unit="mix", desc=f"render[{rank}/{world_size}]", disable=not show, smoothing=0.05)
+    bar = tqdm(total=total, unit="mix", desc=f"render[{rank}/{world_size}]", disable=not show, smoothing=0.05)
 
     def account(entry: dict[str, Any], rendered: bool) -> None:
         summary.failures.update(f["reason"] for f in entry["failures"])

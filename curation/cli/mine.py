@@ -46,10 +46,12 @@ def _stage_options(p: argparse.ArgumentParser, cls) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from curation.stages import STAGES
+    from mixing.cli import verbosity_parent
 
+    verbosity = verbosity_parent()  # -v after the stage too: hive mine chunk -v ...
     sub = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, cls in STAGES.items():
-        sp = sub.add_parser(name, help=cls.description, description=cls.description)
+        sp = sub.add_parser(name, help=cls.description, description=cls.description, parents=[verbosity])
         sp.add_argument("--input", required=True, help="JSONL/Parquet manifest, a stage's output folder, "
                         "or (first stage) a labelled list .json/.csv with audio_path and text_label")
         sp.add_argument("--output", required=True, help="output folder of this stage")
@@ -64,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         _common(sp)
         _stage_options(sp, cls)
     mp = sub.add_parser("merge", help="merge the per-rank outputs of a finished stage",
-                        description="merge the per-rank outputs of a finished stage")
+                        description="merge the per-rank outputs of a finished stage", parents=[verbosity])
     mp.add_argument("--output", required=True, help="the stage's output folder")
     mp.add_argument("--parquet", action="store_true", help="also write output.parquet")
     _common(mp)

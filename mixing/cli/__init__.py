@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("mixing.cli.check", "report which referenced corpus files are missing or unreadable"),
     "render": ("mixing.cli.render", "render mixtures and stems into WebDataset or Parquet shards"),
     "verify": ("mixing.cli.verify", "check rendered shards for completeness and consistency"),
+    "eval": ("mixing.cli.eval", "evaluate a query-based separator (SI-SDR, SI-SDRi, SDR) on rendered mixtures"),
     "synthesize": ("mixing.cli.synthesize", "synthesize new mixture metadata from a single-event pool"),
     "mine": ("curation.cli.mine", "run one stage of the six-stage single-event mining pipeline"),
     "curate": ("curation.cli.curate", "score mixtures with an audio LLM and keep the best"),
@@ -40,15 +41,22 @@ def _load(name: str):
     return importlib.import_module(module)
 
 
+def verbosity_parent() -> argparse.ArgumentParser:
+    """A parent parser with ``-v/--verbose`` for subcommands (and nested ones such as ``mine STAGE``):
+    the default is suppressed, so a level given before the subcommand is kept when none follows it."""
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                           help="more logging (-v info, -vv debug); quiet by default")
+    return verbosity
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from mixing.cli.argtypes import HiveArgumentParser
 
     parser = HiveArgumentParser(
         prog="hive", description="Hive: render, stream, mine, synthesize, curate and publish the "
         "Hive universal sound separation data set.")
-    verbosity = argparse.ArgumentParser(add_help=False)
-    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                           help="more logging (-v info, -vv debug); quiet by default")
+    verbosity = verbosity_parent()
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     parser.add_argument("--version", action="version", version=f"hive {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

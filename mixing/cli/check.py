@@ -1,5 +1,5 @@
 """``hive check``: which referenced corpus files are missing, unreadable or refused (thin CLI over
-:func:`mixing.check.check_corpora`). Exit status 0 when everything is present and valid, else 1."""
+:func:`mixing.api.check`). Exit status 0 when everything is present and valid, else 1."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixing.check import check_corpora
+    from mixing import api
 
-    report = check_corpora(args.metadata, args.dataset_paths, split=args.split, num_sources=args.num_sources,
-                           progress=not args.no_progress, jobs=args.jobs, examples=args.examples,
-                           revision=args.revision, config=args.config)
+    report = api.check(args.metadata, args.dataset_paths, split=args.split, num_sources=args.num_sources,
+                       revision=args.revision, config=args.config, jobs=args.jobs, examples=args.examples,
+                       progress=not args.no_progress)
     print(report.format_table())
     if args.report:
         report.write_json(args.report)

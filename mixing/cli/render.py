@@ -32,19 +32,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="number of ranks (default $WORLD_SIZE)")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some mixtures failed")
     p.add_argument("--overwrite", action="store_true", help="discard a ledger made with other parameters")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="render even if the size estimate exceeds the free disk space")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar with ETA on a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixing.render_job import RenderOptions, run_render
+    from mixing import api
 
-    opts = RenderOptions(output=args.output, format=args.format, stems=args.stems,
-                         audio_format=args.audio_format, shard_size=args.shard_size,
-                         sample_rate=args.sample_rate)
-    s = run_render(args.metadata, args.dataset_paths, opts, split=args.split, num_sources=args.num_sources,
-                   num_workers=args.num_workers, rank=args.rank, world_size=args.world_size,
-                   overwrite=args.overwrite, progress=False if args.no_progress else None,
-                   revision=args.revision)
+    def show(est) -> None:
+        if args.rank == 0:
+            print(f"render estimate: {est.describe()}", flush=True)
+
+    s = api.render(args.metadata, args.dataset_paths, args.output, split=args.split, num_sources=args.num_sources,
+                   format=args.format, stems=args.stems, audio_format=args.audio_format,
+                   sample_rate=args.sample_rate, shard_size=args.shard_size, num_workers=args.num_workers,
+                   rank=args.rank, world_size=args.world_size, overwrite=args.overwrite, revision=args.revision,
+                   force=args.force, progress=False if args.no_progress else None, on_estimate=show)
     print(f"rank {args.rank}/{args.world_size}: {s.shards_rendered} shards rendered, {s.shards_skipped} "
           f"already done, {s.mixtures_rendered} mixtures written to {args.output}")
     warnings = os.path.join(args.output, "_warnings.jsonl")

@@ -50,27 +50,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sample parameters only (no audio, no metadata written); write and print the stats")
 
 
-def config_from_args(args: argparse.Namespace):
-    from mixing.synth_config import SynthesisConfig
+def _settings(args: argparse.Namespace) -> dict:
+    """The settings flags as keyword arguments of :func:`mixing.api.synthesize` (None = not given)."""
+    return {**{name: getattr(args, name, None) for name in _OVERRIDES},
+            "exclude_siblings": args.exclude_siblings, "legacy_json": args.legacy_json}
 
-    cfg = SynthesisConfig.from_yaml(args.config) if args.config else SynthesisConfig()
-    changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name, None) is not None}
-    if args.exclude_siblings:
-        changes["exclude_siblings"] = True
-    if args.legacy_json:
-        changes["legacy_json"] = True
-    return cfg.updated(changes, "command line").validate()
+
+def config_from_args(args: argparse.Namespace):
+    from mixing.api import synthesis_config
+
+    return synthesis_config(args.config, **_settings(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixing import packaged
+    from mixing import api
     from mixing.synth_stats import format_summary
-    from mixing.synthesis import run_synthesis
 
-    cfg = config_from_args(args)
-    ontology = args.ontology or str(packaged.hive_ontology_path())
-    result, stats = run_synthesis(args.pool, cfg, args.output, ontology=ontology,
-                                  dataset_paths=args.dataset_paths, dry_run=args.dry_run)
+    result, stats = api.synthesize(args.pool, args.output, ontology=args.ontology, dataset_paths=args.dataset_paths,
+                                   config=args.config, dry_run=args.dry_run, **_settings(args))
+    cfg = result.config
     mode = "sampled (dry run, no levels)" if args.dry_run else "synthesized"
     print(f"split {cfg.split}: {len(result.records)}/{cfg.num_mixtures} mixtures {mode} in {result.seconds:.1f} s "
           f"(seed {cfg.seed}, {cfg.target_duration:g} s at {cfg.sample_rate} Hz)")

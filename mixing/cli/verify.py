@@ -30,13 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixing.verify import DEFAULT_ATOL, verify_output
+    from mixing import api
 
-    report = verify_output(args.dir, metadata=args.metadata, revision=args.revision, split=args.split,
-                           num_sources=args.num_sources, checksums=args.checksums,
-                           atol=DEFAULT_ATOL if args.atol is None else args.atol,
-                           num_workers=args.num_workers, progress=False if args.no_progress else None,
-                           max_problems=args.max_problems)
+    report = api.verify(args.dir, metadata=args.metadata, revision=args.revision, split=args.split,
+                        num_sources=args.num_sources, checksums=args.checksums, atol=args.atol,
+                        num_workers=args.num_workers, max_problems=args.max_problems,
+                        progress=False if args.no_progress else None)
     if args.report:
         tmp = f"{args.report}.tmp-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as fh:

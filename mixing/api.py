@@ -1,0 +1,203 @@
+"""The Python API: one function per ``hive`` command, with the command's options as keyword
+arguments. The CLI (``mixing/cli/*.py``) only parses flags and calls these.
+
+>>> from mixing import api
+>>> report = api.check("metadata/", "dataset_paths.json", split="test")
+>>> summary = api.render("metadata/", "dataset_paths.json", "rendered/", split="test")
+>>> report = api.verify("rendered/", metadata="metadata/")
+>>> result, stats = api.synthesize("pool.jsonl", "new_metadata/", ontology="hive_ontology.json",
+...                                dataset_paths="dataset_paths.json", split="train", num_mixtures=1000)
+>>> result = api.evaluate("rendered/", "eval/", separator="mypkg.model:separate", split="test")
+
+``hive card`` is :func:`dataset_card.api.card` (the card room imports this one, not the reverse).
+The functions are not re-exported as ``mixing.render`` / ``mixing.check`` / ``mixing.verify``:
+those names are the modules that implement them.
+Heavy modules are imported inside each function, so ``import mixing`` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .check import CheckReport
+    from .corpora import DatasetPaths
+    from .evaluate import EvalResult
+    from .render_job import RenderSummary
+    from .synth_config import SynthesisConfig
+    from .synthesis import SynthesisResult
+    from .verify import VerifyReport
+
+PathLike = str | os.PathLike
+
+
+def check(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths", *,
+          split: str | None = None, num_sources: int | None = None, revision: str | None = None,
+          config: str | None = None, jobs: int = 8, examples: int = 5, progress: bool = True) -> "CheckReport":
+    """Report which corpus files the metadata references are missing, unreadable or refused.
+
+    Args:
+        metadata: Hub dataset id (``ORG/NAME``), Parquet file or folder, legacy JSON folder or JSONL.
+        dataset_paths: ``dataset_paths.json`` (corpus prefix -> local folder) or the mapping itself.
+        split: only this split; num_sources: only mixtures of this many sources.
+        revision, config: Hub revision and README config name (with a Hub id).
+        jobs: threads probing files; examples: example paths kept per prefix and reason.
+        progress: show progress bars.
+
+    Returns:
+        A :class:`mixing.check.CheckReport`; ``report.ok`` is True when every file is usable,
+        ``report.format_table()`` is what ``hive check`` prints, ``report.write_json(path)`` saves it.
+    """
+    from .check import check_corpora
+    from .errors import HiveError
+
+    if examples < 0 or jobs < 1:
+        raise HiveError(f"examples must be >= 0 (got {examples}) and jobs >= 1 (got {jobs})")
+    return check_corpora(metadata, dataset_paths, split=split, num_sources=num_sources, progress=progress,
+                         jobs=jobs, examples=examples, revision=revision, config=config)
+
+
+def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths", output: PathLike, *,
+           split: str | None = None, num_sources: int | None = None,
+           format: Literal["webdataset", "parquet"] = "webdataset",
+           stems: Literal["consistent", "reference"] = "consistent", audio_format: Literal["wav", "flac"] = "wav",
+           sample_rate: int | None = None, shard_size: int = 1000, num_workers: int = 1, rank: int = 0,
+           world_size: int = 1, overwrite: bool = False, revision: str | None = None, force: bool = False,
+           progress: bool | None = None,
+           on_estimate: Callable[[Any], None] | None = None) -> "RenderSummary":
+    """Render mixtures and stems into WebDataset (``tar``) or Parquet shards under ``output``.
+
+    Before rendering, the output size is estimated (mixtures x (1 + sources) x samples x bytes per
+    sample) and compared with the free space of ``output``'s filesystem; a render that would not fit
+    raises :class:`mixing.render_estimate.InsufficientSpaceError` unless ``force=True``. The
+    estimate (a :class:`mixing.render_estimate.RenderEstimate`) is passed to ``on_estimate``.
+
+    Args:
+        metadata: Hub dataset id, Parquet file/folder or legacy JSON folder.
+        dataset_paths: ``dataset_paths.json`` or the prefix -> folder mapping.
+        output: output folder (resumable: finished shards are skipped on a rerun).
+        split, num_sources: render only this split / this number of sources.
+        format: ``webdataset`` or ``parquet``; audio_format: ``wav`` (32-bit float) or ``flac`` (24-bit).
+        stems: ``consistent`` (stems sum to the mix) or ``reference`` (as the reference release).
+        sample_rate: render at this rate instead of the record's; shard_size: mixtures per shard.
+        num_workers: processes on this machine; rank, world_size: this process's share.
+        overwrite: discard a ledger made with other parameters; revision: Hub revision.
+        force: start even if the estimate exceeds the free space.
+        progress: progress bar with total and ETA (default: when stderr is a terminal).
+
+    Returns:
+        A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures).
+    """
+    from .render_estimate import check_space, estimate_render
+    from .render_job import RenderOptions, run_render
+
+    opts = RenderOptions(output=os.fspath(output), format=format, stems=stems, audio_format=audio_format,
+                         shard_size=shard_size, sample_rate=sample_rate)
+    est = estimate_render(metadata, output, split=split, num_sources=num_sources, audio_format=audio_format,
+                          sample_rate=sample_rate, revision=revision)
+    if on_estimate is not None:
+        on_estimate(est)
+    check_space(est, output, force=force)
+    total = est.mixtures if world_size <= 1 else -(-est.mixtures // world_size)  # ranks share shards round-robin
+    return run_render(os.fspath(metadata), dataset_paths, opts, split=split, num_sources=num_sources,
+                      num_workers=num_workers, rank=rank, world_size=world_size, overwrite=overwrite,
+                      progress=progress, revision=revision, total=total)
+
+
+def verify(directory: PathLike, *, metadata: PathLike | None = None, revision: str | None = None,
+           split: str | None = None, num_sources: int | None = None, checksums: bool = False,
+           atol: float | None = None, num_workers: int = 1, max_problems: int = 1000,
+           progress: bool | None = None) -> "VerifyReport":
+    """Check a ``render`` output folder for completeness and consistency.
+
+    Args:
+        directory: the render's output folder.
+        metadata: cross-check every rendered record against this metadata (and that every metadata
+            record is rendered or listed as a failure); revision: its Hub revision.
+        split, num_sources: with ``metadata``, what was rendered.
+        checksums: also compare each shard's sha256 with its ledger entry.
+        atol: tolerance of the stems-sum check (default :data:`mixing.verify.DEFAULT_ATOL`).
+        num_workers: shards checked in parallel; max_problems: problems listed per shard.
+        progress: progress bar (default: when stderr is a terminal).
+
+    Returns:
+        A :class:`mixing.verify.VerifyReport`; ``report.clean`` is True when nothing is wrong,
+        ``report.summary()`` is what ``hive verify`` prints, ``report.to_dict()`` the JSON report.
+    """
+    from .verify import DEFAULT_ATOL, verify_output
+
+    return verify_output(directory, metadata=None if metadata is None else os.fspath(metadata), revision=revision,
+                         split=split, num_sources=num_sources, checksums=checksums,
+                         atol=DEFAULT_ATOL if atol is None else atol, num_workers=num_workers,
+                         progress=progress, max_problems=max_problems)
+
+
+def synthesis_config(config: "SynthesisConfig | PathLike | None" = None, **settings: Any) -> "SynthesisConfig":
+    """A validated :class:`mixing.synth_config.SynthesisConfig`: defaults < ``config`` (an object or a
+    YAML file) < ``settings`` whose value is not None (keys are the config's field names)."""
+    from .synth_config import SynthesisConfig
+
+    if config is None:
+        cfg = SynthesisConfig()
+    elif isinstance(config, SynthesisConfig):
+        cfg = config
+    else:
+        cfg = SynthesisConfig.from_yaml(config)
+    changes = {k: v for k, v in settings.items() if v is not None}
+    return cfg.updated(changes, "arguments").validate() if changes else cfg.validate()
+
+
+def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = None,
+               dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None" = None,
+               config: "SynthesisConfig | PathLike | None" = None, split: str | None = None,
+               num_mixtures: int | None = None, duration: float | None = None, seed: int | None = None,
+               num_workers: int | None = None, sample_rate: int | None = None, mix_id_prefix: str | None = None,
+               min_sources: int | None = None, max_sources: int | None = None,
+               label_sampling: Literal["uniform", "proportional"] | None = None, compatibility: str | None = None,
+               exclude_siblings: bool | None = None, snr_low: float | None = None, snr_high: float | None = None,
+               legacy_json: bool | None = None,
+               dry_run: bool = False) -> "tuple[SynthesisResult, dict[str, Any]]":
+    """Synthesize new mixture metadata from a single-event pool.
+
+    Settings: :class:`mixing.synth_config.SynthesisConfig` defaults < ``config`` (object or YAML
+    path) < the keyword arguments given here (None = not given). Outputs under ``output``:
+    ``data/<split>-*.parquet`` (Hub layout), ``synthesis_stats_<split>.json``,
+    ``synthesis_config_<split>.yaml``, ``_failures_<split>.jsonl``.
+
+    Args:
+        pool: single-event pool (``.jsonl``/``.parquet``/folder) or a labelled ``.csv`` list.
+        output: output folder.
+        ontology: AudioSet-format ontology JSON (default: the Hive ontology shipped with the package).
+        dataset_paths: corpus prefix -> folder (levels are measured on the audio; optional with
+            ``dry_run``).
+        dry_run: sample parameters only; write and return the stats, no metadata.
+
+    Returns:
+        ``(result, stats)``: a :class:`mixing.synthesis.SynthesisResult` (``records``, ``failures``,
+        ``files``) and the statistics dict that :func:`mixing.synth_stats.format_summary` prints.
+    """
+    from .synthesis import run_synthesis
+
+    cfg = synthesis_config(config, split=split, num_mixtures=num_mixtures, duration=duration, seed=seed,
+                           num_workers=num_workers, sample_rate=sample_rate, mix_id_prefix=mix_id_prefix,
+                           min_sources=min_sources, max_sources=max_sources, label_sampling=label_sampling,
+                           compatibility=compatibility, exclude_siblings=exclude_siblings,
+                           snr_low=snr_low, snr_high=snr_high, legacy_json=legacy_json)
+    if ontology is None:
+        from .packaged import hive_ontology_path
+        ontology = hive_ontology_path()
+    return run_synthesis(pool, cfg, output, ontology=ontology, dataset_paths=dataset_paths, dry_run=dry_run)
+
+
+def evaluate(rendered: PathLike, output: PathLike, *,
+             separator: "Callable[[Any, int, str], Any] | str | None" = None, estimates: PathLike | None = None,
+             split: str | None = None, name: str | None = None, with_sdr: bool = True,
+             allow_missing: bool = False, limit: int | None = None, plot: bool = True,
+             progress: bool | None = None) -> "EvalResult":
+    """Evaluate a query-based separator on a render output (``hive eval``); see
+    :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
+    from .evaluate import evaluate as _evaluate
+
+    return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split, name=name,
+                     with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress)

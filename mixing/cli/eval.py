@@ -1,0 +1,46 @@
+"""``hive eval``: SI-SDR, SI-SDRi and SDR of a query-based separator on rendered mixtures, with the
+``mixture`` (SI-SDRi = 0 dB) and ``irm`` (ideal ratio mask) oracle rows (thin CLI over
+:func:`mixing.evaluate.evaluate`). Exit status 0 when every source was evaluated, else 1."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rendered", required=True, metavar="DIR", help="the --output folder of 'hive render'")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="folder for results.csv (per source), summary.csv, summary.md and si_sdri.png")
+    p.add_argument("--split", help="only this split (default: all rendered splits)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--separator", metavar="MODULE:FUNCTION",
+                      help="separate(mix, sample_rate, query_label) -> estimate; MODULE may be a dotted name "
+                           "on PYTHONPATH or a FILE.py")
+    what.add_argument("--estimates", metavar="DIR",
+                      help="folder of estimates DIR/{split}/{mix_id}/s{i}.wav|flac (i = source number, from 1)")
+    p.add_argument("--name", help="the evaluated system's name in the tables (default separator / estimates)")
+    p.add_argument("--no-sdr", action="store_true",
+                   help="skip BSS-eval SDR/SDRi (faster; no torchmetrics needed)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --estimates: skip sources without a file (counted) instead of failing")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N mixtures (a quick look)")
+    p.add_argument("--no-plot", action="store_true", help="no PNG plot")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mixing import api
+
+    result = api.evaluate(args.rendered, args.output, separator=args.separator, estimates=args.estimates,
+                      split=args.split, name=args.name, with_sdr=not args.no_sdr,
+                      allow_missing=args.allow_missing, plot=not args.no_plot, limit=args.limit,
+                      progress=False if args.no_progress else None)
+    print(f"evaluated {result.mixtures} mixtures ({result.sources} sources) from {args.rendered}")
+    print(result.markdown())
+    print("(per label and number of sources: summary.md / summary.csv; per source: results.csv)")
+    for key, path in result.files.items():
+        print(f"{key}: {path}")
+    if result.missing:
+        print(f"missing estimates (skipped): {sum(result.missing.values())} sources")
+        return 1
+    return 0
