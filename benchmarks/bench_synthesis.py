@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from mixing import packaged  # noqa: E402
 from mixing.ontology import Ontology  # noqa: E402
 from mixing.pool import PoolEntry, read_pool  # noqa: E402
-from mixing.synth_config import SynthesisConfig  # noqa: E402
+from mixing.synthesis.config import SynthesisConfig  # noqa: E402
 from mixing.synthesis import Synthesizer, synthesize  # noqa: E402
 
 HIVE_ONTOLOGY = packaged.hive_ontology_path()

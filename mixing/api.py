@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .corpora import DatasetPaths
     from .evaluate import EvalResult
     from .render_job import RenderSummary
-    from .synth_config import SynthesisConfig
+    from .synthesis.config import SynthesisConfig
     from .synthesis import SynthesisResult
     from .verify import VerifyReport
 
@@ -134,9 +134,9 @@ def verify(directory: PathLike, *, metadata: PathLike | None = None, revision: s
 
 
 def synthesis_config(config: "SynthesisConfig | PathLike | None" = None, **settings: Any) -> "SynthesisConfig":
-    """A validated :class:`mixing.synth_config.SynthesisConfig`: defaults < ``config`` (an object or a
+    """A validated :class:`mixing.synthesis.config.SynthesisConfig`: defaults < ``config`` (an object or a
     YAML file) < ``settings`` whose value is not None (keys are the config's field names)."""
-    from .synth_config import SynthesisConfig
+    from .synthesis.config import SynthesisConfig
 
     if config is None:
         cfg = SynthesisConfig()
@@ -160,7 +160,7 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
                dry_run: bool = False) -> "tuple[SynthesisResult, dict[str, Any]]":
     """Synthesize new mixture metadata from a single-event pool.
 
-    Settings: :class:`mixing.synth_config.SynthesisConfig` defaults < ``config`` (object or YAML
+    Settings: :class:`mixing.synthesis.config.SynthesisConfig` defaults < ``config`` (object or YAML
     path) < the keyword arguments given here (None = not given). Outputs under ``output``:
     ``data/<split>-*.parquet`` (Hub layout), ``synthesis_stats_<split>.json``,
     ``synthesis_config_<split>.yaml``, ``_failures_<split>.jsonl``.
@@ -175,7 +175,7 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
 
     Returns:
         ``(result, stats)``: a :class:`mixing.synthesis.SynthesisResult` (``records``, ``failures``,
-        ``files``) and the statistics dict that :func:`mixing.synth_stats.format_summary` prints.
+        ``files``) and the statistics dict that :func:`mixing.synthesis.stats.format_summary` prints.
     """
     from .synthesis import run_synthesis
 

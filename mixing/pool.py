@@ -9,7 +9,7 @@ file is needed) carrying exactly one label::
 ``provenance`` is free-form (tagger top-k with scores, judge answers, model ids, prompt hashes);
 it is kept as a JSON object in JSONL and as a JSON string column in Parquet. A provenance key
 ``original_path`` names the original file when ``path`` points at a written segment file; the
-split rules group clips by that original file (see :mod:`mixing.synth_splits`).
+split rules group clips by that original file (see :mod:`mixing.synthesis.splits`).
 """
 
 from __future__ import annotations

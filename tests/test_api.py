@@ -18,7 +18,7 @@ from mixing.cli import main
 from mixing.errors import HiveError
 from mixing.metadata_io import iter_records
 from mixing.render_estimate import InsufficientSpaceError, check_space
-from mixing.synth_config import SynthesisConfig
+from mixing.synthesis.config import SynthesisConfig
 from mixing.toy import write_toy_ontology
 
 

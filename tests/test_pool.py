@@ -16,8 +16,8 @@ from mixing.ontology import Ontology
 from mixing.pool import (
     InvalidPoolEntryError, PoolReport, read_pool, validate_pool_entry, write_pool,
 )
-from mixing.synth_labelled import LabelledListError, build_pool_from_labels, cut_chunks
-from mixing.synth_splits import assign_split, check_pool_splits
+from mixing.synthesis.labelled import LabelledListError, build_pool_from_labels, cut_chunks
+from mixing.synthesis.splits import assign_split, check_pool_splits
 
 
 def _entry(**kw) -> dict:

@@ -21,8 +21,8 @@ from mixing.metadata_io import iter_records
 from mixing.ontology import Ontology
 from mixing.pool import PoolEntry, read_pool, write_pool
 from mixing.render import Renderer
-from mixing.synth_config import SynthesisConfig, SynthesisConfigError
-from mixing.synth_splits import SplitLeakError, check_metadata_splits, check_pool_splits
+from mixing.synthesis.config import SynthesisConfig, SynthesisConfigError
+from mixing.synthesis.splits import SplitLeakError, check_metadata_splits, check_pool_splits
 from mixing.synthesis import SynthesisError, Synthesizer, run_synthesis, synthesize
 from mixing.validation import check_mix_id
 
@@ -459,7 +459,7 @@ def test_cli_with_yaml_config_and_overrides(toy, tmp_path, capsys):
 def test_cli_pool_from_labelled_csv(toy, tmp_path):
     corpus, ontology = toy
     pool_file = tmp_path / "pool.parquet"
-    from mixing.synth_labelled import build_pool_from_labels
+    from mixing.synthesis.labelled import build_pool_from_labels
 
     built = build_pool_from_labels(corpus.labels_csv, corpus.dataset_paths)
     write_pool(built.entries, pool_file)

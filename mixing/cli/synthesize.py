@@ -1,5 +1,5 @@
 """``hive synthesize``: new mixture metadata (Hub-layout Parquet, optional legacy JSON, stats)
-from a single-event pool. Settings: :class:`mixing.synth_config.SynthesisConfig` defaults <
+from a single-event pool. Settings: :class:`mixing.synthesis.config.SynthesisConfig` defaults <
 ``--config`` YAML < flags given here."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from mixing import api
-    from mixing.synth_stats import format_summary
+    from mixing.synthesis.stats import format_summary
 
     result, stats = api.synthesize(args.pool, args.output, ontology=args.ontology, dataset_paths=args.dataset_paths,
                                    config=args.config, dry_run=args.dry_run, **_settings(args))

@@ -8,7 +8,7 @@ rounded down to the millisecond, so they never pass the end of the file.
 
 Splits: taken from the list's split column when it has one, else assigned per original file
 (or per ``group_column`` value, e.g. ESC-50's ``src_file``, so takes of one recording stay
-together) by :func:`mixing.synth_splits.assign_split`. Either way all chunks of one file share
+together) by :func:`mixing.synthesis.splits.assign_split`. Either way all chunks of one file share
 one split. Files that cannot be used are dropped with a counted, named reason.
 """
 
@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .corpora import DatasetPaths
-from .audio import probe
-from .errors import CorpusError, HiveError
-from .metadata import normalise_split
-from .ontology import Ontology
-from .pool import PoolEntry
-from .synth_splits import assign_split
+from ..corpora import DatasetPaths
+from ..audio import probe
+from ..errors import CorpusError, HiveError
+from ..metadata import normalise_split
+from ..ontology import Ontology
+from ..pool import PoolEntry
+from .splits import assign_split
 
 PATH_COLUMNS = ("audio_path", "path", "filename", "file", "fname")
 LABEL_COLUMNS = ("text_label", "label", "category", "class")
@@ -120,7 +120,7 @@ def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPat
     paths = DatasetPaths.coerce(dataset_paths)
     listing = Path(listing)
     where = str(listing)
-    from .json_input import read_text
+    from ..json_input import read_text
 
     with io.StringIO(read_text(listing, "labelled list", LabelledListError), newline="") as fh:
         reader = csv.DictReader(fh)

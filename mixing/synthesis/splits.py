@@ -15,9 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
-from .errors import HiveError
-from .metadata import MixtureRecord
-from .pool import PoolEntry
+from ..errors import HiveError
+from ..metadata import MixtureRecord
+from ..pool import PoolEntry
 
 DEFAULT_RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
@@ -68,7 +68,7 @@ class SplitCheck:
             raise SplitLeakError(
                 f"{what}: {len(self.leaks)} original files are used in more than one split (e.g. {examples}); "
                 "expected every file in one split only. Rebuild the pool's splits per original file "
-                "(mixing.synth_splits.assign_split) and synthesize again")
+                "(mixing.synthesis.splits.assign_split) and synthesize again")
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "files_by_split": self.files_by_split, "num_leaks": len(self.leaks),

@@ -27,10 +27,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .metadata import MixtureRecord, SourceRecord
-from .pool import PoolEntry
-from .synth_config import SynthesisConfig
-from .synth_rules import LabelRules
+from ..metadata import MixtureRecord, SourceRecord
+from ..pool import PoolEntry
+from .config import SynthesisConfig
+from .rules import LabelRules
 
 _SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 #: rejection tries per label position before the exact masked draw

@@ -8,7 +8,7 @@ from collections import Counter
 from itertools import combinations
 from typing import Any, Iterable, Mapping
 
-from .metadata import MixtureRecord
+from ..metadata import MixtureRecord
 
 
 def compute_stats(records: Iterable[MixtureRecord], *, reasons: Mapping[str, int] | None = None,

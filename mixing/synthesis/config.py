@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import HiveError
-from .validation import MAX_FRAMES, MAX_SAMPLE_RATE
+from ..errors import HiveError
+from ..validation import MAX_FRAMES, MAX_SAMPLE_RATE
 
 #: default mixture length per split (seconds); other split names use 4 s
 DEFAULT_DURATION = {"train": 4.0, "validation": 4.0, "test": 10.0}
@@ -171,7 +171,7 @@ class SynthesisConfig:
     def from_yaml(cls, path: str | os.PathLike, base: "SynthesisConfig | None" = None) -> "SynthesisConfig":
         import yaml
 
-        from .json_input import read_text
+        from ..json_input import read_text
 
         path = Path(path)
         text = read_text(path, "synthesis config", SynthesisConfigError)

@@ -1,8 +1,8 @@
-"""Synthesis of new mixture metadata from a single-event pool, in Hive's schema.
+"""The synthesis job: level measurement with the renderer's code, workers, and output files.
 
 Two parts, kept apart so each can be measured on its own:
 
-1. *parameter sampling* (:class:`~mixing.synth_sampler.ParameterSampler`, no audio): number of
+1. *parameter sampling* (:class:`~mixing.synthesis.sampler.ParameterSampler`, no audio): number of
    sources, labels under the rules, clips, crops, SNRs;
 2. *level measurement* (:func:`mixing.levels.apply_levels`, the renderer's own code):
    ``rms_gain = target_rms / RMS(cropped, resampled source)``, ``applied_weight = rms_gain ·
@@ -34,24 +34,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from .audio import chunk_frames
-from .corpora import DatasetPaths
-from .errors import (
+from ..audio import chunk_frames
+from ..corpora import DatasetPaths
+from ..errors import (
     ChunkOutOfRangeError, CorpusError, HiveError, MissingSourceAudioError, PathEscapesRootError,
     UnknownPrefixError, UnreadableAudioError,
 )
-from .levels import apply_levels
-from .metadata import MixtureRecord
-from .metadata_io import iter_records, write_hub_folder, write_legacy_json
-from .ontology import Ontology
-from .pool import PoolEntry, read_pool
-from .render import Renderer
-from .synth_config import SynthesisConfig
-from .synth_rules import build_label_rules, load_compatibility, resolve_label_nodes
-from .synth_sampler import MixtureDraw, NoValidDraw, ParameterSampler, mixture_rng, uniforms
-from .synth_splits import SplitCheck, check_metadata_splits, check_pool_splits
-from .synth_stats import compute_stats
-from .validation import check_mix_id
+from ..levels import apply_levels
+from ..metadata import MixtureRecord
+from ..metadata_io import iter_records, write_hub_folder, write_legacy_json
+from ..ontology import Ontology
+from ..pool import PoolEntry, read_pool
+from ..render import Renderer
+from .config import SynthesisConfig
+from .rules import build_label_rules, load_compatibility, resolve_label_nodes
+from .sampler import MixtureDraw, NoValidDraw, ParameterSampler, mixture_rng, uniforms
+from .splits import SplitCheck, check_metadata_splits, check_pool_splits
+from .stats import compute_stats
+from ..validation import check_mix_id
 
 logger = logging.getLogger(__name__)
 
@@ -422,7 +422,7 @@ def load_pool(pool: str | os.PathLike, dataset_paths: DatasetPaths | None = None
     of a labelled list that cannot be used are added to ``dropped`` by reason. An invalid row of
     a pool file is refused (raises), never dropped silently."""
     if str(pool).lower().endswith(".csv"):
-        from .synth_labelled import build_pool_from_labels
+        from .labelled import build_pool_from_labels
 
         if dataset_paths is None:
             raise SynthesisError(f"building a pool from the labelled list {pool} needs the dataset paths")
@@ -444,7 +444,7 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
     paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
     if not dry_run and paths is None:
         raise SynthesisError("measuring levels needs the dataset paths (prefix -> local corpus root)")
-    from .stale_tmp import remove_stale_tmp
+    from ..stale_tmp import remove_stale_tmp
 
     stale = [str(p) for p in remove_stale_tmp(output)]
     if stale:
