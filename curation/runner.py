@@ -100,8 +100,8 @@ def failure_message(stats: dict[str, Any], max_rate: float, where: str = "") -> 
     first = stats.get("first_failure") or {}
     cause = first.get("detail") or first.get("reason") or top
     listed = f" (listed in {where})" if where else ""
-    return (f"{failed_model(top)} failed for {failed} of {processed} items ({100 * rate:.1f}% > "
-            f"{100 * max_rate:g}%): {cause}; fix the model backend (is its server up, are the options "
+    share = f"{100 * rate:.1f}% > {100 * max_rate:g}%" if rate > max_rate else "all of them"
+    return (f"{failed_model(top)} failed for {failed} of {processed} items ({share}): {cause}; fix the model backend (is its server up, are the options "
             f"right?) and rerun the same command; the {failed} failed items{listed} will be retried")
 
 

@@ -159,6 +159,7 @@ def test_a_judge_that_is_down_fails_the_run_with_one_line_and_is_retried(toy, ju
     assert len(_jsonl(out / "failures.jsonl")) == 88 and _jsonl(out / "output.jsonl") == []
     # even a tolerance of 100 % does not make a run in which the judge failed for everything pass
     assert _mine(toy, _spec(judge.url), out, "--max-failure-rate", "1") == 1
+    assert "failed for 88 of 88 items (all of them): " in capsys.readouterr().err
     judge.mode, judge.asked = "up", Counter()
     assert _mine(toy, _spec(judge.url), out) == 0
     assert len(judge.asked) == 88 and _jsonl(out / "failures.jsonl") == []

@@ -321,8 +321,10 @@ def _failure(run: _Run, world: int, paths: list[Path]) -> str | None:
     hint = f"fix the judge ({_redact(run.config.judge)[:200]}) and rerun the same command"
     limit = run.config.max_failure_rate
     if failed and (failed == asked or (limit is not None and failed / asked > limit)):
-        return (f"the judge failed for {failed} of {asked} sources ({100 * failed / asked:.1f}% > "
-                f"{100 * (limit if limit is not None else 1.0):g}%): {first or 'no answer'}; {hint}; "
+        rate = failed / asked
+        share = (f"{100 * rate:.1f}% > {100 * limit:g}%" if limit is not None and rate > limit
+                 else "all of them")
+        return (f"the judge failed for {failed} of {asked} sources ({share}): {first or 'no answer'}; {hint}; "
                 "nothing was kept and no metadata written; failed sources are never cached and will be "
                 "asked again")
     if judged == 0 and unscored:
