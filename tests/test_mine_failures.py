@@ -5,10 +5,12 @@ OpenAI-compatible judge server on 127.0.0.1 that can be switched off and on."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -207,3 +209,32 @@ def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
     assert stats["failed_total"] == n and [r["failed_total"] for r in stats["per_rank"]] != [n, 0]
     assert sum(r["processed"] for r in stats["per_rank"]) == 88
     assert rc1 == 0 and "error:" not in results[0][1]  # with a merge, rank 0 decides
+    # 'hive mine merge' applies the same check to the merged counts
+    assert main(["mine", "merge", "--output", str(out), "--max-failure-rate", "0.05"]) == 1
+    assert main(["mine", "merge", "--output", str(out), "--max-failure-rate", "0.9"]) == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
+def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy, judge, tmp_path):
+    out = tmp_path / "accel"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(port), str(ROOT / "scripts" / "mine.py"), "single-event",
+           "--input", str(toy.pool), "--output", str(out), "--dataset-paths", str(toy.dataset_paths),
+           "--judge", _spec(judge.url), "--retries", "0", "--no-progress"]
+    judge.mode = "down"
+    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert "hive mine single-event: error: the judge failed for 88 of 88 items" in p.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert [r["failed_total"] for r in stats["per_rank"]] == [44, 44]
+    judge.mode, judge.asked = "up", Counter()
+    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert len(judge.asked) == 88 and sum(judge.asked.values()) == 88
+    assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == 88
