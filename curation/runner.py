@@ -14,7 +14,9 @@ A model failure (:data:`~.stages.base.MODEL_FAILURES`: the judge/tagger errored,
 unreachable, or its answers stayed unreadable) is not a drop: the item is listed with its reason in
 the failures file but not in the ledger, so the next run of the same command retries exactly those
 items (a rank whose marker counts failures is run again), and a success then lands in the outputs
-once. When the model failed for every item a run processed, or for more than ``max_failure_rate``
+once. (Under ``accelerate launch`` all ranks meet at a barrier before rank 0 merges; ranks started
+by hand that rerun failures are best run with ``--no-merge``, then ``hive mine merge``, as rank 0
+may otherwise see another rank's marker of the earlier run.) When the model failed for every item a run processed, or for more than ``max_failure_rate``
 of them (counted over all ranks at the merge), :func:`run_stage` raises :class:`ModelFailureError`
 after writing everything.
 
@@ -354,6 +356,12 @@ def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
     st = _read_json(output / RANK_STATS.format(opts.rank))
     summary.kept, summary.dropped = st["kept"], st["dropped"]
     summary.failed = st.get("failed", {}) if not summary.skipped_rank else {}
+    if opts.merge and opts.world_size > 1:
+        # A rank rerun to retry its model failures still has the marker of its earlier run until it
+        # finishes; under a launcher with a process group, rank 0 merges after every rank's run.
+        barrier = _torch_barrier(opts.world_size)
+        if barrier is not None:
+            barrier()
     if opts.merge and opts.rank == 0:
         wait_for_ranks(output, opts.world_size, _config_hash(cfg), opts.wait_timeout, opts.poll_interval)
         summary.merged = merge_outputs(output, parquet=opts.parquet)
@@ -369,6 +377,14 @@ def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
             exc.summary = summary  # type: ignore[attr-defined]
             raise exc
     return summary
+
+
+def _torch_barrier(world: int):
+    """``torch.distributed.barrier`` when the launcher set up a group of ``world`` ranks, else None."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist.barrier if dist.get_world_size() == world else None
 
 
 def _run_shard(stage: Stage, opts: RunOptions, output: Path, shard: list[Item],

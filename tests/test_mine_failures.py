@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,11 +38,13 @@ def _clip_key(data_url: str) -> str:
 class SwitchableJudge:
     """Chat-completions server. ``mode``: ``up`` answers every clip (True for a clip whose
     audio hash is odd, else "no"), ``down`` answers 503 to everything, ``flaky`` answers 503 for
-    clips whose hash ends in 0-3 (about a quarter) and like ``up`` for the others.
+    clips whose hash ends in 0-3 (about a quarter) and like ``up`` for the others, ``short-down``
+    answers 503 for clips of exactly one second. ``delay`` seconds pass before each answer.
     ``asked`` counts requests per clip."""
 
     def __init__(self):
         self.mode = "up"
+        self.delay = 0.0
         self.asked: Counter = Counter()
         self.lock = threading.Lock()
         outer = self
@@ -57,9 +60,11 @@ class SwitchableJudge:
                 with outer.lock:
                     outer.asked[key] += 1
                 h = int(key, 16)
-                if outer.mode == "down" or (outer.mode == "flaky" and h % 16 < 4):
+                time.sleep(outer.delay)
+                pcm, sr = sf.read(io.BytesIO(base64.b64decode(audio.split(",", 1)[1])))
+                if outer.mode == "down" or (outer.mode == "flaky" and h % 16 < 4) or \
+                        (outer.mode == "short-down" and len(pcm) == sr):
                     return self._send(503, b'{"error": "model is loading"}')
-                pcm, _ = sf.read(io.BytesIO(base64.b64decode(audio.split(",", 1)[1])))
                 content = "True" if h % 2 else "No, several sounds."
                 payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
                 self._send(200, json.dumps(payload).encode())
@@ -238,3 +243,37 @@ def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy
     assert p.returncode == 0, p.stderr[-3000:]
     assert len(judge.asked) == 88 and sum(judge.asked.values()) == 88
     assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == 88
+
+
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
+def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_path):
+    """Only rank 1 had failures: on the rerun rank 0 has nothing to do, yet must not merge rank 1's
+    files of the earlier run (its marker is still there until its retry ends)."""
+    items = sorted((json.loads(x) for x in toy.pool.read_text().splitlines()), key=lambda e: e["clip_id"])
+    for e in items[1::2]:  # rank 1's share: one-second chunks, which the judge fails on at first
+        e["chunk_end_second"] = e["chunk_start_second"] + 1.0
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps(e) + "\n" for e in items))
+    out = tmp_path / "accel"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(port), str(ROOT / "scripts" / "mine.py"), "single-event",
+           "--input", str(manifest), "--output", str(out), "--dataset-paths", str(toy.dataset_paths),
+           "--judge", _spec(judge.url), "--retries", "0", "--no-progress", "--max-failure-rate", "0.6"]
+    judge.mode = "short-down"
+    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    stats = json.loads((out / "stats.json").read_text())
+    assert [r["failed_total"] for r in stats["per_rank"]] == [0, 44]
+    judge.mode, judge.delay, judge.asked = "up", 0.05, Counter()
+    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert sum(judge.asked.values()) == 44
+    assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == 88
+    assert _jsonl(out / "failures.jsonl") == []
+    assert json.loads((out / "stats.json").read_text())["per_rank"][1]["processed"] == 44
