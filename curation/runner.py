@@ -16,9 +16,9 @@ the failures file but not in the ledger, so the next run of the same command ret
 items (a rank whose marker counts failures is run again), and a success then lands in the outputs
 once. (Under ``accelerate launch`` all ranks meet at a barrier before rank 0 merges; ranks started
 by hand that rerun failures are best run with ``--no-merge``, then ``hive mine merge``, as rank 0
-may otherwise see another rank's marker of the earlier run.) When the model failed for every item a run processed, or for more than ``max_failure_rate``
-of them (counted over all ranks at the merge), :func:`run_stage` raises :class:`ModelFailureError`
-after writing everything.
+may otherwise see another rank's marker of the earlier run.) When the model failed for every item
+a run processed, or for more than ``max_failure_rate`` of them (counted over all ranks at the
+merge), :func:`run_stage` raises :class:`ModelFailureError` after writing everything.
 
 A rerun skips ranks whose marker exists and, within a rank, input items the ledger lists; kept and
 dropped lines written after the last ledger entry (a batch cut by a crash) are truncated away
@@ -103,8 +103,9 @@ def failure_message(stats: dict[str, Any], max_rate: float, where: str = "") -> 
     cause = first.get("detail") or first.get("reason") or top
     listed = f" (listed in {where})" if where else ""
     share = f"{100 * rate:.1f}% > {100 * max_rate:g}%" if rate > max_rate else "all of them"
-    return (f"{failed_model(top)} failed for {failed} of {processed} items ({share}): {cause}; fix the model backend (is its server up, are the options "
-            f"right?) and rerun the same command; the {failed} failed items{listed} will be retried")
+    return (f"{failed_model(top)} failed for {failed} of {processed} items ({share}): {cause}; fix the "
+            "model backend (is its server up, are the options right?) and rerun the same command; the "
+            f"{failed} failed items{listed} will be retried")
 
 
 @dataclass
@@ -370,7 +371,7 @@ def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
         check, where = st, output / RANK_FAILURES.format(opts.rank)
     else:
         return summary  # rank 0 checks the counts of every rank after its merge
-    if opts.max_failure_rate is not None and not summary.skipped_rank:
+    if opts.max_failure_rate is not None:  # a skipped rank has no failures: it passes
         message = failure_message(check, opts.max_failure_rate, str(where))
         if message:
             exc = ModelFailureError(message, check)

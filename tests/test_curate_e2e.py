@@ -328,7 +328,8 @@ def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, ora
         assert summary["sources"]["accuracy"] is None and summary["metadata_rows_written"] == {}
         assert summary["mixtures"]["unscored"] == sum(1 for m in mixtures if m["status"] == "unscored") > 0
         failed = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
-        assert len([f for f in failed if f["reason"] == "judge_failed"]) == (len(non_trivial) if model == "error" else 0)
+        listed = [f for f in failed if f["reason"] == "judge_failed"]
+        assert len(listed) == (len(non_trivial) if model == "error" else 0)
     # garbage answers are cached (no new call); failures are never cached: asked again on a rerun
     before = server.total()
     _curate(toy, ontology, server.spec("garbage"), tmp_path / "garbage", "--split", "validation", rc=1)

@@ -7,7 +7,8 @@ Per source (``status``):
 * ``trivial``: the label has no sibling, so there is nothing to confuse it with: scored 1, no
   judge call;
 * ``unscored`` with a ``reason``: ``judge_failed`` (the backend gave up: timeout, HTTP error after
-  its retries, or raised; a model failure, never cached, so the next run asks again), ``unparseable`` (answers that say no option, after ``answer_retries`` re-asks),
+  its retries, or raised; a model failure, never cached, so the next run asks again),
+  ``unparseable`` (answers that say no option, after ``answer_retries`` re-asks),
   ``label_not_in_ontology``, or ``audio_<reason>`` (the stems could not be rendered or read).
   Never counted as 0.
 
