@@ -341,6 +341,11 @@ def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
     if done_info.get("config") == _config_hash(cfg) and not done_info.get("failed"):
         summary.skipped_rank = True
         summary.resumed = len(shard)
+        stats_path = output / RANK_STATS.format(opts.rank)
+        st = _read_json(stats_path)
+        if st.get("processed"):  # this run processed nothing here: the merged rate counts this run only
+            st["processed"] = 0
+            _write_json_atomic(stats_path, st)
         log.info("%s rank %d: already done, skipped", stage.name, opts.rank)
     else:
         done_path.unlink(missing_ok=True)

@@ -269,6 +269,10 @@ def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_pat
     assert p.returncode == 0, p.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
     assert [r["failed_total"] for r in stats["per_rank"]] == [0, 44]
+    # still failing: this run asked only rank 1's 44 items and all failed (rank 0 had nothing to do)
+    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert "the judge failed for 44 of 44 items (100.0% > 60%)" in p.stderr, p.stderr[-4000:]
     judge.mode, judge.delay, judge.asked = "up", 0.05, Counter()
     p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
