@@ -280,3 +280,33 @@ def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_pat
     assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == 88
     assert _jsonl(out / "failures.jsonl") == []
     assert json.loads((out / "stats.json").read_text())["per_rank"][1]["processed"] == 44
+
+
+class SwitchableTagger:
+    """A tagger that raises while ``HIVE_TEST_TAGGER_DOWN`` is set (the environment, so the stage
+    options stay the same between runs), else tags every clip as a dog."""
+
+    model_id = "switchable-tagger"
+    sample_rate = 16000
+
+    def tag(self, clips, top_k):
+        if os.environ.get("HIVE_TEST_TAGGER_DOWN"):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return [[("Dog", "/m/0bt9lr", 0.9)] for _ in clips]
+
+
+def test_a_tagger_that_raises_is_a_model_failure_and_retried(toy, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "tag"
+    args = ["mine", "tag", "--input", str(toy.pool), "--output", str(out), "--dataset-paths",
+            str(toy.dataset_paths), "--tagger", "tests.test_mine_failures.SwitchableTagger", "--no-progress"]
+    monkeypatch.setenv("HIVE_TEST_TAGGER_DOWN", "1")
+    assert main(args) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("hive mine tag: error: the tagger failed for 88 of 88 items (100.0% > 50%): ")
+    assert "illegal memory access" in line
+    assert {f["reason"] for f in _jsonl(out / "failures.jsonl")} == {"tagger_failed"}
+    monkeypatch.delenv("HIVE_TEST_TAGGER_DOWN")
+    assert main(args) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["processed"] == 88 and stats["kept"] == 88 and len(_jsonl(out / "output.jsonl")) == 88
+    assert _jsonl(out / "failures.jsonl") == [] and _jsonl(out / "drops.jsonl") == []
