@@ -437,3 +437,25 @@ def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy
     kept_one = {m for m in _kept(out1) if "_validation_" in m}
     assert _kept(out) == kept_one and len(kept_one) == 8
     assert sorted(r.mix_id for r in iter_records(out / "metadata")) == sorted(kept_one)
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
+def test_accelerate_launch_with_a_failing_judge_exits_non_zero_and_keeps_nothing(toy, ontology, server, tmp_path):
+    out = tmp_path / "acc_error"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "scripts" / "curate.py"),
+         "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+         "--ontology", str(ontology), "--judge", server.spec("error"), "--output", str(out),
+         "--split", "validation", "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("hive curate: error: ")]
+    assert len(errors) == 1 and "the judge failed for" in errors[0] and "(100.0% > 50%)" in errors[0], proc.stderr[-3000:]
+    sources = _table(out / "scores" / "sources.parquet")
+    asked = sum(s["status"] != "trivial" for s in sources)
+    assert f"failed for {asked} of {asked} sources" in errors[0]  # both ranks' counts
+    assert not (out / "metadata").exists()
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"
