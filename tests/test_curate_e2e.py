@@ -453,7 +453,8 @@ def test_accelerate_launch_with_a_failing_judge_exits_non_zero_and_keeps_nothing
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     errors = [x for x in proc.stderr.splitlines() if x.startswith("hive curate: error: ")]
-    assert len(errors) == 1 and "the judge failed for" in errors[0] and "(100.0% > 50%)" in errors[0], proc.stderr[-3000:]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "the judge failed for" in errors[0] and "(100.0% > 50%)" in errors[0]
     sources = _table(out / "scores" / "sources.parquet")
     asked = sum(s["status"] != "trivial" for s in sources)
     assert f"failed for {asked} of {asked} sources" in errors[0]  # both ranks' counts
