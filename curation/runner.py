@@ -100,7 +100,7 @@ def failure_message(stats: dict[str, Any], max_rate: float, where: str = "") -> 
     reasons = stats.get("failed") or {}
     top = max(sorted(reasons), key=lambda r: reasons[r]) if reasons else "judge_failed"
     first = stats.get("first_failure") or {}
-    cause = first.get("detail") or first.get("reason") or top
+    cause = " ".join(str(first.get("detail") or first.get("reason") or top).split())  # one line
     listed = f" (listed in {where})" if where else ""
     share = f"{100 * rate:.1f}% > {100 * max_rate:g}%" if rate > max_rate else "all of them"
     return (f"{failed_model(top)} failed for {failed} of {processed} items ({share}): {cause}; fix the "

@@ -309,6 +309,7 @@ def _failure(run: _Run, world: int, paths: list[Path]) -> str | None:
         asked += int(marker["stats"].get("judge_sources_asked", 0))
         failed += int(marker["stats"].get("judge_sources_failed", 0))
         first = first or marker.get("first_error")
+    first = " ".join(first.split()) if first else first  # one line
     judged = unscored = 0
     reasons: Counter = Counter()
     for p in paths:
@@ -324,14 +325,14 @@ def _failure(run: _Run, world: int, paths: list[Path]) -> str | None:
         rate = failed / asked
         share = (f"{100 * rate:.1f}% > {100 * limit:g}%" if limit is not None and rate > limit
                  else "all of them")
-        return (f"the judge failed for {failed} of {asked} sources ({share}): {first or 'no answer'}; {hint}; "
-                "nothing was kept and no metadata written; failed sources are never cached and will be "
+        return (f"the judge failed for {failed} of {asked} sources ({share}): {first or 'no answer'}; "
+                f"{hint}; nothing was kept and no metadata written; failed sources are never cached and will be "
                 "asked again")
     if judged == 0 and unscored:
         why = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
         return (f"no source could be judged ({unscored} unscored: {why}); nothing was kept and no "
-                f"metadata written; check the judge's answers in {run.output / 'scores' / 'sources.parquet'} "
-                "and the audio (--dataset-paths/--rendered), then rerun")
+                "metadata written; check the judge's answers in "
+                f"{run.output / 'scores' / 'sources.parquet'} and the audio (--dataset-paths/--rendered), then rerun")
     return None
 
 
