@@ -4,15 +4,26 @@ Rank ``r`` of ``w`` takes ``items[r::w]`` of the input sorted by ``clip_id`` and
 output folder::
 
     rank-{r:05d}.jsonl      kept items (append mode)
-    drops-{r:05d}.jsonl     dropped items, each with its reason
+    drops-{r:05d}.jsonl     dropped items, each with its reason (content decisions: final)
+    failures-{r:05d}.jsonl  items the model failed on in the latest run (not done: retried next run)
     progress-{r:05d}.jsonl  the ledger: after each batch, the input ids done and both files' sizes
     stats-{r:05d}.json      counts (from the files, so a resumed run counts like an uninterrupted one)
     done-{r:05d}            the completion marker, written last
 
+A model failure (:data:`~.stages.base.MODEL_FAILURES`: the judge/tagger errored, timed out, was
+unreachable, or its answers stayed unreadable) is not a drop: the item is listed with its reason in
+the failures file but not in the ledger, so the next run of the same command retries exactly those
+items (a rank whose marker counts failures is run again), and a success then lands in the outputs
+once. (Under ``accelerate launch`` all ranks meet at a barrier before rank 0 merges; ranks started
+by hand that rerun failures are best run with ``--no-merge``, then ``hive mine merge``, as rank 0
+may otherwise see another rank's marker of the earlier run.) When the model failed for every item
+a run processed, or for more than ``max_failure_rate`` of them (counted over all ranks at the
+merge), :func:`run_stage` raises :class:`ModelFailureError` after writing everything.
+
 A rerun skips ranks whose marker exists and, within a rank, input items the ledger lists; kept and
 dropped lines written after the last ledger entry (a batch cut by a crash) are truncated away
 first, so nothing is duplicated. When every marker exists, the main process (rank 0) merges:
-``output.jsonl`` (sorted by ``clip_id``), ``drops.jsonl``, ``stats.json``, ``provenance.json``
+``output.jsonl`` (sorted by ``clip_id``), ``drops.jsonl``, ``failures.jsonl``, ``stats.json``, ``provenance.json``
 (stage, options, thresholds, model ids, prompt texts and their sha256, package versions) and,
 on request, ``output.parquet``. ``config.json`` pins the stage, options, input and number of
 ranks; a rerun with other ones is refused unless ``overwrite``.
@@ -37,17 +48,20 @@ from mixing.errors import HiveError
 
 from .manifest import OUTPUT_NAME, dumps, read_items, write_jsonl, write_parquet
 from .stages import make_stage
-from .stages.base import Drop, Item, Stage
+from .stages.base import Drop, Item, Stage, failed_model
 
 log = logging.getLogger(__name__)
 
 RANK_OUTPUT = "rank-{:05d}.jsonl"
 RANK_DROPS = "drops-{:05d}.jsonl"
+RANK_FAILURES = "failures-{:05d}.jsonl"
 RANK_PROGRESS = "progress-{:05d}.jsonl"
 RANK_STATS = "stats-{:05d}.json"
 RANK_DONE = "done-{:05d}"
 CONFIG = "config.json"
-MERGED = (OUTPUT_NAME, "drops.jsonl", "stats.json", "provenance.json", "output.parquet")
+FAILURES_NAME = "failures.jsonl"
+MERGED = (OUTPUT_NAME, "drops.jsonl", FAILURES_NAME, "stats.json", "provenance.json", "output.parquet")
+DEFAULT_MAX_FAILURE_RATE = 0.5
 PACKAGES = ("hive-uss", "numpy", "soundfile", "soxr", "pyarrow", "accelerate", "torch", "transformers",
             "sherpa-onnx", "onnxruntime", "httpx", "tqdm")
 
@@ -64,6 +78,36 @@ class LedgerError(HiveError):
     """A rank's ledger does not match its output files."""
 
 
+class ModelFailureError(HiveError):
+    """The model failed for too many items; the outputs hold what succeeded, the failed items are
+    retried by the next run. ``stats`` is the run's (merged or rank) statistics."""
+
+    def __init__(self, message: str, stats: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.stats = stats or {}
+
+
+def failure_message(stats: dict[str, Any], max_rate: float, where: str = "") -> str | None:
+    """The one-line error when the model failed for every processed item or more than ``max_rate``
+    of them (``None`` when the run is fine). ``stats`` needs ``processed``, ``failed`` (reason ->
+    count), ``failed_total`` and ``first_failure``."""
+    failed, processed = int(stats.get("failed_total") or 0), int(stats.get("processed") or 0)
+    if failed == 0 or processed == 0:
+        return None
+    rate = failed / processed
+    if failed < processed and rate <= max_rate:
+        return None
+    reasons = stats.get("failed") or {}
+    top = max(sorted(reasons), key=lambda r: reasons[r]) if reasons else "judge_failed"
+    first = stats.get("first_failure") or {}
+    cause = " ".join(str(first.get("detail") or first.get("reason") or top).split())  # one line
+    listed = f" (listed in {where})" if where else ""
+    share = f"{100 * rate:.1f}% > {100 * max_rate:g}%" if rate > max_rate else "all of them"
+    return (f"{failed_model(top)} failed for {failed} of {processed} items ({share}): {cause}; fix the "
+            "model backend (is its server up, are the options right?) and rerun the same command; the "
+            f"{failed} failed items{listed} will be retried")
+
+
 @dataclass
 class RunOptions:
     input: str
@@ -76,6 +120,9 @@ class RunOptions:
     merge: bool = True  # rank 0 waits for every rank, then merges
     parquet: bool = False
     device: str | None = None
+    #: raise ModelFailureError when the model failed for more than this fraction of the items
+    #: processed (or for all of them); None: never
+    max_failure_rate: float | None = DEFAULT_MAX_FAILURE_RATE
     wait_timeout: float | None = None
     poll_interval: float = 0.5
 
@@ -90,6 +137,7 @@ class RunSummary:
     processed: int = 0
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)  # model failures of this run, by reason
     skipped_rank: bool = False
     merged: dict[str, Any] | None = None
 
@@ -143,9 +191,10 @@ class RankLedger:
         self.out_path = output / RANK_OUTPUT.format(rank)
         self.drops_path = output / RANK_DROPS.format(rank)
         self.progress_path = output / RANK_PROGRESS.format(rank)
+        self.failures_path = output / RANK_FAILURES.format(rank)
         self.done_ids: set[str] = set()
         self.models: dict[str, Any] = {}
-        self._files: tuple[Any, Any, Any] | None = None
+        self._files: tuple[Any, Any, Any, Any] | None = None
 
     def open(self) -> set[str]:
         """Read the ledger, truncate what a crash left after its last entry, open for appending."""
@@ -172,12 +221,20 @@ class RankLedger:
                                   f"{size}; the folder was modified by hand. Rerun with --overwrite")
             with open(path, "ab") as fh:
                 fh.truncate(size)
-        self._files = (open(self.out_path, "ab"), open(self.drops_path, "ab"), open(self.progress_path, "ab"))
+        # failures of an earlier run are not in the ledger: this run retries them, so list anew
+        self._files = (open(self.out_path, "ab"), open(self.drops_path, "ab"), open(self.progress_path, "ab"),
+                       open(self.failures_path, "wb"))
         return self.done_ids
 
-    def commit(self, ids: list[str], kept: list[str], drops: list[str], models: dict | None = None) -> None:
+    def commit(self, ids: list[str], kept: list[str], drops: list[str], models: dict | None = None,
+               failures: list[str] | None = None) -> None:
+        """Append a batch: ``ids`` are the items done (kept or dropped), ``failures`` the lines of
+        items the model failed on (not done: left out of ``ids``)."""
         assert self._files is not None, "open() first"
-        out, dr, prog = self._files
+        out, dr, prog, fail = self._files
+        if failures:
+            fail.write("".join(line + "\n" for line in failures).encode("utf-8"))
+            fail.flush()
         if kept:
             out.write("".join(line + "\n" for line in kept).encode("utf-8"))
         out.flush()
@@ -214,7 +271,7 @@ def _config_hash(cfg: dict[str, Any]) -> str:
 
 
 def _clear_rank(output: Path, rank: int) -> None:
-    for pattern in (RANK_DONE, RANK_STATS, RANK_OUTPUT, RANK_DROPS, RANK_PROGRESS):
+    for pattern in (RANK_DONE, RANK_STATS, RANK_OUTPUT, RANK_DROPS, RANK_PROGRESS, RANK_FAILURES):
         (output / pattern.format(rank)).unlink(missing_ok=True)
 
 
@@ -242,8 +299,9 @@ def _show_progress(opts: RunOptions) -> bool:
     return opts.rank == 0 and sys.stderr.isatty()
 
 
-def rank_stats(output: Path, rank: int, world_size: int, items: int) -> dict[str, Any]:
-    """Counts for one rank, from its files (identical whether or not the run was resumed)."""
+def rank_stats(output: Path, rank: int, world_size: int, items: int, processed: int = 0) -> dict[str, Any]:
+    """Counts for one rank, from its files (identical whether or not the run was resumed); the
+    model failures and ``processed`` are those of the rank's latest run."""
     kept, seconds = 0, 0.0
     for line in _iter_lines(output / RANK_OUTPUT.format(rank)):
         rec = json.loads(line)
@@ -251,9 +309,20 @@ def rank_stats(output: Path, rank: int, world_size: int, items: int) -> dict[str
         if rec.get("chunk_end_second") is not None:
             seconds += rec["chunk_end_second"] - (rec.get("chunk_start_second") or 0.0)
     dropped = Counter(json.loads(line)["reason"] for line in _iter_lines(output / RANK_DROPS.format(rank)))
+    failures = [json.loads(line) for line in _iter_lines(output / RANK_FAILURES.format(rank))]
+    failed = Counter(f["reason"] for f in failures)
     return {"rank": rank, "world_size": world_size, "items_in": items, "kept": kept,
             "kept_seconds": round(seconds, 6), "dropped": dict(sorted(dropped.items())),
-            "dropped_total": sum(dropped.values())}
+            "dropped_total": sum(dropped.values()), "processed": processed,
+            "failed": dict(sorted(failed.items())), "failed_total": len(failures),
+            "first_failure": _first_failure(failures)}
+
+
+def _first_failure(failures: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not failures:
+        return None
+    f = min(failures, key=lambda f: f["clip_id"])
+    return {k: f.get(k) for k in ("clip_id", "reason", "detail")}
 
 
 def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
@@ -268,14 +337,20 @@ def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
     shard = items[opts.rank::opts.world_size]
     summary = RunSummary(stage.name, opts.rank, opts.world_size, items=len(shard))
     done_path = output / RANK_DONE.format(opts.rank)
-    if done_path.is_file() and _read_json(done_path).get("config") == _config_hash(cfg):
+    done_info = _read_json(done_path) if done_path.is_file() else {}
+    if done_info.get("config") == _config_hash(cfg) and not done_info.get("failed"):
         summary.skipped_rank = True
         summary.resumed = len(shard)
+        stats_path = output / RANK_STATS.format(opts.rank)
+        st = _read_json(stats_path)
+        if st.get("processed"):  # this run processed nothing here: the merged rate counts this run only
+            st["processed"] = 0
+            _write_json_atomic(stats_path, st)
         log.info("%s rank %d: already done, skipped", stage.name, opts.rank)
     else:
         done_path.unlink(missing_ok=True)
         earlier_models = _run_shard(stage, opts, output, shard, summary)
-        stats = rank_stats(output, opts.rank, opts.world_size, len(shard))
+        stats = rank_stats(output, opts.rank, opts.world_size, len(shard), summary.processed)
         stats["provenance"] = stage.provenance()
         stats["device"] = opts.device
         if not stage._ready:  # nothing left to do: the models an earlier run used, from the ledger
@@ -283,13 +358,39 @@ def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
         _write_json_atomic(output / RANK_STATS.format(opts.rank), stats)
         _write_json_atomic(done_path, {"rank": opts.rank, "world_size": opts.world_size,
                                        "config": _config_hash(cfg), "kept": stats["kept"],
-                                       "dropped": stats["dropped_total"]})
+                                       "dropped": stats["dropped_total"], "failed": stats["failed_total"]})
     st = _read_json(output / RANK_STATS.format(opts.rank))
     summary.kept, summary.dropped = st["kept"], st["dropped"]
+    summary.failed = st.get("failed", {}) if not summary.skipped_rank else {}
+    if opts.merge and opts.world_size > 1:
+        # A rank rerun to retry its model failures still has the marker of its earlier run until it
+        # finishes; under a launcher with a process group, rank 0 merges after every rank's run.
+        barrier = _torch_barrier(opts.world_size)
+        if barrier is not None:
+            barrier()
     if opts.merge and opts.rank == 0:
         wait_for_ranks(output, opts.world_size, _config_hash(cfg), opts.wait_timeout, opts.poll_interval)
         summary.merged = merge_outputs(output, parquet=opts.parquet)
+        check, where = summary.merged, output / FAILURES_NAME
+    elif not opts.merge:  # this rank alone: the merge (hive mine merge) checks all of them
+        check, where = st, output / RANK_FAILURES.format(opts.rank)
+    else:
+        return summary  # rank 0 checks the counts of every rank after its merge
+    if opts.max_failure_rate is not None:  # a skipped rank has no failures: it passes
+        message = failure_message(check, opts.max_failure_rate, str(where))
+        if message:
+            exc = ModelFailureError(message, check)
+            exc.summary = summary  # type: ignore[attr-defined]
+            raise exc
     return summary
+
+
+def _torch_barrier(world: int):
+    """``torch.distributed.barrier`` when the launcher set up a group of ``world`` ranks, else None."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist.barrier if dist.get_world_size() == world else None
 
 
 def _run_shard(stage: Stage, opts: RunOptions, output: Path, shard: list[Item],
@@ -307,19 +408,25 @@ def _run_shard(stage: Stage, opts: RunOptions, output: Path, shard: list[Item],
     models_logged = False
     try:
         for batch, results in stage.run(todo, opts.rank, opts.world_size, opts.batch_size):
-            kept, drops = [], []
-            for result in results:
+            kept, drops, failures, done_ids = [], [], [], []
+            for item, result in zip(batch, results):
+                for r in result:
+                    if not isinstance(r, (Item, Drop)):
+                        raise TypeError(f"stage {stage.name} yielded a {type(r).__name__}; expected Item or Drop")
+                failed = [r for r in result if isinstance(r, Drop) and r.is_model_failure]
+                if failed:  # not done: nothing of this item is written, the next run asks again
+                    failures.extend(dumps(r.to_dict(stage.name)) for r in failed)
+                    continue
+                done_ids.append(item.clip_id)
                 for r in result:
                     if isinstance(r, Item):
                         kept.append(dumps(r.to_dict()))
-                    elif isinstance(r, Drop):
-                        drops.append(dumps(r.to_dict(stage.name)))
                     else:
-                        raise TypeError(f"stage {stage.name} yielded a {type(r).__name__}; expected Item or Drop")
+                        drops.append(dumps(r.to_dict(stage.name)))
             models = None
             if not models_logged:
                 models, models_logged = stage.models(), True
-            ledger.commit([it.clip_id for it in batch], kept, drops, models)
+            ledger.commit(done_ids, kept, drops, models, failures)
             summary.processed += len(batch)
             bar.update(len(batch))
     finally:
@@ -395,14 +502,25 @@ def merge_outputs(output: str | os.PathLike, parquet: bool = False) -> dict[str,
                     for line in _iter_lines(output / RANK_DROPS.format(r))),
                    key=lambda d: (d["clip_id"], d["reason"]))
     write_jsonl(drops, output / "drops.jsonl")
+    failures = sorted((json.loads(line) for r in range(world)
+                       for line in _iter_lines(output / RANK_FAILURES.format(r))),
+                      key=lambda d: (d["clip_id"], d["reason"]))
+    write_jsonl(failures, output / FAILURES_NAME)
     per_rank = [_read_json(output / RANK_STATS.format(r)) for r in range(world)]
     dropped: Counter = Counter()
+    failed: Counter = Counter()
     for st in per_rank:
         dropped.update(st["dropped"])
+        failed.update(st.get("failed") or {})
     stats = {"stage": cfg["stage"], "world_size": world, "items_in": sum(s["items_in"] for s in per_rank),
              "kept": len(keyed), "kept_seconds": round(sum(s["kept_seconds"] for s in per_rank), 6),
              "dropped": dict(sorted(dropped.items())), "dropped_total": sum(dropped.values()),
-             "per_rank": [{k: s.get(k) for k in ("rank", "items_in", "kept", "dropped_total", "device")}
+             # model failures of each rank's latest run: not done, retried by the next run
+             "processed": sum(int(s.get("processed") or 0) for s in per_rank),
+             "failed": dict(sorted(failed.items())), "failed_total": len(failures),
+             "first_failure": _first_failure(failures),
+             "per_rank": [{k: s.get(k) for k in ("rank", "items_in", "kept", "dropped_total", "processed",
+                                                 "failed_total", "device")}
                           for s in per_rank]}
     _write_json_atomic(output / "stats.json", stats)
     prov = dict(per_rank[0].get("provenance") or {})

@@ -23,7 +23,7 @@ from .validation import ValidationReport
 log = logging.getLogger(__name__)
 
 #: bytes per sample of each --audio-format (FLAC is an upper bound: 24-bit before compression)
-BYTES_PER_SAMPLE = {"wav": 4, "flac": 3}
+BYTES_PER_SAMPLE = {"wav": 4, "flac": 3, "pcm16": 2}  # flac: an upper bound
 
 
 class InsufficientSpaceError(HiveError, OSError):

@@ -317,14 +317,29 @@ def test_unscored_mixtures_are_kept_or_dropped_as_asked(tmp_path):
     meta = tmp_path / "meta.jsonl"
     meta.write_text("".join(json.dumps(r.to_flat_dict()) + "\n" for r in RECORDS[:2]))
     onto = write_toy_ontology(tmp_path / "toy.json")
+    # the judge answers for m1's Clock and fails for m2's three sources: 75 % failed
+    partly = _Judge(lambda options: "1" if "Clock" in options else None)
     for policy, kept in (("drop", ["m1"]), ("keep", ["m1", "m2"])):
         cfg = CurateConfig(metadata=str(meta), ontology=str(onto), judge="x", output=str(tmp_path / policy),
-                           unscored=policy, keep=1.0)
-        res = run_curate(cfg, judge=_Judge(None), audio=_Stems(RECORDS))
-        assert res.summary["mixtures"]["unscored"] == 1
+                           unscored=policy, keep=1.0, max_failure_rate=0.8)
+        res = run_curate(cfg, judge=partly, audio=_Stems(RECORDS))
+        assert res.summary["mixtures"]["unscored"] == 1 and res.summary["status"] == "ok"
         rows = pq.read_table(tmp_path / policy / "scores" / "mixtures.parquet").to_pylist()
         assert sorted(r["mix_id"] for r in rows if r["kept"]) == kept
         assert "unscored " + policy in res.summary_text
+    # over the default limit of 50 %, or a judge that failed for everything: nothing is kept
+    from curation.curate.job import CurateFailedError
+
+    for judge, limit, text in ((partly, 0.5, "3 of 4 sources (75.0% > 50%)"),
+                               (_Judge(None), 1.0, "4 of 4 sources (all of them)")):
+        out = tmp_path / f"failed-{limit}"
+        cfg = CurateConfig(metadata=str(meta), ontology=str(onto), judge="x", output=str(out),
+                           unscored="keep", keep=1.0, max_failure_rate=limit)
+        with pytest.raises(CurateFailedError, match=re.escape(text)) as info:
+            run_curate(cfg, judge=judge, audio=_Stems(RECORDS))
+        assert info.value.result.merged and info.value.result.summary["status"] == "failed"
+        rows = pq.read_table(out / "scores" / "mixtures.parquet").to_pylist()
+        assert not any(r["kept"] for r in rows) and not (out / "metadata").exists()
 
 
 def test_a_run_killed_midway_resumes_without_asking_again(tmp_path):

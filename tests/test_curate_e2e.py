@@ -4,7 +4,9 @@
 The server reads the numbered options from the prompt in each chat-completions request and
 answers according to the requested model name: ``oracle`` recognises the clip (by correlation
 with the toy stems rendered here) and answers its label's number; ``first`` always answers 1;
-``garbage`` answers prose naming no option; ``error`` answers HTTP 500. It counts requests.
+``garbage`` answers prose naming no option; ``error`` answers HTTP 500; ``flaky`` is the oracle
+except that, while ``server.flaky`` is set, it answers HTTP 503 for about a quarter of the clips
+(by a hash of the audio). It counts requests.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class JudgeServer:
         self.refs = refs
         self.requests: Counter = Counter()
         self.bodies: list[dict] = []  # every chat-completions request body received
+        self.flaky = True
+        self.flaky_asked: Counter = Counter()  # clip hash -> requests of model "flaky"
         self._lock = threading.Lock()
         server = self
 
@@ -79,6 +83,16 @@ class JudgeServer:
                 parts = body["messages"][-1]["content"]
                 prompt = next(p["text"] for p in parts if p["type"] == "text")
                 audio_url = next(p["audio_url"]["url"] for p in parts if p["type"] == "audio_url")
+                if model == "flaky":
+                    key = hashlib.sha1(audio_url.encode()).hexdigest()
+                    with server._lock:
+                        server.flaky_asked[key] += 1
+                    if server.flaky and int(key, 16) % 4 == 0:
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    model = "oracle"
                 with server._lock:
                     server.bodies.append(body)
                 options = {label: i for i, label in enumerate(prompt_options(prompt), 1)}
@@ -168,11 +182,11 @@ def ontology(tmp_path_factory) -> Path:
     return write_toy_ontology(tmp_path_factory.mktemp("onto") / "toy_ontology.json")
 
 
-def _curate(toy, ontology, judge: str, output: Path, *extra: str) -> None:
-    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--dataset-paths",
-               str(toy.dataset_paths), "--ontology", str(ontology), "--judge", judge,
-               "--output", str(output), "--concurrency", "4", "--no-progress", *extra])
-    assert rc == 0
+def _curate(toy, ontology, judge: str, output: Path, *extra: str, rc: int = 0) -> None:
+    got = hive(["curate", "--metadata", str(toy.parquet_dir), "--dataset-paths",
+                str(toy.dataset_paths), "--ontology", str(ontology), "--judge", judge,
+                "--output", str(output), "--concurrency", "4", "--no-progress", *extra])
+    assert got == rc
 
 
 def _table(path: Path) -> list[dict]:
@@ -292,33 +306,88 @@ def test_stems_read_from_rendered_shards(toy, rendered_toy, ontology, server, tm
 
 
 # ---- failing judges ------------------------------------------------------------------------------
-def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, tmp_path):
+def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, oracle_run, tmp_path, capsys):
+    """No source judged: the run fails with one line, keeps nothing and writes no metadata (and
+    removes an earlier run's, which would claim success)."""
     for model, reason, asks in (("garbage", "unparseable", 2), ("error", "judge_failed", 1)):
         out = tmp_path / model
+        shutil.copytree(oracle_run[0] / "metadata", out / "metadata")  # an earlier, successful run
         before = server.total()
-        _curate(toy, ontology, server.spec(model), out, "--split", "validation")
+        capsys.readouterr()
+        _curate(toy, ontology, server.spec(model), out, "--split", "validation", rc=1)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("hive curate: error: "), err
+        if model == "error":
+            assert "the judge failed for" in err[0] and "(100.0% > 50%)" in err[0] and "HTTP 500" in err[0]
+        else:
+            assert "no source could be judged" in err[0] and "unparseable=" in err[0]
+        assert not (out / "metadata").exists()
         sources = _table(out / "scores" / "sources.parquet")
         non_trivial = [s for s in sources if s["status"] != "trivial"]
         assert non_trivial and all(s["status"] == "unscored" and s["reason"] == reason and s["correct"] is None
                                    for s in non_trivial)
         assert server.total() - before == asks * len(non_trivial)  # garbage is asked once more
         mixtures = _table(out / "scores" / "mixtures.parquet")
+        assert mixtures and not any(m["kept"] for m in mixtures)
+        assert {m["decision"] for m in mixtures} == {"run_failed"}
         for m in mixtures:
             if m["sources_trivial"]:  # its trivial sources still score it
                 assert m["status"] == "scored" and m["score"] == 1.0
             else:
-                assert m["status"] == "unscored" and m["score"] is None and not m["kept"]
-                assert m["decision"] == "unscored_dropped"
+                assert m["status"] == "unscored" and m["score"] is None
         summary = json.loads((out / "summary.json").read_text())
+        assert summary["status"] == "failed" and summary["error"] in err[0]
         assert summary["sources"]["unscored_by_reason"] == {reason: len(non_trivial)}
-        assert summary["sources"]["accuracy"] is None
+        assert summary["sources"]["accuracy"] is None and summary["metadata_rows_written"] == {}
         assert summary["mixtures"]["unscored"] == sum(1 for m in mixtures if m["status"] == "unscored") > 0
-    # garbage answers are cached (no new call); failures are asked again on a rerun
+        failed = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+        listed = [f for f in failed if f["reason"] == "judge_failed"]
+        assert len(listed) == (len(non_trivial) if model == "error" else 0)
+    # garbage answers are cached (no new call); failures are never cached: asked again on a rerun
     before = server.total()
-    _curate(toy, ontology, server.spec("garbage"), tmp_path / "garbage", "--split", "validation")
+    _curate(toy, ontology, server.spec("garbage"), tmp_path / "garbage", "--split", "validation", rc=1)
     assert server.total() == before
-    _curate(toy, ontology, server.spec("error"), tmp_path / "error", "--split", "validation")
-    assert server.total() > before
+    _curate(toy, ontology, server.spec("error"), tmp_path / "error", "--split", "validation", rc=1)
+    assert server.total() - before == len(non_trivial)
+
+
+def test_sources_the_judge_failed_for_are_asked_again_and_only_they(toy, ontology, server, oracle_run, tmp_path,
+                                                                    capsys):
+    out = tmp_path / "flaky"
+    server.flaky, server.flaky_asked = True, Counter()
+    _curate(toy, ontology, server.spec("flaky"), out, "--split", "validation")  # ~25 %: under the 50 % limit
+    failed_keys = {k for k in server.flaky_asked if int(k, 16) % 4 == 0}
+    sources = _table(out / "scores" / "sources.parquet")
+    failed = [s for s in sources if s["reason"] == "judge_failed"]
+    assert 0 < len(failed) == len(failed_keys) < len(sources) / 2
+    listed = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+    assert sorted((f["mix_id"], f["source_id"]) for f in listed if f.get("model_failure")) == \
+        sorted((s["mix_id"], s["source_id"]) for s in failed)
+    assert json.loads((out / "summary.json").read_text())["status"] == "ok"
+
+    server.flaky, server.flaky_asked = False, Counter()  # the judge is back
+    _curate(toy, ontology, server.spec("flaky"), out, "--split", "validation")
+    assert set(server.flaky_asked) == failed_keys and sum(server.flaky_asked.values()) == len(failed)
+    one = [s for s in _table(oracle_run[0] / "scores" / "sources.parquet") if s["split"] == "validation"]
+    assert _table(out / "scores" / "sources.parquet") == one
+    kept_one = {m for m in _kept(oracle_run[0]) if "_validation_" in m}
+    assert _kept(out) == kept_one
+    assert sorted(r.mix_id for r in iter_records(out / "metadata")) == sorted(kept_one)
+    assert not any(json.loads(x).get("model_failure") for x in (out / "failures.jsonl").read_text().splitlines())
+
+
+def test_max_failure_rate_fails_a_run_with_too_many_judge_failures(toy, ontology, server, tmp_path, capsys):
+    out = tmp_path / "strict"
+    server.flaky = True
+    capsys.readouterr()
+    _curate(toy, ontology, server.spec("flaky"), out, "--split", "validation", "--max-failure-rate", "0.05", rc=1)
+    err = capsys.readouterr().err.strip().splitlines()
+    sources = _table(out / "scores" / "sources.parquet")
+    failed, asked = sum(s["reason"] == "judge_failed" for s in sources), sum(s["status"] != "trivial" for s in sources)
+    assert len(err) == 1 and err[0].startswith(
+        f"hive curate: error: the judge failed for {failed} of {asked} sources ({100 * failed / asked:.1f}% > 5%): ")
+    assert "HTTP 503" in err[0] and "asked again" in err[0]
+    assert not (out / "metadata").exists() and not any(m["kept"] for m in _table(out / "scores" / "mixtures.parquet"))
 
 
 # ---- position carries no information ------------------------------------------------------------
@@ -486,3 +555,26 @@ def test_curation_reads_a_pcm16_reference_render(toy, ontology, server, request,
     judged = [s for s in _table(tmp_path / "o" / "scores" / "sources.parquet") if s["status"] == "scored"]
     assert judged and len(server.bodies) - start == len(judged)
     assert sum(s["correct"] for s in judged) >= 0.9 * len(judged)  # clipped stems still recognised
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
+def test_accelerate_launch_with_a_failing_judge_exits_non_zero_and_keeps_nothing(toy, ontology, server, tmp_path):
+    out = tmp_path / "acc_error"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "scripts" / "curate.py"),
+         "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+         "--ontology", str(ontology), "--judge", server.spec("error"), "--output", str(out),
+         "--split", "validation", "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("hive curate: error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "the judge failed for" in errors[0] and "(100.0% > 50%)" in errors[0]
+    sources = _table(out / "scores" / "sources.parquet")
+    asked = sum(s["status"] != "trivial" for s in sources)
+    assert f"failed for {asked} of {asked} sources" in errors[0]  # both ranks' counts
+    assert not (out / "metadata").exists()
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"

@@ -218,3 +218,116 @@ def test_spec_string_builds_the_judge(server):
     assert judge._client is None  # lazy: no client before the first call
     assert judge.ask([(_clip(0.9), 16000)], "mode:ok") == [" True."]
     judge.close()
+
+
+# ---- whole-request deadline and answer size cap (issue 11) ----------------------------------------
+class HostileServer:
+    """A server that answers every POST with a hostile body: ``dribble`` sends one byte every
+    ``DRIBBLE_S`` seconds (each read is quick, the whole answer never ends), ``huge`` streams
+    200 MB of chunked JSON-ish bytes lazily, ``huge-declared`` declares 200 MB up front. It counts
+    the bytes it managed to send."""
+
+    DRIBBLE_S = 0.05
+    HUGE = 200 * 1024 * 1024
+
+    def __init__(self, mode: str):
+        self.sent = 0
+        self.finished = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    if mode == "dribble":
+                        body = b'{"choices": [{"message": {"content": "True"}}]}' + b" " * 4000
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        for i in range(len(body)):
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                            outer.sent += 1
+                            time.sleep(outer.DRIBBLE_S)
+                    else:
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        if mode == "huge-declared":
+                            self.send_header("Content-Length", str(outer.HUGE))
+                        else:
+                            self.send_header("Transfer-Encoding", "chunked")
+                        self.end_headers()
+                        block = b'{"choices": [{"message": {"content": "' + b"x" * 65400
+                        while outer.sent < outer.HUGE:
+                            if mode == "huge-declared":
+                                self.wfile.write(block)
+                            else:
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                            outer.sent += len(block)
+                        if mode != "huge-declared":
+                            self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+                    pass  # the client stopped reading: what this server is for
+                finally:
+                    outer.finished.set()
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_dribbling_server_is_cut_at_the_whole_request_deadline():
+    # 4 kB at one byte per 50 ms would take 200 s; every single read is far below the timeout
+    with HostileServer("dribble") as srv, _judge(srv.url, timeout=1.0, deadline=0.6, retries=0) as judge:
+        t0 = time.monotonic()
+        answers = judge.ask([(_clip(0.9), 16000)], "is it one sound?")
+        elapsed = time.monotonic() - t0
+    assert answers == [None]
+    assert elapsed < 0.6 + 1.0 + 0.5, f"held for {elapsed:.1f} s"
+    assert 0 < srv.sent < 100
+    assert "deadline of 0.6 s" in judge.last_error and judge.failures == 1
+
+
+def test_the_deadline_defaults_to_a_few_timeouts_and_is_checked():
+    assert _judge("http://127.0.0.1:9/v1", timeout=2.0).deadline == 8.0
+    with pytest.raises(ValueError, match="deadline"):
+        _judge("http://127.0.0.1:9/v1", deadline=0)
+    judge = make_judge("openai:url=http://127.0.0.1:9/v1,model=m,deadline=2.5,max_answer_bytes=4096")
+    assert (judge.deadline, judge.max_answer_bytes) == (2.5, 4096)
+
+
+@pytest.mark.parametrize("mode", ["huge", "huge-declared"])
+def test_a_200_mb_answer_is_cut_at_max_answer_bytes(mode):
+    import tracemalloc
+
+    with HostileServer(mode) as srv, _judge(srv.url, timeout=2.0, retries=2) as judge:
+        tracemalloc.start()
+        t0 = time.monotonic()
+        answers = judge.ask([(_clip(0.9), 16000)], "is it one sound?")
+        elapsed = time.monotonic() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        srv.finished.wait(5)
+    assert answers == [None]
+    assert elapsed < 3.0
+    assert peak < 16 * 1024 * 1024, f"peak Python memory {peak / 2**20:.1f} MiB"
+    assert srv.sent < 40 * 1024 * 1024, f"the server got {srv.sent / 2**20:.0f} MiB out"  # socket buffers only
+    assert "max_answer_bytes=1048576" in judge.last_error
+    assert judge.failures == 1  # a too-large answer is not asked again

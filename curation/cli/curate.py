@@ -81,6 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=at.positive_int,
                    help="judge calls in flight at once (default: the backend's own 'concurrency' option, "
                         "as HTTP judges have, else 1)")
+    p.add_argument("--max-failure-rate", type=at.fraction, default=0.5, metavar="F",
+                   help="fail (exit non-zero, keep nothing, write no metadata) when the judge failed for all "
+                        "or more than this fraction of the sources it was asked about (default 0.5); a run "
+                        "in which no source could be judged always fails. Failed answers are never cached, "
+                        "so a rerun asks exactly those again")
     p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
     p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
@@ -88,8 +93,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _report(result, args: argparse.Namespace) -> None:
+    s = result.stats
+    print(f"rank {result.rank}/{result.world_size}: {result.mixtures} mixtures scored; judge calls "
+          f"{s['judge_calls']} ({s['judge_items']} sources), cached answers {s['cache_hits']}, "
+          f"stems loaded for {s['audio_loaded']} mixtures")
+
+
 def run(args: argparse.Namespace) -> int:
-    from curation.curate.job import CurateConfig, CurateError, run_curate
+    import sys
+
+    from curation.curate.job import CurateConfig, CurateError, CurateFailedError, run_curate
     from mixing import packaged
 
     if args.keep_rule == "reference" and (args.keep is not None or args.min_score is not None):
@@ -109,13 +123,16 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, answer_retries=args.answer_retries, concurrency=args.concurrency,
         revision=args.revision, confusion_pool=args.confusion_pool, option_order=args.option_order,
         prompt=args.prompt, system=args.system, temperature=args.temperature, keep_rule=args.keep_rule,
-        keep_shard_size=args.keep_shard_size)
-    result = run_curate(config, rank=args.rank, world_size=args.world_size,
-                        progress=False if args.no_progress else None)
-    s = result.stats
-    print(f"rank {result.rank}/{result.world_size}: {result.mixtures} mixtures scored; judge calls "
-          f"{s['judge_calls']} ({s['judge_items']} sources), cached answers {s['cache_hits']}, "
-          f"stems loaded for {s['audio_loaded']} mixtures")
+        keep_shard_size=args.keep_shard_size, max_failure_rate=args.max_failure_rate)
+    try:
+        result = run_curate(config, rank=args.rank, world_size=args.world_size,
+                            progress=False if args.no_progress else None)
+    except CurateFailedError as exc:  # scores and summary are written; nothing kept
+        if exc.result is not None:
+            _report(exc.result, args)
+        print(f"hive curate: error: {exc}", file=sys.stderr)
+        return 1
+    _report(result, args)
     if result.merged:
         print(result.summary_text)
         print(f"outputs in {args.output}: metadata/, scores/, summary.json, provenance.json")

@@ -15,17 +15,17 @@ import sys
 from mixing.cli import argtypes as at
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+def _failure_rate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-failure-rate", type=at.fraction, default=0.5, metavar="F",
+                   help="exit non-zero when the model (judge, tagger, ...) failed for all items or for "
+                        "more than this fraction of the items processed (default 0.5); failed items are "
+                        "never marked done, so the next run retries them")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rank", type=at.non_negative_int, default=_env_int("RANK", 0),
+    p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.positive_int, default=_env_int("WORLD_SIZE", 1),
+    p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
 
 
@@ -63,24 +63,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sp.add_argument("--parquet", action="store_true", help="also write output.parquet when merging")
         sp.add_argument("--wait-timeout", type=at.positive_float, help="seconds rank 0 waits for the other ranks")
         sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _failure_rate(sp)
         _common(sp)
         _stage_options(sp, cls)
     mp = sub.add_parser("merge", help="merge the per-rank outputs of a finished stage",
                         description="merge the per-rank outputs of a finished stage", parents=[verbosity])
     mp.add_argument("--output", required=True, help="the stage's output folder")
     mp.add_argument("--parquet", action="store_true", help="also write output.parquet")
+    _failure_rate(mp)
     _common(mp)
 
 
 def _summary(stage: str, stats: dict, output: str) -> str:
     drops = ", ".join(f"{k}={v}" for k, v in stats["dropped"].items()) or "none"
+    failed = stats.get("failed_total") or 0
+    retry = (f", model failed for {failed} ("
+             + ", ".join(f"{k}={v}" for k, v in stats["failed"].items()) + "; retried by the next run)"
+             if failed else "")
     return (f"hive mine {stage}: {stats['items_in']} items in, {stats['kept']} kept "
-            f"({stats['kept_seconds'] / 3600:.2f} h), dropped {stats['dropped_total']} ({drops}) -> "
+            f"({stats['kept_seconds'] / 3600:.2f} h), dropped {stats['dropped_total']} ({drops}){retry} -> "
             f"{os.path.join(output, 'output.jsonl')}")
 
 
+def _fail(stage: str, message: str) -> int:
+    print(f"hive mine {stage}: error: {message}", file=sys.stderr)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
-    from curation.runner import RunOptions, merge_outputs, run_stage
+    from curation.runner import (
+        FAILURES_NAME, ModelFailureError, RunOptions, failure_message, merge_outputs, run_stage,
+    )
     from curation.stages import STAGES
 
     if args.stage == "merge":
@@ -88,14 +101,22 @@ def run(args: argparse.Namespace) -> int:
             return 0
         stats = merge_outputs(args.output, parquet=args.parquet)
         print(_summary(stats["stage"], stats, args.output))
-        return 0
+        message = failure_message(stats, args.max_failure_rate, os.path.join(args.output, FAILURES_NAME))
+        return _fail(stats["stage"], message) if message else 0
     cls = STAGES[args.stage]
     stage = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
     opts = RunOptions(input=args.input, output=args.output, rank=args.rank, world_size=args.world_size,
                       batch_size=args.batch_size, progress=False if args.no_progress else None,
                       overwrite=args.overwrite, merge=not args.no_merge, parquet=args.parquet,
-                      device=args.device, wait_timeout=args.wait_timeout)
-    summary = run_stage(stage, opts)
+                      device=args.device, wait_timeout=args.wait_timeout,
+                      max_failure_rate=args.max_failure_rate)
+    try:
+        summary = run_stage(stage, opts)
+    except ModelFailureError as exc:  # the outputs hold what succeeded
+        done = getattr(exc, "summary", None)
+        if done is not None and done.merged is not None:
+            print(_summary(stage.name, done.merged, args.output))
+        return _fail(stage.name, str(exc))
     if summary.merged is not None:
         print(_summary(stage.name, summary.merged, args.output))
     elif args.rank == 0:

@@ -15,7 +15,17 @@ to all scores together, and the outputs are written:
 * ``metadata/data/{split}-*.parquet``: the kept mixtures, unchanged, in the Hub schema (input
   order), loadable with ``datasets.load_dataset(DIR/metadata)``;
 * ``scores/mixtures.parquet``, ``scores/sources.parquet``; ``summary.json``; ``provenance.json``;
-* ``failures.jsonl``: records dropped before scoring (invalid, duplicate mix id).
+* ``failures.jsonl``: records dropped before scoring (invalid, duplicate mix id), then the sources
+  the judge failed for (``judge_failed``, ``model_failure: true``).
+
+Failure semantics: a judge failure (timeout, HTTP error after the backend's retries, an exception)
+leaves its source unscored with reason ``judge_failed`` and is never cached, so the next run asks
+again. When the judge failed for every source this run asked, or for more than
+``max_failure_rate`` of them, or when not one source could be judged at all (all failed, unreadable
+or no audio), the run is a failure: the scores tables, ``summary.json`` (``"status": "failed"``)
+and ``failures.jsonl`` are written, every mixture's decision is ``run_failed`` (nothing kept), no
+refreshed ``metadata/`` is written (an earlier one in the output folder is removed), and
+:func:`run_curate` raises :class:`CurateFailedError` with one line naming the cause.
 
 Every output is a pure function of the inputs and the judge's answers: no timestamps, no
 process counts, sorted by mix id.
@@ -29,6 +39,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -44,17 +55,26 @@ from mixing.validation import ValidationReport
 
 from .audio import RenderedStems, StemSource, TarStems
 from .cache import AnswerCache
-from .policy import Candidate, KeepPolicy
+from .policy import Candidate, Decision, KeepPolicy
 from .pools import PoolBuilder
 from .prompt import PromptError, PromptSettings
 from .report import ScoresWriter, SummaryBuilder, format_summary
-from .scoring import AudioJudge, MixtureScore, Scorer
+from .scoring import SCORED, UNSCORED, AudioJudge, MixtureScore, Scorer
 
 log = logging.getLogger(__name__)
 
 
 class CurateError(HiveError):
     """The curation job cannot run as asked."""
+
+
+class CurateFailedError(CurateError):
+    """The judge failed for too many sources, or none could be judged: nothing was kept.
+    ``result`` is the rank's :class:`CurateResult` (with the merged summary)."""
+
+    def __init__(self, message: str, result: "CurateResult | None" = None):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,9 @@ class CurateConfig:
     keep_rule: str = "fraction"
     #: shard size of the reference keep rule (None: the ``--rendered`` folder's, else 1000)
     keep_shard_size: int | None = None
+    #: the run fails when the judge failed for more than this fraction of the sources it was asked
+    #: about (or for all of them); None: only a run that judged nothing fails
+    max_failure_rate: float | None = 0.5
 
     def policy(self) -> KeepPolicy:
         try:
@@ -292,7 +315,8 @@ def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> Cura
     if rank == 0:
         _write_json(run.work / "dropped.json", {"counts": dropped, "failures": failures})
     _write_json(marker, {"identity": run.identity(), "rank": rank, "world_size": world,
-                         "mixtures": result.mixtures, "stats": dict(scorer.stats)})
+                         "mixtures": result.mixtures, "stats": dict(scorer.stats),
+                         "first_error": scorer.first_error})
     return result
 
 
@@ -341,15 +365,56 @@ def _group_positions(run: _Run) -> dict[str, int]:
             positions[rec.mix_id] = counts[group]
             counts[group] += 1
     return positions
+def _failure(run: _Run, world: int, paths: list[Path]) -> str | None:
+    """Why this run failed (one line), or None: the judge failed for all or more than
+    ``max_failure_rate`` of the sources this run asked it about (counted over every rank), or
+    no source needing the judge got a readable answer."""
+    asked = failed = 0
+    first: str | None = None
+    for r in range(world):
+        marker = json.loads(run.rank_files(r, world)[1].read_text())
+        asked += int(marker["stats"].get("judge_sources_asked", 0))
+        failed += int(marker["stats"].get("judge_sources_failed", 0))
+        first = first or marker.get("first_error")
+    first = " ".join(first.split()) if first else first  # one line
+    judged = unscored = 0
+    reasons: Counter = Counter()
+    for p in paths:
+        for m in _iter_scores(p):
+            for s in m.sources:
+                judged += s.status == SCORED
+                if s.status == UNSCORED:
+                    unscored += 1
+                    reasons[s.reason] += 1
+    hint = f"fix the judge ({_redact(run.config.judge)[:200]}) and rerun the same command"
+    limit = run.config.max_failure_rate
+    if failed and (failed == asked or (limit is not None and failed / asked > limit)):
+        rate = failed / asked
+        share = (f"{100 * rate:.1f}% > {100 * limit:g}%" if limit is not None and rate > limit
+                 else "all of them")
+        return (f"the judge failed for {failed} of {asked} sources ({share}): {first or 'no answer'}; "
+                f"{hint}; nothing was kept and no metadata written; failed sources are never cached and will be "
+                "asked again")
+    if judged == 0 and unscored:
+        why = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
+        return (f"no source could be judged ({unscored} unscored: {why}); nothing was kept and no "
+                "metadata written; check the judge's answers in "
+                f"{run.output / 'scores' / 'sources.parquet'} and the audio (--dataset-paths/--rendered), then rerun")
+    return None
 
 
 def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
     """Apply the keep policy to every rank's scores and write the outputs. Streams: the rank
-    files are sorted by mix_id, so only the per-mixture decisions are held in memory."""
+    files are sorted by mix_id, so only the per-mixture decisions are held in memory. When the run
+    failed (:func:`_failure`), nothing is kept and :class:`CurateFailedError` is raised after the
+    scores, summary and failures are written."""
     paths = [run.rank_files(r, world)[0] for r in range(world)]
     positions = _group_positions(run) if run.policy.rule == "reference" else {}
     decisions = run.policy.select(Candidate(m.mix_id, m.split, m.num_sources, m.score, positions.get(m.mix_id))
                                   for p in paths for m in _iter_scores(p))
+    failure = _failure(run, world, paths)
+    if failure:
+        decisions = {k: Decision(False, "run_failed", d.rank) for k, d in decisions.items()}
     out = run.output
     writer, summary_builder = ScoresWriter(out / "scores"), SummaryBuilder()
     try:
@@ -362,6 +427,8 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
         raise
     writer.close()
 
+    if failure:  # no refreshed metadata claiming success, not even an earlier run's
+        shutil.rmtree(out / "metadata", ignore_errors=True)
     kept = {mix_id for mix_id, d in decisions.items() if d.kept}
     seen: set[str] = set()
 
@@ -371,19 +438,32 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
                 seen.add(rec.mix_id)
                 yield rec
 
-    counts = write_hub_folder(kept_records(), out / "metadata")
-    for stale in (out / "metadata" / "data").glob("*-of-*.parquet"):
-        if stale.name.split("-", 1)[0] not in counts:  # a split with nothing kept this time
-            stale.unlink()
+    counts: dict[str, int] = {}
+    if not failure:
+        counts = write_hub_folder(kept_records(), out / "metadata")
+        for stale in (out / "metadata" / "data").glob("*-of-*.parquet"):
+            if stale.name.split("-", 1)[0] not in counts:  # a split with nothing kept this time
+                stale.unlink()
 
     dropped_info = json.loads((run.work / "dropped.json").read_text())
     with open(out / f".failures.jsonl.tmp-{os.getpid()}", "w", encoding="utf-8") as fh:
         for f in dropped_info["failures"]:
             fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
+        for p in paths:  # model failures: not cached, asked again by the next run
+            for m in _iter_scores(p):
+                for src in m.sources:
+                    if src.reason == "judge_failed":
+                        fh.write(json.dumps({"mix_id": m.mix_id, "source_id": src.source_id,
+                                             "reason": "judge_failed", "model_failure": True,
+                                             "message": "the judge gave no answer; asked again by the next run"},
+                                            sort_keys=True) + "\n")
     os.replace(out / f".failures.jsonl.tmp-{os.getpid()}", out / "failures.jsonl")
 
     summary = summary_builder.result(dropped_info["counts"])
     summary["metadata_rows_written"] = dict(sorted(counts.items()))
+    summary["status"] = "failed" if failure else "ok"
+    if failure:
+        summary["error"] = failure
     policy = run.policy.describe()
     summary["policy"] = policy
     _write_json(out / "summary.json", summary)
@@ -414,7 +494,10 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
                    if k in ("keep", "min_score", "unscored", "split", "max_pool", "seed", "confusion_pool",
                             "option_order", "prompt", "system", "temperature", "keep_rule")},
     })
-    return summary, format_summary(summary, policy)
+    text = format_summary(summary, policy)
+    if failure:
+        raise CurateFailedError(failure)
+    return summary, text
 
 
 def _torch_barrier(world: int) -> Callable[[], None] | None:
@@ -451,6 +534,12 @@ def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judg
     else:
         do_merge = _all_done(run, world_size)
     if do_merge:
-        result.summary, result.summary_text = merge(run, world_size)
+        try:
+            result.summary, result.summary_text = merge(run, world_size)
+        except CurateFailedError as exc:
+            exc.result = result
+            result.merged = True
+            result.summary = json.loads((run.output / "summary.json").read_text())
+            raise
         result.merged = True
     return result

@@ -7,7 +7,8 @@ Per source (``status``):
 * ``trivial``: the label has no sibling, so there is nothing to confuse it with: scored 1, no
   judge call;
 * ``unscored`` with a ``reason``: ``judge_failed`` (the backend gave up: timeout, HTTP error after
-  its retries), ``unparseable`` (answers that say no option, after ``answer_retries`` re-asks),
+  its retries, or raised; a model failure, never cached, so the next run asks again),
+  ``unparseable`` (answers that say no option, after ``answer_retries`` re-asks),
   ``label_not_in_ontology``, or ``audio_<reason>`` (the stems could not be rendered or read).
   Never counted as 0.
 
@@ -165,6 +166,8 @@ class Scorer:
         self.concurrency = concurrency
         self.chunk = chunk or max(8, 4 * concurrency)
         self.stats: Counter = Counter()
+        #: the backend's account of the first call that failed for good (``last_error`` of HTTP judges)
+        self.first_error: str | None = None
 
     # ---- planning ----------------------------------------------------------------------------
     def _plan(self, rec: MixtureRecord) -> tuple[MixtureScore, list[_Question]]:
@@ -196,7 +199,14 @@ class Scorer:
     # ---- judging -----------------------------------------------------------------------------
     def _ask(self, group: tuple[str, list[tuple[np.ndarray, int]]]) -> list[str | None]:
         prompt, items = group
-        answers = self.judge.ask(items, prompt)
+        try:
+            answers = self.judge.ask(items, prompt)
+        except Exception as exc:  # noqa: BLE001 - a backend error: these items failed, counted as such
+            log.warning("judge %s failed for a call of %d items: %s: %s", self.model_id, len(items),
+                        type(exc).__name__, exc)
+            if self.first_error is None:
+                self.first_error = f"{type(exc).__name__}: {exc}"[:300]
+            return [None] * len(items)
         if not isinstance(answers, (list, tuple)) or len(answers) != len(items):
             raise JudgeProtocolError(
                 f"judge {self.model_id!r} returned {type(answers).__name__} of length "
@@ -232,7 +242,13 @@ class Scorer:
                     if q.score.reason == "unparseable" and attempts <= self.answer_retries:
                         retry.append((q, stem, sr))
                         continue
-                    if answer is not None:
+                    self.stats["judge_sources_asked"] += 1
+                    if answer is None:  # a model failure: never cached, so the next run asks again
+                        self.stats["judge_sources_failed"] += 1
+                        if self.first_error is None:
+                            cause = getattr(self.judge, "last_error", None)
+                            self.first_error = str(cause) if cause else "the judge gave no answer"
+                    else:
                         self.cache.put(q.key, {"mix_id": q.score.mix_id, "source_id": q.score.source_id,
                                                "pool": list(q.score.pool), "model_id": self.model_id,
                                                "prompt_sha256": self.prompt.request_sha256(q.prompt), "answer": answer,

@@ -4,7 +4,16 @@ Each clip is sent as its own request: ``POST {url}/chat/completions`` whose user
 the clip as ``{"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64,..."}}`` followed
 by the prompt text, with temperature 0 and a short ``max_tokens``. Requests run concurrently in a
 thread pool; timeouts, connection errors, HTTP 5xx and 429 are retried with exponential backoff,
-other 4xx are not. A request that still fails yields ``None`` for its item.
+other 4xx are not. A request that still fails yields ``None`` for its item; its cause is kept in
+:attr:`OpenAIJudge.last_error` (and counted in :attr:`OpenAIJudge.failures`).
+
+``timeout`` bounds each socket read, so on its own a server sending one byte a second would hold
+a request for as long as it likes. Each attempt therefore also has a whole-request ``deadline``
+(default ``4 * timeout``), checked on a monotonic clock while the answer is streamed, and the
+answer may be at most ``max_answer_bytes`` long (default 1 MiB): a longer one is cut off after
+that many bytes (never read further, never held in memory) and counts as a failed call, not
+retried. (The deadline is checked after each chunk of the body; the response headers are bounded
+only by ``timeout`` per read.)
 
 Serve a model with e.g. ``vllm serve Qwen/Qwen3-Omni-30B-A3B-Instruct --port 8000`` and use the
 spec ``openai:url=http://127.0.0.1:8000/v1,model=Qwen/Qwen3-Omni-30B-A3B-Instruct``.
@@ -12,6 +21,7 @@ spec ``openai:url=http://127.0.0.1:8000/v1,model=Qwen/Qwen3-Omni-30B-A3B-Instruc
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -45,13 +55,16 @@ class OpenAIJudge:
     attempts after the first), ``backoff`` (first wait in seconds, doubled each retry, capped at
     ``max_backoff``), ``max_tokens``, ``rate`` (resample clips to this rate before sending; 0 keeps
     the clip's rate), ``wav`` (``pcm16`` or ``float``), ``system`` (optional system prompt),
-    ``api_key_env`` (environment variable holding a bearer token; unset → no header).
+    ``api_key_env`` (environment variable holding a bearer token; unset → no header),
+    ``deadline`` (seconds one attempt may take in all; default ``4 * timeout``),
+    ``max_answer_bytes`` (largest answer body read; default 1 MiB).
     """
 
     def __init__(self, url: str, model: str, timeout: float = 60.0, concurrency: int = 4,
                  retries: int = 3, backoff: float = 1.0, max_backoff: float = 30.0,
                  max_tokens: int = 16, rate: int = 0, wav: str = "pcm16", system: str = "",
-                 api_key_env: str = "OPENAI_API_KEY"):
+                 api_key_env: str = "OPENAI_API_KEY", deadline: float | None = None,
+                 max_answer_bytes: int = 1 << 20):
         if not url.startswith(("http://", "https://")):
             raise BackendSpecError(f"openai judge: url {url!r} is not an http(s) URL; "
                                    "expected e.g. http://127.0.0.1:8000/v1")
@@ -60,12 +73,21 @@ class OpenAIJudge:
         for name, value in (("timeout", timeout), ("concurrency", concurrency)):
             if value <= 0:
                 raise BackendSpecError(f"openai judge: {name}={value!r} must be > 0")
+        if deadline is not None and deadline <= 0:
+            raise BackendSpecError(f"openai judge: deadline={deadline!r} must be > 0 seconds")
+        if max_answer_bytes < 1:
+            raise BackendSpecError(f"openai judge: max_answer_bytes={max_answer_bytes!r} must be >= 1")
         if retries < 0 or backoff < 0 or max_tokens <= 0 or rate < 0:
             raise BackendSpecError("openai judge: retries, backoff and rate must be >= 0 and "
                                    "max_tokens > 0")
         self.url = url.rstrip("/")
         self.model_name = model
         self.timeout = float(timeout)
+        self.deadline = float(deadline) if deadline is not None else 4.0 * self.timeout
+        self.max_answer_bytes = int(max_answer_bytes)
+        #: the cause of the last request that failed for good (None: none failed yet)
+        self.last_error: str | None = None
+        self.failures = 0
         self.concurrency = int(concurrency)
         self.retries = int(retries)
         self.backoff = float(backoff)
@@ -135,25 +157,47 @@ class OpenAIJudge:
         body["max_tokens"] = self.max_tokens
         return body
 
+    def _read_body(self, response: Any, started: float) -> bytes:
+        """The answer body, streamed: cut at the deadline and at ``max_answer_bytes``."""
+        length = response.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.max_answer_bytes:
+            raise RequestFailed(f"answer of {int(length)} bytes (Content-Length) is larger than "
+                                f"max_answer_bytes={self.max_answer_bytes}; not read", False)
+        parts, size = [], 0
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise RequestFailed(f"answer larger than max_answer_bytes={self.max_answer_bytes}; "
+                                    "cut off there (raise max_answer_bytes if the server is right)", False)
+            parts.append(chunk)
+            if time.monotonic() - started > self.deadline:
+                raise RequestFailed(f"no complete answer within the deadline of {self.deadline:g} s "
+                                    f"({size} bytes received)", True)
+        return b"".join(parts)
+
     def _attempt(self, body: dict[str, Any]) -> str | None:
         httpx = require("httpx", "openai judge")
+        started = time.monotonic()
         try:
-            response = self.model.post(f"{self.url}/chat/completions", json=body)
+            with self.model.stream("POST", f"{self.url}/chat/completions", json=body) as response:
+                status = response.status_code
+                data = self._read_body(response, started)
         except httpx.TimeoutException as exc:
-            raise RequestFailed(f"timed out after {self.timeout:g} s ({type(exc).__name__})", True)
+            raise RequestFailed(f"timed out after {self.timeout:g} s ({type(exc).__name__}) "
+                                f"at {self.url}", True)
         except httpx.TransportError as exc:
-            raise RequestFailed(f"connection error: {type(exc).__name__}: {exc}", True)
-        status = response.status_code
+            raise RequestFailed(f"connection error to {self.url}: {type(exc).__name__}: {exc}", True)
+        text = data.decode("utf-8", errors="replace")
         if status >= 500 or status in _RETRY_STATUS:
-            raise RequestFailed(f"HTTP {status}: {response.text[:200]!r}", True)
+            raise RequestFailed(f"HTTP {status} from {self.url}: {text[:200]!r}", True)
         if status >= 400:
-            raise RequestFailed(f"HTTP {status} (not retried): {response.text[:300]!r}", False)
+            raise RequestFailed(f"HTTP {status} from {self.url} (not retried): {text[:300]!r}", False)
         try:
-            payload = response.json()
+            payload = json.loads(text)
             content = payload["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise RequestFailed(f"malformed response ({type(exc).__name__}): "
-                                f"{response.text[:200]!r}", True)
+            raise RequestFailed(f"malformed response from {self.url} ({type(exc).__name__}): "
+                                f"{text[:200]!r}", True)
         if content is None:
             return None
         if isinstance(content, list):  # content parts
@@ -170,6 +214,8 @@ class OpenAIJudge:
                 log.warning("judge request to %s failed (attempt %d/%d): %s%s", self.url,
                             attempt + 1, self.retries + 1, exc, "" if last else "; retrying")
                 if last:
+                    with self._lock:
+                        self.last_error, self.failures = str(exc), self.failures + 1
                     return None
                 time.sleep(min(self.max_backoff, self.backoff * (2 ** attempt)))
         return None  # pragma: no cover

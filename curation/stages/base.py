@@ -309,9 +309,28 @@ class Item:
         return self.chunk_end_second - self.chunk_start_second
 
 
+#: Drop reasons that say the *model* failed (the backend errored, timed out, was unreachable, or
+#: its answers stayed unreadable after the retries), not that the content was judged: the runner
+#: records such an item as a failure, does not mark it done, and the next run retries it.
+#: Every other reason is a content decision (silent, multiple events, "no", ...) and final.
+MODEL_FAILURES = frozenset({"judge_failed", "judge_unparseable", "tagger_failed", "superres_failed"})
+
+#: What failed, by the reason's prefix (for messages).
+FAILED_MODEL = {"judge": "the judge", "tagger": "the tagger", "superres": "the super-resolution model"}
+
+
+def is_model_failure(reason: str) -> bool:
+    return reason in MODEL_FAILURES
+
+
+def failed_model(reason: str) -> str:
+    return FAILED_MODEL.get(reason.split("_", 1)[0], "the model")
+
+
 @dataclass
 class Drop:
-    """An item a stage did not keep, and why (``reason`` is a short snake_case name)."""
+    """An item a stage did not keep, and why (``reason`` is a short snake_case name). A reason in
+    :data:`MODEL_FAILURES` (or ``model_failure=True``) marks a model failure, retried by the next run."""
 
     clip_id: str
     reason: str
@@ -320,6 +339,11 @@ class Drop:
     chunk_start_second: float | None = None
     chunk_end_second: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    model_failure: bool | None = None  # None: decided by the reason (MODEL_FAILURES)
+
+    @property
+    def is_model_failure(self) -> bool:
+        return is_model_failure(self.reason) if self.model_failure is None else bool(self.model_failure)
 
     @classmethod
     def of(cls, item: Item, reason: str, detail: str = "", **info: Any) -> Drop:
@@ -332,6 +356,8 @@ class Drop:
                "chunk_end_second": self.chunk_end_second, "detail": self.detail}
         if self.info:
             out["info"] = self.info
+        if self.is_model_failure:
+            out["model_failure"] = True
         return out
 
 
@@ -373,8 +399,12 @@ def _safe_ask(judge: AudioJudge, audios: list[tuple[np.ndarray, int]],
                              f"of length {len(answers) if hasattr(answers, '__len__') else '?'} for {n} clips")
         return [a if isinstance(a, str) else None for a in answers]
 
+    def no_answer() -> str:  # the backend's own account of its last failed call, if it keeps one
+        cause = getattr(judge, "last_error", None)
+        return f"no answer: {cause}"[:300] if isinstance(cause, str) and cause else "no answer"
+
     try:
-        return [(a, None if a is not None else "no answer") for a in checked(judge.ask(audios, prompt), len(audios))]
+        return [(a, None if a is not None else no_answer()) for a in checked(judge.ask(audios, prompt), len(audios))]
     except Exception as exc:  # noqa: BLE001 - a backend error is recorded per clip, never swallowed
         if len(audios) == 1:
             return [(None, f"{type(exc).__name__}: {exc}"[:300])]
@@ -384,7 +414,7 @@ def _safe_ask(judge: AudioJudge, audios: list[tuple[np.ndarray, int]],
     for audio in audios:
         try:
             (a,) = checked(judge.ask([audio], prompt), 1)
-            out.append((a, None if a is not None else "no answer"))
+            out.append((a, None if a is not None else no_answer()))
         except Exception as exc:  # noqa: BLE001
             out.append((None, f"{type(exc).__name__}: {exc}"[:300]))
     return out
