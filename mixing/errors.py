@@ -96,3 +96,8 @@ class UnreadableAudioError(CorpusError, OSError):
 
 class ChunkOutOfRangeError(CorpusError, ValueError):
     """A chunk ends beyond the end of its file by more than the tolerance."""
+
+
+class NonFiniteAudioError(HiveError, ValueError):
+    """Rendering would produce NaN or infinite samples (non-finite audio in a file, or a weight or
+    factor that overflows)."""
