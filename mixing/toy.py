@@ -54,7 +54,7 @@ _COMPRESSED = (
     (0, 44100, 2, ("MP3", "MPEG_LAYER_III", ".mp3"), 17.5, "train"),
     (8, 32000, 2, ("OGG", "VORBIS", ".ogg"), 16.0, "train"),
     (6, 16000, 1, ("MP3", "MPEG_LAYER_III", ".mp3"), 19.0, "validation"),
-    (13, 48000, 1, ("OGG", "OPUS", ".opus"), 16.0, "validation"),
+    (13, 48000, 1, ("OGG", "OPUS", ".opus"), 16.0, "train"),
     (1, 32000, 1, ("OGG", "VORBIS", ".ogg"), 19.0, "test"),
 )
 SPLIT_SIZES = {"train": 48, "validation": 16, "test": 16}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -155,6 +156,30 @@ def test_toy_metadata_covers_the_edge_cases(toy_corpus, toy_records):
     assert crop_past_chunk > 0, "no crop past the end of its chunk"
 
 
+def test_toy_metadata_crops_compressed_files_mid_file_and_near_chunk_ends(toy_corpus, toy_records):
+    """Vorbis, Opus and MP3 sources whose chunks start mid-file, cropped near their chunk's end
+    (train/validation) and past it (test): where seeking inside a chunk goes wrong."""
+    paths = DatasetPaths.from_json(toy_corpus.dataset_paths)
+    seen: dict[str, dict[str, int]] = {}
+    for rec in toy_records.values():
+        for s in rec.sources:
+            info = sf.info(str(paths.resolve(s.path)))
+            if info.format not in ("OGG", "MP3"):
+                continue
+            c = seen.setdefault(info.subtype, {"sources": 0, "mid_file": 0, "near_end": 0, "past_end": 0})
+            span = s.chunk_end_second - s.chunk_start_second
+            c["sources"] += 1
+            c["mid_file"] += s.chunk_start_second > 0
+            c["near_end"] += s.crop_start_second > 0 and 0 <= span - s.crop_end_second < 0.5
+            c["past_end"] += s.crop_end_second > span
+    wanted = {"VORBIS", "OPUS"} | ({"MPEG_LAYER_III"} if "MP3" in sf.available_formats() else set())
+    assert wanted <= set(seen), seen
+    for subtype in wanted:
+        assert seen[subtype]["mid_file"] > 0, (subtype, seen)
+    assert sum(c["near_end"] for c in seen.values()) >= 3, seen
+    assert sum(c["past_end"] for c in seen.values()) >= 1, seen
+
+
 # ---- fidelity --------------------------------------------------------------------------------------
 def test_reference_stems_match_the_straightforward_formula(toy_corpus, toy_records, toy_render):
     rendered = read_tar_samples(toy_render("webdataset", "reference"))
@@ -171,6 +196,98 @@ def test_reference_stems_match_the_straightforward_formula(toy_corpus, toy_recor
         for have, want in zip(got["stems"], stems):
             worst = max(worst, float(np.max(np.abs(have - want))))
     assert worst <= 1e-5, f"max |render - reference| = {worst}"
+
+
+FIDELITY_FORMATS = (("WAV", "PCM_16", ".wav"), ("WAV", "FLOAT", ".wav"), ("FLAC", "PCM_16", ".flac"),
+                    ("FLAC", "PCM_24", ".flac"), ("OGG", "VORBIS", ".ogg"), ("OGG", "OPUS", ".opus"),
+                    ("MP3", "MPEG_LAYER_III", ".mp3"))
+FIDELITY_RATES = (16000, 22050, 32000, 44100, 48000)
+#: the rates libsndfile's Opus encoder accepts
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
+def _fidelity_cases():
+    for fmt in FIDELITY_FORMATS:
+        for sr in FIDELITY_RATES:
+            if fmt[1] == "OPUS" and sr not in OPUS_RATES:
+                continue
+            marks = [pytest.mark.skipif(fmt[0] not in sf.available_formats(),
+                                        reason=f"this libsndfile cannot write {fmt[0]} (needs >= 1.1)")]
+            yield pytest.param(fmt, sr, id=f"{fmt[1]}-{sr}", marks=marks)
+
+
+def _transient_recording(sr: int, seconds: float, channels: int, seed: int) -> np.ndarray:
+    """Barks and clock ticks with silent gaps: content on which Vorbis and MP3 seeks go wrong."""
+    from mixing.toy_sounds import clock, dog
+
+    rng = np.random.default_rng(seed)
+    y = 0.6 * dog(rng, sr, seconds) + 0.4 * clock(rng, sr, seconds)
+    if channels == 1:
+        return y
+    return np.stack([y, 0.5 * np.roll(y, 5) + 0.2 * dog(rng, sr, seconds)], axis=1)
+
+
+@pytest.mark.parametrize("fmt,sr", list(_fidelity_cases()))
+def test_every_format_and_rate_renders_the_reference_signal(tmp_path, fmt, sr):
+    """Reference-mode render == an independent whole-chunk implementation (seek to the chunk start,
+    read the chunk, librosa soxr_hq, crop) within 1e-5, for every format x rate; crops in the
+    middle of chunks at 0, near the end of chunks that start mid-file, and past a chunk's end."""
+    from mixing.render import Renderer
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    channels = 2 if sr == 48000 else 1
+    name = f"rec{fmt[2]}"
+    sf.write(str(root / name), _transient_recording(sr, 12.5, channels, sr), sr, format=fmt[0], subtype=fmt[1])
+    frames = sf.info(str(root / name)).frames
+    end = round(frames / sr, 4)
+    dp = {"Rec": str(root)}
+    # (chunk start, chunk end, crop start, crop end): a crop inside a chunk at 0, one ending 10 ms
+    # before the end of a chunk that starts mid-file, and chunks ending at the end of the file
+    # (where Vorbis seeks go wrong) with crops running past them into the zero padding
+    spans = [(0.0, 6.0, 1.731, 5.731), (2.37, 8.37, 1.99, 5.99), (8.5, end, 0.5, 4.5),
+             (round(end - 1.0, 4), end, 0.7, 4.7), (round(end - 0.8, 4), end, 0.3, 4.3),
+             (round(end - 0.6, 4), end, 0.45, 4.45)]
+    weights = (0.7, 1.3, 1.0, 2.1, 0.4, 1.6)
+    sources = [SourceRecord(f"s{i % 3 + 1}", f"Rec/{name}", "Rec", cs0, cs1, c0, c1, 1.0, 0.0, w)
+               for i, ((c0, c1, cs0, cs1), w) in enumerate(zip(spans, weights))]
+    renderer, reference = Renderer(dp, stems="reference"), ReferenceRenderer(dp)
+    diff = []
+    for k in range(2):
+        rec = MixtureRecord(f"fid{k}", "train", SR, 4.0, 3, tuple(sources[3 * k: 3 * k + 3]), 0.8, 0.95)
+        want_mix, want_stems = reference.render(rec)
+        got = renderer.render(rec)
+        assert got.mix.shape == want_mix.shape == (4 * SR,)
+        assert np.max(np.abs(want_stems)) > 0.05, "the crops hold no signal"
+        diff += [float(np.max(np.abs(g - w))) for g, w in zip(got.stems, want_stems)]
+        diff.append(float(np.max(np.abs(got.mix - want_mix))))
+        if k == 1:  # the crops run past their chunks: zero padding after each chunk's end
+            for stem, src in zip(got.stems, rec.sources):
+                span = min(int(src.chunk_end_second * sr), frames) - int(src.chunk_start_second * sr)
+                n = int(math.ceil(span * SR / sr)) - int(src.crop_start_second * SR)
+                assert 0 < n < len(stem) and not np.any(stem[n + 1:]), src
+    assert max(diff) <= 1e-5, f"max |render - reference| per stem and mix: {diff}"
+
+
+def test_decoded_chunk_cache_changes_nothing(toy_corpus, toy_records):
+    """Compressed chunks are decoded once per renderer and reused: same samples as no cache."""
+    from mixing.render import Renderer
+
+    paths = DatasetPaths.from_json(toy_corpus.dataset_paths)
+    compressed = [r for r in toy_records.values()
+                  if any(sf.info(str(paths.resolve(s.path))).format in ("OGG", "MP3") for s in r.sources)]
+    assert len(compressed) >= 5
+    cached, uncached = Renderer(paths), Renderer(paths, chunk_cache_bytes=0)
+    for rec in compressed + compressed:
+        a, b = cached.render(rec), uncached.render(rec)
+        np.testing.assert_array_equal(a.mix, b.mix)
+        np.testing.assert_array_equal(a.stems, b.stems)
+    assert cached.chunk_cache_stats["hits"] >= len(compressed)
+    assert uncached.chunk_cache_stats["hits"] == 0
+    small = Renderer(paths, chunk_cache_bytes=200_000)  # bounded: evicts, never exceeds the budget
+    for rec in compressed:
+        small.render(rec)
+        assert small._chunk_bytes <= 200_000
 
 
 def test_consistent_stems_sum_to_the_mix(toy_records, toy_render):
