@@ -257,13 +257,31 @@ class Renderer:
             mix32 = mix.astype(np.float32)
             stems32 = weighted.astype(np.float32)
         if not (np.isfinite(mix32).all() and np.isfinite(stems32).all()):
-            raise NonFiniteAudioError(
-                f"mixture {rec.mix_id!r}: the weighted sources are finite but the output is not: "
-                f"global_normalization_factor {gnf!r} times the sum of {rec.num_sources} sources "
-                f"(peak {float(np.max(np.abs(weighted))):.3g} after the factor in "
-                f"{self.stems} mode) overflows float32 (max {float(np.finfo(np.float32).max):.3g}); "
-                "expected factors that keep the mixture near full scale: fix the record's levels")
+            raise _non_finite_output(rec, stems32, self.stems)
         return RenderedMixture(rec, mix32, stems32, out_sr, self.stems, scale)
+
+
+def _non_finite_output(rec: MixtureRecord, stems32: np.ndarray, mode: str) -> NonFiniteAudioError:
+    """The weighted sources are finite but a stem or the mix overflows (float64 after the global
+    factor, or the float32 output): name the first such source, else the factor."""
+    gnf = rec.global_normalization_factor
+    big = float(np.finfo(np.float32).max)
+    bad = np.flatnonzero(~np.isfinite(stems32).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        src = rec.sources[i]
+        factor = f" times global_normalization_factor {gnf!r}" if mode == "consistent" else ""
+        exc = NonFiniteAudioError(
+            f"mixture {rec.mix_id!r}, source {src.source_id!r} ({src.path}): applied_weight "
+            f"{src.applied_weight!r}{factor} makes the stem overflow float64 or the float32 output "
+            f"(max {big:.3g}); expected levels that keep it near full scale: fix the record's levels")
+        exc.source_index = i  # type: ignore[attr-defined]
+        exc.source_path = src.path  # type: ignore[attr-defined]
+        return exc
+    return NonFiniteAudioError(
+        f"mixture {rec.mix_id!r}: the stems are finite but the mix is not: global_normalization_factor "
+        f"{gnf!r} times the sum of {rec.num_sources} sources overflows float64 or the float32 output "
+        f"(max {big:.3g}); expected a factor that keeps the mixture near full scale: fix the record's levels")
 
 
 def _non_finite_source(rec: MixtureRecord, i: int, segment: np.ndarray) -> NonFiniteAudioError:

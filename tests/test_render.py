@@ -52,14 +52,14 @@ def read_tar_samples(folder: Path) -> dict[str, dict]:
     return out
 
 
-def tree(folder: Path, exclude: tuple[str, ...] = ("_ranks",)) -> dict[str, bytes]:
+def tree(folder: Path, exclude: tuple[str, ...] = ("_ranks", "_locks")) -> dict[str, bytes]:
     """relative path -> bytes of every file, except under the excluded top-level folders."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and p.relative_to(folder).parts[0] not in exclude}
 
 
-def assert_same_tree(a: Path, b: Path) -> None:
-    ta, tb = tree(a), tree(b)
+def assert_same_tree(a: Path, b: Path, exclude: tuple[str, ...] = ("_ranks", "_locks")) -> None:
+    ta, tb = tree(a, exclude), tree(b, exclude)
     assert sorted(ta) == sorted(tb)
     differ = [k for k in ta if ta[k] != tb[k]]
     assert not differ, f"files differ: {differ}"
@@ -537,3 +537,165 @@ def test_bad_inputs_fail_by_name_and_the_shard_still_renders(bad_inputs, tmp_pat
     assert main(args + ["--allow-failures"]) == 0
     assert [p.name for p in work.iterdir()] == ["out"]
     assert (out / "_failures.jsonl").read_text().count("\n") == len(failures)
+
+
+# ---- non-finite values, FIFOs, the render lock, worker processes -----------------------------------
+def test_non_finite_audio_and_overflowing_levels_fail_as_non_finite(tmp_path, capsys):
+    """NaN inside a crop, a weight overflowing float32 and a weight x global factor overflowing
+    float64 pass validation but must never reach the shards: named failures, finite output."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    sf.write(root / "good.wav", _tone(32000, 3.0), 32000, subtype="PCM_16")
+    y = _tone(32000, 3.0)
+    y[32000:32010] = np.nan  # inside the crop [0.5, 1.5) s of chunk [0, 3)
+    sf.write(root / "nan.wav", y, 32000, subtype="FLOAT")
+    dp = tmp_path / "dataset_paths.json"
+    dp.write_text(json.dumps({"Tones": str(root)}))
+    good = _mixture("good", ["Tones/good.wav", "Tones/good.wav"])
+    nan = _mixture("nan_crop", ["Tones/good.wav", "Tones/nan.wav"])
+    w32 = _mixture("weight_f32", ["Tones/good.wav", "Tones/good.wav"])
+    w32 = MixtureRecord(w32.mix_id, w32.split, SR, 1.0, 2, (w32.sources[0], SourceRecord(
+        "s2", "Tones/good.wav", "Tone", 0.5, 1.5, 0.0, 3.0, 1.0, 0.0, 1e300)), 0.9, 0.95)
+    w64 = MixtureRecord("weight_f64", "train", SR, 1.0, 2, tuple(SourceRecord(
+        f"s{i + 1}", "Tones/good.wav", "Tone", 0.5, 1.5, 0.0, 3.0, 1.0, 0.0, 1e200) for i in range(2)),
+        1e200, 0.95)
+    meta = tmp_path / "meta.jsonl"
+    write_jsonl([good, nan, w32, w64], meta)
+    out = tmp_path / "out"
+    args = ["render", "--metadata", str(meta), "--dataset-paths", str(dp), "--output", str(out), "--no-progress"]
+    assert main(args) == 1
+    assert "non_finite=3" in capsys.readouterr().out
+    failures = {f["mix_id"]: f for f in map(json.loads, (out / "_failures.jsonl").read_text().splitlines())}
+    assert sorted(failures) == ["nan_crop", "weight_f32", "weight_f64"]
+    assert {f["reason"] for f in failures.values()} == {"non_finite"}
+    assert (failures["nan_crop"]["source"], failures["nan_crop"]["path"]) == ("s2", "Tones/nan.wav")
+    assert "NaN or infinite" in failures["nan_crop"]["message"]
+    assert (failures["weight_f32"]["source"], failures["weight_f32"]["path"]) == ("s2", "Tones/good.wav")
+    assert "1e+300" in failures["weight_f32"]["message"] and "overflow" in failures["weight_f32"]["message"]
+    assert "1e+200" in failures["weight_f64"]["message"]
+    samples = read_tar_samples(out)
+    assert sorted(samples) == ["good"]
+    assert all(np.isfinite(x).all() for x in [samples["good"]["mix"], *samples["good"]["stems"]])
+    # the stem mode does not matter: in reference mode the factor hits only the mix
+    out2 = tmp_path / "out_ref"
+    assert main(["render", "--metadata", str(meta), "--dataset-paths", str(dp), "--output", str(out2),
+                 "--no-progress", "--stems", "reference"]) == 1
+    reasons = [json.loads(x)["reason"] for x in (out2 / "_failures.jsonl").read_text().splitlines()]
+    assert reasons == ["non_finite"] * 3
+
+
+def test_a_fifo_source_fails_as_unreadable_without_hanging(tmp_path, capsys):
+    from test_audio import FifoGuard
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    sf.write(root / "good.wav", _tone(32000, 3.0), 32000, subtype="PCM_16")
+    os.mkfifo(root / "pipe.wav")
+    dp = tmp_path / "dataset_paths.json"
+    dp.write_text(json.dumps({"Tones": str(root)}))
+    meta = tmp_path / "meta.jsonl"
+    write_jsonl([_mixture("good", ["Tones/good.wav", "Tones/good.wav"]),
+                 _mixture("fifo", ["Tones/good.wav", "Tones/pipe.wav"])], meta)
+    out = tmp_path / "out"
+    with FifoGuard(root / "pipe.wav") as guard:
+        rc = main(["render", "--metadata", str(meta), "--dataset-paths", str(dp), "--output", str(out),
+                   "--no-progress"])
+    assert not guard.unjammed, "the render blocked opening the FIFO"
+    assert rc == 1
+    (f,) = map(json.loads, (out / "_failures.jsonl").read_text().splitlines())
+    assert (f["mix_id"], f["reason"], f["path"]) == ("fifo", "unreadable_audio", "Tones/pipe.wav")
+    assert "FIFO" in f["message"]
+    assert sorted(read_tar_samples(out)) == ["good"]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited (nobody reaped it yet)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_kill_9_of_a_render_leaves_no_worker_processes(toy_corpus, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mixing", *render_args(toy_corpus, out, "--shard-size", "2", "--num-workers", "2")]
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _children(proc.pid)
+            if len(workers) >= 2 and ledger_entries(out):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None and len(workers) >= 2, "the render ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(map(_alive, workers)):
+            time.sleep(0.05)
+        survivors = [p for p in workers if _alive(p)]
+        assert not survivors, f"worker processes {survivors} outlived their killed parent"
+    finally:
+        for p in workers:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    # the lock died with the process: the next render resumes
+    rerun = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+
+
+def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(
+        toy_corpus, baseline_small_shards, tmp_path, capsys):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mixing", *render_args(toy_corpus, out, "--shard-size", "2")]
+    first = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None and not ledger_entries(out):
+            time.sleep(0.01)
+        assert first.poll() is None, "the first render ended before the second started"
+        rc = main(render_args(toy_corpus, out, "--shard-size", "2"))
+        err = capsys.readouterr().err
+        assert first.poll() is None, "the first render ended while the second ran: nothing was tested"
+        assert rc == 2
+        assert err.startswith("hive render: error: ") and err.count("\n") == 1, err
+        assert f"process {first.pid}" in err and "another --output folder" in err
+        stdout, stderr = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr
+    assert_same_tree(out, baseline_small_shards, exclude=("_ranks", "_locks"))
+    assert main(render_args(toy_corpus, out, "--shard-size", "2")) == 0  # released when it ended
+    assert "already done" in capsys.readouterr().out
+
+
+def test_render_lock_refuses_the_same_rank_and_other_world_sizes(tmp_path):
+    from mixing.render_job import RenderLock, RenderLockedError
+
+    with RenderLock(tmp_path, 0, 2):
+        with pytest.raises(RenderLockedError, match=f"process {os.getpid()}"):
+            RenderLock(tmp_path, 0, 2).acquire()
+        with RenderLock(tmp_path, 1, 2):  # the other rank of the same run is welcome
+            pass
+        with pytest.raises(RenderLockedError, match="different world sizes"):
+            RenderLock(tmp_path, 2, 3).acquire()
+    with RenderLock(tmp_path, 0, 1):  # released on exit
+        pass
