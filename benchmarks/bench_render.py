@@ -84,6 +84,14 @@ def _signal(rng: np.random.Generator, sr: int, seconds: float) -> np.ndarray:
     return y
 
 
+def write_blocks(path: Path, y: np.ndarray, sr: int, fmt: tuple[str, str, str], block: int = 1 << 15) -> None:
+    """``sf.write`` in blocks: one big write of a long Ogg Vorbis file crashes libsndfile 1.2."""
+    channels = 1 if y.ndim == 1 else y.shape[1]
+    with sf.SoundFile(str(path), "w", sr, channels, fmt[1], format=fmt[0]) as f:
+        for i in range(0, len(y), block):
+            f.write(y[i:i + block])
+
+
 def build_corpus(root: Path, num_files: int, seed: int = 0,
                  kind: str = "pcm") -> tuple[Path, list[tuple[str, float, float]]]:
     """Write the audio files; return dataset_paths.json and the 10 s chunks ``(path, start, end)``."""
@@ -100,7 +108,7 @@ def build_corpus(root: Path, num_files: int, seed: int = 0,
         if channels == 2:
             y = np.stack([y, np.roll(y, 11) * 0.8], axis=1)
         name = f"f{i:03d}{fmt[2]}"
-        sf.write(str(corpus / name), y, sr, format=fmt[0], subtype=fmt[1])
+        write_blocks(corpus / name, y, sr, fmt)
         start = 0.0
         while start + 10.0 <= dur:
             chunks.append((f"Bench/{name}", round(start, 3), round(start + 10.0, 3)))

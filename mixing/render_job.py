@@ -92,22 +92,35 @@ class RenderLock:
     def acquire(self) -> "RenderLock":
         import fcntl
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        for attempt in range(5):  # a peer's world-size probe may hold it for microseconds
+        for _ in range(100):  # the file may be unlinked by a holder releasing it: open it again
+            self.folder.mkdir(parents=True, exist_ok=True)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the folder was removed by a releasing peer
+                continue
+            for attempt in range(5):  # a peer's world-size probe may hold it for microseconds
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.05)
+            else:
+                holder = self._holder(self.path)
+                os.close(fd)
+                raise RenderLockedError(
+                    f"{self.folder.parent} is being rendered by {self._describe(holder)}; this run is "
+                    f"rank {self.rank} of {self.world_size}. Two renders of one rank into one folder "
+                    "would delete each other's temporary files: wait for it to finish (or stop it), "
+                    "or use another --output folder")
+            try:
+                linked = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                linked = False
+            if linked:
                 break
-            except BlockingIOError:
-                time.sleep(0.05)
-        else:
-            holder = self._holder(self.path)
-            os.close(fd)
-            raise RenderLockedError(
-                f"{self.folder.parent} is being rendered by {self._describe(holder)}; this run is "
-                f"rank {self.rank} of {self.world_size}. Two renders of one rank into one folder would "
-                "delete each other's temporary files: wait for it to finish (or stop it), or use "
-                "another --output folder")
+            os.close(fd)  # locked a file its holder had just unlinked: take the new one
+        else:  # pragma: no cover - a hundred releases in a row
+            raise RenderLockedError(f"could not lock {self.path}: it keeps being replaced")
         info = {"pid": os.getpid(), "host": os.uname().nodename, "rank": self.rank,
                 "world_size": self.world_size,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -150,9 +163,19 @@ class RenderLock:
                 os.close(fd)
 
     def release(self) -> None:
+        """Unlink the lock file (while still holding it, so the output holds no trace of a
+        finished run), then drop the lock; a killed holder leaves a stale, unlocked file."""
         if self._fd is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+            try:
+                self.folder.rmdir()
+            except OSError:  # other ranks' locks are still there
+                pass
 
     def __enter__(self) -> "RenderLock":
         return self.acquire()

@@ -86,7 +86,10 @@ def _write(path: Path, y: np.ndarray, sr: int, channels: int, fmt: tuple[str, st
         y = np.stack([y * pan * 2, y * (1 - pan) * 2], axis=1) * 0.5
         y[:, 1] = np.roll(y[:, 1], 7)  # channels differ, so the downmix matters
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), y, sr, format=fmt[0], subtype=fmt[1])
+    # in blocks: one big write of a long Ogg Vorbis file crashes libsndfile 1.2
+    with sf.SoundFile(str(path), "w", sr, channels, fmt[1], format=fmt[0]) as f:
+        for i in range(0, len(y), 1 << 15):
+            f.write(y[i:i + (1 << 15)])
 
 
 def _pool_entry(clip_id, path, cs, ce, label, label_id, sr, ch, split):

@@ -685,6 +685,7 @@ def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(
     assert_same_tree(out, baseline_small_shards, exclude=("_ranks", "_locks"))
     assert main(render_args(toy_corpus, out, "--shard-size", "2")) == 0  # released when it ended
     assert "already done" in capsys.readouterr().out
+    assert not (out / "_locks").exists(), "a finished render left its lock file"
 
 
 def test_render_lock_refuses_the_same_rank_and_other_world_sizes(tmp_path):
