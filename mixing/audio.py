@@ -10,7 +10,8 @@
 Seeking: libsndfile's ``seek`` is sample-exact only for uncompressed containers and FLAC
 (:func:`seek_is_exact`). In Ogg Vorbis, Opus and MP3 it lands on a page or frame boundary and
 decodes from there, so ``seek(a); read(n)`` can differ from frames ``[a, a+n)`` of a longer read
-by ~1e-3 (MP3: by 0.07, and the result even depends on where the file was read before). Code that
+(Vorbis: up to 0.3 near the end of a file; MP3: up to 0.9, shifted by hundreds of frames, and the
+result even depends on where the same handle read before). Code that
 wants the reference's numbers for such files must read them the way the reference does: open the
 file, seek to the chunk start, read the chunk (:func:`read_frames` opens the file afresh each call).
 

@@ -17,7 +17,8 @@ containers holding PCM/float, FLAC: :func:`~mixing.audio.seek_is_exact`). Ogg Vo
 and anything unknown are decoded as the reference decodes them: the file opened afresh, seeked to
 the chunk start, the whole chunk read; the window is then cut from that decoded chunk (kept in a
 small per-renderer cache, since a shard often reuses a chunk). Seeking inside such a chunk would
-render another signal (up to 1e-3 for Vorbis, 0.07 for MP3, before the weight).
+render another signal (measured before the weight: Vorbis up to 0.3 near the end of a file,
+MP3 up to 0.9 anywhere; the issue's recorded Vorbis file: 8e-4).
 
 Reads are float32 where that is exact: libsndfile's float32 of 8/16/24-bit PCM and float WAV is
 the float64 value, a two-channel mean rounds the same way in either type, and soxr "HQ" works in
