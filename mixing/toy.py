@@ -8,8 +8,9 @@
 * two long files (≥ 60 s) whose 10 s chunks sit at offsets, and a clip whose chunk ends a few
   frames past the end of its file (inside the reference's 10-frame tolerance);
 * compressed recordings whose seek is not sample-exact: Ogg Vorbis, Ogg Opus and (where
-  libsndfile writes it, ≥ 1.1) MP3, 16-21 s long, cut into 5.5 s chunks that start mid-file, so
-  mixtures crop near (and, in the 10 s test split, past) the ends of compressed chunks;
+  libsndfile writes it, ≥ 1.1) MP3, 16 or 21 s long, cut like the long files (10 s every 5 s,
+  the last chunk 6 s), so mixtures crop compressed chunks that start mid-file, near their ends
+  and (in the 10 s test split) past them;
 * a single-event pool (``pool.jsonl``), a labelled list (``labels.csv``), ``dataset_paths.json``;
 * mixture metadata for train/validation (4 s) and test (10 s), 2–5 sources, levels computed
   with Hive's formulas by the renderer, written as a Hub-layout Parquet folder and as legacy JSON.
@@ -51,11 +52,11 @@ _CLIP_SPLITS = ("train", "train", "validation", "test")
 #: compressed recordings: (class index, rate, channels, (format, subtype, ext), seconds, split)
 _COMPRESSED = (
     (3, 22050, 2, ("OGG", "VORBIS", ".ogg"), 21.0, "train"),
-    (0, 44100, 2, ("MP3", "MPEG_LAYER_III", ".mp3"), 17.5, "train"),
+    (0, 44100, 2, ("MP3", "MPEG_LAYER_III", ".mp3"), 16.0, "train"),
     (8, 32000, 2, ("OGG", "VORBIS", ".ogg"), 16.0, "train"),
-    (6, 16000, 1, ("MP3", "MPEG_LAYER_III", ".mp3"), 19.0, "validation"),
+    (6, 16000, 1, ("MP3", "MPEG_LAYER_III", ".mp3"), 21.0, "validation"),
     (13, 48000, 1, ("OGG", "OPUS", ".opus"), 16.0, "train"),
-    (1, 32000, 1, ("OGG", "VORBIS", ".ogg"), 19.0, "test"),
+    (1, 32000, 1, ("OGG", "VORBIS", ".ogg"), 16.0, "test"),
 )
 SPLIT_SIZES = {"train": 48, "validation": 16, "test": 16}
 SPLIT_DURATION = {"train": 4.0, "validation": 4.0, "test": 10.0}
@@ -166,8 +167,8 @@ def build_files(root: Path, seed: int = 0) -> tuple[list[dict], list[dict]]:
         _write(corpora / TOY_CORPORA["FreeSound"] / rel, gen(rng, sr, dur), sr, ch, fmt, rng)
         path = f"FreeSound/{rel}"
         listing.append({"audio_path": path, "text_label": label, "split": split})
-        # 5.5 s chunks: a 4 s crop ends at most 1.5 s before its chunk's end, a 10 s crop past it
-        _chunk_long(pool, path, dur, label, label_id, sr, ch, split, hop=3.5, length=5.5)
+        # 10 s chunks every 5 s as mining cuts them; the last one is 6 s long (durations 16/21 s)
+        _chunk_long(pool, path, dur, label, label_id, sr, ch, split)
     return pool, listing
 
 
