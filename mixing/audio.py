@@ -6,11 +6,24 @@
 * mean over channels;
 * resampling equal to ``librosa.resample(y, orig_sr, target_sr, res_type="soxr_hq")`` (librosa
   0.11's default): soxr "HQ", output length ``ceil(len(y) * target_sr / orig_sr)``.
+
+Seeking: libsndfile's ``seek`` is sample-exact only for uncompressed containers and FLAC
+(:func:`seek_is_exact`). In Ogg Vorbis, Opus and MP3 it lands on a page or frame boundary and
+decodes from there, so ``seek(a); read(n)`` can differ from frames ``[a, a+n)`` of a longer read
+(Vorbis: up to 0.3 near the end of a file; MP3: up to 0.9, shifted by hundreds of frames, and the
+result even depends on where the same handle read before). Code that
+wants the reference's numbers for such files must read them the way the reference does: open the
+file, seek to the chunk start, read the chunk (:func:`read_frames` opens the file afresh each call).
+
+Only regular files are opened: a FIFO (or device) would block ``open`` forever, so it is refused
+as unreadable before libsndfile sees it.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +35,14 @@ from .errors import ChunkOutOfRangeError, MissingSourceAudioError, UnreadableAud
 
 EOF_TOLERANCE_FRAMES = 10
 SOXR_QUALITY = "HQ"
+#: containers whose libsndfile seek is sample-exact for the subtypes below (uncompressed frames)
+_EXACT_CONTAINERS = frozenset({"WAV", "WAVEX", "AIFF", "CAF", "W64", "RF64", "RAW", "AU"})
+_EXACT_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE",
+                             "ULAW", "ALAW"})
+#: FLAC's decoder seeks to the exact sample
+_EXACT_FLAC_SUBTYPES = frozenset({"PCM_S8", "PCM_16", "PCM_24"})
+#: frames decoded at the end of a file by :func:`decode_tail`
+TAIL_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -37,8 +58,37 @@ class AudioInfo:
         return self.frames / self.samplerate
 
 
+def seek_is_exact(info: AudioInfo) -> bool:
+    """Whether libsndfile's ``seek`` + ``read`` of this file returns exactly the frames a whole-file
+    decode holds (uncompressed PCM/float in WAV-like containers, and FLAC). Anything else
+    (Vorbis, Opus, MP3, ADPCM, unknown) is not trusted: read it from the chunk start."""
+    if info.format == "FLAC":
+        return info.subtype in _EXACT_FLAC_SUBTYPES
+    return info.format in _EXACT_CONTAINERS and info.subtype in _EXACT_SUBTYPES
+
+
+def require_regular_file(path: str | Path) -> None:
+    """Refuse anything but a regular file (after symlinks) before it is opened: opening a FIFO
+    for reading blocks until a writer appears, i.e. forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise MissingSourceAudioError(f"audio file {path} does not exist") from None
+    except OSError as exc:
+        raise UnreadableAudioError(f"audio file {path} cannot be examined ({exc}); check its "
+                                   "permissions") from exc
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file")
+        raise UnreadableAudioError(f"audio file {path} is {kind}; expected a regular audio file. "
+                                   "Replace it with the corpus's real file")
+
+
 def probe(path: str | Path) -> AudioInfo:
-    """Header of an audio file; typed errors for missing and unreadable files."""
+    """Header of an audio file; typed errors for missing and unreadable files (a FIFO, a device
+    or a directory is unreadable, and is never opened)."""
+    require_regular_file(path)
     try:
         info = sf.info(str(path))
     except FileNotFoundError:
@@ -69,8 +119,20 @@ def chunk_frames(chunk_start: float, chunk_end: float, sr: int, total: int,
     return start, stop
 
 
+def decode_tail(path: str | Path, info: AudioInfo, frames: int = TAIL_FRAMES) -> None:
+    """Decode the last ``frames`` frames the header promises; :class:`UnreadableAudioError` when
+    they are not there (a truncated FLAC or MP3 keeps a header claiming the full length, so only
+    decoding finds out)."""
+    n = min(frames, info.frames)
+    if n <= 0:
+        return
+    read_frames(path, info.frames - n, info.frames, dtype="float32")
+
+
 def read_frames(path: str | Path, start: int, stop: int, dtype: str = "float64") -> tuple[np.ndarray, int]:
-    """Frames ``[start, stop)`` as ``(frames, channels)`` and the native rate."""
+    """Frames ``[start, stop)`` as ``(frames, channels)`` and the native rate: the file is opened
+    afresh, seeked to ``start`` and read (the reference's ``sf.read(start=, stop=)``)."""
+    require_regular_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate

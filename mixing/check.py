@@ -8,8 +8,10 @@ One pass over the metadata, then one look at each referenced file, then arithmet
    file ids and chunk ends per source, number of sources and split code per mixture. Memory grows
    with the number of sources (12 bytes each) and of unique paths, nothing else;
 2. **probe** — every unique file is examined once (resolved strictly inside its corpus root, then
-   its header read with :func:`mixing.audio.probe`), optionally by a small thread pool (network
-   filesystems are I/O bound);
+   its header read with :func:`mixing.audio.probe` and its last frames decoded with
+   :func:`mixing.audio.decode_tail`: a truncated FLAC or MP3 keeps a header that claims the full
+   length, so only decoding its end finds it), optionally by a small thread pool (network
+   filesystems are I/O bound). A FIFO, device or directory is unreadable and never opened;
 3. **renderable counts** — with numpy: a source is fine when its file is present and readable and
    its chunk ends at most :data:`~mixing.audio.EOF_TOLERANCE_FRAMES` frames past the end of the
    file; a mixture is renderable when all its sources are (``np.logical_and.reduceat`` over the
@@ -41,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .audio import EOF_TOLERANCE_FRAMES, probe
+from .audio import EOF_TOLERANCE_FRAMES, decode_tail, probe
 from .corpora import DatasetPaths
 from .errors import (
     InvalidRecordError, MissingSourceAudioError, PathEscapesRootError, UnknownPrefixError,
@@ -337,10 +339,12 @@ def _progress(progress: bool, **kw):
 
 # ---- 2. probe -----------------------------------------------------------------------------------
 class _Prober:
-    """Status, frames and rate of each unique file; one look per file."""
+    """Status, frames and rate of each unique file; one look per file (header, then the last
+    frames decoded when ``decode``)."""
 
-    def __init__(self, paths: DatasetPaths) -> None:
+    def __init__(self, paths: DatasetPaths, decode: bool = True) -> None:
         self.paths = paths
+        self.decode = decode
 
     def __call__(self, meta_path: str) -> tuple[int, int, int]:
         prefix = meta_path.split("/", 1)[0]
@@ -354,21 +358,23 @@ class _Prober:
             return UNKNOWN_PREFIX, 0, 0
         try:
             info = probe(local)
+            if info.samplerate <= 0:
+                return UNREADABLE, 0, 0
+            if self.decode:
+                decode_tail(local, info)
         except MissingSourceAudioError:
             return MISSING, 0, 0
         except UnreadableAudioError:
             return UNREADABLE, 0, 0
-        if info.samplerate <= 0:
-            return UNREADABLE, 0, 0
         return PRESENT, info.frames, info.samplerate
 
 
-def _probe_all(file_paths: list[str], paths: DatasetPaths, jobs: int, progress: bool):
+def _probe_all(file_paths: list[str], paths: DatasetPaths, jobs: int, progress: bool, decode: bool = True):
     n = len(file_paths)
     status = np.zeros(n, dtype=np.int8)
     frames = np.zeros(n, dtype=np.int64)
     rates = np.zeros(n, dtype=np.int64)
-    prober = _Prober(paths)
+    prober = _Prober(paths, decode)
     bar = _progress(progress, total=n, unit="file", desc="probing files")
     try:
         if jobs <= 1:
@@ -393,8 +399,11 @@ def check_corpora(source: str | os.PathLike | MetadataSource,
                   split: str | None = None, num_sources: int | None = None, *,
                   progress: bool = True, jobs: int = 8, examples: int = 5,
                   max_sources: int = MAX_SOURCES, revision: str | None = None,
-                  config: str | None = None) -> CheckReport:
+                  config: str | None = None, decode_tail: bool = True) -> CheckReport:
     """Check that every file the metadata references is present, readable and long enough.
+
+    ``decode_tail``: also decode the last frames of each file (finds truncated FLAC/MP3 whose
+    header still claims the full length; a seek and a few frames per file).
 
     ``source``: anything :func:`~mixing.metadata_io.open_metadata` accepts; ``dataset_paths``: a
     :class:`DatasetPaths`, a mapping or the path of ``dataset_paths.json``. ``examples`` example
@@ -442,7 +451,7 @@ def check_corpora(source: str | os.PathLike | MetadataSource,
 
     # 2. probe every unique file once
     t1 = time.perf_counter()
-    status, frames, rates = _probe_all(index.paths, paths, jobs, progress)
+    status, frames, rates = _probe_all(index.paths, paths, jobs, progress, decode_tail)
     timings["probe_s"] = time.perf_counter() - t1
 
     # per-prefix file counts and examples (examples in first-referenced order: deterministic)

@@ -139,3 +139,6 @@ def describe_os_error(exc: OSError, location: str | None = None) -> str:
     if reason.casefold() in what.casefold() or what.casefold() in reason.casefold():
         return f"{reason}{where}; {todo}"
     return f"{what}{where}: {reason}; {todo}"
+class NonFiniteAudioError(HiveError, ValueError):
+    """Rendering would produce NaN or infinite samples (non-finite audio in a file, or a weight or
+    factor that overflows)."""

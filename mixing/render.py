@@ -12,6 +12,14 @@ window start aligned so that the resampled grid is the whole-chunk grid (the win
 then the whole-chunk output up to soxr's own float rounding). Where the window reaches the chunk
 end it stops exactly there, reproducing the whole-chunk end effect.
 
+The window is read straight from the file only where libsndfile's seek is sample-exact (WAV-like
+containers holding PCM/float, FLAC: :func:`~mixing.audio.seek_is_exact`). Ogg Vorbis, Opus, MP3
+and anything unknown are decoded as the reference decodes them: the file opened afresh, seeked to
+the chunk start, the whole chunk read; the window is then cut from that decoded chunk (kept in a
+small per-renderer cache, since a shard often reuses a chunk). Seeking inside such a chunk would
+render another signal (measured before the weight: Vorbis up to 0.3 near the end of a file,
+MP3 up to 0.9 anywhere; the issue's recorded Vorbis file: 8e-4).
+
 Reads are float32 where that is exact: libsndfile's float32 of 8/16/24-bit PCM and float WAV is
 the float64 value, a two-channel mean rounds the same way in either type, and soxr "HQ" works in
 float32 internally (its output for a float64 input equals its output for that input rounded to
@@ -20,6 +28,10 @@ as 32-bit PCM or double are read in float64.
 
 Stem modes: ``consistent`` (default) stems carry the global factor and sum to the mixture;
 ``reference`` stems are written as the reference release wrote them (without the factor).
+
+No output is ever non-finite: a NaN or infinity in a source's crop, or a weight or global factor
+that overflows float64 or the float32 output, raises :class:`~mixing.errors.NonFiniteAudioError`
+(failure reason ``non_finite``) naming the source and the cause.
 """
 
 from __future__ import annotations
@@ -31,8 +43,11 @@ from typing import Literal
 
 import numpy as np
 
-from .audio import AudioInfo, chunk_frames, probe, read_frames, resample, resampled_length, to_mono
+from .audio import (
+    AudioInfo, chunk_frames, probe, read_frames, resample, resampled_length, seek_is_exact, to_mono,
+)
 from .corpora import DatasetPaths
+from .errors import NonFiniteAudioError
 from .metadata import MixtureRecord, SourceRecord
 
 StemMode = Literal["consistent", "reference"]
@@ -41,6 +56,8 @@ STEM_MODES = ("consistent", "reference")
 RESAMPLER_MARGIN = 512
 #: subtypes whose samples float32 holds exactly (others are read in float64)
 _FLOAT32_EXACT = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "FLOAT", "ULAW", "ALAW"}
+#: default budget of the decoded-chunk cache (compressed formats only), bytes
+CHUNK_CACHE_BYTES = 64 << 20
 
 
 def _mono(data: np.ndarray, exact: bool = False) -> np.ndarray:
@@ -93,13 +110,15 @@ def segment_from_chunk(chunk: np.ndarray, src: SourceRecord, out_sr: int, num_fr
 class Renderer:
     """Renders mixture records against local corpora. One instance per worker (not thread-safe).
 
-    ``method="window"`` reads only what the crop needs (fast); ``method="full"`` reads and
+    ``method="window"`` resamples only what the crop needs (fast), reading only that from files
+    whose seek is exact and the whole chunk from the others; ``method="full"`` reads and
     resamples the whole chunk like the reference script (slow, for comparison).
+    ``chunk_cache_bytes``: memory for decoded chunks of compressed files (0: no cache).
     """
 
     def __init__(self, dataset_paths: DatasetPaths | dict | str, *, stems: StemMode = "consistent",
                  sample_rate: int | None = None, method: Literal["window", "full"] = "window",
-                 info_cache_size: int = 65536):
+                 info_cache_size: int = 65536, chunk_cache_bytes: int = CHUNK_CACHE_BYTES):
         if stems not in STEM_MODES:
             raise ValueError(f"stem mode {stems!r} is not one of {STEM_MODES}")
         if method not in ("window", "full"):
@@ -112,6 +131,11 @@ class Renderer:
         self.method = method
         self._info: OrderedDict[str, AudioInfo] = OrderedDict()
         self._info_cache_size = info_cache_size
+        self._chunks: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._chunk_bytes = 0
+        self.chunk_cache_bytes = chunk_cache_bytes
+        #: decoded-chunk cache hits / misses (compressed formats)
+        self.chunk_cache_stats = {"hits": 0, "misses": 0}
 
     # ---- files -------------------------------------------------------------------------------
     def info(self, local: str) -> AudioInfo:
@@ -122,6 +146,29 @@ class Renderer:
             if len(self._info) > self._info_cache_size:
                 self._info.popitem(last=False)
         return info
+
+    def chunk_mono(self, local: str, start: int, stop: int) -> np.ndarray:
+        """Mono float64 frames ``[start, stop)`` decoded the reference's way (seek to ``start``,
+        read the chunk), from the cache when this chunk was decoded before. Read-only."""
+        key = (local, start, stop)
+        y = self._chunks.get(key)
+        if y is not None:
+            self._chunks.move_to_end(key)
+            self.chunk_cache_stats["hits"] += 1
+            return y
+        self.chunk_cache_stats["misses"] += 1
+        data, _ = read_frames(local, start, stop)
+        y = _mono(data)
+        if y.base is not None:
+            y = y.copy()  # do not keep the multichannel array alive
+        y.flags.writeable = False
+        if y.nbytes <= self.chunk_cache_bytes:
+            self._chunks[key] = y
+            self._chunk_bytes += y.nbytes
+            while self._chunk_bytes > self.chunk_cache_bytes:
+                _, old = self._chunks.popitem(last=False)
+                self._chunk_bytes -= old.nbytes
+        return y
 
     # ---- one source --------------------------------------------------------------------------
     def source_segment(self, src: SourceRecord, out_sr: int, num_frames: int,
@@ -140,6 +187,7 @@ class Renderer:
                 return seg
             out[:] = seg
             return out
+        exact = seek_is_exact(info)
         dtype = "float32" if info.subtype in _FLOAT32_EXACT else "float64"
         n = stop - start
         length = resampled_length(n, sr, out_sr)
@@ -150,9 +198,16 @@ class Renderer:
         if e <= c0:
             out[:] = 0.0
             return out  # the crop lies entirely in the zero padding
+
+        def mono(a: int, b: int, exact_mean: bool = False) -> np.ndarray:
+            """Mono frames ``[a, b)`` of the chunk (offsets from the chunk start)."""
+            if exact:
+                data, _ = read_frames(local, start + a, start + b, dtype)
+                return _mono(data, exact=exact_mean)
+            return self.chunk_mono(local, start, stop)[a:b]
+
         if sr == out_sr:
-            data, _ = read_frames(local, start + c0, start + e, dtype)
-            out[: e - c0] = _mono(data, exact=True)
+            out[: e - c0] = mono(c0, e, exact_mean=True)
             out[e - c0:] = 0.0
             return out
         g = math.gcd(sr, out_sr)
@@ -160,8 +215,7 @@ class Renderer:
         a = (int(c0 * sr / out_sr) - RESAMPLER_MARGIN) // step_in * step_in
         a = max(0, a)
         b = min(n, int(math.ceil(e * sr / out_sr)) + RESAMPLER_MARGIN)
-        data, _ = read_frames(local, start + a, start + b, dtype)
-        y = resample(_mono(data), sr, out_sr)
+        y = resample(mono(a, b), sr, out_sr)
         offset = a // step_in * step_out
         lo, hi = c0 - offset, e - offset
         got = y[lo:hi]
@@ -171,30 +225,78 @@ class Renderer:
 
     # ---- one mixture -------------------------------------------------------------------------
     def weighted_sources(self, rec: MixtureRecord) -> tuple[np.ndarray, int]:
-        """``(n, T)`` float64 weighted sources (before the global factor) and the output rate."""
+        """``(n, T)`` float64 weighted sources (before the global factor) and the output rate.
+        Raises :class:`NonFiniteAudioError` when a weighted source holds a NaN or an infinity."""
         out_sr = self.sample_rate or rec.sample_rate
         T = int(rec.target_duration * out_sr)
         arr = np.empty((rec.num_sources, T), dtype=np.float64)
         for i, src in enumerate(rec.sources):
             try:
                 self.source_segment(src, out_sr, T, out=arr[i])
+                with np.errstate(over="ignore", invalid="ignore"):
+                    arr[i] *= src.applied_weight
+                if not np.isfinite(arr[i]).all():
+                    raise _non_finite_source(rec, i, self.source_segment(src, out_sr, T))
             except Exception as exc:  # tag which source failed, then let the caller classify it
                 exc.source_index = i  # type: ignore[attr-defined]
                 exc.source_path = src.path  # type: ignore[attr-defined]
                 raise
-            arr[i] *= src.applied_weight
         return arr, out_sr
 
     def render(self, rec: MixtureRecord) -> RenderedMixture:
         weighted, out_sr = self.weighted_sources(rec)
         gnf = rec.global_normalization_factor
-        if self.stems == "consistent":
-            weighted *= gnf  # in place: the stems carry the factor
-            mix = weighted.sum(axis=0)
-            scale = gnf
-        else:
-            mix = weighted.sum(axis=0)
-            mix *= gnf
-            scale = 1.0
-        return RenderedMixture(rec, mix.astype(np.float32), weighted.astype(np.float32), out_sr,
-                               self.stems, scale)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.stems == "consistent":
+                weighted *= gnf  # in place: the stems carry the factor
+                mix = weighted.sum(axis=0)
+                scale = gnf
+            else:
+                mix = weighted.sum(axis=0)
+                mix *= gnf
+                scale = 1.0
+            mix32 = mix.astype(np.float32)
+            stems32 = weighted.astype(np.float32)
+        if not (np.isfinite(mix32).all() and np.isfinite(stems32).all()):
+            raise _non_finite_output(rec, stems32, self.stems)
+        return RenderedMixture(rec, mix32, stems32, out_sr, self.stems, scale)
+
+
+def _non_finite_output(rec: MixtureRecord, stems32: np.ndarray, mode: str) -> NonFiniteAudioError:
+    """The weighted sources are finite but a stem or the mix overflows (float64 after the global
+    factor, or the float32 output): name the first such source, else the factor."""
+    gnf = rec.global_normalization_factor
+    big = float(np.finfo(np.float32).max)
+    bad = np.flatnonzero(~np.isfinite(stems32).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        src = rec.sources[i]
+        factor = f" times global_normalization_factor {gnf!r}" if mode == "consistent" else ""
+        exc = NonFiniteAudioError(
+            f"mixture {rec.mix_id!r}, source {src.source_id!r} ({src.path}): applied_weight "
+            f"{src.applied_weight!r}{factor} makes the stem overflow float64 or the float32 output "
+            f"(max {big:.3g}); expected levels that keep it near full scale: fix the record's levels")
+        exc.source_index = i  # type: ignore[attr-defined]
+        exc.source_path = src.path  # type: ignore[attr-defined]
+        return exc
+    return NonFiniteAudioError(
+        f"mixture {rec.mix_id!r}: the stems are finite but the mix is not: global_normalization_factor "
+        f"{gnf!r} times the sum of {rec.num_sources} sources overflows float64 or the float32 output "
+        f"(max {big:.3g}); expected a factor that keeps the mixture near full scale: fix the record's levels")
+
+
+def _non_finite_source(rec: MixtureRecord, i: int, segment: np.ndarray) -> NonFiniteAudioError:
+    """Name why weighted source ``i`` is not finite: the audio itself, or the weight overflowing."""
+    src = rec.sources[i]
+    if not np.isfinite(segment).all():
+        bad = int(np.count_nonzero(~np.isfinite(segment)))
+        return NonFiniteAudioError(
+            f"mixture {rec.mix_id!r}, source {src.source_id!r} ({src.path}): {bad} of the "
+            f"{len(segment)} samples of the crop [{src.crop_start_second}, {src.crop_end_second}) s "
+            f"of chunk [{src.chunk_start_second}, {src.chunk_end_second}) s are NaN or infinite "
+            "(the file holds non-finite floats); expected finite audio: re-download or repair the file")
+    peak = float(np.max(np.abs(segment)))
+    return NonFiniteAudioError(
+        f"mixture {rec.mix_id!r}, source {src.source_id!r} ({src.path}): applied_weight "
+        f"{src.applied_weight!r} times the crop (peak {peak:.3g}) overflows float64; expected a "
+        "weight that keeps the source near full scale: fix the record's levels")

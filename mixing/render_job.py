@@ -11,6 +11,12 @@
   so they are identical whether or not the run was interrupted; so is ``_warnings.jsonl``, one
   line per file that clipped (``--audio-format pcm16`` only: mix_id, member, clipped_samples,
   peak), absent when nothing clipped.
+* One process per rank and output folder: rank ``r`` holds an exclusive ``flock`` on
+  ``_locks/rank-{r:05d}.lock`` for the whole run (the kernel drops it when the process dies, even
+  by ``kill -9``); a second render of the same rank, or one with another world size, is refused
+  with :class:`RenderLockedError` instead of deleting the first one's temporary files.
+* Worker processes die with their parent (``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread
+  that notices the parent is gone), so a killed render leaves no orphans rendering on.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -28,7 +37,7 @@ from typing import Any, Iterable, Iterator
 from . import __version__
 from .corpora import DatasetPaths
 from .errors import (
-    ChunkOutOfRangeError, HiveError, InvalidRecordError, MissingSourceAudioError,
+    ChunkOutOfRangeError, HiveError, InvalidRecordError, MissingSourceAudioError, NonFiniteAudioError,
     PathEscapesRootError, UnknownPrefixError, UnreadableAudioError,
 )
 from .metadata import MixtureRecord
@@ -46,11 +55,135 @@ FAILURE_REASONS = {
     ChunkOutOfRangeError: "chunk_beyond_end",
     UnreadableAudioError: "unreadable_audio",
     ClippingError: "would_clip",
+    NonFiniteAudioError: "non_finite",
 }
 
 
 class RenderConfigMismatch(HiveError):
     """The output folder holds a render made with other parameters."""
+
+
+class RenderLockedError(HiveError):
+    """Another live process is rendering the same rank (or another world size) into the folder."""
+
+
+class RenderLock:
+    """Exclusive per-rank lock of an output folder (``flock``; released by the kernel when the
+    holder dies). Holder details (pid, rank, world size, start time) are written into the file."""
+
+    def __init__(self, output: Path, rank: int, world_size: int):
+        self.folder = Path(output) / "_locks"
+        self.path = self.folder / f"rank-{rank:05d}.lock"
+        self.rank, self.world_size = rank, world_size
+        self._fd: int | None = None
+
+    @staticmethod
+    def _holder(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads(path.read_text() or "{}")
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    @staticmethod
+    def _describe(h: dict[str, Any]) -> str:
+        if not h:
+            return "another process"
+        return (f"process {h.get('pid')} on {h.get('host')} (rank {h.get('rank')} of "
+                f"{h.get('world_size')}, since {h.get('started')})")
+
+    def acquire(self) -> "RenderLock":
+        import fcntl
+
+        for _ in range(100):  # the file may be unlinked by a holder releasing it: open it again
+            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # the folder was removed by a releasing peer
+                continue
+            for attempt in range(5):  # a peer's world-size probe may hold it for microseconds
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.05)
+            else:
+                holder = self._holder(self.path)
+                os.close(fd)
+                raise RenderLockedError(
+                    f"{self.folder.parent} is being rendered by {self._describe(holder)}; this run is "
+                    f"rank {self.rank} of {self.world_size}. Two renders of one rank into one folder "
+                    "would delete each other's temporary files: wait for it to finish (or stop it), "
+                    "or use another --output folder")
+            try:
+                linked = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                linked = False
+            if linked:
+                break
+            os.close(fd)  # locked a file its holder had just unlinked: take the new one
+        else:  # pragma: no cover - a hundred releases in a row
+            raise RenderLockedError(f"could not lock {self.path}: it keeps being replaced")
+        info = {"pid": os.getpid(), "host": os.uname().nodename, "rank": self.rank,
+                "world_size": self.world_size,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        try:
+            self._check_peers()
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def _check_peers(self) -> None:
+        """Refuse when a live peer (another rank) renders with another world size: their shard
+        assignments would overlap."""
+        import fcntl
+
+        for other in sorted(self.folder.glob("rank-*.lock")):
+            if other == self.path:
+                continue
+            try:
+                fd = os.open(other, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # held: a live peer
+                    h = self._holder(other)
+                    if h.get("world_size") not in (None, self.world_size):
+                        raise RenderLockedError(
+                            f"{self.folder.parent} is being rendered by {self._describe(h)}; this run "
+                            f"is rank {self.rank} of {self.world_size}. Ranks of different world sizes "
+                            "would render the same shards: use the same --world-size, or another "
+                            "--output folder") from None
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def release(self) -> None:
+        """Unlink the lock file (while still holding it, so the output holds no trace of a
+        finished run), then drop the lock; a killed holder leaves a stale, unlocked file."""
+        if self._fd is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+            try:
+                self.folder.rmdir()
+            except OSError:  # other ranks' locks are still there
+                pass
+
+    def __enter__(self) -> "RenderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -133,7 +266,34 @@ def classify(exc: BaseException) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderOptions) -> None:
+def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Make this (worker) process exit when ``parent`` dies, even by ``kill -9``: the kernel's
+    parent-death signal on Linux, and a watchdog thread polling ``getppid`` elsewhere (and for
+    the case where the parent died before this ran)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="hive-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderOptions,
+                 parent: int | None = None) -> None:
+    if parent is not None:
+        die_with_parent(parent)
     _WORKER["renderer"] = Renderer(DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside),
                                    stems=opts.stems, sample_rate=opts.sample_rate)
     _WORKER["opts"] = opts
@@ -254,6 +414,23 @@ def merge_outputs(output: Path) -> dict[str, Any]:
     return summary
 
 
+def _locked(fn):
+    """Run ``fn(metadata, dataset_paths, opts, *, rank=, world_size=, ...)`` holding the output
+    folder's lock for its rank (:class:`RenderLock`)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(metadata, dataset_paths, opts: RenderOptions, **kw):
+        rank, world_size = kw.get("rank", 0), kw.get("world_size", 1)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        with RenderLock(Path(opts.output), rank, world_size):
+            return fn(metadata, dataset_paths, opts, **kw)
+
+    return wrapper
+
+
+@_locked
 def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: RenderOptions, *,
                split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
                rank: int = 0, world_size: int = 1, overwrite: bool = False,
@@ -308,7 +485,7 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
             account(_render_in_worker(task), rendered=True)
     else:
         with ProcessPoolExecutor(num_workers, initializer=_init_worker,
-                                 initargs=(roots, paths.allow_symlinks_outside, opts)) as pool:
+                                 initargs=(roots, paths.allow_symlinks_outside, opts, os.getpid())) as pool:
             pending: set[Future] = set()
             for task in mine():
                 pending.add(pool.submit(_render_in_worker, task))

@@ -7,6 +7,10 @@
 * native rates 16k / 22.05k / 32k / 44.1k / 48k, mono and stereo, WAV (PCM and float) and FLAC;
 * two long files (≥ 60 s) whose 10 s chunks sit at offsets, and a clip whose chunk ends a few
   frames past the end of its file (inside the reference's 10-frame tolerance);
+* compressed recordings whose seek is not sample-exact: Ogg Vorbis, Ogg Opus and (where
+  libsndfile writes it, ≥ 1.1) MP3, 16 or 21 s long, cut like the long files (10 s every 5 s,
+  the last chunk 6 s), so mixtures crop compressed chunks that start mid-file, near their ends
+  and (in the 10 s test split) past them;
 * a single-event pool (``pool.jsonl``), a labelled list (``labels.csv``), ``dataset_paths.json``;
 * mixture metadata for train/validation (4 s) and test (10 s), 2–5 sources, levels computed
   with Hive's formulas by the renderer, written as a Hub-layout Parquet folder and as legacy JSON.
@@ -45,6 +49,15 @@ _RATES = (16000, 22050, 32000, 44100, 48000)
 _FORMATS = (("WAV", "PCM_16", ".wav"), ("FLAC", "PCM_16", ".flac"), ("WAV", "FLOAT", ".wav"), ("FLAC", "PCM_24", ".flac"))
 _DURATIONS = (4.5, 6.0, 3.0, 7.25, 5.0)
 _CLIP_SPLITS = ("train", "train", "validation", "test")
+#: compressed recordings: (class index, rate, channels, (format, subtype, ext), seconds, split)
+_COMPRESSED = (
+    (3, 22050, 2, ("OGG", "VORBIS", ".ogg"), 21.0, "train"),
+    (0, 44100, 2, ("MP3", "MPEG_LAYER_III", ".mp3"), 16.0, "train"),
+    (8, 32000, 2, ("OGG", "VORBIS", ".ogg"), 16.0, "train"),
+    (6, 16000, 1, ("MP3", "MPEG_LAYER_III", ".mp3"), 21.0, "validation"),
+    (13, 48000, 1, ("OGG", "OPUS", ".opus"), 16.0, "train"),
+    (1, 32000, 1, ("OGG", "VORBIS", ".ogg"), 16.0, "test"),
+)
 SPLIT_SIZES = {"train": 48, "validation": 16, "test": 16}
 SPLIT_DURATION = {"train": 4.0, "validation": 4.0, "test": 10.0}
 SAMPLE_RATE = 44100
@@ -74,13 +87,37 @@ def _write(path: Path, y: np.ndarray, sr: int, channels: int, fmt: tuple[str, st
         y = np.stack([y * pan * 2, y * (1 - pan) * 2], axis=1) * 0.5
         y[:, 1] = np.roll(y[:, 1], 7)  # channels differ, so the downmix matters
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), y, sr, format=fmt[0], subtype=fmt[1])
+    # in blocks: one big write of a long Ogg Vorbis file crashes libsndfile 1.2
+    with sf.SoundFile(str(path), "w", sr, channels, fmt[1], format=fmt[0]) as f:
+        for i in range(0, len(y), 1 << 15):
+            f.write(y[i:i + (1 << 15)])
 
 
 def _pool_entry(clip_id, path, cs, ce, label, label_id, sr, ch, split):
     return {"clip_id": clip_id, "path": path, "chunk_start_second": cs, "chunk_end_second": ce,
             "label": label, "label_id": label_id, "native_sample_rate": sr, "num_channels": ch,
             "split": split}
+
+
+def compressed_formats() -> list[tuple[str, str, str]]:
+    """The compressed (format, subtype, ext) this libsndfile can write (MP3 needs >= 1.1)."""
+    have = sf.available_formats()
+    out = []
+    for fmt in sorted({c[3] for c in _COMPRESSED}):
+        if fmt[0] in have and fmt[1] in sf.available_subtypes(fmt[0]):
+            out.append(fmt)
+    return out
+
+
+def _chunk_long(pool: list[dict], path: str, dur: float, label: str, label_id: str, sr: int, ch: int,
+                split: str, hop: float = 5.0, length: float = 10.0) -> None:
+    """``length`` s chunks every ``hop`` seconds (the last one may be shorter), as virtual pool
+    entries; none shorter than 5 s."""
+    start = 0.0
+    while start + 5.0 <= dur:
+        end = min(start + length, dur)
+        pool.append(_pool_entry(f"toy{len(pool):04d}", path, start, end, label, label_id, sr, ch, split))
+        start += hop
 
 
 def build_files(root: Path, seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -118,11 +155,20 @@ def build_files(root: Path, seed: int = 0) -> tuple[list[dict], list[dict]]:
         _write(corpora / TOY_CORPORA["BBC_Sound_Effects"] / rel, gen(rng, sr, dur), sr, ch, fmt, rng)
         path = f"BBC_Sound_Effects/{rel}"
         listing.append({"audio_path": path, "text_label": label, "split": split})
-        start = 0.0
-        while start + 5.0 <= dur:
-            end = min(start + 10.0, dur)
-            pool.append(_pool_entry(f"toy{len(pool):04d}", path, start, end, label, label_id, sr, ch, split))
-            start += 5.0
+        _chunk_long(pool, path, dur, label, label_id, sr, ch, split)
+    # compressed recordings (seek not sample-exact): chunks at offsets, crops near chunk ends
+    writable = compressed_formats()
+    for k, (ci, sr, ch, fmt, dur, split) in enumerate(_COMPRESSED):
+        if fmt not in writable:
+            continue
+        label, label_id, gen = TOY_CLASSES[ci]
+        rng = np.random.default_rng([seed, 2000 + k])
+        rel = f"compressed/{label.split(',')[0].lower().replace(' ', '_')}_{k}{fmt[2]}"
+        _write(corpora / TOY_CORPORA["FreeSound"] / rel, gen(rng, sr, dur), sr, ch, fmt, rng)
+        path = f"FreeSound/{rel}"
+        listing.append({"audio_path": path, "text_label": label, "split": split})
+        # 10 s chunks every 5 s as mining cuts them; the last one is 6 s long (durations 16/21 s)
+        _chunk_long(pool, path, dur, label, label_id, sr, ch, split)
     return pool, listing
 
 

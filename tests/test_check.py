@@ -414,3 +414,35 @@ def test_row_fast_path_equals_full_path(monkeypatch):
     slow = [run(r) for r in rows]
     assert fast == slow
     assert sum(f[0] != "error" for f in fast) > 500
+
+
+def test_truncated_flac_and_mp3_and_a_fifo_are_unreadable(toy, tmp_path):
+    """A FLAC (or MP3) cut short keeps a header claiming its full length: only decoding its end
+    finds it (before, check said "present" and the render failed). A FIFO is refused unopened."""
+    from test_audio import FifoGuard
+
+    root = _copy(toy, tmp_path / "toy")
+    records = _records(root)
+    paths = DatasetPaths.from_json(root / "dataset_paths.json")
+    used = sorted({s.path for r in records for s in r.sources})
+    flac = next(p for p in used if p.endswith(".flac"))
+    mp3 = [p for p in used if p.endswith(".mp3")][:1]
+    fifo = next(p for p in used if p.endswith(".wav"))
+    for p in [flac, *mp3]:
+        local = paths.resolve(p)
+        data = local.read_bytes()
+        local.write_bytes(data[: len(data) * 2 // 3])
+        assert sf.info(str(local)).frames > 0  # the header still opens
+    paths.resolve(fifo).unlink()
+    os.mkfifo(paths.resolve(fifo))
+    broken = {flac, fifo, *mp3}
+    with FifoGuard(paths.resolve(fifo)) as guard:
+        rc, rep = _run(tmp_path, root / "metadata" / "parquet", root / "dataset_paths.json")
+    assert not guard.unjammed, "hive check opened the FIFO"
+    assert rc != 0 and rep["ok"] is False
+    assert rep["totals"]["unreadable"] == len(broken)
+    assert rep["totals"]["missing"] == 0
+    examples = {e for p in rep["prefixes"].values() for e in p["examples"].get("unreadable", [])}
+    assert examples == broken
+    expected = sum(1 for r in records if not broken & {s.path for s in r.sources})
+    assert rep["totals"]["renderable"] == expected < len(records)

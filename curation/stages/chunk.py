@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mixing.audio import chunk_frames, probe
+from mixing.audio import chunk_frames, probe, seek_is_exact
 from mixing.errors import UnreadableAudioError
 
 from .base import AUDIO_ERRORS, Drop, Item, Result, Stage, frames_to_seconds, opt, read_error_reason
@@ -120,8 +120,14 @@ class ChunkStage(Stage):
                                    past_end=not self.stop_at_end)
             if not windows:
                 return [Drop.of(item, "empty_range", f"frames [{start}, {stop}) hold nothing to chunk")]
-            with sf.SoundFile(str(local)) as f:
-                energies = window_energies(f, start, windows)
+            if seek_is_exact(info):
+                with sf.SoundFile(str(local)) as f:
+                    energies = window_energies(f, start, windows)
+            else:  # Vorbis/Opus/MP3: each chunk decoded from its own start, as the renderer reads it
+                energies = []
+                for s, e in windows:
+                    with sf.SoundFile(str(local)) as f:
+                        energies += window_energies(f, start + s, [(0, e - s)])
         except AUDIO_ERRORS as exc:  # soundfile's errors are RuntimeErrors
             return [Drop.of(item, read_error_reason(exc), str(exc))]
         out: Result = []
