@@ -266,7 +266,8 @@ def test_end_to_end_labels_csv_to_pool(toy, tmp_path):
         ("tag", "single-event", ["--dataset-paths", dp, "--tagger", tagger, "--top-k", "3", "--threshold", "0.5"]),
         ("leaf", "tag", ["--dataset-paths", dp, "--judge", judge, "--hive-ontology", str(hive_ont),
                          "--audioset-ontology", str(AUDIOSET_ONT)]),
-        ("superres", "leaf", ["--dataset-paths", dp, "--output-root", str(tmp_path / "hive_mined_audio"),
+        ("superres", "leaf", ["--dataset-paths", dp, "--backend", "resample",
+                              "--output-root", str(tmp_path / "hive_mined_audio"),
                               "--prefix", "Hive_mined", "--parquet"]),
     ]
     counts = {}

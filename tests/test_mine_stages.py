@@ -463,7 +463,7 @@ def test_leaf_unparseable_and_no_judge(toy):
 
 # ---- superres -----------------------------------------------------------------------------------
 def test_superres_resample_writes_44k_files(toy, tmp_path):
-    stage = ready(make_stage("superres", {"dataset_paths": str(toy.dataset_paths),
+    stage = ready(make_stage("superres", {"dataset_paths": str(toy.dataset_paths), "backend": "resample",
                                           "output_root": str(tmp_path / "sr"), "prefix": "Hive_superres"}))
     items = [it.replace(label="Dog", label_id="/m/0bt9lr", chunk_start_second=0.5, chunk_end_second=2.5)
              for it in items_of(toy, 5)]
@@ -485,6 +485,14 @@ def test_superres_resample_writes_44k_files(toy, tmp_path):
     assert mapping["Hive_superres"] == str((tmp_path / "sr").resolve()) and "AudioSet" in mapping
 
 
+def test_superres_needs_an_explicit_backend(toy, tmp_path):
+    """The reference's stage is Apollo; soxr is an explicit choice, never a silent default."""
+    stage = make_stage("superres", {"dataset_paths": str(toy.dataset_paths), "output_root": str(tmp_path / "sr"),
+                                    "prefix": "Hive_superres"})
+    with pytest.raises(StageError, match="needs --backend: 'apollo:code=.*'resample'"):
+        ready(stage)
+
+
 def test_superres_backend_by_name_and_its_failures(toy, tmp_path):
     base = {"dataset_paths": str(toy.dataset_paths), "output_root": str(tmp_path / "sr"), "prefix": "P",
             "audio_format": "flac"}
@@ -500,7 +508,7 @@ def test_superres_backend_by_name_and_its_failures(toy, tmp_path):
         else:
             assert [r.reason for r in res] == [reason] * 2
     with pytest.raises(StageError, match="prefix"):
-        ready(make_stage("superres", {**base, "prefix": "a/b"}))
+        ready(make_stage("superres", {**base, "backend": "resample", "prefix": "a/b"}))
 
 
 # ---- backends ----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Stage 6, ``superres``: bring every kept clip to 44.1 kHz and write it as a file.
 
-The backend is ``resample`` (soxr HQ, built in, the default) or a :class:`SuperResolver` by name
-(e.g. ``apollo:...``). The clip (mono downmix) is processed, checked (length preserved in time,
+The backend must be chosen: ``apollo:...`` (the reference's model, with its windowing; the
+weights are the user's) or ``resample`` (soxr HQ, built in: a rate change, no bandwidth
+extension), or another :class:`SuperResolver` by name. There is no silent default, so a pool is
+never band-limited by accident. The clip (mono downmix) is processed, checked (length preserved in time,
 finite samples) and written as 32-bit float WAV (or 24-bit FLAC, refusing clipping) under
 ``output_root``, as ``<sub>/<clip_id>.<ext>`` (``sub`` from a hash of the id: unique names, small
 folders). Records point at the new files through the new corpus ``prefix`` (rate 44100, one
@@ -48,14 +50,19 @@ class SuperResStage(Stage):
     description = "bring clips to 44.1 kHz (soxr or a super-resolution model) and write pool files"
     default_batch_size = 8
 
-    backend: str = opt("resample", "'resample' (soxr, default) or a super-resolution backend "
-                       "NAME[:key=value,...], e.g. apollo:code=/src/Apollo,checkpoint=/m/apollo.bin")
+    backend: str | None = opt(None, "required: apollo:code=/src/Apollo,checkpoint=/m/apollo.bin (the "
+                              "reference's model) or 'resample' (soxr only: no bandwidth extension), or "
+                              "another super-resolution backend NAME[:key=value,...]", required=True)
     output_root: str | None = opt(None, "folder the 44.1 kHz files are written to", required=True)
     prefix: str | None = opt(None, "corpus prefix of the new files in the pool's paths", required=True)
     audio_format: str = opt("wav", "wav: 32-bit float (default); flac: 24-bit, clips that would "
                             "clip are dropped", choices=("wav", "flac"))
 
     def setup(self) -> None:
+        if not self.backend:
+            raise StageError("the superres stage needs --backend: 'apollo:code=…,checkpoint=…' as the "
+                             "reference (Apollo's code and weights are yours to supply), or 'resample' "
+                             "for a soxr rate change without bandwidth extension")
         if not self.output_root or not self.prefix:
             raise StageError("the superres stage needs --output-root (a folder) and --prefix (the new "
                              "corpus prefix, e.g. Hive_superres)")

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         dp = str(toy.dataset_paths)
         steps = [("chunk", str(toy.labels_csv), []), ("single-label", str(mined / "chunk"), []),
                  ("superres", str(mined / "single-label"),
-                  ["--output-root", str(work / "mined_audio"), "--prefix", "Hive_mined"])]
+                  ["--backend", "resample", "--output-root", str(work / "mined_audio"), "--prefix", "Hive_mined"])]
         for stage, src, extra in steps:
             status = hive(["mine", stage, "--input", src, "--output", str(mined / stage),
                            "--dataset-paths", dp, "--no-progress", *extra])
