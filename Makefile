@@ -17,7 +17,8 @@ system-packages:
 	fi
 
 setup-core:
-	$(PIP_INSTALL) -e .
+	# the core package plus matplotlib (card plots, the demo's inspect pages); no torch
+	$(PIP_INSTALL) -e ".[card]"
 
 setup-test: system-packages
 	# torch first (constraints.txt: 2.13.0, the CPU wheel on these machines; torchcodec 0.13.0 matches it)
