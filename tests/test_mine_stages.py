@@ -13,9 +13,8 @@ from mixing import packaged
 from curation.manifest import read_items
 from curation.runner import RunOptions, run_stage
 from curation.stages import make_stage
-from curation.stages.base import (
-    BackendSpec, BackendUnavailableError, Drop, Item, StageError, UnparseableAnswer, load_backend,
-)
+from curation.models.registry import BackendSpec, BackendSpecError, MissingDependencyError
+from curation.stages.base import Drop, Item, StageError, UnparseableAnswer, load_backend
 from curation.stages.chunk import ChunkStage, plan_windows
 from curation.stages.leaf import parse_index
 from curation.stages.single_event import parse_bool
@@ -32,7 +31,7 @@ needs_ontologies = pytest.mark.skipif(not (HIVE_ONT.is_file() and AUDIOSET_ONT.i
 ME = __name__  # fakes are named to the backend factory by dotted path
 
 
-# ---- fakes implementing the protocols of curation/stages/base.py --------------------------------
+# ---- fakes implementing the protocols of curation/models/registry.py -----------------------------
 class FakeJudge:
     """Answers from ``script`` (one list per call, consumed in order), else from ``by_prompt``
     (substring of the prompt -> answer), else ``default``. ``None`` in a script = a failed call for
@@ -522,23 +521,23 @@ def test_backend_spec_parsing():
     assert BackendSpec.parse('x:{"a": [1, 2]}').options == {"a": [1, 2]}
     assert BackendSpec.parse("qwen-omni").options == {}
     for bad in ("", "x:novalue", 'x:{"a": '):
-        with pytest.raises(StageError):
+        with pytest.raises(BackendSpecError):
             BackendSpec.parse(bad)
 
 
 def test_load_backend_errors_are_actionable(tmp_path, monkeypatch):
-    with pytest.raises(BackendUnavailableError, match="known judge backends: .*openai.*qwen-omni"):
+    with pytest.raises(BackendSpecError, match="known judge backends: .*openai.*qwen-omni"):
         load_backend("judge", "no-such-backend")
-    with pytest.raises(BackendUnavailableError, match="there is no module"):
+    with pytest.raises(BackendSpecError, match="there is no module"):
         load_backend("judge", "hive_no_such_module_xyz.create_judge")
     (tmp_path / "hive_fake_backend_mod.py").write_text(
         "import hive_not_installed_package_xyz\ndef create_judge(**kw):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(BackendUnavailableError, match="hive_not_installed_package_xyz.*pip install"):
+    with pytest.raises(MissingDependencyError, match="hive_not_installed_package_xyz.*pip install"):
         load_backend("judge", "hive_fake_backend_mod.create_judge")
-    with pytest.raises(StageError, match="lacks the AudioJudge protocol"):
+    with pytest.raises(BackendSpecError, match="lacks the AudioJudge protocol"):
         load_backend("judge", f"{ME}.FakeTagger")
-    with pytest.raises(StageError, match="rejected the options"):
+    with pytest.raises(BackendSpecError, match="rejected the options"):
         load_backend("judge", f"{ME}.FakeJudge:colour=blue")
     judge = load_backend("judge", f"{ME}.FakeJudge:default=no", device="cuda:1")
     assert judge.ask([(np.zeros(4, np.float32), 16000)], "q") == ["no"]

@@ -15,7 +15,8 @@ from curation.models import (
     parse_spec,
 )
 from curation.models.answers import normalise, parse_bool, parse_option
-from curation.models.spec import require
+from curation.models.lazy import require
+from curation.models.registry import load_backend
 
 
 @pytest.mark.parametrize("answer", [
@@ -139,30 +140,31 @@ def test_missing_dependency_names_the_extra():
         require("hive_no_such_module_xyz", "test")
 
 
-def test_module_factories_take_typed_options_and_ignore_device():
-    """The stage runner's loader calls ``create_*(**options)`` with already-typed values."""
-    from curation.models import apollo, ast_tagger, openai_judge, qwen_omni, sherpa_tagger
-    judge = openai_judge.create_judge(url="http://127.0.0.1:9/v1", model=7, timeout=30,
-                                      concurrency=4, retries=0, device="cuda:0")
+def test_registered_backends_take_typed_json_options_and_the_device_they_accept():
+    """The one loader converts already-typed (JSON) option values and gives ``device`` only to
+    backends that take one."""
+    judge = load_backend("judge", 'openai:{"url": "http://127.0.0.1:9/v1", "model": 7, "timeout": 30, '
+                         '"concurrency": 4, "retries": 0}', device="cuda:0")
     assert (judge.model_name, judge.timeout, judge.concurrency, judge.retries) == ("7", 30.0, 4, 0)
-    q = qwen_omni.create_judge(path="/m", device="cpu", batch_size=2.0, system=None)
+    q = load_backend("judge", 'qwen-omni:{"path": "/m", "batch_size": 2.0, "system": null}', device="cpu")
     assert (q.device, q.batch_size, q.system) == ("cpu", 2, "")
-    s = sherpa_tagger.create_tagger(model="/m.onnx", labels="/l.csv", device="cpu")
-    assert s.sample_rate == 16000
-    a = ast_tagger.create_tagger(path="/ast", device="cpu", labels="/l.csv")
-    assert a.device == "cpu"
-    ap = apollo.create_super_resolver(code="/c", checkpoint="/k.ckpt", chunk=5, overlap=0.5,
-                                      unsafe_load="true", device="cpu", windowing="crossfade",
-                                      **{"class": "m:C"})
+    s = load_backend("tagger", "sherpa:model=/m.onnx,labels=/l.csv", device="cpu")  # takes no device
+    assert s.sample_rate == 16000 and not hasattr(s, "device")
+    a = load_backend("tagger", "ast:path=/ast,labels=/l.csv", device="cuda:1")
+    assert a.device == "cuda:1"
+    assert load_backend("tagger", "ast:path=/ast,device=cpu", device="cuda:1").device == "cpu"
+    ap = load_backend("superres", 'apollo:{"code": "/c", "checkpoint": "/k.ckpt", "chunk": 5, '
+                      '"overlap": 0.5, "unsafe_load": "true", "device": "cpu", '
+                      '"windowing": "crossfade", "class": "m:C"}')
     assert (ap.chunk_s, ap.unsafe_load, ap.class_name, ap.windowing) == (5.0, True, "m:C", "crossfade")
-    ap = apollo.create_super_resolver(code="/c", checkpoint="/k.ckpt", chunk="5", tail="2.5")
+    ap = load_backend("superres", "apollo:code=/c,checkpoint=/k.ckpt,chunk=5,tail=2.5")
     assert (ap.windowing, ap.tail_s) == ("reference", 2.5)
     with pytest.raises(BackendSpecError, match="tail"):  # the next window would not cover the tail
-        apollo.create_super_resolver(code="/c", checkpoint="/k.ckpt", chunk=5)
+        load_backend("superres", "apollo:code=/c,checkpoint=/k.ckpt,chunk=5")
     with pytest.raises(BackendSpecError, match="not a valid int"):
-        qwen_omni.create_judge(path="/m", batch_size=2.5)
+        load_backend("judge", 'qwen-omni:{"path": "/m", "batch_size": 2.5}')
     with pytest.raises(BackendSpecError, match="not a valid bool"):
-        apollo.create_super_resolver(code="/c", checkpoint="/k", unsafe_load="maybe")
+        load_backend("superres", "apollo:code=/c,checkpoint=/k,unsafe_load=maybe")
 
 
 def test_stage_runner_loader_builds_these_backends():

@@ -215,7 +215,7 @@ def test_spec_string_builds_the_judge(server):
     assert isinstance(judge, OpenAIJudge)
     assert (judge.timeout, judge.concurrency, judge.retries) == (5.0, 2, 0)
     assert judge.model_id == "openai:qwen" and judge.provenance["url"] == server.url
-    assert judge._client is None  # lazy: no client before the first call
+    assert judge._loaded is None  # lazy: no client before the first call
     assert judge.ask([(_clip(0.9), 16000)], "mode:ok") == [" True."]
     judge.close()
 

@@ -146,7 +146,7 @@ def sherpa_models(tmp_path_factory):
 def test_sherpa_tagger_scores_names_mids(sherpa_models, labels_csv):
     tagger = make_tagger(f"sherpa:model={sherpa_models['bias']},labels={labels_csv}")
     assert tagger.sample_rate == 16000
-    assert tagger._tagger is None  # lazy
+    assert tagger._loaded is None  # lazy
     rng = np.random.default_rng(1)
     clips = [0.1 * rng.standard_normal(16000).astype(np.float32), np.zeros(8000, np.float32)]
     out = tagger.tag(clips, top_k=3)

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from curation.models.registry import make_judge
 from mixing import __version__
 from mixing.errors import HiveError, InvalidRecordError
 from mixing.metadata import MixtureRecord
@@ -172,15 +173,6 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def make_judge(spec: str) -> AudioJudge:
-    try:
-        from curation.models import make_judge as factory
-    except ImportError as exc:
-        raise CurateError(f"judge backends are not available ({exc}); install the package with its "
-                          "'models' extra (pip install 'hive-uss[models]')") from exc
-    return factory(spec)
 
 
 def apply_request_settings(judge: AudioJudge, prompt: PromptSettings, *, explicit_system: bool = True) -> None:

@@ -25,10 +25,11 @@ import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from curation.models.registry import AudioJudge
 from mixing.errors import HiveError
 from mixing.metadata import MixtureRecord
 from mixing.ontology import UnknownNodeError
@@ -41,14 +42,6 @@ from .prompt import PromptSettings, parse_choice
 log = logging.getLogger(__name__)
 
 SCORED, TRIVIAL, UNSCORED = "scored", "trivial", "unscored"
-
-
-class AudioJudge(Protocol):
-    """What curation needs from a judge backend (see :mod:`curation.models`)."""
-
-    model_id: str
-
-    def ask(self, items: list[tuple[np.ndarray, int]], prompt: str) -> list[str | None]: ...
 
 
 class JudgeProtocolError(HiveError, TypeError):

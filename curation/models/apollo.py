@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from curation.models.audio_io import to_rate
-from curation.models.spec import BackendSpecError, factory, require
+from curation.models.lazy import LazyModel, auto_device
+from curation.models.registry import BackendSpecError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def crossfade_windows(starts: list[int], chunk: int, overlap: int, n: int) -> li
     return windows
 
 
-class ApolloSuperResolver:
+class ApolloSuperResolver(LazyModel):
     """``SuperResolver``: soxr upsampling to 44.1 kHz, then Apollo restoration, chunked.
 
     Options: ``code`` (local checkout of the Apollo code), ``checkpoint`` (weights file),
@@ -120,6 +120,9 @@ class ApolloSuperResolver:
     ``cuda:N``), ``unsafe_load`` (``true`` to unpickle a checkpoint holding arbitrary objects;
     only for files you trust).
     """
+
+    backend = "apollo super-resolution"
+    requires = {"torch": "torch"}
 
     def __init__(self, code: str, checkpoint: str, config: str = "", chunk: float = 10.0,
                  overlap: float = 1.0, batch_size: int = 4, device: str = "auto",
@@ -151,7 +154,6 @@ class ApolloSuperResolver:
         self.device = device
         self.unsafe_load = bool(unsafe_load)
         self.model_id = f"apollo:{Path(self.checkpoint).name}"
-        self._loaded: dict[str, Any] | None = None
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -235,15 +237,8 @@ class ApolloSuperResolver:
                 state = {k[len(prefix):]: v for k, v in state.items()}
         return state
 
-    @property
-    def model(self):
-        """The restoration model, in eval mode on its device (loaded on first use)."""
-        return self._load()["model"]
-
-    def _load(self) -> dict[str, Any]:
-        if self._loaded is not None:
-            return self._loaded
-        torch = require("torch", "apollo super-resolution")
+    def load(self, torch) -> dict[str, Any]:
+        """The restoration model, in eval mode on its device."""
         kwargs, target = self._model_kwargs()
         cls = self._import_class(self.class_name or target or DEFAULT_CLASS)
         model = cls(**kwargs)
@@ -252,18 +247,13 @@ class ApolloSuperResolver:
             raise RuntimeError(
                 f"apollo: checkpoint {self.checkpoint} does not fit {cls.__name__}({kwargs}): "
                 f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}; check config=")
-        if self.device == "auto":
-            device = (f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
-                      if torch.cuda.is_available() else "cpu")
-        else:
-            device = self.device
+        device = auto_device(torch, self.device)
         model = model.to(device).eval()
-        self._loaded = {"torch": torch, "model": model, "device": device}
-        return self._loaded
+        return {"torch": torch, "model": model, "device": device}
 
     # -- inference ----------------------------------------------------------------------------
     def _run(self, windows: list[np.ndarray]) -> list[np.ndarray]:
-        st = self._load()
+        st = self.state()
         torch, model = st["torch"], st["model"]
         x = torch.from_numpy(np.stack(windows)[:, None, :]).to(st["device"])
         with torch.inference_mode():
@@ -345,6 +335,3 @@ class ApolloSuperResolver:
             result = result[border:total - border]
         return result.astype(np.float32)
 
-
-#: Factory for the stage runner's loader (``curation.stages.base.load_backend``).
-create_super_resolver = factory(ApolloSuperResolver, "apollo", ignore=())

@@ -8,7 +8,6 @@ multi-label); names come from the model's ``id2label`` and mids from an optional
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,22 @@ import numpy as np
 
 from curation.models.audio_io import as_mono_float32
 from curation.models.labels import LabelTable, read_labels_csv
-from curation.models.spec import BackendSpecError, factory, require
+from curation.models.lazy import LazyModel, auto_device, existing
+from curation.models.registry import BackendSpecError
 
 log = logging.getLogger(__name__)
 
 
-class ASTTagger:
+class ASTTagger(LazyModel):
     """``Tagger`` backed by ``transformers.ASTForAudioClassification``.
 
     Options: ``path`` (checkpoint folder), ``labels`` (optional ``class_labels_indices.csv``
     giving each class its AudioSet mid; without it mids are empty), ``device`` (``auto``, ``cpu``,
     ``cuda:N``), ``batch_size``, ``sample_rate`` (0 = the feature extractor's, 16 kHz for AST).
     """
+
+    backend = "ast tagger"
+    requires = {"torch": "torch", "transformers": "transformers"}
 
     def __init__(self, path: str, labels: str = "", device: str = "auto", batch_size: int = 16,
                  sample_rate: int = 0):
@@ -39,7 +42,6 @@ class ASTTagger:
         self.batch_size = int(batch_size)
         self._rate = int(sample_rate)
         self.model_id = self.path
-        self._loaded: dict[str, Any] | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -61,24 +63,10 @@ class ASTTagger:
         return {"backend": "ast", "path": self.path, "labels": self.labels_path or None,
                 "sample_rate": self.sample_rate, "score": "sigmoid"}
 
-    @property
-    def model(self):
-        return self._load()["model"]
-
-    def _load(self) -> dict[str, Any]:
-        if self._loaded is not None:
-            return self._loaded
-        torch = require("torch", "ast tagger")
-        transformers = require("transformers", "ast tagger")
-        if not Path(self.path).is_dir():
-            raise FileNotFoundError(
-                f"ast tagger: model folder {self.path!r} does not exist; download e.g. "
-                "MIT/ast-finetuned-audioset-10-10-0.4593 to a folder and pass path=DIR")
-        if self.device == "auto":
-            device = (f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
-                      if torch.cuda.is_available() else "cpu")
-        else:
-            device = self.device
+    def load(self, torch, transformers) -> dict[str, Any]:
+        existing(self.path, "ast tagger", "model folder",
+                 "download e.g. MIT/ast-finetuned-audioset-10-10-0.4593 to a folder and pass path=DIR")
+        device = auto_device(torch, self.device)
         model = transformers.ASTForAudioClassification.from_pretrained(self.path).to(device).eval()
         fe = transformers.ASTFeatureExtractor.from_pretrained(self.path)
         if self._rate and self._rate != fe.sampling_rate:
@@ -91,13 +79,12 @@ class ASTTagger:
         if table is not None and sum(1 for m in mids if m) < len(names):
             log.warning("ast tagger: %d of %d classes of %s have no mid in %s",
                         sum(1 for m in mids if not m), len(names), self.path, self.labels_path)
-        self._loaded = {"torch": torch, "model": model, "feature_extractor": fe,
-                        "device": device, "names": names, "mids": mids}
-        return self._loaded
+        return {"torch": torch, "model": model, "feature_extractor": fe,
+                "device": device, "names": names, "mids": mids}
 
     def scores(self, clips: list[np.ndarray]) -> np.ndarray:
         """``(len(clips), num_labels)`` sigmoid scores."""
-        st = self._load()
+        st = self.state()
         torch, fe, model = st["torch"], st["feature_extractor"], st["model"]
         out = []
         for start in range(0, len(clips), self.batch_size):
@@ -116,7 +103,7 @@ class ASTTagger:
             raise ValueError(f"top_k must be > 0, got {top_k}")
         if not clips:
             return []
-        st = self._load()
+        st = self.state()
         scores = self.scores(clips)
         k = min(int(top_k), scores.shape[1])
         results = []
@@ -125,6 +112,3 @@ class ASTTagger:
             results.append([(st["names"][i], st["mids"][i], float(row[i])) for i in order])
         return results
 
-
-#: Factory for the stage runner's loader (``curation.stages.base.load_backend``).
-create_tagger = factory(ASTTagger, "ast", ignore=())

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from curation.models.audio_io import to_rate, wav_data_url
-from curation.models.spec import BackendSpecError, factory, require
+from curation.models.lazy import LazyModel
+from curation.models.registry import BackendSpecError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class RequestFailed(Exception):
         self.retry = retry
 
 
-class OpenAIJudge:
+class OpenAIJudge(LazyModel):
     """``AudioJudge`` backed by an OpenAI-compatible ``/chat/completions`` endpoint.
 
     Options (spec keys): ``url`` (base URL ending in ``/v1``), ``model`` (served model name),
@@ -59,6 +60,9 @@ class OpenAIJudge:
     ``deadline`` (seconds one attempt may take in all; default ``4 * timeout``),
     ``max_answer_bytes`` (largest answer body read; default 1 MiB).
     """
+
+    backend = "openai judge"
+    requires = {"httpx": "httpx"}
 
     def __init__(self, url: str, model: str, timeout: float = 60.0, concurrency: int = 4,
                  retries: int = 3, backoff: float = 1.0, max_backoff: float = 30.0,
@@ -102,7 +106,6 @@ class OpenAIJudge:
         # the served model, not the server address: restarting a server elsewhere keeps the
         # answer caches valid (the URL is in the provenance)
         self.model_id = f"openai:{model}"
-        self._client = None
         self._lock = threading.Lock()
 
     @property
@@ -111,33 +114,21 @@ class OpenAIJudge:
                 "max_tokens": self.max_tokens, "temperature": self.temperature, "rate": self.rate,
                 "wav": self.wav_subtype}
 
-    @property
-    def model(self):
-        """The shared HTTP client (created on first use; httpx clients are thread-safe)."""
-        with self._lock:
-            if self._client is None:
-                httpx = require("httpx", "openai judge")
-                headers = {"Content-Type": "application/json"}
-                key = os.environ.get(self.api_key_env) if self.api_key_env else None
-                if key:
-                    headers["Authorization"] = f"Bearer {key}"
-                limits = httpx.Limits(max_connections=self.concurrency,
-                                      max_keepalive_connections=self.concurrency)
-                self._client = httpx.Client(timeout=httpx.Timeout(self.timeout), headers=headers,
-                                            limits=limits)
-            return self._client
+    def load(self, httpx) -> dict[str, Any]:
+        """The shared HTTP client as ``model`` (httpx clients are thread-safe)."""
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        limits = httpx.Limits(max_connections=self.concurrency,
+                              max_keepalive_connections=self.concurrency)
+        client = httpx.Client(timeout=httpx.Timeout(self.timeout), headers=headers, limits=limits)
+        return {"model": client, "httpx": httpx}
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-
-    def __enter__(self) -> "OpenAIJudge":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        loaded = self.unload()
+        if loaded is not None:
+            loaded["model"].close()
 
     # -- requests -----------------------------------------------------------------------------
     def request_body(self, y: np.ndarray, sr: int, prompt: str) -> dict[str, Any]:
@@ -176,10 +167,11 @@ class OpenAIJudge:
         return b"".join(parts)
 
     def _attempt(self, body: dict[str, Any]) -> str | None:
-        httpx = require("httpx", "openai judge")
+        st = self.state()
+        httpx = st["httpx"]
         started = time.monotonic()
         try:
-            with self.model.stream("POST", f"{self.url}/chat/completions", json=body) as response:
+            with st["model"].stream("POST", f"{self.url}/chat/completions", json=body) as response:
                 status = response.status_code
                 data = self._read_body(response, started)
         except httpx.TimeoutException as exc:
@@ -230,6 +222,3 @@ class OpenAIJudge:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hive-judge") as pool:
             return list(pool.map(lambda item: self.ask_one(item[0], item[1], prompt), items))
 
-
-#: Factory for the stage runner's loader (``curation.stages.base.load_backend``).
-create_judge = factory(OpenAIJudge, "openai", ignore=("device",))

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from curation.models.audio_io import to_rate
-from curation.models.spec import BackendSpecError, factory, require
+from curation.models.lazy import LazyModel, auto_device, existing
+from curation.models.registry import BackendSpecError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ FAMILIES: dict[str, tuple[str, bool, str]] = {
 _STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
-class QwenOmniJudge:
+class QwenOmniJudge(LazyModel):
     """``AudioJudge`` on a local Qwen3-Omni / Qwen2.5-Omni checkpoint folder.
 
     Options: ``path`` (checkpoint folder), ``device`` (``auto``: this rank's GPU when CUDA is
@@ -54,6 +54,9 @@ class QwenOmniJudge:
     ``flash_attention_2``; empty = transformers' default), ``processor`` (``auto``, ``processor``
     or ``manual``, see the module docstring).
     """
+
+    backend = "qwen-omni judge"
+    requires = {"torch": "torch", "transformers": "transformers"}
 
     def __init__(self, path: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  max_new_tokens: int = 8, system: str = "", attn: str = "",
@@ -75,7 +78,6 @@ class QwenOmniJudge:
         self.attn = attn
         self.processor_mode = processor
         self.model_id = self.path
-        self._loaded: dict[str, Any] | None = None
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -90,11 +92,7 @@ class QwenOmniJudge:
     def _resolve_device(self, torch) -> tuple[str | None, Any]:
         if self.device == "map":
             return None, "auto"
-        if self.device != "auto":
-            return self.device, None
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}", None
-        return "cpu", None
+        return auto_device(torch, self.device), None
 
     def _resolve_dtype(self, torch, device: str | None):
         if self.dtype == "auto":
@@ -104,18 +102,12 @@ class QwenOmniJudge:
     @property
     def model(self):
         """The loaded thinker (loads the checkpoint on first use)."""
-        return self._load()["thinker"]
+        return self.state()["thinker"]
 
-    def _load(self) -> dict[str, Any]:
-        if self._loaded is not None:
-            return self._loaded
-        torch = require("torch", "qwen-omni judge")
-        transformers = require("transformers", "qwen-omni judge")
-        if not Path(self.path).is_dir():
-            raise FileNotFoundError(
-                f"qwen-omni judge: model folder {self.path!r} does not exist; download the "
-                "checkpoint (e.g. `hf download Qwen/Qwen3-Omni-30B-A3B-Instruct --local-dir DIR`) "
-                "and pass path=DIR")
+    def load(self, torch, transformers) -> dict[str, Any]:
+        existing(self.path, "qwen-omni judge", "model folder",
+                 "download the checkpoint (e.g. `hf download Qwen/Qwen3-Omni-30B-A3B-Instruct "
+                 "--local-dir DIR`) and pass path=DIR")
         config = transformers.AutoConfig.from_pretrained(self.path)
         model_type = getattr(config, "model_type", None)
         if model_type not in FAMILIES:
@@ -172,7 +164,7 @@ class QwenOmniJudge:
             if not getattr(tokenizer, "chat_template", None):
                 tokenizer.chat_template = _read_chat_template(Path(self.path))
         thinker_config = getattr(config, "thinker_config", config)
-        self._loaded = {
+        return {
             "torch": torch, "model": model, "thinker": thinker, "tokenizer": tokenizer,
             "processor": processor, "feature_extractor": feature_extractor, "family": family,
             "model_type": model_type, "thinker_config": thinker_config,
@@ -181,7 +173,6 @@ class QwenOmniJudge:
             "dtype": next(thinker.parameters()).dtype,
             "eos": _stop_ids(tokenizer, model),
         }
-        return self._loaded
 
     # -- inputs -------------------------------------------------------------------------------
     def conversation(self, prompt: str) -> list[dict[str, Any]]:
@@ -194,7 +185,7 @@ class QwenOmniJudge:
 
     def build_inputs(self, clips: list[np.ndarray], prompt: str) -> dict[str, Any]:
         """Model inputs for a batch of 16 kHz (feature-extractor rate) mono clips."""
-        st = self._load()
+        st = self.state()
         templater = st["processor"] or st["tokenizer"]
         text = templater.apply_chat_template(self.conversation(prompt), add_generation_prompt=True,
                                              tokenize=False)
@@ -235,7 +226,7 @@ class QwenOmniJudge:
 
     # -- generation ---------------------------------------------------------------------------
     def _generate(self, clips: list[np.ndarray], prompt: str) -> list[str]:
-        st = self._load()
+        st = self.state()
         torch = st["torch"]
         inputs = self.build_inputs(clips, prompt)
         moved = {}
@@ -257,7 +248,7 @@ class QwenOmniJudge:
         return [s.strip() for s in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
     def _generate_splitting(self, clips: list[np.ndarray], prompt: str) -> list[str | None]:
-        st = self._load()
+        st = self.state()
         torch = st["torch"]
         try:
             return list(self._generate(clips, prompt))
@@ -277,7 +268,7 @@ class QwenOmniJudge:
         """One decoded answer per ``(clip, rate)`` item, in order (``None``: out of memory)."""
         if not items:
             return []
-        rate = int(self._load()["feature_extractor"].sampling_rate)
+        rate = int(self.state()["feature_extractor"].sampling_rate)
         clips = [to_rate(y, sr, rate) for y, sr in items]
         answers: list[str | None] = []
         for start in range(0, len(clips), self.batch_size):
@@ -323,6 +314,3 @@ def _read_chat_template(folder: Path) -> str:
     raise RuntimeError(f"qwen-omni judge: {folder} has no chat template (tokenizer_config.json, "
                        "chat_template.jinja or chat_template.json)")
 
-
-#: Factory for the stage runner's loader (``curation.stages.base.load_backend``).
-create_judge = factory(QwenOmniJudge, "qwen-omni", ignore=())

@@ -34,7 +34,8 @@ import numpy as np
 
 from curation.models.audio_io import as_mono_float32
 from curation.models.labels import LabelTable, read_labels_csv
-from curation.models.spec import BackendSpecError, factory, require
+from curation.models.lazy import LazyModel, existing
+from curation.models.registry import BackendSpecError
 from mixing.errors import HiveError
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def _failure_detail(stderr: str) -> str:
     return (useful or lines or ["no message"])[-1]
 
 
-class SherpaTagger:
+class SherpaTagger(LazyModel):
     """``Tagger`` backed by ``sherpa_onnx.AudioTagging``.
 
     Options: ``model`` (the zipformer ``model.onnx`` or ``model.int8.onnx``), ``labels``
@@ -105,6 +106,9 @@ class SherpaTagger:
     """
 
     sample_rate = SAMPLE_RATE
+    backend = "sherpa tagger"
+    requires = {"sherpa_onnx": "sherpa-onnx"}
+    remember = (HiveError,)  # a bad labels file or model is not tried again per clip
 
     def __init__(self, model: str, labels: str = "", num_threads: int = 1, provider: str = "cpu"):
         if num_threads <= 0:
@@ -117,9 +121,7 @@ class SherpaTagger:
         self.num_threads = int(num_threads)
         self.provider = provider
         self.model_id = self.model_path
-        self._tagger = None
         self._labels: LabelTable | None = None
-        self._load_error: Exception | None = None  # a failed load is not tried again per clip
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -132,36 +134,21 @@ class SherpaTagger:
             self._labels = read_labels_csv(self.labels_path)
         return self._labels
 
-    @property
-    def model(self):
-        """The ``sherpa_onnx.AudioTagging`` object (built on first use)."""
-        if self._load_error is not None:
-            raise self._load_error
-        if self._tagger is None:
-            sherpa_onnx = require("sherpa_onnx", "sherpa tagger", "sherpa-onnx")
-            if not Path(self.model_path).is_file():
-                raise FileNotFoundError(
-                    f"sherpa tagger: model file {self.model_path!r} does not exist; download a "
-                    "zipformer audio-tagging model (sherpa-onnx-zipformer-audio-tagging-*) and "
-                    "pass model=.../model.onnx")
-            try:
-                labels = self.labels  # our parser checks the user's CSV; sherpa-onnx never reads it
-            except HiveError as exc:
-                self._load_error = exc
-                raise
-            fd, private = tempfile.mkstemp(prefix="hive-sherpa-labels-", suffix=".csv")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                    f.write(sherpa_labels_text(labels))
-                self._tagger = self._load(sherpa_onnx, private, len(labels))
-            except SherpaModelError as exc:
-                self._load_error = exc
-                raise
-            finally:
-                os.unlink(private)  # sherpa-onnx reads the names while it loads
-        return self._tagger
+    def load(self, sherpa_onnx) -> dict[str, Any]:
+        """The ``sherpa_onnx.AudioTagging`` object as ``model``."""
+        existing(self.model_path, "sherpa tagger", "model file",
+                 "download a zipformer audio-tagging model (sherpa-onnx-zipformer-audio-tagging-*) "
+                 "and pass model=.../model.onnx", folder=False)
+        labels = self.labels  # our parser checks the user's CSV; sherpa-onnx never reads it
+        fd, private = tempfile.mkstemp(prefix="hive-sherpa-labels-", suffix=".csv")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(sherpa_labels_text(labels))
+            return {"model": self._build(sherpa_onnx, private, len(labels))}
+        finally:
+            os.unlink(private)  # sherpa-onnx reads the names while it loads
 
-    def _load(self, sherpa_onnx, private_labels: str, n_labels: int):
+    def _build(self, sherpa_onnx, private_labels: str, n_labels: int):
         top_k = min(5, n_labels)
         status, stderr = probe(self.model_path, private_labels, self.num_threads, self.provider, top_k)
         if status != 0:
@@ -203,10 +190,6 @@ class SherpaTagger:
             tags.sort(key=lambda t: -t[2])  # sherpa-onnx returns them best first; keep it so
             results.append(tags)
         return results
-
-
-#: Factory for the stage runner's loader (``curation.stages.base.load_backend``).
-create_tagger = factory(SherpaTagger, "sherpa", ignore=("device",))
 
 
 def _probe_main(argv: list[str]) -> int:

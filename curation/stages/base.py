@@ -1,5 +1,6 @@
 """What every mining stage shares: the item record, drops with named reasons, the stage class,
-the model-backend protocols and their lazy factory, and audio access for clips.
+asking the judge, and audio access for clips. Backends (protocols and ``load_backend``) come from
+the one registry, :mod:`curation.models.registry`.
 
 A stage is a small class (a dataclass whose fields are its options). The runner feeds it the
 sorted share of one rank; :meth:`Stage.run` batches the items and yields, per input item, the
@@ -13,19 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
-import inspect
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import logging
 
 import numpy as np
 
+from curation.models.registry import AudioJudge, SuperResolver, Tagger, load_backend  # noqa: F401
 from mixing.audio import chunk_frames, probe, read_frames, to_mono
 from mixing.corpora import DatasetPaths
 from mixing.errors import (
@@ -35,207 +35,12 @@ from mixing.errors import (
 
 log = logging.getLogger(__name__)
 
-# ---- model backend protocols -------------------------------------------------------------------
-
-
-@runtime_checkable
-class AudioJudge(Protocol):
-    """An audio LLM. ``ask`` gets mono float32 clips with their sample rates and one prompt, and
-    returns one raw answer string per clip, in order (``None`` where the call for that clip
-    failed). Resampling to the model's rate is the backend's business."""
-
-    model_id: str
-
-    def ask(self, items: list[tuple[np.ndarray, int]], prompt: str) -> list[str | None]: ...
-
-
-@runtime_checkable
-class Tagger(Protocol):
-    """An AudioSet tagger. ``tag`` gets mono float32 clips already at ``sample_rate`` and returns,
-    per clip, up to ``top_k`` ``(AudioSet name, AudioSet mid, score)`` best first."""
-
-    model_id: str
-    sample_rate: int
-
-    def tag(self, clips: list[np.ndarray], top_k: int) -> list[list[tuple[str, str, float]]]: ...
-
-
-@runtime_checkable
-class SuperResolver(Protocol):
-    """Brings a mono float32 clip at ``sr`` to 44100 Hz, preserving its length in time
-    (``ceil(len(y) * 44100 / sr)`` samples)."""
-
-    model_id: str
-
-    def process(self, y: np.ndarray, sr: int) -> np.ndarray: ...
-
-
-PROTOCOLS: dict[str, type] = {"judge": AudioJudge, "tagger": Tagger, "superres": SuperResolver}
-
-#: Where short backend names are looked up: the registries of :mod:`curation.models` (name ->
-#: ``module:Class``); such a class is built by that package's option checking, from the spec's
-#: string options. A dotted name ``package.module.attribute`` names a factory or class directly
-#: (plugins, tests); its options are converted here (numbers, true/false/none).
-REGISTRIES: dict[str, str] = {"judge": "JUDGES", "tagger": "TAGGERS", "superres": "SUPERRESOLVERS"}
-#: Used when :mod:`curation.models` itself cannot be imported: modules with a factory below.
-BACKEND_MODULES: dict[str, dict[str, str]] = {
-    "judge": {"qwen-omni": "curation.models.qwen_omni", "openai": "curation.models.openai_judge"},
-    "tagger": {"sherpa-onnx": "curation.models.sherpa_tagger", "ast": "curation.models.ast_tagger"},
-    "superres": {"apollo": "curation.models.apollo"},
-}
-#: Factory attribute names looked for in a backend module, in order.
-FACTORY_NAMES: dict[str, tuple[str, ...]] = {
-    "judge": ("create_judge", "create"),
-    "tagger": ("create_tagger", "create"),
-    "superres": ("create_super_resolver", "create_superres", "create"),
-}
+# ---- model backends: one registry for mining and curation (curation/models/registry.py) ---------
+# re-exported for the stages: AudioJudge, Tagger, SuperResolver and load_backend
 
 
 class StageError(HiveError):
     """A stage was configured wrongly or a backend broke its protocol."""
-
-
-class BackendUnavailableError(StageError, ImportError):
-    """A model backend cannot be imported (its optional dependencies are missing)."""
-
-
-_INT_TEXT = re.compile(r"[-+]?\d+")
-_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
-
-
-def _coerce_value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    if _INT_TEXT.fullmatch(text):
-        return int(text)
-    if _FLOAT_TEXT.fullmatch(text):  # not "nan", "inf" or "1_000": those stay strings
-        return float(text)
-    return text
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """``NAME[:k=v,k=v]`` or ``NAME:{json object}``, e.g. ``openai:url=http://127.0.0.1:8000/v1,model=x``."""
-
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)  # strings, or JSON values
-
-    @classmethod
-    def parse(cls, spec: str) -> BackendSpec:
-        if not isinstance(spec, str) or not spec.strip():
-            raise StageError(f"backend spec is {spec!r}; expected NAME or NAME:key=value,... "
-                             "(e.g. openai:url=http://127.0.0.1:8000/v1,model=Qwen3-Omni)")
-        name, _, rest = spec.strip().partition(":")
-        options: dict[str, Any] = {}
-        rest = rest.strip()
-        if rest.startswith("{"):
-            try:
-                options = json.loads(rest)
-            except json.JSONDecodeError as exc:
-                raise StageError(f"backend spec {spec!r}: options are not valid JSON ({exc})") from None
-        elif rest:
-            for part in rest.split(","):
-                key, eq, value = part.partition("=")
-                if not eq or not key.strip():
-                    raise StageError(f"backend spec {spec!r}: option {part!r} is not key=value; "
-                                     "separate options with commas, or pass a JSON object")
-                options[key.strip()] = value.strip()
-        return cls(name.strip(), options)
-
-    def typed(self) -> dict[str, Any]:
-        """Options with ``true``/``false``/``none`` and numbers converted (for dotted-path factories;
-        the registered backends convert their string options to their own types)."""
-        return {k: _coerce_value(v) if isinstance(v, str) else v for k, v in self.options.items()}
-
-    def __str__(self) -> str:
-        if not self.options:
-            return self.name
-        return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in self.options.items())
-
-
-def _registered(kind: str) -> dict[str, str]:
-    """Short name -> ``module:Class`` (or a module, whose factory is used) of ``kind``."""
-    try:
-        models = importlib.import_module("curation.models")
-        return dict(getattr(models, REGISTRIES[kind]))
-    except (ImportError, AttributeError):
-        return dict(BACKEND_MODULES.get(kind, {}))
-
-
-def _import_factory(kind: str, name: str) -> tuple[Callable[..., Any], bool]:
-    """The factory (or class) for ``name`` and whether it is a registered backend, whose options
-    stay strings (the backend converts them to its own types)."""
-    known = _registered(kind)
-    registered = name.lower() in known
-    if registered:
-        module_name, _, attr = known[name.lower()].partition(":")
-        attrs = (attr,) if attr else FACTORY_NAMES[kind]
-    elif "." in name:
-        module_name, _, attr = name.rpartition(".")
-        attrs = (attr,)
-    else:
-        raise BackendUnavailableError(
-            f"unknown {kind} backend {name!r}; known {kind} backends: {', '.join(sorted(known)) or 'none'} "
-            "(or a dotted path package.module.factory)")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise BackendUnavailableError(
-                f"{kind} backend {name!r}: there is no module {module_name}; known {kind} backends: "
-                f"{', '.join(sorted(known)) or 'none'} (or a dotted path package.module.factory)") from None
-        raise BackendUnavailableError(
-            f"{kind} backend {name!r} needs the Python package {exc.name!r}, which is not installed; "
-            "install the model extras: pip install 'hive-uss[models]'") from exc
-    for attr in attrs:
-        factory = getattr(module, attr, None)
-        if callable(factory):
-            return factory, registered
-    raise BackendUnavailableError(f"{kind} backend {name!r}: module {module_name} defines none of "
-                                  f"{', '.join(attrs)}; expected a factory taking the spec's options")
-
-
-def _build(factory: Callable[..., Any], name: str, options: dict[str, Any], registered: bool) -> Any:
-    if registered and isinstance(factory, type):
-        try:  # the backends' own option checking and conversion
-            from curation.models.spec import build_from_options
-        except ImportError:
-            return factory(**options)
-        return build_from_options(factory, name, options)
-    return factory(**options)
-
-
-def load_backend(kind: str, spec: str | BackendSpec, device: str | None = None) -> Any:
-    """Create a backend of ``kind`` (judge, tagger, superres) from its spec. Call in the worker."""
-    if kind not in PROTOCOLS:
-        raise StageError(f"backend kind {kind!r}; expected one of {', '.join(PROTOCOLS)}")
-    spec = spec if isinstance(spec, BackendSpec) else BackendSpec.parse(spec)
-    factory, registered = _import_factory(kind, spec.name)
-    options = dict(spec.options) if registered else spec.typed()
-    if device is not None and "device" not in options:
-        try:
-            params = inspect.signature(factory).parameters.values()
-        except (TypeError, ValueError):
-            params = []
-        if any(p.name == "device" or p.kind is p.VAR_KEYWORD for p in params):
-            options["device"] = device
-    try:
-        backend = _build(factory, spec.name.lower(), options, registered)
-    except TypeError as exc:
-        raise StageError(f"{kind} backend {spec.name!r} rejected the options {options}: {exc}") from exc
-    except ImportError as exc:  # a dependency imported when the backend is built
-        if isinstance(exc, HiveError):
-            raise
-        raise BackendUnavailableError(
-            f"{kind} backend {spec.name!r} needs the Python package {exc.name or exc}, which is not "
-            "installed; install the model extras: pip install 'hive-uss[models]'") from exc
-    if not isinstance(backend, PROTOCOLS[kind]):
-        raise StageError(f"{kind} backend {spec.name!r} returned a {type(backend).__name__}, which lacks "
-                         f"the {PROTOCOLS[kind].__name__} protocol (see curation/stages/base.py)")
-    return backend
 
 
 def sha256_text(text: str) -> str:
