@@ -106,6 +106,11 @@ def _spec(url: str) -> str:
     return f"openai:url={url},model=toy-omni,retries=0,backoff=0,timeout=5,concurrency=2"
 
 
+def _items(toy) -> int:
+    """Items in the toy pool (the count grows when the toy corpus gains files)."""
+    return sum(1 for line in toy.pool.read_text().splitlines() if line.strip())
+
+
 def _mine(toy, spec: str, out: Path, *extra: str) -> int:
     return main(["mine", "single-event", "--input", str(toy.pool), "--output", str(out),
                  "--dataset-paths", str(toy.dataset_paths), "--judge", spec, "--retries", "0",
@@ -117,24 +122,25 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def test_failed_items_are_not_dropped_for_good_and_the_next_run_retries_only_them(toy, judge, tmp_path, capsys):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     ref = tmp_path / "ref"
     assert _mine(toy, _spec(judge.url), ref) == 0
     total = sum(judge.asked.values())
-    assert total == 88 and len(judge.asked) == 88
+    assert total == N and len(judge.asked) == N
 
     out = tmp_path / "flaky"
     judge.mode, judge.asked = "flaky", Counter()
     assert _mine(toy, _spec(judge.url), out) == 0  # about a quarter failed: under the default 50 %
     flaky = judge.flaky_keys()
-    assert 5 < len(flaky) < 44
+    assert 5 < len(flaky) < N // 2
     failures = _jsonl(out / "failures.jsonl")
     assert len(failures) == len(flaky)
     assert {f["reason"] for f in failures} == {"judge_failed"} and all(f["model_failure"] for f in failures)
     assert "HTTP 503" in failures[0]["detail"] and judge.url in failures[0]["detail"]
     assert not any(d["reason"] == "judge_failed" for d in _jsonl(out / "drops.jsonl"))
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["failed"] == {"judge_failed": len(flaky)} and stats["processed"] == 88
-    assert stats["kept"] + stats["dropped_total"] + stats["failed_total"] == 88
+    assert stats["failed"] == {"judge_failed": len(flaky)} and stats["processed"] == N
+    assert stats["kept"] + stats["dropped_total"] + stats["failed_total"] == N
     assert f"model failed for {len(flaky)}" in capsys.readouterr().out
 
     judge.mode, judge.asked = "up", Counter()  # the judge is back
@@ -154,30 +160,32 @@ def test_failed_items_are_not_dropped_for_good_and_the_next_run_retries_only_the
 
 
 def test_a_judge_that_is_down_fails_the_run_with_one_line_and_is_retried(toy, judge, tmp_path, capsys):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     out = tmp_path / "down"
     judge.mode = "down"
     assert _mine(toy, _spec(judge.url), out) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert err[0].startswith("hive mine single-event: error: the judge failed for 88 of 88 items (100.0% > 50%): ")
+    assert err[0].startswith(f"hive mine single-event: error: the judge failed for {N} of {N} items (100.0% > 50%): ")
     assert "HTTP 503" in err[0] and "failed items" in err[0] and "will be retried" in err[0]
     assert "Traceback" not in err[0]
-    assert len(_jsonl(out / "failures.jsonl")) == 88 and _jsonl(out / "output.jsonl") == []
+    assert len(_jsonl(out / "failures.jsonl")) == N and _jsonl(out / "output.jsonl") == []
     # even a tolerance of 100 % does not make a run in which the judge failed for everything pass
     assert _mine(toy, _spec(judge.url), out, "--max-failure-rate", "1") == 1
-    assert "failed for 88 of 88 items (all of them): " in capsys.readouterr().err
+    assert f"failed for {N} of {N} items (all of them): " in capsys.readouterr().err
     judge.mode, judge.asked = "up", Counter()
     assert _mine(toy, _spec(judge.url), out) == 0
-    assert len(judge.asked) == 88 and _jsonl(out / "failures.jsonl") == []
+    assert len(judge.asked) == N and _jsonl(out / "failures.jsonl") == []
 
 
 def test_max_failure_rate_is_the_threshold(toy, judge, tmp_path, capsys):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     judge.mode = "flaky"
     out = tmp_path / "strict"
     assert _mine(toy, _spec(judge.url), out, "--max-failure-rate", "0.05") == 1
     line = capsys.readouterr().err.strip()
     n = len(judge.flaky_keys())
-    assert f"the judge failed for {n} of 88 items ({100 * n / 88:.1f}% > 5%)" in line
+    assert f"the judge failed for {n} of {N} items ({100 * n / N:.1f}% > 5%)" in line
     assert "Traceback" not in line
     assert _mine(toy, _spec(judge.url), tmp_path / "bad", "--max-failure-rate", "1.5") == 2  # a usage error
     err = capsys.readouterr().err
@@ -185,15 +193,17 @@ def test_max_failure_rate_is_the_threshold(toy, judge, tmp_path, capsys):
 
 
 def test_connection_refused_names_the_server(toy, tmp_path, capsys):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     srv = SwitchableJudge()
     url = srv.url
     srv.close()  # nothing listens there any more
     assert _mine(toy, _spec(url), tmp_path / "refused") == 1
     line = capsys.readouterr().err.strip()
-    assert f"connection error to {url}" in line and "88 of 88 items" in line
+    assert f"connection error to {url}" in line and f"{N} of {N} items" in line
 
 
 def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     """Rank 1 alone is fine-ish, but over both ranks the judge failed for too many items: rank 0
     (which merges) exits non-zero; the other rank only reports its own share."""
     judge.mode = "flaky"
@@ -208,10 +218,10 @@ def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
     rc1, rc0 = (p.returncode for p in procs)
     assert rc0 == 1, results
     n = len(judge.flaky_keys())
-    assert f"failed for {n} of 88 items" in results[1][1]  # the merged count, from both ranks
+    assert f"failed for {n} of {N} items" in results[1][1]  # the merged count, from both ranks
     stats = json.loads((out / "stats.json").read_text())
     assert stats["failed_total"] == n and [r["failed_total"] for r in stats["per_rank"]] != [n, 0]
-    assert sum(r["processed"] for r in stats["per_rank"]) == 88
+    assert sum(r["processed"] for r in stats["per_rank"]) == N
     assert rc1 == 0 and "error:" not in results[0][1]  # with a merge, rank 0 decides
     # 'hive mine merge' applies the same check to the merged counts
     assert main(["mine", "merge", "--output", str(out), "--max-failure-rate", "0.05"]) == 1
@@ -220,6 +230,7 @@ def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy, judge, tmp_path):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     out = tmp_path / "accel"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -234,18 +245,19 @@ def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy
     judge.mode = "down"
     p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode != 0
-    assert "hive mine single-event: error: the judge failed for 88 of 88 items" in p.stderr
+    assert f"hive mine single-event: error: the judge failed for {N} of {N} items" in p.stderr
     stats = json.loads((out / "stats.json").read_text())
-    assert [r["failed_total"] for r in stats["per_rank"]] == [44, 44]
+    assert [r["failed_total"] for r in stats["per_rank"]] == [N // 2, N // 2]
     judge.mode, judge.asked = "up", Counter()
     p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert len(judge.asked) == 88 and sum(judge.asked.values()) == 88
-    assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == 88
+    assert len(judge.asked) == N and sum(judge.asked.values()) == N
+    assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == N
 
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_path):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     """Only rank 1 had failures: on the rerun rank 0 has nothing to do, yet must not merge rank 1's
     files of the earlier run (its marker is still there until its retry ends)."""
     items = sorted((json.loads(x) for x in toy.pool.read_text().splitlines()), key=lambda e: e["clip_id"])
@@ -268,18 +280,18 @@ def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_pat
     p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
-    assert [r["failed_total"] for r in stats["per_rank"]] == [0, 44]
-    # still failing: this run asked only rank 1's 44 items and all failed (rank 0 had nothing to do)
+    assert [r["failed_total"] for r in stats["per_rank"]] == [0, N // 2]
+    # still failing: this run asked only rank 1's N // 2 items and all failed (rank 0 had nothing to do)
     p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode != 0
-    assert "the judge failed for 44 of 44 items (100.0% > 60%)" in p.stderr, p.stderr[-4000:]
+    assert f"the judge failed for {N // 2} of {N // 2} items (100.0% > 60%)" in p.stderr, p.stderr[-4000:]
     judge.mode, judge.delay, judge.asked = "up", 0.05, Counter()
     p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert sum(judge.asked.values()) == 44
-    assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == 88
+    assert sum(judge.asked.values()) == N // 2
+    assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == N
     assert _jsonl(out / "failures.jsonl") == []
-    assert json.loads((out / "stats.json").read_text())["per_rank"][1]["processed"] == 44
+    assert json.loads((out / "stats.json").read_text())["per_rank"][1]["processed"] == N // 2
 
 
 class SwitchableTagger:
@@ -297,6 +309,7 @@ class SwitchableTagger:
 
 
 def test_a_tagger_that_raises_is_a_model_failure_and_retried(toy, tmp_path, monkeypatch, capsys):
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     out = tmp_path / "tag"
     args = ["mine", "tag", "--input", str(toy.pool), "--output", str(out), "--dataset-paths",
             str(toy.dataset_paths), "--tagger", "tests.test_mine_failures.SwitchableTagger", "--no-progress"]
@@ -305,11 +318,11 @@ def test_a_tagger_that_raises_is_a_model_failure_and_retried(toy, tmp_path, monk
     err = capsys.readouterr().err
     line = err.strip().splitlines()[-1]
     assert err.count("hive mine tag: error:") == 1
-    assert line.startswith("hive mine tag: error: the tagger failed for 88 of 88 items (100.0% > 50%): ")
+    assert line.startswith(f"hive mine tag: error: the tagger failed for {N} of {N} items (100.0% > 50%): ")
     assert "illegal memory access was encountered CUDA kernel errors" in line  # one line
     assert {f["reason"] for f in _jsonl(out / "failures.jsonl")} == {"tagger_failed"}
     monkeypatch.delenv("HIVE_TEST_TAGGER_DOWN")
     assert main(args) == 0
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["processed"] == 88 and stats["kept"] == 88 and len(_jsonl(out / "output.jsonl")) == 88
+    assert stats["processed"] == N and stats["kept"] == N and len(_jsonl(out / "output.jsonl")) == N
     assert _jsonl(out / "failures.jsonl") == [] and _jsonl(out / "drops.jsonl") == []
