@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixing.errors import HiveError
+
 PROMPT_VERSION = "hive-curate-v1"
 PROMPT_TEMPLATE = (
     "Listen to the audio clip. It contains one sound source.\n"
@@ -54,7 +56,7 @@ REFERENCE_SYSTEM = "You are a helpful assistant."
 PLACEHOLDERS = ("{options_json}", "{options}")
 
 
-class PromptError(ValueError):
+class PromptError(HiveError, ValueError):
     """A prompt template cannot be used."""
 
 
