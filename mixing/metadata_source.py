@@ -306,3 +306,24 @@ def hub_split_files(location: str, *, revision: str | None = None, config: str |
     if not out:
         raise MetadataSourceError(f"{location}: config {config!r} has no data files")
     return out
+
+
+def location_files(loc: Location) -> list[Path]:
+    """Every local file that reading ``loc`` may depend on, sorted: the file itself; a folder's
+    README.md and the data files of all its configs (or all its Parquet / legacy JSON files).
+    ``[]`` for a Hub id. What a cache key of the metadata should cover."""
+    path = loc.path
+    if path is None:
+        return []
+    if path.is_file():
+        return [path]
+    files: set[Path] = set()
+    if (path / "README.md").is_file():
+        files.add(path / "README.md")
+    if loc.kind == "configs":
+        files.update(f for c in loc.configs for _, pattern in c.data_files for f in path.glob(pattern) if f.is_file())
+    elif loc.kind == "parquet":
+        files.update(p for p in path.rglob("*.parquet") if p.is_file())
+    else:
+        files.update(_legacy_files(path))
+    return sorted(files)

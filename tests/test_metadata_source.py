@@ -14,7 +14,7 @@ from mixing.errors import HiveError, MetadataSourceError
 from mixing.metadata_io import open_metadata, write_jsonl, write_legacy_json, write_parquet
 from mixing.metadata_source import (
     ConfigSpec, MetadataShard, choose_config, classify_location, config_names, hub_split_files, local_shards,
-    readme_configs,
+    location_files, readme_configs,
 )
 from mixing.streaming import resolve_metadata
 from tests.test_metadata import by_id, make_records
@@ -197,3 +197,41 @@ def test_local_readme_and_datasets_resolution_agree(tmp_path, records):
         assert mine == theirs, config
         assert {s.config for fs in hub_split_files(str(folder), config=config).values() for s in fs} == {
             config or "3mix"}
+
+
+def test_location_files_cover_what_a_location_reads(tmp_path, records):
+    folder = tmp_path / "cfg"
+    _configs_folder(folder, records, with_all=False)
+    write_parquet(records[:2], folder / "data" / "stray.parquet")  # no config lists it
+    got = [p.relative_to(folder).as_posix() for p in location_files(classify_location(folder))]
+    assert got == ["README.md", "data/2mix/test-00000-of-00001.parquet", "data/2mix/train-00000-of-00001.parquet",
+                   "data/3mix/test-00000-of-00001.parquet", "data/3mix/train-00000-of-00001.parquet"]
+    write_legacy_json(records, tmp_path / "legacy", records_per_file=100)
+    (tmp_path / "legacy" / "dataset_paths.json").write_text("{}")
+    legacy = location_files(classify_location(tmp_path / "legacy"))
+    assert legacy and all(p.suffix == ".json" and p.name != "dataset_paths.json" for p in legacy)
+    assert location_files(classify_location("ShandaAI/Hive")) == []
+
+
+def test_builder_cache_key_follows_the_files_the_metadata_reads(tmp_path, records):
+    """``hive.Hive`` keys its cache on :func:`location_files`: rewriting a file a config lists
+    changes the key; a stray file no config lists does not."""
+    import os
+
+    import hive
+
+    folder = tmp_path / "cfg"
+    _configs_folder(folder, records, with_all=False)
+    stray = folder / "data" / "stray.parquet"
+    write_parquet(records[:2], stray)
+
+    def key() -> str:
+        return hive.Hive(metadata=str(folder), dataset_paths={"X": str(tmp_path)}, cache_dir=str(tmp_path / "c")).hash
+
+    first = key()
+    assert key() == first
+    os.utime(stray, ns=(1, 1))
+    assert key() == first
+    listed = folder / "data" / "2mix" / "train-00000-of-00001.parquet"
+    os.utime(listed, ns=(1, 1))
+    assert key() != first
