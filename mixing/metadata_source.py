@@ -244,9 +244,18 @@ def _file_kind(path: Path, where: str) -> str:
     return kind
 
 
+def _glob_files(folder: Path, pattern: str, where: str) -> list[Path]:
+    """Files under ``folder`` matching a README ``data_files`` pattern (relative, inside the folder)."""
+    if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        raise MetadataSourceError(f"{where}: data_files pattern {pattern!r} is not a relative path inside "
+                                  f"{folder}; expected e.g. 'data/train-*.parquet'; fix the YAML header")
+    return sorted(f for f in folder.glob(pattern) if f.is_file())
+
+
 def _config_shards(loc: Location, config: str | None, num_sources: int | None) -> list[MetadataShard]:
     folder = loc.path
-    assert folder is not None
+    if folder is None:
+        raise MetadataSourceError(f"{loc.location}: not a local folder")
     readme = folder / "README.md"
     default = next((c.name for c in loc.configs if c.default), None)
     name = choose_config(str(readme), [c.name for c in loc.configs], config, default=default,
@@ -254,10 +263,9 @@ def _config_shards(loc: Location, config: str | None, num_sources: int | None) -
     chosen = next(c for c in loc.configs if c.name == name)
     shards: list[MetadataShard] = []
     for split, pattern in chosen.data_files:
-        for f in sorted(folder.glob(pattern)):
-            if f.is_file():
-                shards.append(MetadataShard(_file_kind(f, str(readme)), str(f),
-                                            split or split_from_path(f.relative_to(folder)), config=chosen.name))
+        for f in _glob_files(folder, pattern, str(readme)):
+            shards.append(MetadataShard(_file_kind(f, str(readme)), str(f),
+                                        split or split_from_path(f.relative_to(folder)), config=chosen.name))
     if not shards:
         raise MetadataSourceError(f"{folder}: config {chosen.name!r} matches no data file (README.md lists "
                                   f"{[p for _, p in chosen.data_files]}); check the patterns or the files")
@@ -321,7 +329,8 @@ def location_files(loc: Location) -> list[Path]:
     if (path / "README.md").is_file():
         files.add(path / "README.md")
     if loc.kind == "configs":
-        files.update(f for c in loc.configs for _, pattern in c.data_files for f in path.glob(pattern) if f.is_file())
+        files.update(f for c in loc.configs for _, pattern in c.data_files
+                     for f in _glob_files(path, pattern, str(path / "README.md")))
     elif loc.kind == "parquet":
         files.update(p for p in path.rglob("*.parquet") if p.is_file())
     else:

@@ -180,6 +180,12 @@ def test_config_matching_no_file_and_json_data_files(tmp_path, records):
     assert by_id(open_metadata(folder, config="j").records()) == by_id(r for r in records if r.split == "train")
     with pytest.raises(MetadataSourceError, match=r"config 'none' matches no data file .*nothing/\*\.parquet"):
         local_shards(classify_location(folder), config="none")
+    # patterns must stay inside the folder
+    write_parquet(records[:2], tmp_path / "outside.parquet")
+    for pattern in ("../*.parquet", str(tmp_path / "*.parquet")):
+        _readme(folder, f"---\nconfigs:\n- config_name: x\n  data_files: '{pattern}'\n---\n")
+        with pytest.raises(MetadataSourceError, match="is not a relative path inside"):
+            open_metadata(folder)
 
 
 def test_local_readme_and_datasets_resolution_agree(tmp_path, records):
