@@ -46,7 +46,9 @@ from datasets.builder import Key
 from mixing import __version__
 from mixing.citation import CITATION
 from mixing.metadata import SPLITS, normalise_split
+from mixing.errors import EmptySelectionError, MetadataSourceError
 from mixing.metadata_io import MetadataSource
+from mixing.metadata_source import classify_location, location_files
 from mixing.render import STEM_MODES
 from mixing.shards import AUDIO_FORMATS, rendered_features
 from mixing.streaming import (
@@ -192,11 +194,10 @@ def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any) -> str
     elif metadata is not None:
         loc = os.fspath(metadata)
         h.update(f"{loc}@{revision}".encode())
-        if os.path.isdir(loc):
-            files = sorted(p for pat in ("**/*.parquet", "**/*.json", "**/*.jsonl", "README.md")
-                           for p in _glob.glob(os.path.join(loc, pat), recursive=True))
-        else:
-            files = [loc] if os.path.isfile(loc) else []
+        try:
+            files = location_files(classify_location(loc))
+        except MetadataSourceError:
+            files = []  # reported when the splits are generated
         for p in files:
             st = os.stat(p)
             h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -283,7 +284,8 @@ class Hive(datasets.GeneratorBasedBuilder):
         wanted = list(cfg.splits) if cfg.splits else list(files)
         missing = [s for s in wanted if s not in files]
         if missing:
-            raise ValueError(f"split(s) {missing} not in the metadata; it has {list(files)}")
+            raise EmptySelectionError(f"split(s) {missing} not in the metadata; it has {list(files)}; "
+                                      "choose splits from these")
         return [datasets.SplitGenerator(name=split, gen_kwargs={
                     "shards": plan_units(files[split], split, cfg.num_shards), "spec": spec})
                 for split in wanted]
@@ -324,7 +326,8 @@ def _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, st
     files = resolve_metadata(metadata, revision=revision, config=metadata_config, num_sources=num_sources)
     split = normalise_split(split)
     if split not in files:
-        raise ValueError(f"split {split!r} is not in the metadata; it has {list(files)}")
+        raise EmptySelectionError(f"split {split!r} is not in the metadata; it has {list(files)}; "
+                                  "pass one of these as split")
     return plan_units(files[split], split, num_shards), spec
 
 

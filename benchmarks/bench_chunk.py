@@ -35,7 +35,7 @@ import soundfile as sf  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.manifest import read_items  # noqa: E402
-from curation.runner import RunOptions, run_stage  # noqa: E402
+from curation.runner import RunConfig, run_stage  # noqa: E402
 from curation.stages.chunk import ChunkStage  # noqa: E402
 
 FILES = (  # name, rate, channels, format, subtype
@@ -101,7 +101,7 @@ def main() -> None:
         def through_runner():
             nonlocal n
             n += 1
-            run_stage(ChunkStage(), RunOptions(str(listing), str(folder / f"out{n}"), progress=False))
+            run_stage(ChunkStage(), RunConfig(str(listing), str(folder / f"out{n}"), progress=False))
 
         rwall, rcpu = best_of(args.repeat, through_runner)
     result = {

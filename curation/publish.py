@@ -57,7 +57,7 @@ class ConcurrentUpdateError(PublishError):
 
 # ---- options and plan --------------------------------------------------------------------------
 @dataclass
-class PublishOptions:
+class PublishConfig:
     folder: str | os.PathLike
     repo_id: str
     revision: str | None = None
@@ -289,7 +289,7 @@ def diff_files(local: dict[str, Path], remote: dict[str, RemoteFile]) -> tuple[l
 
 
 # ---- the steps -------------------------------------------------------------------------------
-def check_target(options: PublishOptions) -> str:
+def check_target(options: PublishConfig) -> str:
     """The branch to write (or the PR's target branch); refuses unsafe targets. No network."""
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", options.repo_id or ""):
         raise PublishRefusedError(f"--repo is {options.repo_id!r}; expected ORG/NAME")
@@ -347,7 +347,7 @@ def _read_head(api, repo_id: str, branch: str, create_pr: bool) -> tuple[str, bo
     return branches[DEFAULT_BRANCH], False
 
 
-def make_plan(api, options: PublishOptions, *, token: str | None = None) -> PublishPlan:
+def make_plan(api, options: PublishConfig, *, token: str | None = None) -> PublishPlan:
     """Read the target's head and the remote listing; compare with the folder. Read-only."""
     branch = check_target(options)
     local = check_folder(options.folder)
@@ -375,7 +375,7 @@ def _default_message(plan: PublishPlan) -> str:
             f"(hive {mixing.__version__})")
 
 
-def publish(options: PublishOptions, api=None) -> PublishResult:
+def publish(options: PublishConfig, api=None) -> PublishResult:
     """Plan, and unless ``dry_run``: create the branch if missing, commit, tag."""
     check_target(options)  # refusals come before any token lookup or request
     token = resolve_token(options.token_env)

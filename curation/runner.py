@@ -109,7 +109,7 @@ def failure_message(stats: dict[str, Any], max_rate: float, where: str = "") -> 
 
 
 @dataclass
-class RunOptions:
+class RunConfig:
     input: str
     output: str
     rank: int = 0
@@ -256,7 +256,7 @@ class RankLedger:
 
 
 # ---- running one rank -----------------------------------------------------------------------------
-def _config(stage: Stage, opts: RunOptions, items: list[Item]) -> dict[str, Any]:
+def _config(stage: Stage, opts: RunConfig, items: list[Item]) -> dict[str, Any]:
     return {"tool": "hive-uss", "stage": stage.name, "options": stage.options(),
             "input": os.path.abspath(opts.input), "input_sha256": items_fingerprint(items),
             "num_items": len(items), "world_size": opts.world_size}
@@ -275,7 +275,7 @@ def _clear_rank(output: Path, rank: int) -> None:
         (output / pattern.format(rank)).unlink(missing_ok=True)
 
 
-def _check_config(output: Path, cfg: dict[str, Any], opts: RunOptions) -> None:
+def _check_config(output: Path, cfg: dict[str, Any], opts: RunConfig) -> None:
     path = output / CONFIG
     if opts.overwrite:
         _clear_rank(output, opts.rank)
@@ -293,7 +293,7 @@ def _check_config(output: Path, cfg: dict[str, Any], opts: RunOptions) -> None:
     _write_json_atomic(path, cfg)  # every rank writes the same content; rename is atomic
 
 
-def _show_progress(opts: RunOptions) -> bool:
+def _show_progress(opts: RunConfig) -> bool:
     if opts.progress is not None:
         return opts.progress and opts.rank == 0
     return opts.rank == 0 and sys.stderr.isatty()
@@ -325,7 +325,7 @@ def _first_failure(failures: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {k: f.get(k) for k in ("clip_id", "reason", "detail")}
 
 
-def run_stage(stage: Stage, opts: RunOptions) -> RunSummary:
+def run_stage(stage: Stage, opts: RunConfig) -> RunSummary:
     """Run ``stage`` for rank ``opts.rank``; on rank 0 (with ``merge``) wait for all and merge."""
     if not (isinstance(opts.world_size, int) and opts.world_size >= 1 and 0 <= opts.rank < opts.world_size):
         raise HiveError(f"rank {opts.rank} of world size {opts.world_size}; expected 0 <= rank < world size")
@@ -393,7 +393,7 @@ def _torch_barrier(world: int):
     return dist.barrier if dist.get_world_size() == world else None
 
 
-def _run_shard(stage: Stage, opts: RunOptions, output: Path, shard: list[Item],
+def _run_shard(stage: Stage, opts: RunConfig, output: Path, shard: list[Item],
                summary: RunSummary) -> dict[str, Any]:
     """Process the items of ``shard`` the ledger does not list; return the ledger's model record."""
     from tqdm.auto import tqdm

@@ -29,7 +29,7 @@ def card(metadata: "str | os.PathLike | Iterable[MixtureRecord]", output: "str |
     Returns:
         A :class:`dataset_card.card.CardResult` (``layout``, ``stats``, ``card``, ``plots``).
     """
-    from .card import DEFAULT_LICENSE, DEFAULT_REPO_ID, CardError, CardOptions, write_card_folder
+    from .card import DEFAULT_LICENSE, DEFAULT_REPO_ID, CardError, CardConfig, write_card_folder
     from .layout import DEFAULT_ROWS_PER_FILE
 
     rows = DEFAULT_ROWS_PER_FILE if rows_per_file is None else rows_per_file
@@ -39,7 +39,7 @@ def card(metadata: "str | os.PathLike | Iterable[MixtureRecord]", output: "str |
         raise CardError(f"top_labels is {top_labels}; expected a positive number")
     if provenance is not None and not isinstance(provenance, dict):
         raise CardError(f"provenance is a {type(provenance).__name__}; expected a dict of parameters")
-    options = CardOptions(repo_id=repo_id or DEFAULT_REPO_ID, parent_revision=parent_revision,
+    options = CardConfig(repo_id=repo_id or DEFAULT_REPO_ID, parent_revision=parent_revision,
                           provenance=dict(provenance or {}), license=license or DEFAULT_LICENSE,
                           top_labels=top_labels, example_revision=example_revision, rows_per_file=rows)
     return write_card_folder(metadata, output, options, revision=revision)

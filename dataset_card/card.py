@@ -84,7 +84,7 @@ def corpus_of(prefix: str) -> Corpus | None:
 
 
 @dataclass
-class CardOptions:
+class CardConfig:
     """Everything the card says that does not come from the metadata itself."""
 
     repo_id: str = DEFAULT_REPO_ID
@@ -171,7 +171,7 @@ def dataset_info_yaml(layout: Layout) -> list[dict[str, Any]]:
     return out
 
 
-def card_data(stats: CardStats, layout: Layout, options: CardOptions) -> DatasetCardData:
+def card_data(stats: CardStats, layout: Layout, options: CardConfig) -> DatasetCardData:
     extra: dict[str, Any] = {}
     if options.license == "other" and options.license_name:
         extra["license_name"] = options.license_name
@@ -271,7 +271,7 @@ def _licence_table() -> str:
     return _table(["corpus", "licence"], [[c.name, c.licence] for c in CORPORA], ["---", "---"])
 
 
-def _provenance(options: CardOptions, layout: Layout) -> str:
+def _provenance(options: CardConfig, layout: Layout) -> str:
     lines = [f"- tool: Hive tooling (`mixing`) version `{mixing.__version__}` (`hive card`)",
              f"- parent revision: `{options.parent_revision}`" if options.parent_revision
              else "- parent revision: none given (a first release, or not recorded)"]
@@ -291,7 +291,7 @@ def _template() -> string.Template:
     return string.Template(resources.files("dataset_card").joinpath("template.md").read_text(encoding="utf-8"))
 
 
-def card_body(stats: CardStats, layout: Layout, options: CardOptions) -> str:
+def card_body(stats: CardStats, layout: Layout, options: CardConfig) -> str:
     splits = stats.splits()
     split_header, split_rule, config_rows = _config_rows(layout, splits)
     return _template().substitute(
@@ -309,7 +309,7 @@ def card_body(stats: CardStats, layout: Layout, options: CardOptions) -> str:
     )
 
 
-def build_card(stats: CardStats, layout: Layout, options: CardOptions) -> DatasetCard:
+def build_card(stats: CardStats, layout: Layout, options: CardConfig) -> DatasetCard:
     data = card_data(stats, layout, options)
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{card_body(stats, layout, options)}")
     check_card(card, layout.root)
@@ -362,10 +362,10 @@ def _check_not_inside(src: MetadataSource, output: Path) -> None:
 
 
 def write_card_folder(metadata: str | os.PathLike | MetadataSource | Iterable[MixtureRecord],
-                      output: str | os.PathLike, options: CardOptions | None = None, *,
+                      output: str | os.PathLike, options: CardConfig | None = None, *,
                       revision: str | None = None) -> CardResult:
     """Write ``output/data/...`` (Hub layout), ``output/assets/*.png`` and ``output/README.md``."""
-    options = options or CardOptions()
+    options = options or CardConfig()
     output = Path(output)
     if isinstance(metadata, (str, os.PathLike, MetadataSource)):
         src = metadata if isinstance(metadata, MetadataSource) else open_metadata(metadata, revision=revision)

@@ -1,9 +1,10 @@
 """Streaming readers and writers of mixture metadata.
 
-Sources, recognised by :func:`open_metadata`:
+Sources, recognised by :func:`open_metadata` (the rules live in :mod:`mixing.metadata_source`):
 
 * a Hub dataset id (``ORG/NAME``), read with ``datasets.load_dataset(..., streaming=True)``;
-* a local Parquet file or folder (the Hub layout; ``datasets.load_dataset(folder)`` reads it);
+* a local Parquet file or folder (the Hub layout; ``datasets.load_dataset(folder)`` reads it),
+  where a ``README.md`` YAML ``configs`` header chooses the files of one config;
 * the legacy JSON layout ``metadata/{train,val,test}/{2..5}mix/*.json`` (each file a list of
   records), a single ``.json`` file, or JSON Lines (``.jsonl``).
 
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
@@ -33,28 +32,14 @@ from .metadata import (
     HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SOURCES_ARROW_TYPE, SPLIT_ALIASES, SPLITS, MixtureRecord,
     normalise_split, records_to_arrow,
 )
+from .metadata_source import Location, MetadataShard, classify_location, local_shards
 from .validation import MAX_SOURCES, RecordWarning, ValidationReport, fast_valid_mask, parse_mixture
 
 OnError = Literal["raise", "skip"]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PARQUET_BATCH = 8192
 #: rows converted to Python objects at a time: a few hundred keeps the live containers few (the
 #: cyclic GC then stays cheap) and the data in cache; whole 8192-row batches run ~1.7x slower
 _PYLIST_ROWS = 512
-
-
-@dataclass(frozen=True)
-class MetadataShard:
-    """One unit of metadata that can be read independently (a file, or a whole Hub split)."""
-
-    kind: str  # "parquet" | "json" | "jsonl" | "hub"
-    location: str
-    split: str | None = None  # known from the file layout, else None (rows carry it)
-    revision: str | None = None
-    config: str | None = None
-
-    def __str__(self) -> str:
-        return self.location
 
 
 class MetadataSource:
@@ -98,116 +83,17 @@ class MetadataSource:
 
 
 # ---- recognising a source --------------------------------------------------------------------
-def _split_from_path(rel: Path) -> str | None:
-    for part in rel.parts[:-1]:
-        s = SPLIT_ALIASES.get(part.lower())
-        if s:
-            return s
-    token = re.split(r"[-_.\s]", rel.name, maxsplit=1)[0].lower()
-    return SPLIT_ALIASES.get(token)
-
-
-def _yaml_configs(folder: Path) -> list[dict[str, Any]] | None:
-    readme = folder / "README.md"
-    if not readme.is_file():
-        return None
-    text = readme.read_text(encoding="utf-8", errors="replace")
-    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
-    if not m:
-        return None
-    import yaml
-
-    try:
-        header = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError as exc:
-        raise MetadataSourceError(f"{readme}: the YAML header does not parse ({exc}); fix or remove it") from exc
-    configs = header.get("configs") if isinstance(header, dict) else None
-    return configs if isinstance(configs, list) else None
-
-
-def _parquet_shards_from_configs(folder: Path, configs: list[dict[str, Any]],
-                                 config: str | None) -> list[MetadataShard]:
-    names = [c.get("config_name", "default") for c in configs]
-    if config is None:
-        chosen = next((c for c in configs if c.get("default")), None) or next(
-            (c for c in configs if c.get("config_name") == "all"), None) or configs[0]
-    else:
-        chosen = next((c for c in configs if c.get("config_name") == config), None)
-        if chosen is None:
-            raise MetadataSourceError(f"{folder}: config {config!r} not found; the README.md declares {names}")
-    data_files = chosen.get("data_files", [])
-    if isinstance(data_files, (str, dict)):
-        data_files = [data_files]
-    shards = []
-    for entry in data_files:
-        if isinstance(entry, str):
-            split, patterns = None, [entry]
-        else:
-            split = normalise_split(str(entry.get("split", "train")))
-            patterns = entry.get("path", [])
-            patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-        for pattern in patterns:
-            for f in sorted(folder.glob(pattern)):
-                if f.is_file():
-                    shards.append(MetadataShard("parquet", str(f), split or _split_from_path(f.relative_to(folder)),
-                                                config=chosen.get("config_name")))
-    if not shards:
-        raise MetadataSourceError(f"{folder}: config {chosen.get('config_name')!r} matches no Parquet file")
-    return shards
-
-
-def open_metadata(source: str | os.PathLike, *, revision: str | None = None,
-                  config: str | None = None) -> MetadataSource:
-    """Recognise ``source`` (Hub id, Parquet file/folder, legacy JSON file/folder, JSONL)."""
-    location = os.fspath(source)
-    path = Path(location).expanduser()
-    if path.is_file():
-        suffix = path.suffix.lower()
-        kind = {".parquet": "parquet", ".json": "json", ".jsonl": "jsonl"}.get(suffix)
-        if kind is None:
-            raise MetadataSourceError(
-                f"metadata file {path} has suffix {suffix!r}; expected .parquet, .json (legacy list "
-                "of records) or .jsonl")
-        return MetadataSource(kind, str(path), [MetadataShard(kind, str(path), _split_from_path(Path(path.name)))])
-    if path.is_dir():
-        configs = _yaml_configs(path)
-        if configs:
-            return MetadataSource("parquet", str(path), _parquet_shards_from_configs(path, configs, config))
-        parquet = sorted(p for p in path.rglob("*.parquet") if p.is_file())
-        if parquet:
-            return MetadataSource("parquet", str(path), [
-                MetadataShard("parquet", str(p), _split_from_path(p.relative_to(path))) for p in parquet])
-        jsons = sorted(p for p in path.rglob("*.json*") if p.is_file() and p.suffix.lower() in (".json", ".jsonl")
-                       and p.name not in ("dataset_paths.json",) and not p.name.startswith("_"))
-        if jsons:
-            return MetadataSource("json", str(path), [
-                MetadataShard(p.suffix.lower().lstrip("."), str(p), _split_from_path(p.relative_to(path)))
-                for p in _legacy_order(path, jsons)])
-        raise MetadataSourceError(
-            f"metadata folder {path} holds no .parquet, .json or .jsonl file; expected the Hub layout "
-            "(data/*.parquet) or the legacy layout (metadata/{train,val,test}/{2..5}mix/*.json)")
-    if location.lower().endswith((".parquet", ".json", ".jsonl")):
-        raise MetadataSourceError(
-            f"metadata source {location!r} is neither an existing file or folder nor a Hub dataset id "
-            "('ORG/NAME'): the file does not exist; check the path")
-    if _HUB_ID.match(location) and not location.startswith((".", "~")):
-        return MetadataSource("hub", location, [MetadataShard("hub", location, None, revision, config)])
-    raise MetadataSourceError(
-        f"metadata source {location!r} is neither an existing file or folder nor a Hub dataset id "
-        "('ORG/NAME'); check the path, or give the Hub id such as 'ShandaAI/Hive'")
-
-
-def _legacy_order(root: Path, files: list[Path]) -> list[Path]:
-    """Split order train, validation, test; then by number of sources; then by name."""
-    order = {s: i for i, s in enumerate(SPLITS)}
-
-    def key(p: Path):
-        rel = p.relative_to(root)
-        split = _split_from_path(rel)
-        nmix = next((int(m.group(1)) for part in rel.parts if (m := re.fullmatch(r"(\d+)mix", part))), 0)
-        return (order.get(split, len(order)), nmix, str(rel))
-
-    return sorted(files, key=key)
+def open_metadata(source: str | os.PathLike | Location, *, revision: str | None = None,
+                  config: str | None = None, num_sources: int | None = None) -> MetadataSource:
+    """Recognise ``source`` (Hub id, Parquet file/folder, Hub-layout folder with README configs,
+    legacy JSON file/folder, JSONL); see :mod:`mixing.metadata_source` for the rules. A Hub id is
+    not contacted here (its rows are streamed when read); ``config`` / ``num_sources`` choose the
+    README config of a local Hub-layout folder (:func:`~mixing.metadata_source.choose_config`)."""
+    loc = source if isinstance(source, Location) else classify_location(source)
+    if loc.kind == "hub":
+        return MetadataSource("hub", loc.location, [MetadataShard("hub", loc.location, None, revision, config)])
+    shards = local_shards(loc, config=config, num_sources=num_sources)
+    return MetadataSource("parquet" if loc.kind == "configs" else loc.kind, loc.location, shards)
 
 
 # ---- reading ---------------------------------------------------------------------------------

@@ -2,11 +2,12 @@
 
 The ``datasets`` builder (``hive.py``) and the training stream both come down to three steps:
 
-1. :func:`resolve_metadata` – the metadata files of each split. A Hub id, and a local folder in the
-   Hub layout whose ``README.md`` declares YAML ``configs``, are resolved the way ``datasets``
-   resolves them (``load_dataset_builder(...).config.data_files``), so both take one code path and
-   Parquet files on the Hub are read with range requests; other folders and files go through
-   :func:`mixing.metadata_io.open_metadata`.
+1. :func:`resolve_metadata` – the metadata files of each split, found by
+   :mod:`mixing.metadata_source` (the one place that knows metadata locations): a Hub id is
+   resolved the way ``datasets`` resolves it (``load_dataset_builder(...).config.data_files``, so
+   Parquet files on the Hub are read with range requests); a local folder in the Hub layout whose
+   ``README.md`` declares YAML ``configs`` by its README, with the same config choice; other
+   folders and files by their layout.
 2. :func:`plan_units` – ``num_shards`` :class:`WorkUnit` objects per split. A unit is a tuple of
    :class:`Piece` objects: a contiguous row range of a Parquet file (only the row groups it needs
    are read) or every ``step``-th row of another file. Units are what goes into the *list* in
@@ -27,7 +28,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +41,8 @@ import pyarrow.parquet as pq
 from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError, MetadataSourceError
 from .metadata import SPLITS, MixtureRecord, normalise_split
-from .metadata_io import MetadataShard, MetadataSource, filter_batch, iter_raw_rows, open_metadata
+from .metadata_io import MetadataSource, filter_batch, iter_raw_rows, open_metadata
+from .metadata_source import MetadataShard, classify_location, hub_split_files
 from .render import STEM_MODES, Renderer, RenderedMixture
 from .render_job import classify
 from .shards import AUDIO_FORMATS, encode_audio, sample_json
@@ -57,7 +58,6 @@ FAILURE_POLICIES = ("skip", "raise")
 AUTO_SHARD_MULTIPLE = 240
 #: errors a render may raise for one mixture (typed corpus errors, I/O, decoding)
 RENDER_ERRORS = (HiveError, OSError, ValueError, RuntimeError)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BATCH = 1024
 _LOGGED_FAILURES_PER_UNIT = 5
 
@@ -132,73 +132,6 @@ def _renderer(roots: tuple[tuple[str, str], ...], allow_outside: bool, stems: st
 
 
 # ---- resolving metadata ----------------------------------------------------------------------
-def _has_yaml_configs(folder: Path) -> bool:
-    readme = folder / "README.md"
-    if not readme.is_file():
-        return False
-    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", readme.read_text(encoding="utf-8", errors="replace"), re.S)
-    if not m:
-        return False
-    import yaml
-
-    try:
-        header = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError:
-        return False  # open_metadata reports the parse error with its own message
-    return isinstance(header, dict) and isinstance(header.get("configs"), list)
-
-
-def is_hub_like(metadata: Any) -> bool:
-    """A Hub id, a hub-kind :class:`MetadataSource`, or a local folder whose README.md declares
-    YAML ``configs`` (read exactly as the Hub repository would be)."""
-    if isinstance(metadata, MetadataSource):
-        return metadata.kind == "hub"
-    location = os.fspath(metadata)
-    path = Path(location).expanduser()
-    if path.is_dir():
-        return _has_yaml_configs(path)
-    return not path.exists() and bool(_HUB_ID.match(location)) and not location.startswith((".", "~"))
-
-
-def _config_names(location: str, revision: str | None) -> list[str]:
-    import datasets
-
-    try:
-        return list(datasets.get_dataset_config_names(location, revision=revision))
-    except Exception as exc:  # noqa: BLE001 - any resolution failure is reported the same way
-        raise MetadataSourceError(f"{location}: cannot list the dataset's configs ({exc}); check the "
-                                  "Hub id / revision, or your network and token") from exc
-
-
-def _resolve_hub(location: str, revision: str | None, config: str | None,
-                 num_sources: int | None) -> dict[str, list[MetadataShard]]:
-    import datasets
-
-    if config is None:
-        names = _config_names(location, revision)
-        if num_sources is not None and f"{num_sources}mix" in names:
-            config = f"{num_sources}mix"
-        elif "all" in names:
-            config = "all"
-    try:
-        builder = datasets.load_dataset_builder(location, config, revision=revision)
-    except Exception as exc:  # noqa: BLE001
-        raise MetadataSourceError(f"{location}: cannot resolve config {config!r} ({exc}); check the "
-                                  "Hub id, revision and config name") from exc
-    data_files = builder.config.data_files or {}
-    out: dict[str, list[MetadataShard]] = {}
-    for split_name, files in data_files.items():
-        split = normalise_split(str(split_name))
-        files = [str(f) for f in files]
-        if files and all(f.lower().endswith(".parquet") for f in files):
-            out[split] = [MetadataShard("parquet", f, split, revision, config) for f in files]
-        else:  # JSON or other files on the Hub: one unit read through the reader's Hub path
-            out[split] = [MetadataShard("hub", location, split, revision, config)]
-    if not out:
-        raise MetadataSourceError(f"{location}: config {config!r} has no data files")
-    return out
-
-
 def _scan_splits(shard: MetadataShard) -> set[str]:
     if shard.kind == "parquet":
         table = pq.read_table(shard.location, columns=["split"])
@@ -219,20 +152,21 @@ def resolve_metadata(metadata: str | os.PathLike | MetadataSource, *, revision: 
     """``{split: [metadata files]}`` in split order train, validation, test (then others).
 
     ``config`` names a YAML config of a Hub id / Hub-layout folder; by default the ``{n}mix`` config
-    when ``num_sources`` is given and the repository has it, else ``all``, else the default.
+    when ``num_sources`` is given and the repository has it, else its declared default, else
+    ``all``, else the first (:func:`mixing.metadata_source.choose_config`).
     """
-    if is_hub_like(metadata):
-        if isinstance(metadata, MetadataSource):
-            location = metadata.location
-            first = metadata.shards()[0] if metadata.shards() else None
-            revision = revision or (first.revision if first else None)
-            config = config or (first.config if first else None)
-        else:
-            location = os.fspath(metadata)
-        out = _resolve_hub(location, revision, config, num_sources)
+    loc = None if isinstance(metadata, MetadataSource) else classify_location(metadata)
+    if isinstance(metadata, MetadataSource) and metadata.kind == "hub":
+        location = metadata.location
+        first = metadata.shards()[0] if metadata.shards() else None
+        revision = revision or (first.revision if first else None)
+        config = config or (first.config if first else None)
+        out = hub_split_files(location, revision=revision, config=config, num_sources=num_sources)
+    elif loc is not None and loc.kind == "hub":
+        out = hub_split_files(loc.location, revision=revision, config=config, num_sources=num_sources)
     else:
-        source = metadata if isinstance(metadata, MetadataSource) else open_metadata(metadata, revision=revision,
-                                                                                      config=config)
+        source = metadata if isinstance(metadata, MetadataSource) else open_metadata(
+            loc, revision=revision, config=config, num_sources=num_sources)
         out = {}
         unknown = [s for s in source.shards() if s.split is None]
         names = set(source.splits())

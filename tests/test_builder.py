@@ -191,8 +191,8 @@ def test_streaming_builder_equals_hive_render(corpus, records, rendered, tmp_pat
 
 
 def test_hub_layout_folder_with_yaml_configs(corpus, records, rendered, hub_folder, tmp_path):
-    """A folder in the Hub layout with README YAML configs goes through the Hub code path
-    (``load_dataset_builder(...).config.data_files``), config by config."""
+    """A folder in the Hub layout with README YAML configs is read config by config (the files its
+    README lists for the chosen config, ``{n}mix`` for a ``{n}mix`` builder config)."""
     _, samples = rendered("consistent")
     files = resolve_metadata(str(hub_folder), num_sources=3)
     assert {Path(s.location).parent.name for fs in files.values() for s in fs} == {"3mix"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dataset_card.card import CORPORA, CardError, CardOptions, corpus_of, size_category, write_card_folder
+from dataset_card.card import CORPORA, CardError, CardConfig, corpus_of, size_category, write_card_folder
 from dataset_card.layout import CONFIGS, write_layout
 from dataset_card.plots import LABEL_PLOT, SNR_PLOT, SOURCE_COUNT_PLOT
 from mixing import __version__
@@ -161,7 +161,7 @@ def test_layout_reads_back_with_our_reader(toy, card_dir):
 
 def test_rerun_is_byte_identical_and_removes_stale_files(toy, tmp_path):
     out = tmp_path / "out"
-    options = CardOptions(repo_id="hive-test/hive-meta", rows_per_file=10)
+    options = CardConfig(repo_id="hive-test/hive-meta", rows_per_file=10)
     write_card_folder(toy.parquet_dir, out, options)
     first = _tree_digest(out)
     stale = out / "data" / "6mix" / "train-00000-of-00001.parquet"
@@ -175,7 +175,7 @@ def test_rerun_is_byte_identical_and_removes_stale_files(toy, tmp_path):
 
 
 def test_legacy_json_input_gives_the_same_counts(toy, card, tmp_path):
-    result = write_card_folder(toy.legacy_dir, tmp_path / "from_legacy", CardOptions(rows_per_file=20))
+    result = write_card_folder(toy.legacy_dir, tmp_path / "from_legacy", CardConfig(rows_per_file=20))
     assert {c: {s["name"]: s["num_examples"] for s in i["splits"]} for c, i in _infos(result.card).items()} == {
         c: {s["name"]: s["num_examples"] for s in i["splits"]} for c, i in _infos(card).items()}
 
@@ -183,13 +183,13 @@ def test_legacy_json_input_gives_the_same_counts(toy, card, tmp_path):
 def test_errors(toy, tmp_path, capsys):
     # empty metadata: refused, and an earlier layout is not wiped
     out = tmp_path / "out"
-    write_card_folder(toy.parquet_dir, out, CardOptions())
+    write_card_folder(toy.parquet_dir, out, CardConfig())
     with pytest.raises(CardError, match="holds no mixture"):
-        write_card_folder([], out, CardOptions())
+        write_card_folder([], out, CardConfig())
     assert (out / "data" / "all").is_dir()
     # output folder containing the input
     with pytest.raises(CardError, match="contains the metadata"):
-        write_card_folder(toy.parquet_dir, toy.parquet_dir.parent, CardOptions())
+        write_card_folder(toy.parquet_dir, toy.parquet_dir.parent, CardConfig())
     # provenance must be a JSON object
     bad = tmp_path / "prov.json"
     bad.write_text("[1, 2]")

@@ -498,10 +498,10 @@ def test_reference_keep_rule_matches_an_independent_implementation(shard_size):
 
 # ---- prompt settings ---------------------------------------------------------------------------
 def test_reference_prompt_wording_and_json_pool():
-    from curation.curate.prompt import REFERENCE_SYSTEM, PromptSettings
+    from curation.curate.prompt import REFERENCE_SYSTEM, PromptConfig
 
     options = ("Bicycle bell", "Café ambience", 'Quote "x"')
-    settings = PromptSettings()
+    settings = PromptConfig()
     text = settings.build(options)
     pool = json.dumps({"1": options[0], "2": options[1], "3": options[2]}, ensure_ascii=False, indent=2)
     assert text == (
@@ -516,31 +516,31 @@ def test_reference_prompt_wording_and_json_pool():
 
 
 def test_prompt_option_resolves_presets_files_and_text(tmp_path):
-    from curation.curate.prompt import PROMPT_TEMPLATE, PromptError, PromptSettings
+    from curation.curate.prompt import PROMPT_TEMPLATE, PromptError, PromptConfig
 
-    assert PromptSettings.from_options("hive-v1").template == PROMPT_TEMPLATE
+    assert PromptConfig.from_options("hive-v1").template == PROMPT_TEMPLATE
     f = tmp_path / "p.txt"
     f.write_text("Pick one of {options} {not a placeholder}", encoding="utf-8")
-    s = PromptSettings.from_options(f"@{f}", system="", temperature=0.2)
+    s = PromptConfig.from_options(f"@{f}", system="", temperature=0.2)
     assert s.build(("A", "B")) == "Pick one of 1. A\n2. B {not a placeholder}"
     assert (s.name, s.system, s.temperature) == ("file:p.txt", "", 0.2)
     with pytest.raises(PromptError, match="no placeholder"):
-        PromptSettings.from_options("Which label is it?")
+        PromptConfig.from_options("Which label is it?")
     with pytest.raises(PromptError, match="cannot read"):
-        PromptSettings.from_options(f"@{tmp_path / 'missing.txt'}")
+        PromptConfig.from_options(f"@{tmp_path / 'missing.txt'}")
     with pytest.raises(PromptError, match="temperature"):
-        PromptSettings.from_options(temperature=-1.0)
+        PromptConfig.from_options(temperature=-1.0)
 
 
 def test_prompt_system_and_temperature_change_the_cache_key(tmp_path):
-    from curation.curate.prompt import PromptSettings
+    from curation.curate.prompt import PromptConfig
 
     onto = Ontology.from_json(write_toy_ontology(tmp_path / "toy.json"))
     stems = _Stems(RECORDS)
     judge = _Judge("oracle", stems)
-    variants = [PromptSettings(), PromptSettings.from_options("hive-v1"),
-                PromptSettings.from_options(system=""), PromptSettings.from_options(temperature=0.0),
-                PromptSettings.from_options(temperature=0.7)]
+    variants = [PromptConfig(), PromptConfig.from_options("hive-v1"),
+                PromptConfig.from_options(system=""), PromptConfig.from_options(temperature=0.0),
+                PromptConfig.from_options(temperature=0.7)]
     asked = []
     with AnswerCache(tmp_path / "cache") as cache:
         for v in variants + variants:  # the second pass is answered from the cache

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from mixing import packaged
 from curation.manifest import ManifestError, read_items
-from curation.runner import IncompleteRunError, RunConfigMismatch, RunOptions, merge_outputs, run_stage
+from curation.runner import IncompleteRunError, RunConfigMismatch, RunConfig, merge_outputs, run_stage
 from curation.stages import make_stage
 from mixing.cli import main
 from mixing.corpora import DatasetPaths
@@ -141,13 +141,13 @@ def test_merge_waits_for_every_rank_and_can_run_later(toy, single, tmp_path):
     out = tmp_path / "later"
     stage = make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)})
     with pytest.raises(IncompleteRunError, match=r"ranks \[1\] of 2"):
-        run_stage(stage, RunOptions(str(toy.labels_csv), str(out), rank=0, world_size=2, progress=False,
+        run_stage(stage, RunConfig(str(toy.labels_csv), str(out), rank=0, world_size=2, progress=False,
                                     wait_timeout=0.3, poll_interval=0.05))
     assert (out / "done-00000").is_file() and not (out / "output.jsonl").exists()
     with pytest.raises(IncompleteRunError):
         merge_outputs(out)
     s1 = run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)}),
-                   RunOptions(str(toy.labels_csv), str(out), rank=1, world_size=2, progress=False, merge=False))
+                   RunConfig(str(toy.labels_csv), str(out), rank=1, world_size=2, progress=False, merge=False))
     assert s1.merged is None and s1.processed == s1.items
     with pytest.raises(ManifestError, match="hive mine merge"):
         read_items(out)
@@ -158,7 +158,7 @@ def test_merge_waits_for_every_rank_and_can_run_later(toy, single, tmp_path):
 
 def test_rerun_skips_finished_ranks_and_refuses_other_settings(toy, tmp_path):
     out = tmp_path / "again"
-    opts = RunOptions(str(toy.labels_csv), str(out), progress=False)
+    opts = RunConfig(str(toy.labels_csv), str(out), progress=False)
     first = run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)}), opts)
     before = (out / "output.jsonl").read_bytes()
     again = run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)}), opts)
@@ -168,7 +168,7 @@ def test_rerun_skips_finished_ranks_and_refuses_other_settings(toy, tmp_path):
         run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths), "silence_threshold": 1e-2}), opts)
     with pytest.raises(RunConfigMismatch, match="world_size"):
         run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)}),
-                  RunOptions(str(toy.labels_csv), str(out), rank=1, world_size=2, merge=False, progress=False))
+                  RunConfig(str(toy.labels_csv), str(out), rank=1, world_size=2, merge=False, progress=False))
     opts.overwrite = True
     loud = run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths), "silence_threshold": 1e-2}), opts)
     assert loud.processed == loud.items and loud.kept < first.kept

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from mixing import packaged
 from curation.manifest import read_items
-from curation.runner import RunOptions, run_stage
+from curation.runner import RunConfig, run_stage
 from curation.stages import make_stage
 from curation.models.registry import BackendSpec, BackendSpecError, MissingDependencyError
 from curation.stages.base import Drop, Item, StageError, UnparseableAnswer, load_backend
@@ -100,7 +100,7 @@ def toy(tmp_path_factory):
 def chunked(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("chunked")
     run_stage(ChunkStage(dataset_paths=str(toy.dataset_paths)),
-              RunOptions(input=str(toy.labels_csv), output=str(out), progress=False))
+              RunConfig(input=str(toy.labels_csv), output=str(out), progress=False))
     return out
 
 

@@ -22,7 +22,7 @@ import huggingface_hub
 from huggingface_hub import _commit_api
 
 from curation.publish import (
-    ConcurrentUpdateError, PublishError, PublishOptions, PublishRefusedError, git_blob_sha1, publish,
+    ConcurrentUpdateError, PublishError, PublishConfig, PublishRefusedError, git_blob_sha1, publish,
 )
 from mixing.cli import main as hive
 
@@ -310,7 +310,7 @@ def test_writing_main_needs_yes_and_sends_nothing(folder, hub, capsys):
         assert rc == 2 and "--revision main --yes" in out
     assert fake.requests == []
     with pytest.raises(PublishRefusedError):
-        publish(PublishOptions(folder, REPO, revision="main", endpoint=ENDPOINT))
+        publish(PublishConfig(folder, REPO, revision="main", endpoint=ENDPOINT))
     assert fake.requests == []
 
     rc, out = _run(capsys, str(folder), "--repo", REPO, "--revision", "main", "--yes")
@@ -353,7 +353,7 @@ def test_concurrent_change_fails_loudly(folder, hub, capsys, caplog):
     assert fake.branches["release"] == others[-1] and fake.files_at("release") == {}  # nothing overwritten
     _no_token_anywhere(fake, out, caplog)
     with pytest.raises(ConcurrentUpdateError):
-        publish(PublishOptions(folder, REPO, revision="release", endpoint=ENDPOINT))
+        publish(PublishConfig(folder, REPO, revision="release", endpoint=ENDPOINT))
 
 
 def test_token_is_masked_in_errors(folder, hub, capsys, caplog):
@@ -366,7 +366,7 @@ def test_token_is_masked_in_errors(folder, hub, capsys, caplog):
     assert "not accessible with this token" in out and "Bearer ***" in out
     _no_token_anywhere(fake, out, caplog)
     with pytest.raises(PublishError) as info:
-        publish(PublishOptions(folder, REPO, revision="x", endpoint=ENDPOINT))
+        publish(PublishConfig(folder, REPO, revision="x", endpoint=ENDPOINT))
     # nothing chained: the original error (its message, request, response) is not kept
     assert TOKEN not in str(info.value) and info.value.__cause__ is None and info.value.__context__ is None
 
@@ -416,14 +416,14 @@ def test_git_blob_sha1_matches_git(tmp_path):
 
 def test_card_then_publish_a_curated_revision(tmp_path, hub, capsys):
     """The loop's end: publish a card folder, curate (drop mixtures), republish: only what changed moves."""
-    from dataset_card.card import CardOptions, write_card_folder
+    from dataset_card.card import CardConfig, write_card_folder
     from mixing.metadata_io import iter_records
     from mixing.toy import build_toy_corpus
 
     toy = build_toy_corpus(tmp_path / "toy")
     records = list(iter_records(toy.parquet_dir))
     out = tmp_path / "card"
-    write_card_folder(iter(records), out, CardOptions(repo_id=REPO))
+    write_card_folder(iter(records), out, CardConfig(repo_id=REPO))
     fake = hub()
     rc, text = _run(capsys, str(out), "--repo", REPO, "--revision", "main", "--yes", "--tag", "v1.0")
     assert rc == 0, text
@@ -433,7 +433,7 @@ def test_card_then_publish_a_curated_revision(tmp_path, hub, capsys):
     # curation drops two 4-source training mixtures
     dropped = [r.mix_id for r in records if r.split == "train" and r.num_sources == 4][:2]
     write_card_folder((r for r in records if r.mix_id not in dropped), out,
-                      CardOptions(repo_id=REPO, parent_revision="v1.0", provenance={"curation": {"dropped": 2}}))
+                      CardConfig(repo_id=REPO, parent_revision="v1.0", provenance={"curation": {"dropped": 2}}))
     rc, text = _run(capsys, str(out), "--repo", REPO, "--revision", "curated", "--tag", "v1.1", "--dry-run")
     assert rc == 0
     changed = {line.split()[1] for line in text.splitlines() if line.strip().startswith("update ")}

@@ -92,7 +92,7 @@ def _fail(stage: str, message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from curation.runner import (
-        FAILURES_NAME, ModelFailureError, RunOptions, failure_message, merge_outputs, run_stage,
+        FAILURES_NAME, ModelFailureError, RunConfig, failure_message, merge_outputs, run_stage,
     )
     from curation.stages import STAGES
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(stats["stage"], message) if message else 0
     cls = STAGES[args.stage]
     stage = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
-    opts = RunOptions(input=args.input, output=args.output, rank=args.rank, world_size=args.world_size,
+    opts = RunConfig(input=args.input, output=args.output, rank=args.rank, world_size=args.world_size,
                       batch_size=args.batch_size, progress=False if args.no_progress else None,
                       overwrite=args.overwrite, merge=not args.no_merge, parquet=args.parquet,
                       device=args.device, wait_timeout=args.wait_timeout,

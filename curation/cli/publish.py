@@ -22,9 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curation.publish import PublishOptions, publish
+    from curation.publish import PublishConfig, publish
 
-    options = PublishOptions(folder=args.folder, repo_id=args.repo, revision=args.revision,
+    options = PublishConfig(folder=args.folder, repo_id=args.repo, revision=args.revision,
                              create_pr=args.create_pr, tag=args.tag, message=args.message,
                              dry_run=args.dry_run, yes=args.yes, token_env=args.token_env, endpoint=args.endpoint)
     result = publish(options)

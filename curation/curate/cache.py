@@ -3,7 +3,7 @@
 Key: ``sha256([mix_id, source_id, pool, model_id, prompt_sha256])`` where ``pool`` is the
 canonical pool (true label, then siblings) and the prompt hash covers the prompt as sent (so the
 template and the order of the options), the system message and the temperature
-(:meth:`~.prompt.PromptSettings.request_sha256`). Each rank appends to its own file ``answers-{rank:05d}.jsonl`` in the cache
+(:meth:`~.prompt.PromptConfig.request_sha256`). Each rank appends to its own file ``answers-{rank:05d}.jsonl`` in the cache
 folder and reads every ``answers-*.jsonl`` there, so a rerun with another number of processes
 still finds every answer. A line cut short by a crash is ignored; the next append starts on a
 new line.

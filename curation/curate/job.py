@@ -58,7 +58,7 @@ from .audio import RenderedStems, StemSource, TarStems
 from .cache import AnswerCache
 from .policy import Candidate, Decision, KeepPolicy
 from .pools import PoolBuilder
-from .prompt import PromptError, PromptSettings
+from .prompt import PromptError, PromptConfig
 from .report import ScoresWriter, SummaryBuilder, format_summary
 from .scoring import SCORED, UNSCORED, AudioJudge, MixtureScore, Scorer
 
@@ -134,9 +134,9 @@ class CurateConfig:
                 return size
         return 1000
 
-    def prompt_settings(self) -> PromptSettings:
+    def prompt_settings(self) -> PromptConfig:
         try:
-            return PromptSettings.from_options(self.prompt, self.system, self.temperature)
+            return PromptConfig.from_options(self.prompt, self.system, self.temperature)
         except PromptError as exc:
             raise CurateError(str(exc)) from None
 
@@ -175,7 +175,7 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def apply_request_settings(judge: AudioJudge, prompt: PromptSettings, *, explicit_system: bool = True) -> None:
+def apply_request_settings(judge: AudioJudge, prompt: PromptConfig, *, explicit_system: bool = True) -> None:
     """Give the judge the system message and temperature. A backend without a ``system``
     attribute cannot take a system message (an error only when one was asked for explicitly);
     one without ``temperature`` decodes greedily, which only an unset temperature or 0 describes."""

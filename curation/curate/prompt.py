@@ -10,7 +10,7 @@ Templates (``--prompt``): ``reference`` (default; the wording of the reference
 template), or ``@PATH`` (a UTF-8 file holding the template). The system message (``--system``,
 default the reference's ``"You are a helpful assistant."``; empty sends none) and the sampling
 temperature (``--temperature``, default unset: not sent, so the server's default applies, as in
-the reference) are part of :class:`PromptSettings`, whose digest enters the answer cache key.
+the reference) are part of :class:`PromptConfig`, whose digest enters the answer cache key.
 
 :func:`parse_choice` reads the answer: a lone number (``"2"``, ``"2."``, ``"Answer: 2"``,
 ``"**2**"``), a "none" answer (``"0"``, ``"none"``, ``"none of the above"``), or the text of
@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mixing.errors import HiveError
 
 PROMPT_VERSION = "hive-curate-v1"
 PROMPT_TEMPLATE = (
@@ -54,7 +56,7 @@ REFERENCE_SYSTEM = "You are a helpful assistant."
 PLACEHOLDERS = ("{options_json}", "{options}")
 
 
-class PromptError(ValueError):
+class PromptError(HiveError, ValueError):
     """A prompt template cannot be used."""
 
 
@@ -101,7 +103,7 @@ def sha256_text(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class PromptSettings:
+class PromptConfig:
     """Everything about the request besides the clip: template, system message, temperature."""
 
     template: str = REFERENCE_TEMPLATE
@@ -120,7 +122,7 @@ class PromptSettings:
 
     @classmethod
     def from_options(cls, prompt: str | None = None, system: str | None = None,
-                     temperature: float | None = None) -> "PromptSettings":
+                     temperature: float | None = None) -> "PromptConfig":
         name, template = resolve_template(prompt)
         return cls(template, REFERENCE_SYSTEM if system is None else system, temperature, name)
 

@@ -37,7 +37,7 @@ from mixing.ontology import UnknownNodeError
 from .audio import StemSource
 from .cache import AnswerCache, cache_key
 from .pools import PoolBuilder
-from .prompt import PromptSettings, parse_choice
+from .prompt import PromptConfig, parse_choice
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,11 @@ class Scorer:
 
     def __init__(self, pools: PoolBuilder, judge: AudioJudge, cache: AnswerCache, audio: StemSource, *,
                  answer_retries: int = 1, concurrency: int = 1, chunk: int | None = None,
-                 prompt: PromptSettings | None = None):
+                 prompt: PromptConfig | None = None):
         if answer_retries < 0 or concurrency < 1:
             raise ValueError(f"answer_retries={answer_retries}, concurrency={concurrency}; expected >= 0 and >= 1")
         self.pools = pools
-        self.prompt = prompt if prompt is not None else PromptSettings()
+        self.prompt = prompt if prompt is not None else PromptConfig()
         self.judge = judge
         self.model_id = str(judge.model_id)
         self.cache = cache

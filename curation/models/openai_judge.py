@@ -34,13 +34,14 @@ import numpy as np
 from curation.models.audio_io import to_rate, wav_data_url
 from curation.models.lazy import LazyModel
 from curation.models.registry import BackendSpecError
+from mixing.errors import HiveError
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429})
 
 
-class RequestFailed(Exception):
+class RequestFailed(HiveError):
     """One attempt failed; ``retry`` says whether another attempt may succeed."""
 
     def __init__(self, message: str, retry: bool):

@@ -170,11 +170,11 @@ Result = list  # list[Item | Drop]: what one input item became
 
 
 # ---- asking the judge -----------------------------------------------------------------------------
-class UnparseableAnswer(ValueError):
+class UnparseableAnswer(HiveError, ValueError):
     """The judge's answer cannot be read; the question is asked again."""
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswer(HiveError, ValueError):
     """The judge's answer is readable but not allowed (e.g. an index out of range); not retried."""
 
 

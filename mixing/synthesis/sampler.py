@@ -27,6 +27,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import HiveError
 from ..metadata import MixtureRecord, SourceRecord
 from ..pool import PoolEntry
 from .config import SynthesisConfig
@@ -43,7 +44,7 @@ _BLOCK = 64
 _STD_NORMAL = NormalDist()
 
 
-class NoValidDraw(RuntimeError):
+class NoValidDraw(HiveError, RuntimeError):
     """No mixture satisfying the rules could be drawn (the reasons are counted)."""
 
 
