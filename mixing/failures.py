@@ -33,7 +33,7 @@ RENDER_ERROR = "render_error"
 #: reason -> one-line description (README and ``--help`` texts)
 DESCRIPTIONS: dict[str, str] = {
     MISSING_FILE: "the referenced corpus file is not on disk",
-    UNREADABLE_AUDIO: "the file exists but cannot be decoded (corrupt, truncated, or not a regular file)",
+    UNREADABLE_AUDIO: "the file exists but cannot be decoded: corrupt, truncated, or not a regular file",
     UNKNOWN_PREFIX: "the path's corpus prefix is not a key of dataset_paths.json",
     UNSAFE_PATH: "the path would resolve outside its corpus root",
     CHUNK_BEYOND_END: "the chunk ends more than 10 frames past the end of its file",
