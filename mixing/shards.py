@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from . import __version__
-from .errors import ClippingError, HiveError  # noqa: F401 - ClippingError re-exported
+from .errors import ClippingError  # noqa: F401 - re-exported (defined in mixing.errors)
 from .metadata import SOURCES_ARROW_TYPE
 from .render import RenderedMixture
 

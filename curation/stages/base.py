@@ -29,7 +29,7 @@ import numpy as np
 from mixing.audio import chunk_frames, probe, read_frames, to_mono
 from mixing.corpora import DatasetPaths
 from mixing.errors import HiveError
-from mixing.failures import MISSING_FILE, UNREADABLE_AUDIO, reason_of  # noqa: F401 - stages use MISSING_FILE
+from mixing.failures import UNREADABLE_AUDIO, reason_of
 
 log = logging.getLogger(__name__)
 
