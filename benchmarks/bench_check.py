@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         unit = "" if per_s else "  (files/s)"
         print(f"{name:<24} {r['seconds']:>8.2f} {cells}{unit}")
     t = summary["check_totals"]
-    print(f"check found: {t['missing']} missing, {t['unreadable']} unreadable, {t['invalid_records']} invalid rows, "
+    print(f"check found: {t['missing_file']} missing_file, {t['unreadable_audio']} unreadable_audio, {t['invalid_records']} invalid rows, "
           f"{t['renderable']}/{t['mixtures']} mixtures renderable")
     verdict = {(True, True): "met", (False, True): "met in CPU time (machine busy)"}.get(
         (summary["meets_goal_wall"], summary["meets_goal_cpu"]), "NOT met")

@@ -80,10 +80,10 @@ def timed(fn, repeats: int) -> dict[str, float]:
 
 
 def offline_render(meta: Path, paths: Path, work: Path) -> int:
-    from mixing.render_job import RenderOptions, run_render
+    from mixing.render_job import RenderConfig, run_render
 
     out = Path(tempfile.mkdtemp(dir=work, prefix="render-"))
-    s = run_render(str(meta), str(paths), RenderOptions(output=str(out), shard_size=64), split="train",
+    s = run_render(str(meta), str(paths), RenderConfig(output=str(out), shard_size=64), split="train",
                    num_workers=1, progress=False)
     assert not s.failures, s.failures
     return s.mixtures_rendered

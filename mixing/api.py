@@ -90,9 +90,9 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
         A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures).
     """
     from .render_estimate import check_space, estimate_render
-    from .render_job import RenderOptions, run_render
+    from .render_job import RenderConfig, run_render
 
-    opts = RenderOptions(output=os.fspath(output), format=format, stems=stems, audio_format=audio_format,
+    opts = RenderConfig(output=os.fspath(output), format=format, stems=stems, audio_format=audio_format,
                          shard_size=shard_size, sample_rate=sample_rate)
     est = estimate_render(metadata, output, split=split, num_sources=num_sources, audio_format=audio_format,
                           sample_rate=sample_rate, revision=revision)

@@ -17,9 +17,10 @@ One pass over the metadata, then one look at each referenced file, then arithmet
    file; a mixture is renderable when all its sources are (``np.logical_and.reduceat`` over the
    per-mixture spans), counted per split x number of sources.
 
-Every file problem has a named reason: ``missing``, ``unreadable``, ``unknown_prefix`` (the
-prefix is not a key of ``dataset_paths.json``), ``unsafe_path`` (resolves outside its root), and
-per source reference ``chunk_beyond_end``. Metadata paths that are unsafe on their face never
+Every file problem has a named reason, the names every command uses (:mod:`mixing.failures`):
+``missing_file``, ``unreadable_audio``, ``unknown_prefix`` (the prefix is not a key of
+``dataset_paths.json``), ``unsafe_path`` (resolves outside its root), and per source reference
+``chunk_beyond_end``; a fine file is ``present``. Metadata paths that are unsafe on their face never
 reach the file check: their records are invalid and counted under ``sources[*].path``.
 """
 
@@ -49,16 +50,19 @@ from .errors import (
     InvalidRecordError, MissingSourceAudioError, PathEscapesRootError, UnknownPrefixError,
     UnreadableAudioError,
 )
+from .failures import (
+    CHUNK_BEYOND_END, FILE_STATUSES, MISSING_FILE, UNKNOWN_PREFIX, UNREADABLE_AUDIO, UNSAFE_PATH, describe,
+)
 from .metadata import SPLITS
 from .metadata_io import MetadataSource, open_metadata
 from .validation import MAX_SOURCES, ValidationReport
 
 logger = logging.getLogger(__name__)
 
+#: file status names (PRESENT and the failure reasons of mixing.failures), indexed by status code
+FILE_REASONS = FILE_STATUSES
 #: file status codes (index into FILE_REASONS)
-PRESENT, MISSING, UNREADABLE, UNKNOWN_PREFIX, UNSAFE_PATH = range(5)
-FILE_REASONS = ("present", "missing", "unreadable", "unknown_prefix", "unsafe_path")
-CHUNK_BEYOND_END = "chunk_beyond_end"
+PRESENT, MISSING, UNREADABLE, UNKNOWN, UNSAFE = range(len(FILE_REASONS))
 #: mixtures examined per numpy block in the renderable pass (bounds the temporaries)
 _BLOCK_MIXTURES = 1 << 20
 #: files handed to the thread pool at a time (bounds the pending futures)
@@ -76,8 +80,8 @@ class PrefixReport:
     root: str | None = None
     referenced: int = 0
     present: int = 0
-    missing: int = 0
-    unreadable: int = 0
+    missing_file: int = 0
+    unreadable_audio: int = 0
     unknown_prefix: int = 0
     unsafe_path: int = 0
     #: source references (not files) whose chunk ends > EOF_TOLERANCE_FRAMES past the file's end
@@ -96,9 +100,9 @@ class PrefixReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "prefix": self.prefix, "known": self.known, "root": self.root,
-            "referenced": self.referenced, "present": self.present, "missing": self.missing,
-            "unreadable": self.unreadable, "unknown_prefix": self.unknown_prefix,
-            "unsafe_path": self.unsafe_path, "chunk_beyond_end": self.chunk_beyond_end,
+            "referenced": self.referenced, "present": self.present, MISSING_FILE: self.missing_file,
+            UNREADABLE_AUDIO: self.unreadable_audio, UNKNOWN_PREFIX: self.unknown_prefix,
+            UNSAFE_PATH: self.unsafe_path, CHUNK_BEYOND_END: self.chunk_beyond_end,
             "examples": self.examples,
         }
 
@@ -136,7 +140,7 @@ class CheckReport:
         return sum(p.referenced for p in self.prefixes.values())
 
     def count(self, reason: str) -> int:
-        """Total of one reason over all prefixes (``missing``, ``chunk_beyond_end``, ...)."""
+        """Total of one reason over all prefixes (``missing_file``, ``chunk_beyond_end``, ...)."""
         return sum(getattr(p, reason) for p in self.prefixes.values())
 
     @property
@@ -155,9 +159,10 @@ class CheckReport:
             out.append(f"{self.validation.invalid} invalid metadata record(s)")
         for reason in FILE_REASONS[1:]:
             if n := self.count(reason):
-                out.append(f"{n} file(s) {reason.replace('_', ' ')}")
+                out.append(f"{n} file(s) {reason} ({describe(reason)})")
         if n := self.count(CHUNK_BEYOND_END):
-            out.append(f"{n} chunk(s) ending more than {EOF_TOLERANCE_FRAMES} frames past the end of their file")
+            out.append(f"{n} chunk(s) {CHUNK_BEYOND_END} (ending more than {EOF_TOLERANCE_FRAMES} frames past the "
+                       "end of their file)")
         if self.total_mixtures == 0:
             out.append("no valid mixture matched" + (f" split={self.split}" if self.split else "")
                        + (f" num_sources={self.num_sources}" if self.num_sources else ""))
@@ -211,14 +216,14 @@ class CheckReport:
         if self.split or self.num_sources:
             lines.append(f"restricted to: split={self.split or 'all'} num_sources={self.num_sources or 'all'}")
         lines.append("")
-        head = ("prefix", "files", "present", "missing", "unreadable", "refused", "chunks>end", "root")
+        head = ("prefix", "files", "present", MISSING_FILE, UNREADABLE_AUDIO, "refused", "chunks>end", "root")
         rows = [head]
         for p in self.prefixes.values():
             root = p.root if p.known else "NOT IN dataset_paths.json"
-            rows.append((p.prefix, p.referenced, p.present, p.missing, p.unreadable, p.refused,
+            rows.append((p.prefix, p.referenced, p.present, p.missing_file, p.unreadable_audio, p.refused,
                          p.chunk_beyond_end, root))
-        rows.append(("total", self.unique_files, self.count("present"), self.count("missing"),
-                     self.count("unreadable"), self.count("unknown_prefix") + self.count("unsafe_path"),
+        rows.append(("total", self.unique_files, self.count("present"), self.count(MISSING_FILE),
+                     self.count(UNREADABLE_AUDIO), self.count(UNKNOWN_PREFIX) + self.count(UNSAFE_PATH),
                      self.count(CHUNK_BEYOND_END), ""))
         lines += _table(rows, right=range(1, 7))
         if self.unknown_prefixes:
@@ -349,13 +354,13 @@ class _Prober:
     def __call__(self, meta_path: str) -> tuple[int, int, int]:
         prefix = meta_path.split("/", 1)[0]
         if prefix not in self.paths.roots:
-            return UNKNOWN_PREFIX, 0, 0
+            return UNKNOWN, 0, 0
         try:
             local = self.paths.resolve(meta_path)
         except PathEscapesRootError:
-            return UNSAFE_PATH, 0, 0
+            return UNSAFE, 0, 0
         except UnknownPrefixError:  # pragma: no cover - checked above
-            return UNKNOWN_PREFIX, 0, 0
+            return UNKNOWN, 0, 0
         try:
             info = probe(local)
             if info.samplerate <= 0:

@@ -98,6 +98,10 @@ class ChunkOutOfRangeError(CorpusError, ValueError):
     """A chunk ends beyond the end of its file by more than the tolerance."""
 
 
+class ClippingError(HiveError, ValueError):
+    """A PCM encoding would clip."""
+
+
 class InputFileError(HiveError, ValueError):
     """An input file (JSON, JSONL, YAML, CSV) cannot be read, decoded or parsed."""
 

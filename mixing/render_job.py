@@ -36,28 +36,15 @@ from typing import Any, Iterable, Iterator
 
 from . import __version__
 from .corpora import DatasetPaths
-from .errors import (
-    ChunkOutOfRangeError, HiveError, InvalidRecordError, MissingSourceAudioError, NonFiniteAudioError,
-    PathEscapesRootError, UnknownPrefixError, UnreadableAudioError,
-)
+from .errors import HiveError, InvalidRecordError
+from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
 from .render import Renderer
-from .shards import SHARD_SUFFIX, ClippingError, make_writer
+from .shards import SHARD_SUFFIX, make_writer
 from .validation import ValidationReport
 
 log = logging.getLogger(__name__)
-
-FAILURE_REASONS = {
-    MissingSourceAudioError: "missing_file",
-    UnknownPrefixError: "unknown_prefix",
-    PathEscapesRootError: "unsafe_path",
-    ChunkOutOfRangeError: "chunk_beyond_end",
-    UnreadableAudioError: "unreadable_audio",
-    ClippingError: "would_clip",
-    NonFiniteAudioError: "non_finite",
-}
-
 
 class RenderConfigMismatch(HiveError):
     """The output folder holds a render made with other parameters."""
@@ -187,7 +174,7 @@ class RenderLock:
 
 
 @dataclass(frozen=True)
-class RenderOptions:
+class RenderConfig:
     output: str
     format: str = "webdataset"
     stems: str = "consistent"
@@ -255,13 +242,6 @@ def plan_shards(records: Iterable[MixtureRecord], shard_size: int) -> Iterator[S
             index += 1
 
 
-def classify(exc: BaseException) -> str:
-    for cls, reason in FAILURE_REASONS.items():
-        if isinstance(exc, cls):
-            return reason
-    return "render_error"
-
-
 # ---- worker side -----------------------------------------------------------------------------
 _WORKER: dict[str, Any] = {}
 
@@ -290,7 +270,7 @@ def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="hive-parent-watchdog", daemon=True).start()
 
 
-def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderOptions,
+def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderConfig,
                  parent: int | None = None) -> None:
     if parent is not None:
         die_with_parent(parent)
@@ -299,7 +279,7 @@ def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderOptions
     _WORKER["opts"] = opts
 
 
-def render_shard(task: ShardTask, renderer: Renderer, opts: RenderOptions) -> dict[str, Any]:
+def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dict[str, Any]:
     out = Path(opts.output)
     path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
@@ -312,7 +292,7 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderOptions) -> di
     for rec in task.records:
         if rec.mix_id in seen:  # a repeated key would merge two samples in WebDataset readers
             failures.append({"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
-                             "source": None, "path": None, "reason": "duplicate_mix_id",
+                             "source": None, "path": None, "reason": DUPLICATE_MIX_ID,
                              "message": f"mix_id {rec.mix_id!r} appears twice in shard {task.name}; "
                                         "the first is rendered, this one is left out"})
             continue
@@ -324,7 +304,7 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderOptions) -> di
             failures.append({
                 "mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
                 "source": None if i is None else rec.sources[i].source_id,
-                "path": getattr(exc, "source_path", None), "reason": classify(exc),
+                "path": getattr(exc, "source_path", None), "reason": reason_of(exc),
                 "message": str(exc)[:500]})
     info = writer.close()
     entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures}
@@ -364,7 +344,7 @@ def _done(output: Path, task: ShardTask, fmt: str) -> dict[str, Any] | None:
 
 
 # ---- driver ----------------------------------------------------------------------------------
-def _check_config(output: Path, opts: RenderOptions, metadata: str, overwrite: bool) -> None:
+def _check_config(output: Path, opts: RenderConfig, metadata: str, overwrite: bool) -> None:
     cfg_path = output / "_render_config.json"
     wanted = {"tool": "hive-uss", **opts.identity()}
     if cfg_path.is_file():
@@ -420,7 +400,7 @@ def _locked(fn):
     import functools
 
     @functools.wraps(fn)
-    def wrapper(metadata, dataset_paths, opts: RenderOptions, **kw):
+    def wrapper(metadata, dataset_paths, opts: RenderConfig, **kw):
         rank, world_size = kw.get("rank", 0), kw.get("world_size", 1)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
@@ -431,7 +411,7 @@ def _locked(fn):
 
 
 @_locked
-def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: RenderOptions, *,
+def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: RenderConfig, *,
                split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
                rank: int = 0, world_size: int = 1, overwrite: bool = False,
                progress: bool | None = None, revision: str | None = None,
@@ -498,7 +478,7 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
     bar.close()
     if rank == 0:
         _write_json_atomic(output / "_ledger" / "_invalid_records.json", invalid)
-        summary.failures.update("invalid_record" for _ in invalid)
+        summary.failures.update(INVALID_RECORD for _ in invalid)
     marker = output / "_ranks" / f"rank-{rank:05d}-of-{world_size:05d}.json"
     _write_json_atomic(marker, {"rank": rank, "world_size": world_size, "shards": summary.shards_total,
                                 "rendered": summary.shards_rendered, "skipped": summary.shards_skipped})

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from . import __version__
-from .errors import HiveError
+from .errors import ClippingError  # noqa: F401 - re-exported (defined in mixing.errors)
 from .metadata import SOURCES_ARROW_TYPE
 from .render import RenderedMixture
 
@@ -42,10 +42,6 @@ RENDER_AUDIO_FORMATS = ("wav", "flac", "pcm16")
 #: file extension of each format's members
 AUDIO_EXT = {"wav": "wav", "flac": "flac", "pcm16": "wav"}
 _SUBTYPE = {"wav": "FLOAT", "flac": "PCM_24", "pcm16": "PCM_16"}
-
-
-class ClippingError(HiveError, ValueError):
-    """A PCM encoding would clip."""
 
 
 def encode_audio(x: np.ndarray, sample_rate: int, fmt: AudioFormat, what: str = "") -> bytes:

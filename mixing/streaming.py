@@ -40,11 +40,11 @@ import pyarrow.parquet as pq
 
 from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError, MetadataSourceError
+from .failures import reason_of
 from .metadata import SPLITS, MixtureRecord, normalise_split
 from .metadata_io import MetadataSource, filter_batch, iter_raw_rows, open_metadata
 from .metadata_source import MetadataShard, classify_location, hub_split_files
 from .render import STEM_MODES, Renderer, RenderedMixture
-from .render_job import classify
 from .shards import AUDIO_FORMATS, encode_audio, sample_json
 from .validation import MAX_SOURCES, parse_mixture
 
@@ -312,7 +312,7 @@ def _failure_entry(rec: MixtureRecord | None, exc: BaseException, raw: Any = Non
     i = getattr(exc, "source_index", None)
     return {"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
             "source": None if i is None or rec is None else rec.sources[i].source_id,
-            "path": getattr(exc, "source_path", None), "reason": classify(exc), "message": str(exc)[:500]}
+            "path": getattr(exc, "source_path", None), "reason": reason_of(exc), "message": str(exc)[:500]}
 
 
 def iter_unit_records(unit: WorkUnit, spec: RenderSpec, failures: list[dict[str, Any]]) -> Iterator[MixtureRecord]:

@@ -133,6 +133,6 @@ def test_fifo_in_a_labelled_list_is_dropped_by_synthesize_and_mine(tmp_path):
         results = {it.path: stage.process_item(it) for it in read_items(listing)}
     assert not guard.unjammed, "a FIFO was opened"
     assert {e.path for e in pool.entries} == {"C/tone.wav"}
-    assert sum(pool.dropped.values()) == 1 and "UnreadableAudioError" in pool.dropped
-    assert [d.reason for d in results["C/pipe.wav"]] == ["unreadable"]
+    assert sum(pool.dropped.values()) == 1 and "unreadable_audio" in pool.dropped
+    assert [d.reason for d in results["C/pipe.wav"]] == ["unreadable_audio"]
     assert all(type(r).__name__ == "Item" for r in results["C/tone.wav"])

@@ -112,7 +112,7 @@ def test_broken_corpus_is_reported_exactly(broken, tmp_path, capsys):
         for reason, exs in p["examples"].items():
             if reason != "chunk_beyond_end":
                 found[reason] |= set(exs)
-    assert found == {"missing": broken["missing"], "unreadable": broken["unreadable"]}
+    assert found == {"missing_file": broken["missing"], "unreadable_audio": broken["unreadable"]}
 
     # per-prefix counts against the metadata itself
     refs = defaultdict(set)
@@ -125,7 +125,7 @@ def test_broken_corpus_is_reported_exactly(broken, tmp_path, capsys):
         n_missing = len(files & broken["missing"])
         n_unreadable = len(files & broken["unreadable"])
         assert p["referenced"] == len(files)
-        assert (p["missing"], p["unreadable"]) == (n_missing, n_unreadable), prefix
+        assert (p["missing_file"], p["unreadable_audio"]) == (n_missing, n_unreadable), prefix
         assert p["present"] == len(files) - n_missing - n_unreadable
         assert p["unknown_prefix"] == p["unsafe_path"] == 0
     assert rep["totals"]["unique_files"] == sum(len(f) for f in refs.values())
@@ -146,7 +146,7 @@ def test_examples_are_capped(broken, tmp_path):
     _, rep = _run(tmp_path, broken["root"] / "metadata" / "parquet", broken["root"] / "dataset_paths.json",
                   "--examples", "0")
     assert all(not p["examples"] for p in rep["prefixes"].values())
-    assert rep["totals"]["missing"] == 2 and rep["totals"]["unreadable"] == 1
+    assert rep["totals"]["missing_file"] == 2 and rep["totals"]["unreadable_audio"] == 1
 
 
 def test_legacy_json_and_parquet_agree(broken, tmp_path):
@@ -164,7 +164,7 @@ def test_intact_corpus_exits_0(toy, tmp_path, capsys):
     t = rep["totals"]
     assert t["mixtures"] == t["renderable"] == sum(toy.num_mixtures.values())
     assert t["present"] == t["unique_files"] > 0
-    assert t["missing"] == t["unreadable"] == t["chunk_beyond_end"] == t["invalid_records"] == 0
+    assert t["missing_file"] == t["unreadable_audio"] == t["chunk_beyond_end"] == t["invalid_records"] == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-2].startswith("OK:")
 
 
@@ -177,8 +177,8 @@ def test_split_restricts(broken, tmp_path):
     assert rep["totals"]["unique_files"] == len({s.path for r in val for s in r.sources})
     expected, _ = _expected(val, broken["missing"] | broken["unreadable"], broken["paths"])
     assert rep["mixtures"] == expected
-    assert rc == (0 if rep["totals"]["renderable"] == len(val) and rep["totals"]["missing"] == 0
-                  and rep["totals"]["unreadable"] == 0 and rep["totals"]["chunk_beyond_end"] == 0 else 1)
+    assert rc == (0 if rep["totals"]["renderable"] == len(val) and rep["totals"]["missing_file"] == 0
+                  and rep["totals"]["unreadable_audio"] == 0 and rep["totals"]["chunk_beyond_end"] == 0 else 1)
 
 
 def test_num_sources_restricts(toy, tmp_path):
@@ -254,7 +254,7 @@ def test_api_threads_do_not_change_the_result(broken):
     da, db = a.to_dict(), b.to_dict()
     da.pop("timings"), db.pop("timings")
     assert da == db and not a.ok
-    assert a.count("missing") == 2 and a.renderable_mixtures < a.total_mixtures
+    assert a.count("missing_file") == 2 and a.renderable_mixtures < a.total_mixtures
 
 
 def test_no_matching_mixture_is_not_ok(toy):
@@ -440,9 +440,9 @@ def test_truncated_flac_and_mp3_and_a_fifo_are_unreadable(toy, tmp_path):
         rc, rep = _run(tmp_path, root / "metadata" / "parquet", root / "dataset_paths.json")
     assert not guard.unjammed, "hive check opened the FIFO"
     assert rc != 0 and rep["ok"] is False
-    assert rep["totals"]["unreadable"] == len(broken)
-    assert rep["totals"]["missing"] == 0
-    examples = {e for p in rep["prefixes"].values() for e in p["examples"].get("unreadable", [])}
+    assert rep["totals"]["unreadable_audio"] == len(broken)
+    assert rep["totals"]["missing_file"] == 0
+    examples = {e for p in rep["prefixes"].values() for e in p["examples"].get("unreadable_audio", [])}
     assert examples == broken
     expected = sum(1 for r in records if not broken & {s.path for s in r.sources})
     assert rep["totals"]["renderable"] == expected < len(records)

@@ -204,7 +204,7 @@ def test_chunk_drops_silent_unreadable_and_missing_files_with_reasons(toy, tmp_p
     assert [type(d).__name__ for d in res["hiss.wav"]] == ["Item"]  # 4 s: kept whole unchecked (reference)
     (hiss_item,) = [i for i in read_items(tmp_path / "list.json") if i.path.endswith("hiss.wav")]
     assert [d.reason for d in ready(ChunkStage(drop_silent_short=True)).process_item(hiss_item)] == ["silent"]
-    assert [d.reason for d in res["broken.wav"]] == ["unreadable"]
+    assert [d.reason for d in res["broken.wav"]] == ["unreadable_audio"]
     assert [d.reason for d in res["missing.wav"]] == ["missing_file"]
     # stereo with opposite channels: the mono downmix is silent, as the pipeline defines energy
     assert {type(r) for r in res["half.flac"]} == {Drop}

@@ -171,7 +171,7 @@ def test_pool_from_labelled_csv_assigns_splits_per_file(toy, tmp_path):
     onto = Ontology.from_records(onto_nodes)
     built = build_pool_from_labels(listing, toy.dataset_paths, ontology=onto, seed=1,
                                    split_ratios={"train": 0.5, "validation": 0.25, "test": 0.25})
-    assert built.dropped == Counter({"MissingSourceAudioError": 1, "missing_path_or_label": 1})
+    assert built.dropped == Counter({"missing_file": 1, "missing_path_or_label": 1})
     assert built.warnings["label_not_in_ontology"] > 0
     dogs = [e for e in built.entries if e.label_id == "/m/0bt9lr"]
     assert dogs and all(e.label == "Dog" for e in dogs)

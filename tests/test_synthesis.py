@@ -356,7 +356,7 @@ def test_silent_and_missing_sources_are_redrawn_and_counted(toy, tmp_path):
     result = synthesize(synth, roots)
     assert len(result.records) == 30 and not result.failures
     assert result.reasons["redraw_silent_source"] > 0
-    assert result.reasons["redraw_missing_source_audio"] > 0
+    assert result.reasons["redraw_missing_file"] > 0
     for rec in result.records:
         assert all(not s.path.startswith("Scratch/") for s in rec.sources)
     stats = result.stats()

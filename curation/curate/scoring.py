@@ -254,9 +254,9 @@ class Scorer:
             self.stats["audio_loaded"] += 1
             return stems, sr
         except (HiveError, OSError, ValueError, RuntimeError) as exc:
-            from mixing.render_job import classify
+            from mixing.failures import reason_of
 
-            reason = "audio_" + ("not_rendered" if type(exc).__name__ == "NotRenderedError" else classify(exc))
+            reason = "audio_" + ("not_rendered" if type(exc).__name__ == "NotRenderedError" else reason_of(exc))
             log.warning("mixture %s: no audio (%s): %s", rec.mix_id, reason, exc)
             self.stats[reason] += 1
             for q in questions:

@@ -28,10 +28,8 @@ import numpy as np
 from curation.models.registry import AudioJudge, SuperResolver, Tagger, load_backend  # noqa: F401
 from mixing.audio import chunk_frames, probe, read_frames, to_mono
 from mixing.corpora import DatasetPaths
-from mixing.errors import (
-    ChunkOutOfRangeError, HiveError, MissingSourceAudioError, PathEscapesRootError,
-    UnknownPrefixError, UnreadableAudioError,
-)
+from mixing.errors import HiveError
+from mixing.failures import UNREADABLE_AUDIO, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -258,20 +256,11 @@ def ask_judge(judge: AudioJudge, audios: list[tuple[np.ndarray, int]], prompt: s
 
 
 # ---- audio access --------------------------------------------------------------------------------
-READ_ERRORS: dict[type, str] = {
-    MissingSourceAudioError: "missing_file",
-    UnknownPrefixError: "unknown_prefix",
-    PathEscapesRootError: "unsafe_path",
-    ChunkOutOfRangeError: "chunk_beyond_end",
-    UnreadableAudioError: "unreadable",
-}
-
-
 def read_error_reason(exc: BaseException) -> str:
-    for cls, reason in READ_ERRORS.items():
-        if isinstance(exc, cls):
-            return reason
-    return "unreadable"
+    """The drop reason of an error met reading an item's audio, in the vocabulary every command
+    shares (:func:`mixing.failures.reason_of`); any other read error (soundfile's
+    ``RuntimeError``, an ``OSError``) is ``unreadable_audio``."""
+    return reason_of(exc, default=UNREADABLE_AUDIO)
 
 
 class AudioAccess:

@@ -30,6 +30,7 @@ import soundfile as sf
 
 from mixing.audio import chunk_frames, probe, seek_is_exact
 from mixing.errors import UnreadableAudioError
+from mixing.failures import UNREADABLE_AUDIO
 
 from .base import AUDIO_ERRORS, Drop, Item, Result, Stage, frames_to_seconds, opt, read_error_reason
 
@@ -109,7 +110,7 @@ class ChunkStage(Stage):
             local = self.audio.resolve(item.path)
             info = probe(local)
             if info.frames <= 0:
-                return [Drop.of(item, "unreadable", "the file holds no audio frames")]
+                return [Drop.of(item, UNREADABLE_AUDIO, "the file holds no audio frames")]
             sr = info.samplerate
             start = int(item.chunk_start_second * sr)
             stop = info.frames

@@ -18,9 +18,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mixing.failures import MISSING_FILE, reason_of
 from mixing.ontology import Ontology
 
-from .base import Drop, Item, Result, Stage, opt, read_error_reason
+from .base import Drop, Item, Result, Stage, opt
 
 
 def label_list(value: Any, dedupe: bool = True) -> list[str] | None:
@@ -83,11 +84,12 @@ class SingleLabelStage(Stage):
             try:
                 local = self.audio.resolve(item.path)
             except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
-                if read_error_reason(exc) == "unreadable":
+                reason = reason_of(exc, default=None)
+                if reason is None:
                     raise
-                return [Drop.of(item, read_error_reason(exc), str(exc))]
+                return [Drop.of(item, reason, str(exc))]
             if not local.is_file():
-                return [Drop.of(item, "missing_file", f"{local} does not exist")]
+                return [Drop.of(item, MISSING_FILE, f"{local} does not exist")]
         label = labels[0] if labels else None
         label_id = item.label_id if labels else None
         if self._ontology is not None and label and label in self._ontology:

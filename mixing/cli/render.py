@@ -9,6 +9,10 @@ from mixing.cli import argtypes as at
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from mixing import failures as f
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "failure reasons in out/_failures.jsonl (one vocabulary for every command):\n" + f.help_text()
     p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit) when --metadata is a Hub id")
     p.add_argument("--dataset-paths", required=True, help="dataset_paths.json: corpus prefix -> local folder")

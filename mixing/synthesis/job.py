@@ -36,10 +36,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..audio import chunk_frames
 from ..corpora import DatasetPaths
-from ..errors import (
-    ChunkOutOfRangeError, CorpusError, HiveError, MissingSourceAudioError, PathEscapesRootError,
-    UnknownPrefixError, UnreadableAudioError,
-)
+from ..errors import CorpusError, HiveError, UnknownPrefixError
+from ..failures import reason_of
 from ..levels import apply_levels
 from ..metadata import MixtureRecord
 from ..metadata_io import iter_records, write_hub_folder, write_legacy_json
@@ -57,24 +55,10 @@ logger = logging.getLogger(__name__)
 
 #: redraws of one failing source (same label, another clip) before the whole mixture is redrawn
 SOURCE_REDRAWS = 4
-_REASONS = {
-    MissingSourceAudioError: "missing_source_audio",
-    UnreadableAudioError: "unreadable_audio",
-    ChunkOutOfRangeError: "chunk_out_of_range",
-    PathEscapesRootError: "path_escapes_root",
-    UnknownPrefixError: "unknown_prefix",
-}
 
 
 class SynthesisError(HiveError, ValueError):
     """The pool, ontology or config cannot give the requested mixtures."""
-
-
-def _reason(exc: BaseException) -> str:
-    for cls, name in _REASONS.items():
-        if isinstance(exc, cls):
-            return name
-    return type(exc).__name__
 
 
 @dataclass
@@ -208,7 +192,7 @@ class Synthesizer:
                 info = renderer.info(local)
                 chunk_frames(s.chunk_start_second, s.chunk_end_second, info.samplerate, info.frames, local)
             except CorpusError as exc:
-                return i, _reason(exc)
+                return i, reason_of(exc, default=type(exc).__name__)
         return None
 
     def synthesize_one(self, index: int, renderer: Renderer,
@@ -236,7 +220,7 @@ class Synthesizer:
                                            final_max_amplitude=cfg.final_max_amplitude,
                                            silence_rms=cfg.silence_rms)
                     except CorpusError as exc:
-                        bad = (None, _reason(exc))
+                        bad = (None, reason_of(exc, default=type(exc).__name__))
                     else:
                         if res.record is not None:
                             return res.record, None

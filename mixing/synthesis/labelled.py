@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from ..corpora import DatasetPaths
 from ..audio import probe
 from ..errors import CorpusError, HiveError
+from ..failures import reason_of
 from ..metadata import normalise_split
 from ..ontology import Ontology
 from ..pool import PoolEntry
@@ -146,7 +147,7 @@ def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPat
         try:
             info = probe(paths.resolve(meta_path))
         except CorpusError as exc:
-            out.drop(type(exc).__name__, line=lineno, path=meta_path, message=str(exc)[:200])
+            out.drop(reason_of(exc, default=type(exc).__name__), line=lineno, path=meta_path, message=str(exc)[:200])
             continue
         label_id = ""
         if ontology is not None:
