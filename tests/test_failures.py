@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import hive
-from curation.runner import RunOptions, run_stage
+from curation.runner import RunConfig, run_stage
 from curation.stages.base import read_error_reason
 from curation.stages.chunk import ChunkStage
 from mixing import failures
@@ -106,7 +106,7 @@ def test_every_command_names_the_same_broken_inputs_alike(corpus):
 
     # hive mine chunk: drops.jsonl
     mined = tmp_path / "mine"
-    run_stage(ChunkStage(dataset_paths=str(dp)), RunOptions(input=str(listing), output=str(mined), progress=False))
+    run_stage(ChunkStage(dataset_paths=str(dp)), RunConfig(input=str(listing), output=str(mined), progress=False))
     drops = [json.loads(line) for line in (mined / "drops.jsonl").read_text().splitlines()]
     assert {d["path"]: d["reason"] for d in drops} == BROKEN
 
