@@ -444,7 +444,7 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
     paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
     if not dry_run and paths is None:
         raise SynthesisError("measuring levels needs the dataset paths (prefix -> local corpus root)")
-    from ..stale_tmp import remove_stale_tmp
+    from ..resume import remove_stale_tmp
 
     stale = [str(p) for p in remove_stale_tmp(output)]
     if stale:
