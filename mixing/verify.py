@@ -39,7 +39,7 @@ import soundfile as sf
 
 from .errors import HiveError, InvalidRecordError
 from .metadata import MixtureRecord
-from .shards import file_sha256
+from .resume import file_sha256
 from .validation import parse_mixture
 
 log = logging.getLogger(__name__)
