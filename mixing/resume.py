@@ -31,7 +31,7 @@ from typing import IO, Any, Iterator
 
 __all__ = [
     "AtomicFile", "RankMarkers", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-    "discard_tmp", "file_sha256", "json_text", "pid_alive", "read_marker", "remove_stale_tmp", "tmp_path",
+    "discard_tmp", "file_sha256", "is_tmp_name", "json_text", "pid_alive", "read_marker", "remove_stale_tmp", "tmp_path",
     "write_marker",
 ]
 
@@ -228,6 +228,11 @@ def pid_alive(pid: int) -> bool:
     except OverflowError:
         return False
     return True
+
+
+def is_tmp_name(name: str) -> bool:
+    """Whether ``name`` is a temporary name of this protocol: ``.<name>.tmp-<PID>``."""
+    return _TMP.match(name) is not None
 
 
 def remove_stale_tmp(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:

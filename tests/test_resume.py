@@ -143,6 +143,12 @@ def test_stale_cleanup_removes_only_dead_pids_files(tmp_path):
         alive.wait()
 
 
+def test_tmp_names():
+    assert resume.is_tmp_name(resume.tmp_path("/x/tar_00001.tar").name)
+    for name in ("tar_00001.tar", ".tar_00001.tar", ".a.tmp-", ".a.tmp-12x", "a.tmp-12"):
+        assert not resume.is_tmp_name(name), name
+
+
 def test_discard_tmp_removes_every_tmp_of_one_target(tmp_path):
     target = tmp_path / "tar_[0].tar"
     mine = [tmp_path / f".tar_[0].tar.tmp-{pid}" for pid in (1, os.getpid())]
