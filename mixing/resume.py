@@ -77,7 +77,12 @@ class AtomicFile:
         """Open the temporary file for writing (``"w"`` modes default to UTF-8)."""
         if "b" not in mode and encoding is None:
             encoding = "utf-8"
-        self._fh = open(self.tmp, mode, encoding=encoding)
+        try:
+            self._fh = open(self.tmp, mode, encoding=encoding)
+        except OSError as exc:  # name the file the user asked for, not our temporary name
+            if exc.errno is None:
+                raise
+            raise type(exc)(exc.errno, exc.strerror, str(self.path)) from exc
         return self._fh
 
     def commit(self) -> None:

@@ -71,6 +71,20 @@ def test_atomic_file_by_path_commit_and_abort(tmp_path):
     assert target.read_bytes() == b"xyz"
 
 
+def test_an_unwritable_target_is_named_in_the_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):  # root: use a folder nobody may create files in
+            folder = "/sys"
+        with pytest.raises(PermissionError) as info:
+            resume.atomic_write_text(f"{folder}/report.json", "x")
+        assert info.value.filename == f"{folder}/report.json"
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+
+
 def test_json_formats_match_json_dumps(tmp_path):
     obj = {"b": "é", "a": [1, 2.5]}
     resume.atomic_write_json(tmp_path / "d.json", obj)
