@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from mixing.errors import HiveError
 from mixing.json_input import BadLine, iter_jsonl, read_text
 from mixing.pool import POOL_ARROW_SCHEMA
+from mixing.resume import AtomicFile, atomic_open
 
 from .stages.base import ITEM_FIELDS, Item, make_clip_id
 
@@ -204,14 +205,11 @@ def dumps(record: dict[str, Any]) -> str:
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> int:
     """Write records atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         for r in records:
             fh.write(dumps(r) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
@@ -230,8 +228,6 @@ def items_to_arrow(records: list[dict[str, Any]]) -> pa.Table:
 
 
 def write_parquet(records: list[dict[str, Any]], path: str | os.PathLike) -> int:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(items_to_arrow(records), tmp, compression="zstd")
-    os.replace(tmp, path)
+    with AtomicFile(path) as f:
+        pq.write_table(items_to_arrow(records), f.tmp, compression="zstd")
     return len(records)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from mixing.errors import HiveError
+from mixing.resume import RankMarkers, atomic_open, atomic_write_json
 
 from .manifest import OUTPUT_NAME, dumps, read_items, write_jsonl, write_parquet
 from .stages import make_stage
@@ -57,7 +58,7 @@ RANK_DROPS = "drops-{:05d}.jsonl"
 RANK_FAILURES = "failures-{:05d}.jsonl"
 RANK_PROGRESS = "progress-{:05d}.jsonl"
 RANK_STATS = "stats-{:05d}.json"
-RANK_DONE = "done-{:05d}"
+RANK_DONE = "done-{rank:05d}"
 CONFIG = "config.json"
 FAILURES_NAME = "failures.jsonl"
 MERGED = (OUTPUT_NAME, "drops.jsonl", FAILURES_NAME, "stats.json", "provenance.json", "output.parquet")
@@ -143,10 +144,8 @@ class RunSummary:
 
 
 # ---- small file helpers ---------------------------------------------------------------------------
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _done_markers(output: Path, world_size: int) -> RankMarkers:
+    return RankMarkers(output, RANK_DONE, world_size)
 
 
 def _read_json(path: Path) -> Any:
@@ -271,7 +270,8 @@ def _config_hash(cfg: dict[str, Any]) -> str:
 
 
 def _clear_rank(output: Path, rank: int) -> None:
-    for pattern in (RANK_DONE, RANK_STATS, RANK_OUTPUT, RANK_DROPS, RANK_PROGRESS, RANK_FAILURES):
+    _done_markers(output, 1).clear(rank)
+    for pattern in (RANK_STATS, RANK_OUTPUT, RANK_DROPS, RANK_PROGRESS, RANK_FAILURES):
         (output / pattern.format(rank)).unlink(missing_ok=True)
 
 
@@ -290,7 +290,7 @@ def _check_config(output: Path, cfg: dict[str, Any], opts: RunConfig) -> None:
                 f"{output} holds a run with other settings (was, now): {json.dumps(diff)[:600]}. Use "
                 "another --output folder, rerun with the same stage options, input and number of "
                 "processes, or pass --overwrite to discard the old run")
-    _write_json_atomic(path, cfg)  # every rank writes the same content; rename is atomic
+    atomic_write_json(path, cfg)  # every rank writes the same content; rename is atomic
 
 
 def _show_progress(opts: RunConfig) -> bool:
@@ -336,29 +336,29 @@ def run_stage(stage: Stage, opts: RunConfig) -> RunSummary:
     _check_config(output, cfg, opts)
     shard = items[opts.rank::opts.world_size]
     summary = RunSummary(stage.name, opts.rank, opts.world_size, items=len(shard))
-    done_path = output / RANK_DONE.format(opts.rank)
-    done_info = _read_json(done_path) if done_path.is_file() else {}
-    if done_info.get("config") == _config_hash(cfg) and not done_info.get("failed"):
+    markers = _done_markers(output, opts.world_size)
+    done_info = markers.read(opts.rank, {"config": _config_hash(cfg)}) or {}
+    if done_info and not done_info.get("failed"):
         summary.skipped_rank = True
         summary.resumed = len(shard)
         stats_path = output / RANK_STATS.format(opts.rank)
         st = _read_json(stats_path)
         if st.get("processed"):  # this run processed nothing here: the merged rate counts this run only
             st["processed"] = 0
-            _write_json_atomic(stats_path, st)
+            atomic_write_json(stats_path, st)
         log.info("%s rank %d: already done, skipped", stage.name, opts.rank)
     else:
-        done_path.unlink(missing_ok=True)
+        markers.clear(opts.rank)
         earlier_models = _run_shard(stage, opts, output, shard, summary)
         stats = rank_stats(output, opts.rank, opts.world_size, len(shard), summary.processed)
         stats["provenance"] = stage.provenance()
         stats["device"] = opts.device
         if not stage._ready:  # nothing left to do: the models an earlier run used, from the ledger
             stats["provenance"]["models"] = earlier_models
-        _write_json_atomic(output / RANK_STATS.format(opts.rank), stats)
-        _write_json_atomic(done_path, {"rank": opts.rank, "world_size": opts.world_size,
-                                       "config": _config_hash(cfg), "kept": stats["kept"],
-                                       "dropped": stats["dropped_total"], "failed": stats["failed_total"]})
+        atomic_write_json(output / RANK_STATS.format(opts.rank), stats)
+        markers.write(opts.rank, {"rank": opts.rank, "world_size": opts.world_size,
+                                  "config": _config_hash(cfg), "kept": stats["kept"],
+                                  "dropped": stats["dropped_total"], "failed": stats["failed_total"]})
     st = _read_json(output / RANK_STATS.format(opts.rank))
     summary.kept, summary.dropped = st["kept"], st["dropped"]
     summary.failed = st.get("failed", {}) if not summary.skipped_rank else {}
@@ -437,16 +437,7 @@ def _run_shard(stage: Stage, opts: RunConfig, output: Path, shard: list[Item],
 
 # ---- waiting and merging --------------------------------------------------------------------------
 def _missing_ranks(output: Path, world_size: int, config_hash: str | None) -> list[int]:
-    missing = []
-    for r in range(world_size):
-        path = output / RANK_DONE.format(r)
-        try:
-            ok = path.is_file() and (config_hash is None or _read_json(path).get("config") == config_hash)
-        except (OSError, ValueError):
-            ok = False
-        if not ok:
-            missing.append(r)
-    return missing
+    return _done_markers(output, world_size).missing(None if config_hash is None else {"config": config_hash})
 
 
 def wait_for_ranks(output: Path, world_size: int, config_hash: str | None = None,
@@ -494,10 +485,8 @@ def merge_outputs(output: str | os.PathLike, parquet: bool = False) -> dict[str,
         if a == b:
             raise LedgerError(f"{output}: clip_id {a!r} was written twice; the rank files are "
                               "inconsistent. Rerun with --overwrite")
-    tmp = output / f".{OUTPUT_NAME}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(output / OUTPUT_NAME) as fh:
         fh.writelines(line if line.endswith("\n") else line + "\n" for _, line in keyed)
-    os.replace(tmp, output / OUTPUT_NAME)
     drops = sorted((json.loads(line) for r in range(world)
                     for line in _iter_lines(output / RANK_DROPS.format(r))),
                    key=lambda d: (d["clip_id"], d["reason"]))
@@ -522,13 +511,13 @@ def merge_outputs(output: str | os.PathLike, parquet: bool = False) -> dict[str,
              "per_rank": [{k: s.get(k) for k in ("rank", "items_in", "kept", "dropped_total", "processed",
                                                  "failed_total", "device")}
                           for s in per_rank]}
-    _write_json_atomic(output / "stats.json", stats)
+    atomic_write_json(output / "stats.json", stats)
     prov = dict(per_rank[0].get("provenance") or {})
     prov["models"] = _merge_models([(s.get("provenance") or {}).get("models") for s in per_rank])
     prov.update({"input": cfg["input"], "input_sha256": cfg["input_sha256"], "num_items": cfg["num_items"],
                  "world_size": world, "packages": package_versions(),
                  "stage": cfg["stage"], "options": cfg["options"]})
-    _write_json_atomic(output / "provenance.json", prov)
+    atomic_write_json(output / "provenance.json", prov)
     if parquet:
         write_parquet([json.loads(line) for _, line in keyed], output / "output.parquet")
     make_stage(cfg["stage"], cfg["options"]).finalize(output)

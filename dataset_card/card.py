@@ -27,6 +27,7 @@ from mixing.citation import CITATION, REFERENCE
 from mixing.errors import HiveError
 from mixing.metadata import MixtureRecord, hub_features
 from mixing.metadata_io import MetadataSource, iter_records, open_metadata
+from mixing.resume import atomic_write_text
 
 from .layout import CONFIG_ALL, DEFAULT_ROWS_PER_FILE, Layout, LayoutWriter, data_pattern
 from .plots import LABEL_PLOT, SNR_PLOT, SOURCE_COUNT_PLOT, write_plots
@@ -387,8 +388,6 @@ def write_card_folder(metadata: str | os.PathLike | MetadataSource | Iterable[Mi
     plots = write_plots(stats, output / "assets", options.top_labels)
     card = build_card(stats, layout, options)
     readme = output / "README.md"
-    tmp = readme.with_name(f".README.md.tmp-{os.getpid()}")
-    tmp.write_text(str(card), encoding="utf-8")
-    os.replace(tmp, readme)
+    atomic_write_text(readme, str(card))
     logger.info("wrote %s: %d mixtures in %d files", output, stats.num_mixtures, len(layout.files()))
     return CardResult(output, layout, stats, card, plots)

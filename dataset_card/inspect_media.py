@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mixing.resume import atomic_write_bytes
 from mixing.shards import float_wav_bytes
 
 N_FFT = 1024
@@ -36,13 +37,6 @@ class WavInfo:
     bytes: int
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_wav(x: np.ndarray, sample_rate: int, path: str | os.PathLike) -> WavInfo:
     """Mono WAV, 16-bit PCM unless the peak exceeds 1.0 (then 32-bit float)."""
     x = np.asarray(x, dtype=np.float32).reshape(-1)
@@ -55,7 +49,7 @@ def write_wav(x: np.ndarray, sample_rate: int, path: str | os.PathLike) -> WavIn
         buf = io.BytesIO()
         sf.write(buf, x, sample_rate, format="WAV", subtype="PCM_16")
         data, encoding = buf.getvalue(), "PCM_16"
-    _atomic_write(Path(path), data)
+    atomic_write_bytes(path, data)
     return WavInfo(encoding, peak, float(rms_dbfs), len(data))
 
 
@@ -103,5 +97,5 @@ def write_spectrogram(db: np.ndarray, sample_rate: int, path: str | os.PathLike,
     out = Path(path)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata=_PNG_METADATA)
-    _atomic_write(out, buf.getvalue())
+    atomic_write_bytes(out, buf.getvalue())
     return out

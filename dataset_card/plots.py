@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mixing.resume import AtomicFile
+
 from .stats import SNR_MAX, SNR_MIN, CardStats
 
 LABEL_PLOT = "label_distribution.png"
@@ -29,14 +31,8 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format="png", metadata=_PNG_METADATA)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with AtomicFile(path) as f:
+        fig.savefig(f.tmp, format="png", metadata=_PNG_METADATA)
     return path
 
 

@@ -27,7 +27,6 @@ reach the file check: their records are invalid and counted under ``sources[*].p
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 import re
@@ -37,7 +36,6 @@ from array import array
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -55,6 +53,7 @@ from .failures import (
 )
 from .metadata import SPLITS
 from .metadata_io import MetadataSource, open_metadata
+from .resume import atomic_write_json
 from .validation import MAX_SOURCES, ValidationReport
 
 logger = logging.getLogger(__name__)
@@ -204,11 +203,7 @@ class CheckReport:
 
     def write_json(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_dict` atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_json(path, self.to_dict(), indent=2, sort_keys=False)
 
     def format_table(self) -> str:
         """The human-readable summary ``hive check`` prints."""

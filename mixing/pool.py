@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from .errors import MISSING, HiveError, InputFileError, InvalidRecordError, short_repr
 from .json_input import BadLine, iter_jsonl, load_json_file
 from .metadata import Seconds, normalise_split
+from .resume import AtomicFile
 from .validation import check_metadata_path, check_mix_id
 
 POOL_FIELDS = ("clip_id", "path", "chunk_start_second", "chunk_end_second", "label", "label_id",
@@ -292,19 +293,14 @@ def write_pool(entries: Iterable[PoolEntry | Mapping[str, Any]], path: str | os.
     checked = [validate_pool_entry(e, f"#{i}") for i, e in enumerate(entries)]
     check_unique_clip_ids(checked)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        suffix = path.suffix.lower()
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl"):
+        raise HiveError(f"pool output {path} has suffix {suffix!r}; expected .jsonl or .parquet")
+    with AtomicFile(path) as f:
         if suffix == ".parquet":
-            pq.write_table(pool_to_arrow(checked), tmp, compression="zstd")
-        elif suffix == ".jsonl":
-            with open(tmp, "w", encoding="utf-8") as fh:
+            pq.write_table(pool_to_arrow(checked), f.tmp, compression="zstd")
+        else:
+            with f.open("w") as fh:
                 for e in checked:
                     fh.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
-        else:
-            raise HiveError(f"pool output {path} has suffix {suffix!r}; expected .jsonl or .parquet")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return len(checked)

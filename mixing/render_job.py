@@ -41,6 +41,7 @@ from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
 from .render import Renderer
+from .resume import RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, write_marker
 from .shards import SHARD_SUFFIX, make_writer
 from .validation import ValidationReport
 
@@ -282,10 +283,8 @@ def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderConfig,
 def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dict[str, Any]:
     out = Path(opts.output)
     path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        stale.unlink(missing_ok=True)  # left by a killed run
-    for stale in (out / "_ledger").glob(f".{task.name}.json.tmp-*"):
-        stale.unlink(missing_ok=True)  # a run killed while writing this shard's ledger entry
+    discard_tmp(path)  # left by a killed run (this rank holds the folder's lock)
+    discard_tmp(out / "_ledger" / f"{task.name}.json")  # a run killed while writing the ledger entry
     writer = make_writer(opts.format, path, opts.audio_format)
     failures = []
     seen: set[str] = set()
@@ -314,7 +313,7 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dic
                     "listed in %s", path.relative_to(out), len(clipped), len({w["mix_id"] for w in clipped}),
                     sum(w["clipped_samples"] for w in clipped), max(w["peak"] for w in clipped),
                     out / "_warnings.jsonl")
-    _write_json_atomic(out / "_ledger" / f"{task.name}.json", entry)
+    write_marker(out / "_ledger" / f"{task.name}.json", entry, ensure_ascii=True)
     return entry
 
 
@@ -323,19 +322,16 @@ def _render_in_worker(task: ShardTask) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, ensure_ascii=True)
+
+
+def _rank_markers(output: Path, world_size: int) -> RankMarkers:
+    return RankMarkers(output / "_ranks", "rank-{rank:05d}-of-{world:05d}.json", world_size, ensure_ascii=True)
 
 
 def _done(output: Path, task: ShardTask, fmt: str) -> dict[str, Any] | None:
-    entry_path = output / "_ledger" / f"{task.name}.json"
-    if not entry_path.is_file():
-        return None
-    try:
-        entry = json.loads(entry_path.read_text())
-    except (OSError, json.JSONDecodeError):
+    entry = read_marker(output / "_ledger" / f"{task.name}.json")
+    if entry is None:
         return None
     path = shard_path(output, fmt, task.split, task.num_sources, task.number)
     if not path.is_file() or path.stat().st_size != entry.get("bytes"):
@@ -375,11 +371,9 @@ def merge_outputs(output: Path) -> dict[str, Any]:
         if name == "_warnings.jsonl" and not rows:
             (output / name).unlink(missing_ok=True)
             continue
-        tmp = output / f".{name}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_open(output / name) as fh:
             for f in rows:
                 fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
-        os.replace(tmp, output / name)
     per_group: dict[str, int] = defaultdict(int)
     for e in entries:
         per_group[str(Path(e["shard"]).parent)] += e["count"]
@@ -479,11 +473,10 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
     if rank == 0:
         _write_json_atomic(output / "_ledger" / "_invalid_records.json", invalid)
         summary.failures.update(INVALID_RECORD for _ in invalid)
-    marker = output / "_ranks" / f"rank-{rank:05d}-of-{world_size:05d}.json"
-    _write_json_atomic(marker, {"rank": rank, "world_size": world_size, "shards": summary.shards_total,
-                                "rendered": summary.shards_rendered, "skipped": summary.shards_skipped})
-    markers = list((output / "_ranks").glob(f"rank-*-of-{world_size:05d}.json"))
-    if len(markers) == world_size:
+    markers = _rank_markers(output, world_size)
+    markers.write(rank, {"rank": rank, "world_size": world_size, "shards": summary.shards_total,
+                         "rendered": summary.shards_rendered, "skipped": summary.shards_skipped})
+    if not markers.missing():
         merge_outputs(output)
         summary.complete = True
     return summary

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import struct
 import tarfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from . import __version__
 from .errors import ClippingError  # noqa: F401 - re-exported (defined in mixing.errors)
 from .metadata import SOURCES_ARROW_TYPE
 from .render import RenderedMixture
+from .resume import AtomicFile, file_sha256
 
 AudioFormat = Literal["wav", "flac", "pcm16"]
 #: formats of the builder and the streaming path
@@ -118,18 +118,6 @@ def sample_json(r: RenderedMixture, fmt: str) -> bytes:
     return json.dumps(meta, ensure_ascii=False, sort_keys=False).encode("utf-8")
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class ShardWriter:
     """Collects rendered samples and writes one shard atomically on :meth:`close`."""
 
@@ -163,14 +151,8 @@ class ShardWriter:
 
     def close(self) -> dict[str, Any]:
         """Write, rename into place, and return ``{count, sha256, bytes}``."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(self.path)
-        try:
-            self._write(tmp)
-            os.replace(tmp, self.path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with AtomicFile(self.path) as f:
+            self._write(f.tmp)
         return {"count": self.count, "sha256": file_sha256(self.path), "bytes": self.path.stat().st_size,
                 "warnings": self.warnings}
 
@@ -185,7 +167,7 @@ class WebDatasetShardWriter(ShardWriter):
     def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
         super().__init__(path, audio_format)
         self._fh: Any = None
-        self._tmp: Path | None = None
+        self._file: AtomicFile | None = None
         self._hash = hashlib.sha256()
         self._offset = 0
 
@@ -232,9 +214,8 @@ class WebDatasetShardWriter(ShardWriter):
         self.warnings.extend(warnings)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _tmp_name(self.path)
-        self._fh = open(self._tmp, "wb")
+        self._file = AtomicFile(self.path)
+        self._fh = self._file.open("wb")
 
     def close(self) -> dict[str, Any]:
         if self._fh is None:
@@ -244,13 +225,9 @@ class WebDatasetShardWriter(ShardWriter):
             pad = -self._offset % tarfile.RECORDSIZE
             if pad:
                 self._emit(tarfile.NUL * pad)
-            self._fh.close()
-            os.replace(self._tmp, self.path)
+            self._file.commit()
         finally:
-            if not self._fh.closed:
-                self._fh.close()
-            if self._tmp.exists():
-                self._tmp.unlink()
+            self._file.abort()  # after an error: the temporary file goes
         return {"count": self.count, "sha256": self._hash.hexdigest(), "bytes": self._offset,
                 "warnings": self.warnings}
 

@@ -39,7 +39,7 @@ import soundfile as sf
 
 from .errors import HiveError, InvalidRecordError
 from .metadata import MixtureRecord
-from .shards import file_sha256
+from .resume import file_sha256, is_tmp_name
 from .validation import parse_mixture
 
 log = logging.getLogger(__name__)
@@ -547,7 +547,7 @@ def find_shards(root: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
             continue
         if not p.is_file():
             continue
-        if p.name.startswith(".") and ".tmp-" in p.name:
+        if is_tmp_name(p.name):
             temps.append(p)
             continue
         fmt = SHARD_SUFFIX.get(p.suffix)

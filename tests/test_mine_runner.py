@@ -175,6 +175,20 @@ def test_rerun_skips_finished_ranks_and_refuses_other_settings(toy, tmp_path):
     assert json.loads((out / "stats.json").read_text())["kept"] == loud.kept
 
 
+def test_a_cut_done_marker_is_not_done_and_the_rank_resumes_from_its_ledger(toy, tmp_path):
+    out = tmp_path / "cut"
+    opts = RunConfig(str(toy.labels_csv), str(out), progress=False)
+    first = run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)}), opts)
+    before = (out / "output.jsonl").read_bytes()
+    marker = out / "done-00000"
+    full = marker.read_bytes()
+    marker.write_bytes(full[: len(full) // 2])  # a marker cut short: not done, never an error
+    again = run_stage(make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)}), opts)
+    assert not again.skipped_rank and again.processed == 0 and again.resumed == first.items
+    assert marker.read_bytes() == full
+    assert (out / "output.jsonl").read_bytes() == before
+
+
 def test_sigkill_then_rerun_resumes_without_duplicates(toy, single, tmp_path):
     ref = tmp_path / "ref"
     base = ["single-event", "--input", str(single), "--dataset-paths", str(toy.dataset_paths),

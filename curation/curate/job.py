@@ -52,6 +52,7 @@ from mixing.errors import HiveError, InvalidRecordError
 from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
 from mixing.ontology import Ontology
+from mixing.resume import AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, tmp_path
 from mixing.validation import ValidationReport
 
 from .audio import RenderedStems, StemSource, TarStems
@@ -156,23 +157,8 @@ class CurateResult:
     summary_text: str = ""
 
 
-def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _redact(spec: str) -> str:
     return re.sub(r"((?:api_?key|key|token|password|secret)=)[^,]*", r"\1***", spec, flags=re.I)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def apply_request_settings(judge: AudioJudge, prompt: PromptConfig, *, explicit_system: bool = True) -> None:
@@ -204,7 +190,7 @@ class _Run:
         self.output = Path(config.output)
         self.work = self.output / "_work"
         self.ontology = Ontology.from_json(config.ontology)
-        self.ontology_sha256 = _sha256_file(config.ontology)
+        self.ontology_sha256 = file_sha256(config.ontology)
         try:
             self.pools = PoolBuilder(self.ontology, seed=config.seed, max_pool=config.max_pool,
                                      rule=config.confusion_pool, order=config.option_order)
@@ -243,8 +229,11 @@ class _Run:
         return RenderedStems(self.config.dataset_paths)
 
     def rank_files(self, rank: int, world: int) -> tuple[Path, Path]:
-        return (self.work / f"scores-{rank:05d}-of-{world:05d}.jsonl",
-                self.work / f"done-{rank:05d}-of-{world:05d}.json")
+        return (self.work / f"scores-{rank:05d}-of-{world:05d}.jsonl", self.markers(world).path(rank))
+
+    def markers(self, world: int) -> RankMarkers:
+        """The ranks' completion markers ``_work/done-{r:05d}-of-{w:05d}.json``."""
+        return RankMarkers(self.work, "done-{rank:05d}-of-{world:05d}.json", world)
 
 
 def _partition(run: _Run, rank: int, world: int) -> tuple[set[str], dict[str, int], list[dict[str, Any]]]:
@@ -289,39 +278,29 @@ def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> Cura
     from tqdm.auto import tqdm
 
     scores_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = scores_path.with_name(f".{scores_path.name}.tmp-{os.getpid()}")
-    sorted_tmp = scores_path.with_name(f".{scores_path.name}.sorted-{os.getpid()}")
+    unsorted = tmp_path(scores_path.with_name(scores_path.name + ".unsorted"))  # .<name>.unsorted.tmp-PID
     try:
-        with open(tmp, "w", encoding="utf-8") as fh, cache, \
+        with open(unsorted, "w", encoding="utf-8") as fh, cache, \
                 tqdm(total=len(mine), unit="mix", desc=f"curate[{rank}/{world}]", disable=not show) as bar:
             for ms in scorer.score(_own_records(run, mine)):
                 fh.write(json.dumps(ms.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
                 result.mixtures += 1
                 bar.update(1)
-        _sort_by_mix_id(tmp, sorted_tmp)
-        os.replace(sorted_tmp, scores_path)
+        with AtomicFile(scores_path) as f:
+            _sort_by_mix_id(unsorted, f.tmp)
     finally:
-        tmp.unlink(missing_ok=True)
-        sorted_tmp.unlink(missing_ok=True)
+        unsorted.unlink(missing_ok=True)
     result.stats = scorer.stats
     if rank == 0:
-        _write_json(run.work / "dropped.json", {"counts": dropped, "failures": failures})
-    _write_json(marker, {"identity": run.identity(), "rank": rank, "world_size": world,
-                         "mixtures": result.mixtures, "stats": dict(scorer.stats),
-                         "first_error": scorer.first_error})
+        atomic_write_json(run.work / "dropped.json", {"counts": dropped, "failures": failures})
+    run.markers(world).write(rank, {"identity": run.identity(), "rank": rank, "world_size": world,
+                                    "mixtures": result.mixtures, "stats": dict(scorer.stats),
+                                    "first_error": scorer.first_error})
     return result
 
 
 def _all_done(run: _Run, world: int) -> bool:
-    identity = run.identity()
-    for r in range(world):
-        marker = run.rank_files(r, world)[1]
-        try:
-            if json.loads(marker.read_text())["identity"] != identity:
-                return False
-        except (OSError, ValueError, KeyError):
-            return False
-    return True
+    return not run.markers(world).missing({"identity": run.identity()})
 
 
 def _iter_scores(path: Path) -> Iterator[MixtureScore]:
@@ -363,8 +342,12 @@ def _failure(run: _Run, world: int, paths: list[Path]) -> str | None:
     no source needing the judge got a readable answer."""
     asked = failed = 0
     first: str | None = None
+    markers = run.markers(world)
     for r in range(world):
-        marker = json.loads(run.rank_files(r, world)[1].read_text())
+        marker = markers.read(r)
+        if marker is None:
+            raise CurateError(f"{markers.path(r)} is missing or unreadable: rank {r} has not finished; "
+                              "rerun the same command")
         asked += int(marker["stats"].get("judge_sources_asked", 0))
         failed += int(marker["stats"].get("judge_sources_failed", 0))
         first = first or marker.get("first_error")
@@ -438,7 +421,7 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
                 stale.unlink()
 
     dropped_info = json.loads((run.work / "dropped.json").read_text())
-    with open(out / f".failures.jsonl.tmp-{os.getpid()}", "w", encoding="utf-8") as fh:
+    with atomic_open(out / "failures.jsonl") as fh:
         for f in dropped_info["failures"]:
             fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
         for p in paths:  # model failures: not cached, asked again by the next run
@@ -449,7 +432,6 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
                                              "reason": "judge_failed", "model_failure": True,
                                              "message": "the judge gave no answer; asked again by the next run"},
                                             sort_keys=True) + "\n")
-    os.replace(out / f".failures.jsonl.tmp-{os.getpid()}", out / "failures.jsonl")
 
     summary = summary_builder.result(dropped_info["counts"])
     summary["metadata_rows_written"] = dict(sorted(counts.items()))
@@ -458,9 +440,9 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
         summary["error"] = failure
     policy = run.policy.describe()
     summary["policy"] = policy
-    _write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary)
     c = run.config
-    _write_json(out / "provenance.json", {
+    atomic_write_json(out / "provenance.json", {
         "tool": "hive-uss", "version": __version__, "step": "curate",
         "metadata": {"source": c.metadata, "revision": c.revision, "split": c.split or "all"},
         "ontology": {"path": os.path.basename(c.ontology), "sha256": run.ontology_sha256},

@@ -9,13 +9,14 @@ chance per label, and the most confused label pairs.
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mixing.resume import AtomicFile
 
 from .policy import Decision
 from .scoring import SCORED, TRIVIAL, UNSCORED, MixtureScore
@@ -47,9 +48,9 @@ class ScoresWriter:
         folder.mkdir(parents=True, exist_ok=True)
         self.batch_rows = batch_rows
         self._targets = {"mix": folder / "mixtures.parquet", "src": folder / "sources.parquet"}
-        self._tmps = {k: p.with_name(f".{p.name}.tmp-{os.getpid()}") for k, p in self._targets.items()}
-        self._writers = {"mix": pq.ParquetWriter(self._tmps["mix"], MIXTURES_SCHEMA, compression="zstd"),
-                         "src": pq.ParquetWriter(self._tmps["src"], SOURCES_SCHEMA, compression="zstd")}
+        self._files = {k: AtomicFile(p) for k, p in self._targets.items()}
+        self._writers = {"mix": pq.ParquetWriter(self._files["mix"].tmp, MIXTURES_SCHEMA, compression="zstd"),
+                         "src": pq.ParquetWriter(self._files["src"].tmp, SOURCES_SCHEMA, compression="zstd")}
         self._schemas = {"mix": MIXTURES_SCHEMA, "src": SOURCES_SCHEMA}
         self._rows: dict[str, list[dict[str, Any]]] = {"mix": [], "src": []}
 
@@ -75,12 +76,12 @@ class ScoresWriter:
             if self._rows[kind]:
                 self._flush(kind)
             self._writers[kind].close()
-            os.replace(self._tmps[kind], self._targets[kind])
+            self._files[kind].commit()
 
     def abort(self) -> None:
         for kind in ("mix", "src"):
             self._writers[kind].close()
-            self._tmps[kind].unlink(missing_ok=True)
+            self._files[kind].abort()
 
 
 def _acc(correct: int, n: int) -> float | None:

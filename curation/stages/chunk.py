@@ -21,7 +21,6 @@ files is optional (``export_dir``).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import soundfile as sf
 from mixing.audio import chunk_frames, probe, seek_is_exact
 from mixing.errors import UnreadableAudioError
 from mixing.failures import UNREADABLE_AUDIO
+from mixing.resume import AtomicFile
 
 from .base import AUDIO_ERRORS, Drop, Item, Result, Stage, frames_to_seconds, opt, read_error_reason
 
@@ -171,7 +171,6 @@ class ChunkStage(Stage):
             f.seek(start)
             data = f.read(stop - start, dtype="float32", always_2d=True)
             sr = f.samplerate
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        sf.write(str(tmp), data, sr, format="WAV", subtype="FLOAT")
-        os.replace(tmp, dest)
+        with AtomicFile(dest) as out:
+            sf.write(str(out.tmp), data, sr, format="WAV", subtype="FLOAT")
         return f"{self.export_prefix}/{rel}"

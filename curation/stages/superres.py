@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import soundfile as sf
 
 from mixing.audio import resample, resampled_length
 from mixing.corpora import DatasetPaths
+from mixing.resume import AtomicFile
 
 from .base import (
     AUDIO_ERRORS, Drop, Item, Result, Stage, StageError, frames_to_seconds, load_backend, opt,
@@ -103,13 +103,11 @@ class SuperResStage(Stage):
         rel = f"{sub}/{item.clip_id}.{self.audio_format}"
         dest = Path(self.output_root) / rel
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-            if self.audio_format == "wav":
-                sf.write(str(tmp), z, TARGET_RATE, format="WAV", subtype="FLOAT")
-            else:
-                sf.write(str(tmp), z, TARGET_RATE, format="FLAC", subtype="PCM_24")
-            os.replace(tmp, dest)
+            with AtomicFile(dest) as out:
+                if self.audio_format == "wav":
+                    sf.write(str(out.tmp), z, TARGET_RATE, format="WAV", subtype="FLOAT")
+                else:
+                    sf.write(str(out.tmp), z, TARGET_RATE, format="FLAC", subtype="PCM_24")
         except (OSError, RuntimeError) as exc:
             return [Drop.of(item, "write_failed", str(exc))]
         out = item.replace(path=f"{self.prefix}/{rel}", chunk_start_second=0.0,

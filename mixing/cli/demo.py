@@ -40,13 +40,12 @@ def write_hub_metadata(metadata: Path, output: Path) -> tuple[int, str]:
 
 
 def write_hub_layout_without_plots(metadata: Path, output: Path) -> str:
-    import os
-
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from dataset_card.card import check_card, configs_yaml, dataset_info_yaml
     from dataset_card.layout import write_layout
     from mixing.metadata_io import iter_records
+    from mixing.resume import atomic_write_text
 
     layout = write_layout(iter_records(metadata), output)
     data = DatasetCardData(pretty_name="Hive toy metadata", configs=configs_yaml(layout),
@@ -55,9 +54,7 @@ def write_hub_layout_without_plots(metadata: Path, output: Path) -> str:
                        "matplotlib is not installed; `pip install 'hive-uss[card]'` and `hive card` write the "
                        "full card).\n")
     check_card(card, output)
-    tmp = output / f".README.md.tmp-{os.getpid()}"
-    tmp.write_text(str(card), encoding="utf-8")
-    os.replace(tmp, output / "README.md")
+    atomic_write_text(output / "README.md", str(card))
     return "Hub layout and a README.md with the configs (install matplotlib for the full card)"
 
 

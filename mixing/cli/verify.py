@@ -6,8 +6,6 @@ Exit status 0 when no problem is found, 1 otherwise (2 when DIR cannot be checke
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 from mixing.cli import argtypes as at
 
@@ -37,11 +35,9 @@ def run(args: argparse.Namespace) -> int:
                         num_workers=args.num_workers, max_problems=args.max_problems,
                         progress=False if args.no_progress else None)
     if args.report:
-        tmp = f"{args.report}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(report.to_dict(), fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, args.report)
+        from mixing.resume import atomic_write_json
+
+        atomic_write_json(args.report, report.to_dict(), sort_keys=False)
     print(report.summary())
     if args.report:
         print(f"report written to {args.report}")

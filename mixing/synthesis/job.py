@@ -44,6 +44,7 @@ from ..metadata_io import iter_records, write_hub_folder, write_legacy_json
 from ..ontology import Ontology
 from ..pool import PoolEntry, read_pool
 from ..render import Renderer
+from ..resume import atomic_write_json, atomic_write_text, remove_stale_tmp
 from .config import SynthesisConfig
 from .rules import build_label_rules, load_compatibility, resolve_label_nodes
 from .sampler import MixtureDraw, NoValidDraw, ParameterSampler, mixture_rng, uniforms
@@ -361,12 +362,6 @@ class WrittenRecords:
 
 
 # ---- files in, files out ------------------------------------------------------------------
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def output_files(output: str | os.PathLike, split: str) -> dict[str, Path]:
     out = Path(output)
     return {"parquet_dir": out, "legacy_dir": out / "legacy", "stats": out / f"synthesis_stats_{split}.json",
@@ -389,11 +384,11 @@ def write_outputs(result: SynthesisResult, output: str | os.PathLike, pool: Iter
             write_legacy_json(result.records, files["legacy_dir"])
             result.files["legacy"] = str(files["legacy_dir"])
     stats = result.stats()
-    _atomic_write(files["stats"], json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
-    _atomic_write(files["config"], cfg.to_yaml())
+    atomic_write_json(files["stats"], stats, sort_keys=False)
+    atomic_write_text(files["config"], cfg.to_yaml())
     result.files.update(stats=str(files["stats"]), config=str(files["config"]))
     if result.failures:
-        _atomic_write(files["failures"], "".join(json.dumps(f) + "\n" for f in result.failures))
+        atomic_write_text(files["failures"], "".join(json.dumps(f) + "\n" for f in result.failures))
         result.files["failures"] = str(files["failures"])
     elif files["failures"].exists():
         files["failures"].unlink()
@@ -428,7 +423,6 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
     paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
     if not dry_run and paths is None:
         raise SynthesisError("measuring levels needs the dataset paths (prefix -> local corpus root)")
-    from ..stale_tmp import remove_stale_tmp
 
     stale = [str(p) for p in remove_stale_tmp(output)]
     if stale:
