@@ -11,26 +11,6 @@ import argparse
 from mixing.cli import argtypes as at
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0.0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
     p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")
@@ -52,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction: --keep/--min-score over each (split, num_sources) group (default); "
                         "reference: as the reference script, the top len // 2 of each shard (ties in "
                         "shard order)")
-    p.add_argument("--keep-shard-size", type=_positive,
+    p.add_argument("--keep-shard-size", type=at.positive_int,
                    help="shard size of --keep-rule reference (default: the --rendered folder's "
                         "--shard-size, else 1000, the reference's batch size)")
     p.add_argument("--confusion-pool", choices=("reference", "union"), default="reference",
@@ -69,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system",
                    help="system message (default: the reference's 'You are a helpful assistant.'; "
                         "'' sends none)")
-    p.add_argument("--temperature", type=_temperature,
+    p.add_argument("--temperature", type=at.non_negative_float,
                    help="sampling temperature sent to the judge (default: none sent, so the server's "
                         "default applies, as in the reference)")
     p.add_argument("--split", help="only this split (default: every split, validation included)")

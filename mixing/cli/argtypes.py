@@ -67,6 +67,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (temperatures, margins)."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number >= 0")
+    return value
+
+
 def finite_float(text: str) -> float:
     """Any finite number (e.g. decibels)."""
     return _float(text)
