@@ -33,6 +33,7 @@ from .metadata import (
     normalise_split, records_to_arrow,
 )
 from .metadata_source import Location, MetadataShard, classify_location, local_shards
+from .resume import AtomicFile, atomic_open
 from .validation import MAX_SOURCES, RecordWarning, ValidationReport, fast_valid_mask, parse_mixture
 
 OnError = Literal["raise", "skip"]
@@ -408,19 +409,13 @@ def check_selection(source: str | os.PathLike | MetadataSource, split: str | Non
 
 
 # ---- writing ---------------------------------------------------------------------------------
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def write_parquet(records: Iterable[MixtureRecord], path: str | os.PathLike, *,
                   row_group_size: int = 10_000) -> int:
     """Write records with the exact Hub schema (streaming, atomic). Returns the row count."""
-    path = Path(path)
-    tmp = _atomic_target(path)
+    target = AtomicFile(path)
     n = 0
     try:
-        with pq.ParquetWriter(tmp, HUB_ARROW_SCHEMA, compression="zstd") as writer:
+        with pq.ParquetWriter(target.tmp, HUB_ARROW_SCHEMA, compression="zstd") as writer:
             buf: list[MixtureRecord] = []
             for rec in records:
                 buf.append(rec)
@@ -431,10 +426,9 @@ def write_parquet(records: Iterable[MixtureRecord], path: str | os.PathLike, *,
             if buf or n == 0:
                 writer.write_table(records_to_arrow(buf), row_group_size=row_group_size)
                 n += len(buf)
-        os.replace(tmp, path)
+        target.commit()
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        target.abort()
     return n
 
 
@@ -487,10 +481,8 @@ def write_legacy_json(records: Iterable[MixtureRecord], folder: str | os.PathLik
         legacy = LEGACY_SPLIT_DIR.get(split, split)
         files[group] += 1
         out = folder / legacy / f"{n}mix" / f"{legacy}_{n}mix_metadata_tar{files[group]:04d}.json"
-        tmp = _atomic_target(out)
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_open(out, "w") as fh:
             json.dump(buffers[group], fh, ensure_ascii=False, indent=1)
-        os.replace(tmp, out)
         buffers[group] = []
 
     for rec in records:
@@ -505,13 +497,10 @@ def write_legacy_json(records: Iterable[MixtureRecord], folder: str | os.PathLik
 
 
 def write_jsonl(records: Iterable[MixtureRecord], path: str | os.PathLike) -> int:
-    path = Path(path)
-    tmp = _atomic_target(path)
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path, "w") as fh:
         for rec in records:
             fh.write(json.dumps(rec.to_flat_dict(), ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 

@@ -45,6 +45,7 @@ from .metadata import SPLITS, MixtureRecord, normalise_split
 from .metadata_io import MetadataSource, filter_batch, iter_raw_rows, open_metadata
 from .metadata_source import MetadataShard, classify_location, hub_split_files
 from .render import STEM_MODES, Renderer, RenderedMixture
+from .resume import atomic_open
 from .shards import AUDIO_FORMATS, encode_audio, sample_json
 from .validation import MAX_SOURCES, parse_mixture
 
@@ -344,12 +345,9 @@ def _write_failures(spec: RenderSpec, unit: WorkUnit, failures: list[dict[str, A
     if not failures:
         path.unlink(missing_ok=True)  # a rerun after the corpus was fixed
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path, "w") as fh:
         for entry in failures:
             fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _close_unit(unit: WorkUnit, spec: RenderSpec, failures: list[dict[str, Any]],

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..resume import AtomicFile, atomic_open
+
 RESULT_FIELDS = ("system", "split", "mix_id", "num_sources", "source_index", "label",
                  "si_sdr", "si_sdr_mix", "si_sdri", "sdr", "sdr_mix", "sdri")
 METRICS = ("si_sdr", "si_sdri", "sdr", "sdri")
@@ -32,8 +34,8 @@ class ResultsWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        self._fh = open(self.tmp, "w", newline="", encoding="utf-8")
+        self._target = AtomicFile(self.path)
+        self._fh = self._target.open("w")
         self._writer = csv.DictWriter(self._fh, RESULT_FIELDS)
         self._writer.writeheader()
         self.rows = 0
@@ -43,13 +45,11 @@ class ResultsWriter:
         self.rows += 1
 
     def close(self) -> Path:
-        self._fh.close()
-        os.replace(self.tmp, self.path)
+        self._target.commit()
         return self.path
 
     def abort(self) -> None:
-        self._fh.close()
-        self.tmp.unlink(missing_ok=True)
+        self._target.abort()
 
 
 @dataclass
@@ -111,13 +111,11 @@ def _stats(system: str, label: str, n: Any, group: dict[str, list[float]]) -> di
 
 def write_summary_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w") as fh:
         w = csv.DictWriter(fh, SUMMARY_FIELDS)
         w.writeheader()
         for r in rows:
             w.writerow({k: _fmt(r[k]) for k in SUMMARY_FIELDS})
-    os.replace(tmp, path)
     return path
 
 
