@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -37,19 +36,11 @@ from mixing.ontology import Ontology
 from mixing.render import Renderer
 from mixing.toy import write_toy_ontology
 
+from tests.test_curate import prompt_options  # one independent parser of the prompts
+
 REPO = Path(__file__).resolve().parents[1]
 HIVE_ONTOLOGY = packaged.hive_ontology_path()
 _STRIDE = 11  # the oracle compares every 11th sample: plenty to tell the toy stems apart
-
-
-def prompt_options(prompt: str) -> list[str]:
-    """The numbered options of a prompt: the reference's JSON pool (``"1": "Label"`` lines) or
-    ``N. Label`` lines."""
-    found = {int(m.group(1)): json.loads(m.group(2))
-             for m in re.finditer(r'^\s*"(\d+)": ("(?:[^"\\]|\\.)*"),?$', prompt, re.M)}
-    if not found:
-        found = {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+)\. (.+)$", prompt, re.M)}
-    return [found[i] for i in sorted(found)]
 
 
 class JudgeServer:
