@@ -203,9 +203,9 @@ def test_connection_refused_names_the_server(toy, tmp_path, capsys):
 
 
 def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
-    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     """Rank 1 alone is fine-ish, but over both ranks the judge failed for too many items: rank 0
     (which merges) exits non-zero; the other rank only reports its own share."""
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     judge.mode = "flaky"
     out = tmp_path / "ranks"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
@@ -222,7 +222,7 @@ def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["failed_total"] == n and [r["failed_total"] for r in stats["per_rank"]] != [n, 0]
     assert sum(r["processed"] for r in stats["per_rank"]) == N
-    assert rc1 == 0 and "error:" not in results[0][1]  # with a merge, rank 0 decides
+    assert rc1 == 0 and "hive mine single-event: error:" not in results[0][1]  # with a merge, rank 0 decides
     # 'hive mine merge' applies the same check to the merged counts
     assert main(["mine", "merge", "--output", str(out), "--max-failure-rate", "0.05"]) == 1
     assert main(["mine", "merge", "--output", str(out), "--max-failure-rate", "0.9"]) == 0
@@ -257,9 +257,9 @@ def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy
 
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_path):
-    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     """Only rank 1 had failures: on the rerun rank 0 has nothing to do, yet must not merge rank 1's
     files of the earlier run (its marker is still there until its retry ends)."""
+    N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     items = sorted((json.loads(x) for x in toy.pool.read_text().splitlines()), key=lambda e: e["clip_id"])
     for e in items[1::2]:  # rank 1's share: one-second chunks, which the judge fails on at first
         e["chunk_end_second"] = e["chunk_start_second"] + 1.0
