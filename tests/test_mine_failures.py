@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ pytest.importorskip("httpx")
 
 from mixing.cli import main  # noqa: E402
 from mixing.toy import build_toy_corpus  # noqa: E402
+from tests.local_http import LocalHTTPServer, send_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,25 +70,17 @@ class SwitchableJudge:
                 self._send(200, json.dumps(payload).encode())
 
             def _send(self, status, data):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
+        self.server = LocalHTTPServer(Handler)
+        self.url = self.server.url
+        self.server.start()
 
     def flaky_keys(self) -> set[str]:
         return {k for k in self.asked if int(k, 16) % 16 < 4}
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 @pytest.fixture(scope="module")

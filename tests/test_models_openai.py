@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ pytest.importorskip("httpx")
 
 from curation.models import make_judge  # noqa: E402
 from curation.models.openai_judge import OpenAIJudge  # noqa: E402
+from tests.local_http import LocalHTTPServer, send_json  # noqa: E402
 
 SLOW_S = 0.8
 
@@ -73,25 +74,17 @@ class ScriptedServer:
                 self._send(status, json.dumps(payload).encode())
 
             def _send(self, status, data):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.server = LocalHTTPServer(Handler)
+        self.url = self.server.url
 
     def __enter__(self):
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
     def count(self, mode):
         return sum(1 for r in self.requests if f"mode:{mode}" in r["body"]["messages"][-1]["content"][1]["text"])
@@ -278,19 +271,15 @@ class HostileServer:
                     outer.finished.set()
                     self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.server = LocalHTTPServer(Handler)
+        self.url = self.server.url
 
     def __enter__(self):
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 def test_a_dribbling_server_is_cut_at_the_whole_request_deadline():
