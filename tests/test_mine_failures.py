@@ -110,6 +110,22 @@ def _mine(toy, spec: str, out: Path, *extra: str) -> int:
                  "--no-progress", "--batch-size", "8", *extra])
 
 
+def _accelerate_single_event(items: Path, out: Path, toy, judge, *extra: str):
+    """A function that runs the single-event stage under a real 2-process ``accelerate launch``
+    (CPU, its own free port) and returns the completed process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(port), str(ROOT / "scripts" / "mine.py"), "single-event",
+           "--input", str(items), "--output", str(out), "--dataset-paths", str(toy.dataset_paths),
+           "--judge", _spec(judge.url), "--retries", "0", "--no-progress", *extra]
+    return lambda: subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
 
@@ -225,24 +241,15 @@ def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
 def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy, judge, tmp_path):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     out = tmp_path / "accel"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(port), str(ROOT / "scripts" / "mine.py"), "single-event",
-           "--input", str(toy.pool), "--output", str(out), "--dataset-paths", str(toy.dataset_paths),
-           "--judge", _spec(judge.url), "--retries", "0", "--no-progress"]
+    launch = _accelerate_single_event(toy.pool, out, toy, judge)
     judge.mode = "down"
-    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = launch()
     assert p.returncode != 0
     assert f"hive mine single-event: error: the judge failed for {N} of {N} items" in p.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert [r["failed_total"] for r in stats["per_rank"]] == [N // 2, N // 2]
     judge.mode, judge.asked = "up", Counter()
-    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = launch()
     assert p.returncode == 0, p.stderr[-3000:]
     assert len(judge.asked) == N and sum(judge.asked.values()) == N
     assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == N
@@ -259,27 +266,18 @@ def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_pat
     manifest = tmp_path / "items.jsonl"
     manifest.write_text("".join(json.dumps(e) + "\n" for e in items))
     out = tmp_path / "accel"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(port), str(ROOT / "scripts" / "mine.py"), "single-event",
-           "--input", str(manifest), "--output", str(out), "--dataset-paths", str(toy.dataset_paths),
-           "--judge", _spec(judge.url), "--retries", "0", "--no-progress", "--max-failure-rate", "0.6"]
+    launch = _accelerate_single_event(manifest, out, toy, judge, "--max-failure-rate", "0.6")
     judge.mode = "short-down"
-    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = launch()
     assert p.returncode == 0, p.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
     assert [r["failed_total"] for r in stats["per_rank"]] == [0, N // 2]
     # still failing: this run asked only rank 1's N // 2 items and all failed (rank 0 had nothing to do)
-    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = launch()
     assert p.returncode != 0
     assert f"the judge failed for {N // 2} of {N // 2} items (100.0% > 60%)" in p.stderr, p.stderr[-4000:]
     judge.mode, judge.delay, judge.asked = "up", 0.05, Counter()
-    p = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = launch()
     assert p.returncode == 0, p.stderr[-3000:]
     assert sum(judge.asked.values()) == N // 2
     assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == N
