@@ -44,6 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mixing import numbers
 from mixing.errors import HiveError
 from mixing.resume import RankMarkers, atomic_open, atomic_write_json
 
@@ -126,6 +127,12 @@ class RunConfig:
     max_failure_rate: float | None = DEFAULT_MAX_FAILURE_RATE
     wait_timeout: float | None = None
     poll_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        numbers.check_fields(self, {"rank": numbers.RANK, "world_size": numbers.WORLD_SIZE,
+                                    "batch_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION,
+                                    "wait_timeout": numbers.SECONDS, "poll_interval": numbers.SECONDS},
+                             where="run setting")
 
 
 @dataclass

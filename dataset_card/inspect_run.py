@@ -30,6 +30,8 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from mixing import numbers
+
 from .inspect_html import Media, MixturePage, index_html, mixture_html
 from .inspect_input import InspectError, InspectInput, Inspected, open_input
 from .inspect_media import stft_db, write_spectrogram, write_wav
@@ -110,10 +112,9 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
         raise InspectError("give either --mix-id or --sample, not both")
     if mix_ids is None and sample is None:
         sample = DEFAULT_SAMPLE
-    if sample is not None and sample < 1:
-        raise InspectError(f"--sample is {sample}; expected a positive number of mixtures")
-    if num_sources is not None and num_sources < 1:
-        raise InspectError(f"--num-sources is {num_sources}; expected a positive number of sources")
+    sample = numbers.COUNT.check_optional(sample, "--sample", InspectError)
+    seed = numbers.SEED.check(seed, "--seed", InspectError)
+    num_sources = numbers.COUNT.check_optional(num_sources, "--num-sources", InspectError)
     _check_matplotlib()
     source: InspectInput = open_input(os.fspath(location), dataset_paths, split=split, num_sources=num_sources,
                                       revision=revision)

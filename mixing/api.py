@@ -49,11 +49,11 @@ def check(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Dat
         A :class:`mixing.check.CheckReport`; ``report.ok`` is True when every file is usable,
         ``report.format_table()`` is what ``hive check`` prints, ``report.write_json(path)`` saves it.
     """
+    from . import numbers
     from .check import check_corpora
-    from .errors import HiveError
 
-    if examples < 0 or jobs < 1:
-        raise HiveError(f"examples must be >= 0 (got {examples}) and jobs >= 1 (got {jobs})")
+    jobs = numbers.WORKERS.check(jobs, "jobs")
+    examples = numbers.NON_NEGATIVE.check(examples, "examples")
     return check_corpora(metadata, dataset_paths, split=split, num_sources=num_sources, progress=progress,
                          jobs=jobs, examples=examples, revision=revision, config=config)
 
@@ -89,8 +89,13 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
     Returns:
         A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures).
     """
+    from . import numbers
     from .render_estimate import check_space, estimate_render
     from .render_job import RenderConfig, run_render
+
+    num_workers = numbers.WORKERS.check(num_workers, "num_workers")
+    rank = numbers.RANK.check(rank, "rank")
+    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
 
     opts = RenderConfig(output=os.fspath(output), format=format, stems=stems, audio_format=audio_format,
                          shard_size=shard_size, sample_rate=sample_rate)
@@ -125,7 +130,12 @@ def verify(directory: PathLike, *, metadata: PathLike | None = None, revision: s
         A :class:`mixing.verify.VerifyReport`; ``report.clean`` is True when nothing is wrong,
         ``report.summary()`` is what ``hive verify`` prints, ``report.to_dict()`` the JSON report.
     """
+    from . import numbers
     from .verify import DEFAULT_ATOL, verify_output
+
+    num_workers = numbers.WORKERS.check(num_workers, "num_workers")
+    max_problems = numbers.NON_NEGATIVE.check(max_problems, "max_problems")
+    atol = numbers.POSITIVE.check_optional(atol, "atol")
 
     return verify_output(directory, metadata=None if metadata is None else os.fspath(metadata), revision=revision,
                          split=split, num_sources=num_sources, checksums=checksums,
@@ -197,7 +207,10 @@ def evaluate(rendered: PathLike, output: PathLike, *,
              progress: bool | None = None) -> "EvalResult":
     """Evaluate a query-based separator on a render output (``hive eval``); see
     :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
+    from . import numbers
     from .evaluate import evaluate as _evaluate
+
+    limit = numbers.COUNT.check_optional(limit, "limit")
 
     return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split, name=name,
                      with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress)

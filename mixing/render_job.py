@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import __version__
+from . import __version__, numbers
 from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError
 from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
@@ -182,6 +182,10 @@ class RenderConfig:
     audio_format: str = "wav"
     shard_size: int = 1000
     sample_rate: int | None = None
+
+    def __post_init__(self) -> None:
+        numbers.check_fields(self, {"shard_size": numbers.COUNT, "sample_rate": numbers.SAMPLE_RATE},
+                             where="render setting")
 
     def identity(self) -> dict[str, Any]:
         """Parameters that change the bytes of the output."""
@@ -411,6 +415,9 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
                progress: bool | None = None, revision: str | None = None,
                total: int | None = None) -> RenderSummary:
     """Render ``metadata`` into shards; ``total`` (mixtures of this rank, if known) gives the bar an ETA."""
+    num_workers = numbers.WORKERS.check(num_workers, "num_workers")
+    rank = numbers.RANK.check(rank, "rank")
+    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     paths = DatasetPaths.coerce(dataset_paths)

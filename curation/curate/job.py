@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from curation.models.registry import make_judge
-from mixing import __version__
+from mixing import __version__, numbers
 from mixing.errors import HiveError, InvalidRecordError
 from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
@@ -77,6 +77,13 @@ class CurateFailedError(CurateError):
     def __init__(self, message: str, result: "CurateResult | None" = None):
         super().__init__(message)
         self.result = result
+
+
+#: the numeric settings of :class:`CurateConfig` and their rule (the one checked-number rule)
+NUMBER_RULES = {"keep": numbers.FRACTION, "min_score": numbers.FRACTION, "max_pool": numbers.COUNT,
+                "seed": numbers.SEED, "answer_retries": numbers.RETRIES, "concurrency": numbers.WORKERS,
+                "temperature": numbers.TEMPERATURE,
+                "keep_shard_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION}
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,9 @@ class CurateConfig:
     #: the run fails when the judge failed for more than this fraction of the sources it was asked
     #: about (or for all of them); None: only a run that judged nothing fails
     max_failure_rate: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        numbers.check_fields(self, NUMBER_RULES, where="curate setting", error=CurateError)
 
     def policy(self) -> KeepPolicy:
         try:

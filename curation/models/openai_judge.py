@@ -34,6 +34,7 @@ import numpy as np
 from curation.models.audio_io import to_rate, wav_data_url
 from curation.models.lazy import LazyModel
 from curation.models.registry import BackendSpecError
+from mixing import numbers
 from mixing.errors import HiveError
 
 log = logging.getLogger(__name__)
@@ -75,16 +76,19 @@ class OpenAIJudge(LazyModel):
                                    "expected e.g. http://127.0.0.1:8000/v1")
         if wav.lower() not in ("pcm16", "float"):
             raise BackendSpecError(f"openai judge: wav={wav!r}; expected 'pcm16' or 'float'")
-        for name, value in (("timeout", timeout), ("concurrency", concurrency)):
-            if value <= 0:
-                raise BackendSpecError(f"openai judge: {name}={value!r} must be > 0")
-        if deadline is not None and deadline <= 0:
-            raise BackendSpecError(f"openai judge: deadline={deadline!r} must be > 0 seconds")
-        if max_answer_bytes < 1:
-            raise BackendSpecError(f"openai judge: max_answer_bytes={max_answer_bytes!r} must be >= 1")
-        if retries < 0 or backoff < 0 or max_tokens <= 0 or rate < 0:
-            raise BackendSpecError("openai judge: retries, backoff and rate must be >= 0 and "
-                                   "max_tokens > 0")
+        def checked(rule: numbers.Rule, name: str, value: Any) -> Any:  # the one checked-number rule
+            return rule.check(value, f"openai judge: option {name}", BackendSpecError)
+
+        timeout = checked(numbers.SECONDS, "timeout", timeout)
+        concurrency = checked(numbers.WORKERS, "concurrency", concurrency)
+        deadline = None if deadline is None else checked(numbers.SECONDS, "deadline", deadline)
+        max_answer_bytes = checked(numbers.integer(1, 1 << 30, "a number of bytes"), "max_answer_bytes",
+                                   max_answer_bytes)
+        retries = checked(numbers.RETRIES, "retries", retries)
+        backoff = checked(numbers.real(0.0, 3600.0, what="a number of seconds"), "backoff", backoff)
+        max_backoff = checked(numbers.real(0.0, 3600.0, what="a number of seconds"), "max_backoff", max_backoff)
+        max_tokens = checked(numbers.integer(1, 1_000_000, "a number of tokens"), "max_tokens", max_tokens)
+        rate = checked(numbers.integer(0, numbers.MAX_SAMPLE_RATE, "a sample rate in Hz (0: keep)"), "rate", rate)
         self.url = url.rstrip("/")
         self.model_name = model
         self.timeout = float(timeout)

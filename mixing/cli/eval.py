@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mixing.cli import argtypes as at
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rendered", required=True, metavar="DIR", help="the --output folder of 'hive render'")
@@ -23,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip BSS-eval SDR/SDRi (faster; no torchmetrics needed)")
     p.add_argument("--allow-missing", action="store_true",
                    help="with --estimates: skip sources without a file (counted) instead of failing")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N mixtures (a quick look)")
+    p.add_argument("--limit", type=at.positive_int, metavar="N", help="only the first N mixtures (a quick look)")
     p.add_argument("--no-plot", action="store_true", help="no PNG plot")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
