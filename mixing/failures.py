@@ -12,7 +12,7 @@ labelled list, ...) stay with that command; this module holds the ones several c
 from __future__ import annotations
 
 from .errors import (
-    ChunkOutOfRangeError, ClippingError, InvalidRecordError, MissingSourceAudioError,
+    ChunkOutOfRangeError, ClippingError, CropBeyondChunkError, InvalidRecordError, MissingSourceAudioError,
     NonFiniteAudioError, PathEscapesRootError, UnknownPrefixError, UnreadableAudioError,
 )
 
@@ -23,6 +23,7 @@ UNREADABLE_AUDIO = "unreadable_audio"
 UNKNOWN_PREFIX = "unknown_prefix"
 UNSAFE_PATH = "unsafe_path"
 CHUNK_BEYOND_END = "chunk_beyond_end"
+CROP_BEYOND_CHUNK = "crop_beyond_chunk"
 INVALID_RECORD = "invalid_record"
 WOULD_CLIP = "would_clip"
 NON_FINITE = "non_finite"
@@ -37,6 +38,7 @@ DESCRIPTIONS: dict[str, str] = {
     UNKNOWN_PREFIX: "the path's corpus prefix is not a key of dataset_paths.json",
     UNSAFE_PATH: "the path would resolve outside its corpus root",
     CHUNK_BEYOND_END: "the chunk ends more than 10 frames past the end of its file",
+    CROP_BEYOND_CHUNK: "the crop starts at or after the end of its (resampled) chunk: the stem would be all zeros",
     INVALID_RECORD: "the metadata record breaks the schema or a rule of the data model",
     WOULD_CLIP: "a PCM/FLAC encoding of the audio would clip",
     NON_FINITE: "the audio would hold NaN or infinite samples",
@@ -51,6 +53,7 @@ EXCEPTION_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (UnknownPrefixError, UNKNOWN_PREFIX),
     (PathEscapesRootError, UNSAFE_PATH),
     (ChunkOutOfRangeError, CHUNK_BEYOND_END),
+    (CropBeyondChunkError, CROP_BEYOND_CHUNK),
     (InvalidRecordError, INVALID_RECORD),
     (ClippingError, WOULD_CLIP),
     (NonFiniteAudioError, NON_FINITE),

@@ -47,7 +47,7 @@ from .audio import (
     AudioInfo, chunk_frames, probe, read_frames, resample, resampled_length, seek_is_exact, to_mono,
 )
 from .corpora import DatasetPaths
-from .errors import NonFiniteAudioError
+from .errors import CropBeyondChunkError, NonFiniteAudioError
 from .metadata import MixtureRecord, SourceRecord
 
 StemMode = Literal["consistent", "reference"]
@@ -196,6 +196,8 @@ class Renderer:
             out = np.empty(num_frames, dtype=np.float64)
         e = min(c_end, length)
         if e <= c0:
+            if c0 >= length:  # wholly beyond the chunk: an all-zero stem is a record error
+                raise CropBeyondChunkError.of(src, length, out_sr)
             out[:] = 0.0
             return out  # the crop lies entirely in the zero padding
 

@@ -6,7 +6,8 @@ with no stray or duplicate member; every signal mono at the rendered rate with
 differs from the record's when rendered with ``--sample-rate``); stems summing to the mix
 (``consistent`` mode) or to ``mix / global_normalization_factor`` (``reference`` mode); a JSON
 that :func:`~mixing.validation.parse_mixture` accepts with ``mix_id`` equal to the member key and
-split / number of sources equal to the shard's folder; no clipping.
+split / number of sources equal to the shard's folder; no clipping; no all-zero stem of a
+source whose ``applied_weight`` is not zero (``silent_stem``: a crop beyond its chunk, or silent audio).
 
 Per shard: the ledger entry exists and agrees (count, size, and sha256 with ``checksums=True``).
 Per output folder: no duplicate mix_id, no leftover temporary file, ``_summary.json`` agrees and,
@@ -358,6 +359,12 @@ class _SampleChecker:
             elif step is not None and peak >= 1.0 - step:
                 rep.add("clipping", f"{subtype} samples at full scale (peak {peak:.6f}): clipped when encoded",
                         key, member)
+            if name != "mix" and y.size and peak == 0.0:
+                weight = rec.sources[int(name[1:]) - 1].applied_weight
+                if weight != 0.0:  # an all-zero stem of a weighted source: nothing of it was rendered
+                    rep.add("silent_stem", f"all samples are zero although applied_weight is {weight!r}: its "
+                            "crop lies beyond its chunk (crop_beyond_chunk, refused by 'hive render' since) or "
+                            "its audio is silent; run 'hive check' on the metadata and re-render", key, member)
             steps.append(step if step is not None else 0.0)
             decoded[name] = y
         stems = [decoded.get(f"s{i}") for i in range(1, n + 1)]

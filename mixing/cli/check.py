@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = ("file status (the names render, stream, synthesize and mine report too):\n"
                      f"  {f.PRESENT:<17} the file is there and decodes to its end\n"
-                     + f.help_text(f.FILE_STATUSES[1:] + (f.CHUNK_BEYOND_END,)))
+                     + f.help_text(f.FILE_STATUSES[1:] + (f.CHUNK_BEYOND_END, f.CROP_BEYOND_CHUNK)))
     parser.add_argument("--metadata", required=True, metavar="SRC",
                         help="Hub dataset id, Parquet file/folder, legacy JSON folder or JSONL file")
     parser.add_argument("--dataset-paths", required=True, metavar="FILE",
