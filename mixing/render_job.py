@@ -24,12 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -44,6 +42,7 @@ from .render import Renderer
 from .resume import RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, write_marker
 from .shards import SHARD_SUFFIX, make_writer
 from .validation import ValidationReport
+from .workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -251,34 +250,7 @@ def plan_shards(records: Iterable[MixtureRecord], shard_size: int) -> Iterator[S
 _WORKER: dict[str, Any] = {}
 
 
-def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
-    """Make this (worker) process exit when ``parent`` dies, even by ``kill -9``: the kernel's
-    parent-death signal on Linux, and a watchdog thread polling ``getppid`` elsewhere (and for
-    the case where the parent died before this ran)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
-            pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="hive-parent-watchdog", daemon=True).start()
-
-
-def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderConfig,
-                 parent: int | None = None) -> None:
-    if parent is not None:
-        die_with_parent(parent)
+def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderConfig) -> None:
     _WORKER["renderer"] = Renderer(DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside),
                                    stems=opts.stems, sample_rate=opts.sample_rate)
     _WORKER["opts"] = opts
@@ -465,8 +437,8 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
         for task in mine():
             account(_render_in_worker(task), rendered=True)
     else:
-        with ProcessPoolExecutor(num_workers, initializer=_init_worker,
-                                 initargs=(roots, paths.allow_symlinks_outside, opts, os.getpid())) as pool:
+        with process_pool(num_workers, initializer=_init_worker,
+                          initargs=(roots, paths.allow_symlinks_outside, opts)) as pool:
             pending: set[Future] = set()
             for task in mine():
                 pending.add(pool.submit(_render_in_worker, task))

@@ -28,7 +28,6 @@ import re
 import sys
 import tarfile
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -42,6 +41,7 @@ from .errors import HiveError, InvalidRecordError
 from .metadata import MixtureRecord
 from .resume import file_sha256, is_tmp_name
 from .validation import parse_mixture
+from .workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -648,7 +648,7 @@ def verify_output(root: str | Path, *, metadata: str | None = None, revision: st
 
     with tqdm(total=len(jobs), unit="shard", desc="verify", disable=not show) as bar:
         if num_workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(num_workers) as pool:
+            with process_pool(num_workers) as pool:
                 for rep in pool.map(_verify_one, jobs):
                     report.shards.append(rep)
                     bar.update(1)

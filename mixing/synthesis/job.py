@@ -29,7 +29,6 @@ import os
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -51,6 +50,7 @@ from .sampler import MixtureDraw, NoValidDraw, ParameterSampler, mixture_rng, un
 from .splits import SplitCheck, check_metadata_splits, check_pool_splits
 from .stats import compute_stats
 from ..validation import check_mix_id
+from ..workers import process_pool
 
 logger = logging.getLogger(__name__)
 
@@ -301,8 +301,7 @@ def synthesize_chunks(synth: Synthesizer, paths: DatasetPaths | None, *, num_wor
                 _WORKER.clear()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(synth, paths)) as ex:
+            with process_pool(workers, mp_context=ctx, initializer=_init_worker, initargs=(synth, paths)) as ex:
                 pending: list[tuple[tuple[int, int], Any]] = []
                 todo = iter(spans)
                 for span in itertools.islice(todo, 2 * workers):
