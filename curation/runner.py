@@ -46,7 +46,7 @@ from typing import Any
 
 from mixing import numbers
 from mixing.errors import HiveError
-from mixing.resume import RankMarkers, atomic_open, atomic_write_json
+from mixing.resume import RankMarkers, atomic_open, atomic_write_json, remove_stale_tmp
 
 from .manifest import OUTPUT_NAME, dumps, read_items, write_jsonl, write_parquet
 from .stages import make_stage
@@ -341,6 +341,8 @@ def run_stage(stage: Stage, opts: RunConfig) -> RunSummary:
     items = read_items(opts.input)
     cfg = _config(stage, opts, items)
     _check_config(output, cfg, opts)
+    if opts.world_size == 1:  # temporaries of killed earlier runs (dead PIDs only)
+        remove_stale_tmp(output)
     shard = items[opts.rank::opts.world_size]
     summary = RunSummary(stage.name, opts.rank, opts.world_size, items=len(shard))
     markers = _done_markers(output, opts.world_size)

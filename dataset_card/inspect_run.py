@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mixing import numbers
+from mixing.resume import remove_stale_tmp_of
 
 from .inspect_html import Media, MixturePage, index_html, mixture_html
 from .inspect_input import InspectError, InspectInput, Inspected, open_input
@@ -136,6 +137,7 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
     chosen = selector.chosen()
     if source.rendered_root is not None:
         stats.measure_folder(source.rendered_root)
+    remove_stale_tmp_of(output)  # the temporary folder of a killed earlier run (dead PID only)
     tmp = _prepare_output(output, Path(location).expanduser())
     try:
         loaded = source.load(set(chosen))

@@ -56,7 +56,7 @@ from .failures import (
 )
 from .metadata import SPLITS
 from .metadata_io import MetadataSource, open_metadata
-from .resume import atomic_write_json
+from .resume import atomic_write_json, remove_stale_tmp_of
 from .validation import MAX_SOURCES, ValidationReport
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,8 @@ class CheckReport:
         }
 
     def write_json(self, path: str | os.PathLike) -> None:
-        """Write :meth:`to_dict` atomically."""
+        """Write :meth:`to_dict` atomically (removing the temporaries of killed earlier writes)."""
+        remove_stale_tmp_of(path)
         atomic_write_json(path, self.to_dict(), indent=2, sort_keys=False)
 
     def format_table(self) -> str:

@@ -39,7 +39,9 @@ from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
 from .render import Renderer
-from .resume import RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, write_marker
+from .resume import (
+    RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, remove_stale_tmp, write_marker,
+)
 from .shards import SHARD_SUFFIX, make_writer
 from .validation import ValidationReport
 from .workers import process_pool
@@ -395,6 +397,8 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
     paths = DatasetPaths.coerce(dataset_paths)
     output = Path(opts.output)
     output.mkdir(parents=True, exist_ok=True)
+    if world_size == 1:  # temporaries of killed earlier runs (dead PIDs; ranks discard their shards' own)
+        remove_stale_tmp(output)
     if rank == 0:
         _check_config(output, opts, str(metadata), overwrite)
     source = open_metadata(metadata, revision=revision)

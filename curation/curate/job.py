@@ -52,7 +52,9 @@ from mixing.errors import HiveError, InvalidRecordError
 from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
 from mixing.ontology import Ontology
-from mixing.resume import AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, tmp_path
+from mixing.resume import (
+    AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, remove_stale_tmp, tmp_path,
+)
 from mixing.validation import ValidationReport
 
 from .audio import RenderedStems, StemSource, TarStems
@@ -504,6 +506,8 @@ def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judg
     if not 0 <= rank < world_size:
         raise CurateError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
     run = _Run(config, judge, audio)
+    if world_size == 1:  # temporaries of killed earlier runs (dead PIDs only)
+        remove_stale_tmp(run.output)
     try:
         result = _score_rank(run, rank, world_size, progress)
     finally:

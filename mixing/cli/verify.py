@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
                         num_workers=args.num_workers, max_problems=args.max_problems,
                         progress=False if args.no_progress else None)
     if args.report:
-        from mixing.resume import atomic_write_json
+        from mixing.resume import atomic_write_json, remove_stale_tmp_of
 
+        remove_stale_tmp_of(args.report)
         atomic_write_json(args.report, report.to_dict(), sort_keys=False)
     print(report.summary())
     if args.report:

@@ -24,7 +24,11 @@ from .errors import EvalError
 from .estimates import EstimatesFolder, MissingEstimateError, Separator, call_separator, load_separator
 from .metrics import irm_estimates, sdr, si_sdr
 from .rendered import count_rendered, iter_rendered
+from ..resume import atomic_write_text, remove_stale_tmp_of
 from .report import ResultsWriter, Summary, markdown_table, plot_summary, write_summary_csv
+
+#: the files ``hive eval`` writes into its output folder
+OUTPUT_NAMES = ("results.csv", "summary.csv", "summary.md", "si_sdri.png")
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,8 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
         raise EvalError(f"system name {system!r} is reserved for an oracle row; choose another --name")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    # temporaries of these outputs left by a killed earlier run (dead PIDs only; nothing else)
+    remove_stale_tmp_of(*(out / name for name in OUTPUT_NAMES))
     result = EvalResult(out, sdr=with_sdr)
     writer = ResultsWriter(out / "results.csv")
     from tqdm.auto import tqdm
@@ -151,7 +157,7 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
     rows = result.summary.rows(per_label=True)
     result.files["summary_csv"] = write_summary_csv(rows, out / "summary.csv")
     md = out / "summary.md"
-    md.write_text(markdown_table(rows, sdr=with_sdr) + "\n", encoding="utf-8")
+    atomic_write_text(md, markdown_table(rows, sdr=with_sdr) + "\n")
     result.files["summary_md"] = md
     if plot:
         result.files["plot"] = plot_summary(result.summary, out / "si_sdri.png")

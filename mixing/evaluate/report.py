@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,8 +162,9 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
     ax2.boxplot(data, tick_labels=systems)
     ax2.set_ylabel("SI-SDR (dB)")
     fig.suptitle("hive eval")
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with AtomicFile(path) as f:
+            fig.savefig(f.tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path
