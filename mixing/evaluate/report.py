@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..csv_output import CsvWriter
 from ..resume import AtomicFile, atomic_open
 
 RESULT_FIELDS = ("system", "split", "mix_id", "num_sources", "source_index", "label",
@@ -35,7 +35,7 @@ class ResultsWriter:
         self.path = Path(path)
         self._target = AtomicFile(self.path)
         self._fh = self._target.open("w")
-        self._writer = csv.DictWriter(self._fh, RESULT_FIELDS)
+        self._writer = CsvWriter(self._fh, RESULT_FIELDS)
         self._writer.writeheader()
         self.rows = 0
 
@@ -111,7 +111,7 @@ def _stats(system: str, label: str, n: Any, group: dict[str, list[float]]) -> di
 def write_summary_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     path = Path(path)
     with atomic_open(path, "w") as fh:
-        w = csv.DictWriter(fh, SUMMARY_FIELDS)
+        w = CsvWriter(fh, SUMMARY_FIELDS)
         w.writeheader()
         for r in rows:
             w.writerow({k: _fmt(r[k]) for k in SUMMARY_FIELDS})
