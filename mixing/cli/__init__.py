@@ -68,8 +68,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def setup_logging(verbosity: int) -> None:
+    """Quiet by default (-v info, -vv debug); every handler redacts secrets (tokens, API keys,
+    Authorization headers) from every record, whichever library logs it."""
+    from mixing import log_redaction
+
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_redaction.install()
 
 
 def main(argv: list[str] | None = None) -> int:
