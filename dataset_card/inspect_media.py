@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mixing.plotting import literal_text
 from mixing.resume import atomic_write_bytes
 from mixing.shards import float_wav_bytes
 
@@ -80,6 +81,7 @@ def _figure(width: float, height: float):
     return fig
 
 
+@literal_text
 def write_spectrogram(db: np.ndarray, sample_rate: int, path: str | os.PathLike, *, title: str,
                       vmax: float, hop: int = HOP) -> Path:
     """Draw ``db`` (from :func:`stft_db`) with time and frequency axes and a dB colour bar."""

@@ -16,13 +16,11 @@ existing ``output`` is replaced only when it is an earlier ``hive inspect`` outp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import re
 import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -184,10 +182,8 @@ def _write_index_plots(stats: InspectStats, assets: Path) -> dict[str, str]:
     from .plots import plot_label_distribution, plot_snr_histogram, plot_source_counts
 
     assets.mkdir(parents=True, exist_ok=True)
-    # labels are untrusted: a '$' would start matplotlib mathtext (and can fail to parse)
-    safe = dataclasses.replace(stats.card, labels=Counter(
-        {label.replace("$", r"\$"): n for label, n in stats.card.labels.items()}))
-    plot_label_distribution(safe, assets / "labels.png", top=30)
+    # labels are untrusted: every plot draws text literally (mixing.plotting.literal_text)
+    plot_label_distribution(stats.card, assets / "labels.png", top=30)
     plot_source_counts(stats.card, assets / "source_counts.png")
     plot_snr_histogram(stats.card, assets / "snr.png")
     out = {"labels": "assets/labels.png", "source_counts": "assets/source_counts.png", "snr": "assets/snr.png"}

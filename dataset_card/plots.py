@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mixing.plotting import literal_text
 from mixing.resume import AtomicFile
 
 from .stats import SNR_MAX, SNR_MIN, CardStats
@@ -36,6 +37,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+@literal_text
 def plot_label_distribution(stats: CardStats, path: str | os.PathLike, top: int = 30) -> Path:
     """Horizontal bars: sources per label, the ``top`` most frequent labels."""
     rows = stats.top_labels(top)
@@ -51,6 +53,7 @@ def plot_label_distribution(stats: CardStats, path: str | os.PathLike, top: int 
     return _save(fig, Path(path))
 
 
+@literal_text
 def plot_snr_histogram(stats: CardStats, path: str | os.PathLike) -> Path:
     """1 dB bins of ``snr_db`` over every source; the edge bins hold the values beyond them."""
     fig = _figure(7.0, 3.5)
@@ -65,6 +68,7 @@ def plot_snr_histogram(stats: CardStats, path: str | os.PathLike) -> Path:
     return _save(fig, Path(path))
 
 
+@literal_text
 def plot_source_counts(stats: CardStats, path: str | os.PathLike) -> Path:
     """Grouped bars: mixtures per number of sources, one group per split."""
     fig = _figure(6.0, 3.5)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..csv_output import CsvWriter
+from ..plotting import literal_text
 from ..resume import AtomicFile, atomic_open
 
 RESULT_FIELDS = ("system", "split", "mix_id", "num_sources", "source_index", "label",
@@ -135,6 +136,7 @@ def markdown_table(rows: list[dict[str, Any]], sdr: bool = True) -> str:
     return "\n".join(lines)
 
 
+@literal_text
 def plot_summary(summary: Summary, path: str | Path) -> Path:
     """Mean SI-SDRi per number of sources for each system (bars), and SI-SDR per system (boxes)."""
     import matplotlib

@@ -62,6 +62,24 @@ class SynthesisError(HiveError, ValueError):
     """The pool, ontology or config cannot give the requested mixtures."""
 
 
+#: pool rows dropped because their label_id is an ontology node other than their label's
+LABEL_ID_MISMATCH = "label_id_mismatch"
+
+
+def label_id_mismatch(entry: PoolEntry, ontology: Ontology) -> str | None:
+    """Why ``entry``'s ``label_id`` and ``label`` disagree (None when they agree, or when the id is
+    empty or unknown to the ontology): the id names a node whose name is not the label, and the
+    label (the text written into the mixtures) names another node or none."""
+    if not entry.label_id or entry.label_id not in ontology:
+        return None
+    node = ontology.node(entry.label_id)
+    if entry.label == node.name or (entry.label in ontology and ontology.node(entry.label).id == node.id):
+        return None
+    other = f"names {ontology.node(entry.label).id!r}" if entry.label in ontology else "is not in the ontology"
+    return (f"label {entry.label!r} {other} but label_id {entry.label_id!r} is {node.name!r}; expected a "
+            "label and a label_id of the same node")
+
+
 @dataclass
 class ChunkResult:
     records: list[MixtureRecord]
@@ -114,7 +132,7 @@ def _unknown_labels_message(unknown: list[str], entries: Sequence[PoolEntry], sp
     more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
     return (f"{len(unknown)} pool labels of split {split!r} ({sum(clips.values())} clips) are not in the "
             f"ontology {ontology.source}: {'; '.join(shown)}{more}. Expected ontology names or ids: rename "
-            "them in the pool (or give label_id), or set unknown_labels: skip (drop those clips, counted) or "
+            "them in the pool to ontology names, or set unknown_labels: skip (drop those clips, counted) or "
             "allow (distinct-label rule only) in --config")
 
 
@@ -141,6 +159,18 @@ class Synthesizer:
         if (config.exclude_ancestors or config.exclude_siblings) and ontology is None:
             raise SynthesisError("exclude_ancestors/exclude_siblings need an ontology; pass --ontology "
                                  "or set both to false in the config")
+        if ontology is not None:  # a label_id naming another node than the label: which one is meant?
+            kept = [e for e in entries if label_id_mismatch(e, ontology) is None]
+            if len(kept) < len(entries):
+                bad = [e for e in entries if label_id_mismatch(e, ontology) is not None]
+                self.pool_dropped[LABEL_ID_MISMATCH] = len(bad)
+                logger.warning("%d pool rows of split %s dropped (%s): e.g. clip %r: %s", len(bad), split,
+                               LABEL_ID_MISMATCH, bad[0].clip_id, label_id_mismatch(bad[0], ontology))
+                entries = kept
+                if not entries:
+                    raise SynthesisError(f"every pool row of split {split!r} has a label_id that names another "
+                                         f"ontology node than its label (e.g. {label_id_mismatch(bad[0], ontology)}); "
+                                         "fix the labels or the label_ids of the pool")
         label_ids: dict[str, str] = {}
         for e in entries:
             label_ids.setdefault(e.label, e.label_id)
