@@ -31,6 +31,7 @@ def _figure(width: float, height: float):
     return fig
 
 
+@literal_text
 def _save(fig, path: Path) -> Path:
     with AtomicFile(path) as f:
         fig.savefig(f.tmp, format="png", metadata=_PNG_METADATA)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -318,6 +319,29 @@ def _done(output: Path, task: ShardTask, fmt: str) -> dict[str, Any] | None:
 
 
 # ---- driver ----------------------------------------------------------------------------------
+_SHARD_NAME = re.compile(r"^(?:tar_\d{5,}\.tar|part_\d{5,}\.parquet)$")
+
+
+def _discard_old_render(output: Path) -> None:
+    """``--overwrite`` with other parameters: delete the shards the old ledger lists (a shard file
+    this command wrote: a shard name, a regular file inside ``output/{split}/{n}mix/``), then the
+    ledger. Otherwise old shards that the new plan does not rewrite (another ``--shard-size``
+    makes fewer of them) would stay and be read with the new ones. Nothing unlisted is deleted."""
+    root = output.resolve()
+    for entry_path in sorted((output / "_ledger").glob("*.json")):
+        if not entry_path.name.startswith("_"):
+            entry = read_marker(entry_path)
+            rel = entry.get("shard") if entry else None
+            if isinstance(rel, str):
+                shard = output / rel
+                parts = Path(rel).parts
+                inside = len(parts) == 3 and not Path(rel).is_absolute() and ".." not in parts
+                if (inside and _SHARD_NAME.match(parts[2]) and parts[1].endswith("mix")
+                        and shard.is_file() and not shard.is_symlink() and shard.resolve().parent.parent.parent == root):
+                    shard.unlink()
+        entry_path.unlink()
+
+
 def _check_config(output: Path, opts: RenderConfig, metadata: str, overwrite: bool) -> None:
     cfg_path = output / "_render_config.json"
     wanted = {"tool": "hive-uss", **opts.identity()}
@@ -328,8 +352,7 @@ def _check_config(output: Path, opts: RenderConfig, metadata: str, overwrite: bo
                 f"{output} holds a render made with {have}; this run asks for {wanted}. Use another "
                 "--output folder, or --overwrite to discard the old shards' ledger")
         if overwrite and {k: have.get(k) for k in wanted} != wanted:
-            for p in (output / "_ledger").glob("*.json"):
-                p.unlink()
+            _discard_old_render(output)
     _write_json_atomic(cfg_path, {**wanted, "version": __version__, "metadata": metadata})
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import EvalError
+from .metrics import check_audio
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,13 @@ def load_separator(spec: str) -> Separator:
     except ImportError as exc:
         raise EvalError(f"--separator {spec!r}: cannot import {module_name!r} ({exc}); put its folder on "
                         "PYTHONPATH or give FILE.py:FUNCTION") from exc
+    except SystemExit as exc:  # module code calling sys.exit() must not end hive with its status
+        raise EvalError(f"--separator {spec!r}: importing {module_name!r} called sys.exit({exc.code!r}); "
+                        "expected a module that defines the function") from None
+    except Exception as exc:  # a SyntaxError or any error raised by the module's own code
+        log.debug("importing the separator failed", exc_info=True)
+        raise EvalError(f"--separator {spec!r}: importing {module_name!r} raised {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())}; fix the module (-vv shows the traceback)") from exc
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise EvalError(f"--separator {spec!r}: {module_name} has no callable {func_name!r}; expected "
@@ -65,18 +73,25 @@ def load_separator(spec: str) -> Separator:
 
 def as_estimate(value: Any, length: int, what: str) -> np.ndarray:
     """Validate one estimate (1-D of ``length`` samples, finite) and return it as float64."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+    kind = type(value).__name__
+    if hasattr(value, "detach"):  # a torch tensor, of any float type (bfloat16 and float16 too)
+        try:
+            tensor = value.detach().cpu()
+            if getattr(tensor, "is_floating_point", lambda: False)():
+                tensor = tensor.double()  # NumPy has no bfloat16
+            value = tensor.numpy()
+        except (TypeError, RuntimeError, AttributeError) as exc:
+            raise EvalError(f"{what}: got a {kind} that cannot become a NumPy array ({exc}); expected a 1-D "
+                            f"float array of {length} samples") from exc
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise EvalError(f"{what}: got {type(value).__name__}, expected a 1-D array of {length} samples") from exc
+        raise EvalError(f"{what}: got {kind}, expected a 1-D array of {length} samples") from exc
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.shape != (length,):
         raise EvalError(f"{what}: shape {arr.shape}, expected ({length},) (mono, the mixture's length)")
-    if not np.all(np.isfinite(arr)):
-        raise EvalError(f"{what}: contains NaN or inf samples")
+    check_audio(arr, what, "fix the estimate")
     return arr
 
 
@@ -85,6 +100,9 @@ def call_separator(fn: Separator, mix: np.ndarray, sr: int, label: str, what: st
     naming the mixture and query (the original traceback is logged at debug level, ``-vv``)."""
     try:
         value = fn(mix.copy(), sr, label)
+    except SystemExit as exc:  # sys.exit() in the user's code must not end hive with its status
+        raise EvalError(f"{what}: the separator called sys.exit({exc.code!r}) (query {label!r}); expected it "
+                        "to return an estimate; nothing is evaluated") from None
     except Exception as exc:  # the user's code: report where it failed, keep the cause chained
         log.debug("separator failed on %s", what, exc_info=True)
         raise EvalError(f"{what}: the separator raised {type(exc).__name__}: {exc} (query {label!r}, "

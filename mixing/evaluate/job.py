@@ -90,6 +90,9 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
     """
     if separator is not None and estimates is not None:
         raise EvalError("give a separator or an estimates folder, not both")
+    if name is not None and separator is None and estimates is None:
+        raise EvalError(f"--name {name!r} names the evaluated system, but none is given; add --separator "
+                        "MODULE:FUNCTION or --estimates DIR (without them only the oracle rows are computed)")
     fn = load_separator(separator) if isinstance(separator, str) else separator
     folder = EstimatesFolder(estimates) if estimates is not None else None
     system = name or ("separator" if fn is not None else "estimates" if folder is not None else None)

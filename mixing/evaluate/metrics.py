@@ -20,6 +20,24 @@ MAX_DB = 200.0
 _EPS = 1e-20
 #: diagonal loading of the (unit-norm) reference autocorrelation when it is singular
 LOAD_DIAG = 1e-8
+#: largest |sample| evaluated (full scale is 1; an int16-scale output still passes): beyond it
+#: the input is not audio, and energies could overflow float64
+MAX_ABS_SAMPLE = 1e6
+
+
+def check_audio(x: np.ndarray, what: str, fix: str) -> None:
+    """Raise :class:`EvalError` when ``x`` holds NaN, infinity or a sample beyond
+    :data:`MAX_ABS_SAMPLE` (metrics of such input are NaN or meaningless, never a result)."""
+    if not x.size:
+        return
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int(x.size - np.count_nonzero(finite))
+        raise EvalError(f"{what}: {bad} of {x.size} samples are NaN or infinite; expected finite audio; {fix}")
+    peak = float(np.max(np.abs(x)))
+    if peak > MAX_ABS_SAMPLE:
+        raise EvalError(f"{what}: samples up to {peak:.3g}; expected audio within ±{MAX_ABS_SAMPLE:g} "
+                        f"(full scale is 1); {fix}")
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -53,7 +71,7 @@ def sdr_available() -> bool:
 
 def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512) -> np.ndarray:
     """BSS-eval v4 style SDR (dB) of each row of ``estimates`` (``[n, T]``) against the same row of
-    ``references``; NaN where the reference is silent."""
+    ``references``; NaN where the reference is silent or the signals are shorter than the filter."""
     try:
         import torch
         from torchmetrics.functional.audio import signal_distortion_ratio
@@ -66,6 +84,8 @@ def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512)
         raise ValueError(f"sdr needs estimates and references of one shape; got {est.shape} and {ref.shape}")
     silent = np.einsum("ij,ij->i", ref, ref) <= 0.0
     values = np.full(est.shape[0], np.nan)
+    if est.shape[1] < filter_length:  # shorter than the distortion filter: BSS-eval SDR is undefined
+        return values
     live = np.flatnonzero(~silent)
     if live.size:
         e, r = torch.from_numpy(est[live]), torch.from_numpy(ref[live])
@@ -84,7 +104,9 @@ def irm_estimates(mix: np.ndarray, references: np.ndarray, n_fft: int = 2048, ho
     mix = np.asarray(mix, dtype=np.float64)
     refs = np.atleast_2d(np.asarray(references, dtype=np.float64))
     length = mix.shape[0]
-    nperseg = min(n_fft, max(16, length))
+    if length == 0:
+        return np.zeros((refs.shape[0], 0))
+    nperseg = min(n_fft, length)  # a mixture shorter than one frame is one short frame
     noverlap = nperseg - hop if nperseg == n_fft else nperseg // 2
     _, _, X = stft(mix, nperseg=nperseg, noverlap=noverlap)
     _, _, S = stft(refs, nperseg=nperseg, noverlap=noverlap, axis=-1)

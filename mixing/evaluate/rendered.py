@@ -20,6 +20,7 @@ import soundfile as sf
 from ..metadata import MixtureRecord
 from ..validation import parse_mixture
 from .errors import EvalError
+from .metrics import check_audio
 
 _MEMBER = re.compile(r"^([^.]+)\.(mix|s\d+|json)(?:\.(\w+))?$")
 
@@ -88,6 +89,10 @@ def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], me
             raise EvalError(f"{where}: stem s{i} is {s.shape[0]} frames at {ssr} Hz; the mix is {m.shape[0]} "
                             f"frames at {sr} Hz")
         refs.append(s)
+    fix = "re-render it and run 'hive verify' on the folder"
+    check_audio(m, f"{where} mix", fix)
+    for i, s in enumerate(refs, 1):
+        check_audio(s, f"{where} s{i}", fix)
     return RenderedSample(rec.mix_id, rec.split, sr, rec, m, np.stack(refs), prov.get("stem_mode", "consistent"),
                           shard)
 
