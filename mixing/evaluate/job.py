@@ -47,21 +47,22 @@ class EvalResult:
         return markdown_table(self.summary.rows(per_label=per_label), sdr=self.sdr)
 
 
-def _system_rows(system: str, sample, estimates: np.ndarray, indices: list[int], si_mix: list[float],
+def _system_rows(system: str, sample, estimates: Any, indices: list[int], si_mix: list[float],
                  sdr_mix: np.ndarray | None, with_sdr: bool) -> list[dict[str, Any]]:
-    """Metric rows of ``estimates[j]`` against the reference of source ``indices[j]`` (0-based)."""
-    refs = sample.stems[indices].astype(np.float64)
-    sdrs = sdr(estimates, refs) if with_sdr else np.full(len(refs), np.nan)
+    """Metric rows of ``estimates[j]`` against the reference of source ``indices[j]`` (0-based),
+    one source at a time (no array of every reference or estimate is copied)."""
     rows = []
     for j, i in enumerate(indices):
-        s = si_sdr(estimates[j], refs[j])
+        ref = sample.stems[i]
+        s = si_sdr(estimates[j], ref)
+        d = float(sdr(estimates[j][None], ref[None])[0]) if with_sdr else float("nan")
         row = {"system": system, "split": sample.split, "mix_id": sample.mix_id,
                "num_sources": sample.num_sources, "source_index": i + 1, "label": sample.labels[i],
                "si_sdr": s, "si_sdr_mix": si_mix[i], "si_sdri": s - si_mix[i],
-               "sdr": float(sdrs[j]), "sdr_mix": float("nan"), "sdri": float("nan")}
+               "sdr": d, "sdr_mix": float("nan"), "sdri": float("nan")}
         if sdr_mix is not None:
             row["sdr_mix"] = float(sdr_mix[i])
-            row["sdri"] = float(sdrs[j]) - float(sdr_mix[i])
+            row["sdri"] = d - float(sdr_mix[i])
         rows.append(row)
     return rows
 
@@ -116,15 +117,17 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
         for sample in iter_rendered(rendered, split):
             if limit is not None and result.mixtures >= limit:
                 break
-            refs = sample.stems.astype(np.float64)
+            refs = sample.stems  # float32 [n, T]; each metric converts one row at a time
             mix = sample.mix.astype(np.float64)
             n = sample.num_sources
             si_mix = [si_sdr(mix, r) for r in refs]
-            mixes = np.repeat(mix[None], n, axis=0)
+            mixes = np.broadcast_to(mix, (n, mix.shape[0]))  # the mixture as every source's estimate: a view
             sdr_mix = sdr(mixes, refs) if with_sdr else None
             everything = list(range(n))
             rows = _system_rows("mixture", sample, mixes, everything, si_mix, sdr_mix, with_sdr)
-            rows += _system_rows("irm", sample, irm_estimates(mix, refs), everything, si_mix, sdr_mix, with_sdr)
+            irm = irm_estimates(mix, refs)
+            rows += _system_rows("irm", sample, irm, everything, si_mix, sdr_mix, with_sdr)
+            del irm
             if system is not None:
                 ests, keep = [], []
                 for i in range(n):
@@ -142,7 +145,8 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
                             raise
                         result.missing[sample.split] += 1
                 if ests:
-                    rows += _system_rows(system, sample, np.stack(ests), keep, si_mix, sdr_mix, with_sdr)
+                    rows += _system_rows(system, sample, ests, keep, si_mix, sdr_mix, with_sdr)
+                del ests
             for row in rows:
                 writer.add(row)
                 result.summary.add(row)

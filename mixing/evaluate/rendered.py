@@ -82,19 +82,18 @@ def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], me
         raise EvalError(f"{where}: stems {sorted(stems)} but the record has {rec.num_sources} sources; "
                         "run 'hive verify' on it")
     m, sr = _decode(mix, f"{where} mix")
-    refs = []
+    fix = "re-render it and run 'hive verify' on the folder"
+    check_audio(m, f"{where} mix", fix)
+    refs = np.empty((rec.num_sources, m.shape[0]), dtype=np.float32)  # filled row by row: no second copy
     for i in range(1, rec.num_sources + 1):
         s, ssr = _decode(stems[i], f"{where} s{i}")
         if ssr != sr or s.shape != m.shape:
             raise EvalError(f"{where}: stem s{i} is {s.shape[0]} frames at {ssr} Hz; the mix is {m.shape[0]} "
                             f"frames at {sr} Hz")
-        refs.append(s)
-    fix = "re-render it and run 'hive verify' on the folder"
-    check_audio(m, f"{where} mix", fix)
-    for i, s in enumerate(refs, 1):
         check_audio(s, f"{where} s{i}", fix)
-    return RenderedSample(rec.mix_id, rec.split, sr, rec, m, np.stack(refs), prov.get("stem_mode", "consistent"),
-                          shard)
+        refs[i - 1] = s
+        del s
+    return RenderedSample(rec.mix_id, rec.split, sr, rec, m, refs, prov.get("stem_mode", "consistent"), shard)
 
 
 def _iter_tar(path: Path, rel: str) -> Iterator[RenderedSample]:
@@ -107,7 +106,9 @@ def _iter_tar(path: Path, rel: str) -> Iterator[RenderedSample]:
             k, field = match.group(1), match.group(2)
             if k != key:
                 if key is not None:
-                    yield _sample(key, rel, mix, stems, meta)
+                    sample = _sample(key, rel, mix, stems, meta)
+                    mix, stems, meta = None, {}, None  # the encoded bytes are not kept while it is used
+                    yield sample
                 key, mix, stems, meta = k, None, {}, None
             data = tar.extractfile(m).read()  # type: ignore[union-attr]
             if field == "mix":
@@ -117,7 +118,9 @@ def _iter_tar(path: Path, rel: str) -> Iterator[RenderedSample]:
             else:
                 stems[int(field[1:])] = data
     if key is not None:
-        yield _sample(key, rel, mix, stems, meta)
+        sample = _sample(key, rel, mix, stems, meta)
+        mix, stems, meta = None, {}, None
+        yield sample
 
 
 def _iter_parquet(path: Path, rel: str) -> Iterator[RenderedSample]:
