@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from mixing.errors import CorpusError, HiveError, InvalidRecordError
+from mixing.memory_estimate import check_memory, check_mixture_memory
 from mixing.metadata import MixtureRecord, normalise_split
 from mixing.validation import parse_mixture
 
@@ -116,6 +117,8 @@ class RenderedInput(InspectInput):
                             yield key, members
                         key, members = k, {}
                     if suffix == "json" or (ids is not None and k in ids):
+                        check_memory(m.size, f"{path}: member {m.name} ({m.size} bytes)",
+                                     "inspect a mixture rendered at a lower --sample-rate")
                         fh = tar.extractfile(m)
                         members[suffix] = fh.read() if fh is not None else b""
         except (tarfile.TarError, OSError, EOFError) as exc:
@@ -141,6 +144,9 @@ class RenderedInput(InspectInput):
             rows = self._tar_rows(path, ids) if fmt == "webdataset" else self._parquet_rows(path, ids)
             for key, raw_json, audio in rows:
                 rec, prov = _parse(raw_json, f"{rel} {key}")
+                rate = prov.get("sample_rate") if isinstance(prov, dict) else None
+                rate = rate if isinstance(rate, int) and rate > 0 else rec.sample_rate
+                check_mixture_memory("inspect", rec.mix_id, int(rec.target_duration * rate), rec.num_sources, rate)
                 item = Inspected(rec, rel, provenance=prov)
                 mix, sr = _decode(audio["mix"], f"{rel} {key} mix")
                 item.mix, item.sample_rate = mix, sr
@@ -215,6 +221,8 @@ class MetadataInput(InspectInput):
                     item.local_paths.append(str(self.paths.resolve(src.path)))
                 except CorpusError as exc:
                     item.local_paths.append(f"(not resolved: {exc})")
+            check_mixture_memory("inspect", rec.mix_id, int(rec.target_duration * rec.sample_rate), rec.num_sources,
+                                 rec.sample_rate)
             try:
                 r = renderer.render(rec)
             except (CorpusError, OSError, ValueError) as exc:  # shown on the page and counted

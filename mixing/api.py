@@ -90,7 +90,7 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
         A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures).
     """
     from . import numbers
-    from .render_estimate import check_space, estimate_render
+    from .render_estimate import check_render_memory, check_space, estimate_render
     from .render_job import RenderConfig, run_render
 
     num_workers = numbers.WORKERS.check(num_workers, "num_workers")
@@ -104,6 +104,7 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
     if on_estimate is not None:
         on_estimate(est)
     check_space(est, output, force=force)
+    check_render_memory(est, num_workers)
     total = est.mixtures if world_size <= 1 else -(-est.mixtures // world_size)  # ranks share shards round-robin
     return run_render(os.fspath(metadata), dataset_paths, opts, split=split, num_sources=num_sources,
                       num_workers=num_workers, rank=rank, world_size=world_size, overwrite=overwrite,

@@ -15,6 +15,7 @@ from .errors import (
     ChunkOutOfRangeError, ClippingError, CropBeyondChunkError, InvalidRecordError, MissingSourceAudioError,
     NonFiniteAudioError, PathEscapesRootError, UnknownPrefixError, UnreadableAudioError,
 )
+from .memory_estimate import MemoryCapError
 
 #: ``hive check``'s status of a file that is fine (not a failure)
 PRESENT = "present"
@@ -28,6 +29,7 @@ INVALID_RECORD = "invalid_record"
 WOULD_CLIP = "would_clip"
 NON_FINITE = "non_finite"
 DUPLICATE_MIX_ID = "duplicate_mix_id"
+OVER_MEMORY_CAP = "over_memory_cap"
 #: an unexpected error while rendering (a bug or an environment problem; see the message)
 RENDER_ERROR = "render_error"
 
@@ -43,6 +45,7 @@ DESCRIPTIONS: dict[str, str] = {
     WOULD_CLIP: "a PCM/FLAC encoding of the audio would clip",
     NON_FINITE: "the audio would hold NaN or infinite samples",
     DUPLICATE_MIX_ID: "another record already has this mix_id",
+    OVER_MEMORY_CAP: "the mixture (duration x rate x sources) would need more memory than the cap (--max-memory)",
     RENDER_ERROR: "an unexpected error while rendering (see the message)",
 }
 
@@ -57,6 +60,7 @@ EXCEPTION_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (InvalidRecordError, INVALID_RECORD),
     (ClippingError, WOULD_CLIP),
     (NonFiniteAudioError, NON_FINITE),
+    (MemoryCapError, OVER_MEMORY_CAP),
 )
 
 #: the reasons a file (not a record) can have, in ``hive check``'s status order

@@ -48,6 +48,7 @@ from .audio import (
 )
 from .corpora import DatasetPaths
 from .errors import CropBeyondChunkError, NonFiniteAudioError
+from .memory_estimate import check_mixture_memory
 from .metadata import MixtureRecord, SourceRecord
 
 StemMode = Literal["consistent", "reference"]
@@ -231,6 +232,7 @@ class Renderer:
         Raises :class:`NonFiniteAudioError` when a weighted source holds a NaN or an infinity."""
         out_sr = self.sample_rate or rec.sample_rate
         T = int(rec.target_duration * out_sr)
+        check_mixture_memory("render", rec.mix_id, T, rec.num_sources, out_sr)  # before allocating
         arr = np.empty((rec.num_sources, T), dtype=np.float64)
         for i, src in enumerate(rec.sources):
             try:

@@ -70,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="this process's rank (default $RANK; set by accelerate launch)")
     p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 #: name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -95,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     from mixing.errors import HiveError, describe_os_error
 
+    from mixing.memory_estimate import ENV as MEMORY_ENV
+
+    previous_cap = os.environ.get(MEMORY_ENV)
     try:
         _check_args(args)
+        if getattr(args, "max_memory", None) is not None:  # the cap of this process and its workers
+            os.environ[MEMORY_ENV] = args.max_memory
         return int(_load(args.command).run(args) or 0)
     except HiveError as exc:
         return _refuse(args.command, str(exc))
@@ -105,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hive {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:  # main() may run again in this process (demo, tests): the flag's cap ends here
+        if previous_cap is None:
+            os.environ.pop(MEMORY_ENV, None)
+        else:
+            os.environ[MEMORY_ENV] = previous_cap
 
 
 def _refuse(command: str, message: str) -> int:

@@ -85,6 +85,35 @@ decibels = CheckedType(n.DECIBELS, "decibels")
 finite_float = CheckedType(n.FINITE, "finite_float")
 
 
+class MemorySize:
+    """argparse type of ``--max-memory``: a size (``8G``, ``512MiB``), a percentage of the
+    available memory (``90%``) or ``none``, checked (finite, bounded) and returned as its text,
+    which the command puts in ``$HIVE_MAX_MEMORY`` for itself and its workers."""
+
+    __name__ = "memory_size"
+
+    def __call__(self, text: str) -> str:
+        from mixing.memory_estimate import parse_size
+
+        try:
+            parse_size(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return str(text).strip()
+
+
+memory_size = MemorySize()
+
+
+def add_max_memory(p: argparse.ArgumentParser) -> None:
+    """``--max-memory SIZE``: the memory cap of a command that holds audio (default: 80% of the
+    available memory; the same as ``$HIVE_MAX_MEMORY``)."""
+    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
+                   help="refuse work whose memory estimate (duration x rate x sources) exceeds SIZE: bytes "
+                        "with a unit (8G, 512MiB), a percentage of the available memory (90%%) or 'none' "
+                        "(default: $HIVE_MAX_MEMORY, else 80%% of the memory available)")
+
+
 def env_int(name: str, default: int) -> str:
     """``$name`` as an option default that argparse checks with the option's own type (a string
     default goes through ``type``), so ``RANK=abc`` is refused in one line naming the variable

@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --estimates: skip sources without a file (counted) instead of failing")
     p.add_argument("--limit", type=at.positive_int, metavar="N", help="only the first N mixtures (a quick look)")
     p.add_argument("--no-plot", action="store_true", help="no PNG plot")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="only this split (train, validation, test)")
     p.add_argument("--num-sources", type=at.positive_int, metavar="N", help="only mixtures with N sources")
     p.add_argument("--revision", help="Hub revision when the input is a Hub id")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard a ledger made with other parameters")
     p.add_argument("--force", action="store_true",
                    help="render even if the size estimate exceeds the free disk space")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar with ETA on a terminal)")
 
 

@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write the reference release's JSON layout under <output>/legacy")
     p.add_argument("--allow-failures", action="store_true",
                    help="exit 0 even if some mixtures were dropped (see _failures_<split>.jsonl)")
+    at.add_max_memory(p)
     p.add_argument("--dry-run", action="store_true",
                    help="sample parameters only (no audio, no metadata written); write and print the stats")
 

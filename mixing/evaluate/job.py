@@ -24,6 +24,7 @@ from .errors import EvalError
 from .estimates import EstimatesFolder, MissingEstimateError, Separator, call_separator, load_separator
 from .metrics import irm_estimates, sdr, si_sdr
 from .rendered import count_rendered, iter_rendered
+from ..memory_estimate import check_mixture_memory
 from ..resume import atomic_write_text, remove_stale_tmp_of
 from .report import ResultsWriter, Summary, markdown_table, plot_summary, write_summary_csv
 
@@ -114,7 +115,10 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
     total = limit if total is None else total if limit is None else min(total, limit)
     bar = tqdm(total=total, unit="mix", desc="eval", disable=not show)
     try:
-        for sample in iter_rendered(rendered, split):
+        def memory(rec, frames: int) -> None:  # before a sample is decoded: its peak under the cap
+            check_mixture_memory("eval", rec.mix_id, frames, rec.num_sources, sdr=with_sdr)
+
+        for sample in iter_rendered(rendered, split, memory=memory):
             if limit is not None and result.mixtures >= limit:
                 break
             refs = sample.stems  # float32 [n, T]; each metric converts one row at a time

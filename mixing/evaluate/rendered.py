@@ -12,11 +12,12 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
 
+from ..memory_estimate import check_memory
 from ..metadata import MixtureRecord
 from ..validation import parse_mixture
 from .errors import EvalError
@@ -71,7 +72,12 @@ def _decode(data: bytes, what: str) -> tuple[np.ndarray, int]:
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], int(sr)
 
 
-def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], meta: Any) -> RenderedSample:
+#: ``memory(record, frames)`` is called before a sample's audio is decoded (the memory check)
+MemoryCheck = Callable[[MixtureRecord, int], None]
+
+
+def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], meta: Any,
+            memory: MemoryCheck | None = None) -> RenderedSample:
     where = f"{shard}: sample {key}"
     if mix is None or meta is None:
         raise EvalError(f"{where}: has no {'mix' if mix is None else 'JSON record'}; run 'hive verify' on it")
@@ -81,6 +87,9 @@ def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], me
     if sorted(stems) != list(range(1, rec.num_sources + 1)):
         raise EvalError(f"{where}: stems {sorted(stems)} but the record has {rec.num_sources} sources; "
                         "run 'hive verify' on it")
+    if memory is not None:
+        rate = prov.get("sample_rate") if isinstance(prov.get("sample_rate"), int) else rec.sample_rate
+        memory(rec, int(rec.target_duration * max(1, rate)))
     m, sr = _decode(mix, f"{where} mix")
     fix = "re-render it and run 'hive verify' on the folder"
     check_audio(m, f"{where} mix", fix)
@@ -96,7 +105,7 @@ def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], me
     return RenderedSample(rec.mix_id, rec.split, sr, rec, m, refs, prov.get("stem_mode", "consistent"), shard)
 
 
-def _iter_tar(path: Path, rel: str) -> Iterator[RenderedSample]:
+def _iter_tar(path: Path, rel: str, memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
     key, mix, stems, meta = None, None, {}, None
     with tarfile.open(path, mode="r|*") as tar:
         for m in tar:
@@ -106,10 +115,11 @@ def _iter_tar(path: Path, rel: str) -> Iterator[RenderedSample]:
             k, field = match.group(1), match.group(2)
             if k != key:
                 if key is not None:
-                    sample = _sample(key, rel, mix, stems, meta)
+                    sample = _sample(key, rel, mix, stems, meta, memory)
                     mix, stems, meta = None, {}, None  # the encoded bytes are not kept while it is used
                     yield sample
                 key, mix, stems, meta = k, None, {}, None
+            check_memory(m.size, f"{rel}: member {m.name} ({m.size} bytes)", "re-render at a lower --sample-rate")
             data = tar.extractfile(m).read()  # type: ignore[union-attr]
             if field == "mix":
                 mix = data
@@ -118,29 +128,30 @@ def _iter_tar(path: Path, rel: str) -> Iterator[RenderedSample]:
             else:
                 stems[int(field[1:])] = data
     if key is not None:
-        sample = _sample(key, rel, mix, stems, meta)
+        sample = _sample(key, rel, mix, stems, meta, memory)
         mix, stems, meta = None, {}, None
         yield sample
 
 
-def _iter_parquet(path: Path, rel: str) -> Iterator[RenderedSample]:
+def _iter_parquet(path: Path, rel: str, memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     for batch in pf.iter_batches(batch_size=16, columns=["mix_id", "mix", "sources", "render_json"]):
         for row in batch.to_pylist():
             stems = {i: s["bytes"] for i, s in enumerate(row["sources"] or [], 1)}
-            yield _sample(row["mix_id"], rel, (row["mix"] or {}).get("bytes"), stems, row["render_json"])
+            yield _sample(row["mix_id"], rel, (row["mix"] or {}).get("bytes"), stems, row["render_json"], memory)
 
 
-def iter_rendered(root: str | Path, split: str | None = None) -> Iterator[RenderedSample]:
+def iter_rendered(root: str | Path, split: str | None = None, *,
+                  memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
     """Every rendered sample under ``root`` (one split, or all), shard by shard; memory: one sample
     (WebDataset) or 16 rows (Parquet)."""
     root = Path(root)
     for path, fmt in find_rendered(root, split):
         rel = str(path.relative_to(root))
         try:
-            yield from (_iter_tar if fmt == "webdataset" else _iter_parquet)(path, rel)
+            yield from (_iter_tar if fmt == "webdataset" else _iter_parquet)(path, rel, memory)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise EvalError(f"{rel}: unreadable shard ({exc}); run 'hive verify {root}'") from exc
 

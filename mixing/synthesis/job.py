@@ -38,6 +38,7 @@ from ..corpora import DatasetPaths
 from ..errors import CorpusError, HiveError, UnknownPrefixError
 from ..failures import reason_of
 from ..levels import apply_levels
+from ..memory_estimate import check_memory, describe_mixture, mixture_bytes
 from ..metadata import MixtureRecord
 from ..metadata_io import iter_records, write_hub_folder, write_legacy_json
 from ..ontology import Ontology
@@ -452,6 +453,12 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
     paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
     if not dry_run and paths is None:
         raise SynthesisError("measuring levels needs the dataset paths (prefix -> local corpus root)")
+    if not dry_run:  # each worker measures levels on one whole mixture at a time
+        frames = int(config.target_duration * config.sample_rate)
+        shape = describe_mixture(frames, config.max_sources, config.sample_rate)
+        check_memory(mixture_bytes("render", frames, config.max_sources), f"measuring the levels of a mixture ({shape})",
+                     "lower --duration, --sample-rate, --max-sources or --num-workers",
+                     workers=max(1, config.num_workers))
 
     stale = [str(p) for p in remove_stale_tmp(output)]
     if stale:
