@@ -376,6 +376,10 @@ def iter_mixtures(metadata: Any, dataset_paths: Any, *, split: str = "train", nu
     :func:`stream_mixtures` from a plain generator. ``rank``/``world_size`` take every
     ``world_size``-th work unit; ``shuffle_shards`` shuffles the unit order with ``seed``;
     ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures."""
+    from mixing import numbers
+
+    rank = numbers.RANK.check(rank, "rank")
+    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import numbers
 from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError, MetadataSourceError
 from .failures import reason_of
@@ -107,10 +108,9 @@ class RenderSpec:
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure is {self.on_failure!r}; expected 'skip' (leave the mixture "
                              "out, count and log the reason) or 'raise'")
-        if self.sample_rate is not None and (isinstance(self.sample_rate, bool) or not isinstance(
-                self.sample_rate, int) or self.sample_rate <= 0):
-            raise ValueError(f"sample_rate is {self.sample_rate!r}; expected a positive integer (Hz) "
-                             "or None for each record's own rate")
+        if self.sample_rate is not None and numbers.SAMPLE_RATE.problem(self.sample_rate):
+            raise numbers.NumberError(f"sample_rate is {self.sample_rate!r}; expected {numbers.SAMPLE_RATE.expected} "
+                                      "or None for each record's own rate")
         if self.num_sources is not None and not (2 <= self.num_sources <= self.max_sources):
             raise ValueError(f"num_sources is {self.num_sources!r}; expected None (all) or 2..{self.max_sources}")
 
