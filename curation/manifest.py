@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixing.errors import HiveError
-from mixing.json_input import BadLine, iter_jsonl, read_text
+from mixing.input_files import BadLine, iter_jsonl, read_text
 from mixing.pool import POOL_ARROW_SCHEMA
 from mixing.resume import AtomicFile, atomic_open
 

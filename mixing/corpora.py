@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from .errors import DatasetPathsError, InvalidRecordError, PathEscapesRootError, UnknownPrefixError
-from .json_input import load_json_file
+from .input_files import load_json_file
 from .validation import check_metadata_path
 
 

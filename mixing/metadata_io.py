@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import EmptySelectionError, InvalidRecordError, MetadataSourceError
-from .json_input import BadLine, iter_jsonl, load_json_file
+from .input_files import BadLine, iter_jsonl, load_json_file
 from .metadata import (
     HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SOURCES_ARROW_TYPE, SPLIT_ALIASES, SPLITS, MixtureRecord,
     normalise_split, records_to_arrow,

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import MISSING, HiveError, InputFileError, InvalidRecordError, short_repr
-from .json_input import BadLine, iter_jsonl, load_json_file
+from .input_files import BadLine, iter_jsonl, load_json_file
 from .metadata import Seconds, normalise_split
 from .resume import AtomicFile
 from .validation import check_metadata_path, check_mix_id

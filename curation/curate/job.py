@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -51,6 +50,7 @@ from mixing import __version__
 from mixing.errors import HiveError, InvalidRecordError
 from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
+from mixing.output_folder import remove_own_files
 from mixing.ontology import Ontology
 from mixing.resume import AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, tmp_path
 from mixing.validation import ValidationReport
@@ -402,8 +402,8 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
         raise
     writer.close()
 
-    if failure:  # no refreshed metadata claiming success, not even an earlier run's
-        shutil.rmtree(out / "metadata", ignore_errors=True)
+    if failure:  # no refreshed metadata claiming success, not even an earlier run's (only its own files go)
+        remove_own_files(out / "metadata", ("data/*-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet",))
     kept = {mix_id for mix_id, d in decisions.items() if d.kept}
     seen: set[str] = set()
 

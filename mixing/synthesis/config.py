@@ -171,7 +171,7 @@ class SynthesisConfig:
     def from_yaml(cls, path: str | os.PathLike, base: "SynthesisConfig | None" = None) -> "SynthesisConfig":
         import yaml
 
-        from ..json_input import read_text
+        from ..input_files import read_text
 
         path = Path(path)
         text = read_text(path, "synthesis config", SynthesisConfigError)

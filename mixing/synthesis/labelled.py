@@ -121,7 +121,7 @@ def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPat
     paths = DatasetPaths.coerce(dataset_paths)
     listing = Path(listing)
     where = str(listing)
-    from ..json_input import read_text
+    from ..input_files import read_text
 
     with io.StringIO(read_text(listing, "labelled list", LabelledListError), newline="") as fh:
         reader = csv.DictReader(fh)

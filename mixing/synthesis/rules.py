@@ -63,7 +63,7 @@ def load_compatibility(path: str | os.PathLike) -> dict[tuple[str, str], float]:
         raise CompatibilityFileError(f"compatibility file {path} does not exist")
     raw: list[tuple[str, str, float]] = []
     if path.suffix.lower() == ".json":
-        from ..json_input import load_json_file
+        from ..input_files import load_json_file
 
         data = load_json_file(path, "compatibility file", "a JSON object (labels/weights or nested "
                               "{label: {label: weight}})", CompatibilityFileError)
@@ -84,7 +84,7 @@ def load_compatibility(path: str | os.PathLike) -> dict[tuple[str, str], float]:
         else:
             raise CompatibilityFileError(f"{path}: expected a JSON object (labels/weights or nested)")
     else:
-        from ..json_input import read_text
+        from ..input_files import read_text
 
         text = read_text(path, "compatibility file", CompatibilityFileError)
         rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
