@@ -10,7 +10,7 @@ Every command reads its inputs through here, so one set of rules holds everywher
   default); a JSON Lines line at :data:`MAX_LINE_BYTES`; a tar member at ``max_member_bytes``.
 * **Nesting caps.** A JSON document nested deeper than :data:`MAX_JSON_DEPTH` is refused by a
   cheap pre-scan (never a ``RecursionError``); YAML is refused when it nests deeper than that or
-  uses more than :data:`MAX_YAML_ALIASES` aliases (an alias "bomb" expands without bound).
+  expands to more than :data:`MAX_YAML_NODES` nodes through aliases (an alias "bomb").
 * **UTF-8 with position.** Invalid UTF-8 is reported with the file and the byte offset.
 * **Types checked.** ``expect=dict`` / ``list`` / ``str`` refuses a document of another type,
   naming what was found.
@@ -44,8 +44,9 @@ MAX_DOCUMENT_BYTES = 1 << 30
 MAX_LINE_BYTES = 64 << 20
 #: one member of a rendered tar shard (a 10 s, 5-stem mixture at 384 kHz in float32 is ~15 MB)
 MAX_MEMBER_BYTES = 1 << 30
-#: YAML aliases accepted (real cards and configs use none)
-MAX_YAML_ALIASES = 100
+#: nodes a YAML document may expand to, aliases counted at their full size (an alias "bomb"
+#: of a few hundred bytes expands to billions of nodes)
+MAX_YAML_NODES = 1_000_000
 #: characters of one CSV field (the csv module's own default limit)
 MAX_CSV_FIELD = 131_072
 
@@ -147,7 +148,7 @@ def decode_utf8(data: bytes, where: str, error: type[Exception] = InputFileError
     return text[1:] if offset == 0 and text.startswith("\ufeff") else text
 
 
-def _depth_exceeded(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+def depth_exceeded(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """True when brackets nest deeper than ``limit`` (strings are skipped; a cheap pre-scan so
     that ``json.loads`` never recurses to the interpreter's limit)."""
     if text.count("[") + text.count("{") <= limit:
@@ -186,7 +187,7 @@ def parse_json(text: str, where: str, expected: str, error: type[Exception] = In
                expect: type | tuple[type, ...] | None = None) -> Any:
     """``json.loads(text)``; malformed, too deeply nested JSON or (with ``expect``) a document of
     another type raises ``error``."""
-    if _depth_exceeded(text):
+    if depth_exceeded(text):
         raise error(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels; expected {expected}; "
                     "the file is corrupt or hostile: re-download or regenerate it")
     try:
@@ -307,26 +308,40 @@ def read_csv_file(path: str | os.PathLike, what: str, error: type[Exception] = I
 # ---- YAML -------------------------------------------------------------------------------------------
 def parse_yaml(text: str, where: str, expected: str, error: type[Exception] = InputFileError, *,
                expect: type | tuple[type, ...] | None = None) -> Any:
-    """``yaml.safe_load(text)`` after a scan of its events: more than :data:`MAX_YAML_ALIASES`
-    aliases, nesting deeper than :data:`MAX_JSON_DEPTH`, or YAML that does not parse raise ``error``;
-    an empty document is ``None``."""
+    """``yaml.safe_load(text)`` after a scan of its events: nesting deeper than
+    :data:`MAX_JSON_DEPTH`, more than :data:`MAX_YAML_NODES` nodes once aliases are expanded, or
+    YAML that does not parse raise ``error``; an empty document is ``None``."""
     import yaml
 
-    depth = aliases = 0
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    stack: list[list[Any]] = []  # open collections: [anchor, expanded size]
+    sizes: dict[str, int] = {}  # anchor -> expanded size of its node
+
+    def add(n: int) -> None:
+        if stack:
+            stack[-1][1] += n
+            if stack[-1][1] > MAX_YAML_NODES:
+                raise error(f"{where}: YAML that expands to more than {MAX_YAML_NODES} nodes (aliases *name "
+                            f"repeat their anchor's node); expected {expected}")
+
     try:
-        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        for event in yaml.parse(text, Loader=loader):
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_JSON_DEPTH:
+                stack.append([event.anchor, 1])
+                if len(stack) > MAX_JSON_DEPTH:
                     raise error(f"{where}: YAML nested deeper than {MAX_JSON_DEPTH} levels; expected {expected}")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
+                anchor, n = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = n
+                add(n)
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+                add(1)
             elif isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_YAML_ALIASES:
-                    raise error(f"{where}: YAML with more than {MAX_YAML_ALIASES} aliases (*name); expected "
-                                f"{expected} without aliases, which can expand without bound")
-        value = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                add(sizes.get(event.anchor, 1))
+        value = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise error(f"{where}: the YAML does not parse ({detail}); expected {expected}") from None

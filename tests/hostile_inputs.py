@@ -640,17 +640,19 @@ def catalogue(w: World, base: Path) -> list[Case]:
             cid = f"{command}-output-{kind}"
             d = new(cid)
             src = copy_tree(w.render_wds if command in ("eval", "inspect") else meta, d / "input")
-            labels = shutil.copy(w.labels_csv, d / "input" / "labels.csv") if command == "mine" else None
+            if command == "mine":  # an earlier stage's output folder is the input
+                shutil.copy(w.pool, src / "output.jsonl")
             foreign = write(d / "theirs" / "notes.txt", "not written by hive\n").parent
             out = {"inside-input": src / "out", "contains-input": d, "foreign": foreign}[kind]
             argv = {
                 "render": ["render", "--metadata", src, "--dataset-paths", dp, "--output", out, "--no-progress"],
-                "synthesize": ["synthesize", "--pool", shutil.copy(w.pool, src / "pool.jsonl"), "--ontology",
-                               w.ontology, "--dataset-paths", dp, "--output", out, "--num-mixtures", "2"],
+                "synthesize": ["synthesize", "--pool", src, "--ontology", w.ontology, "--dataset-paths", dp,
+                               "--output", out, "--num-mixtures", "2"],
                 "card": ["card", src, "--output", out],
                 "inspect": ["inspect", src, "--output", out, "--sample", "1", "--no-progress"],
                 "eval": ["eval", "--rendered", src, "--output", out, "--no-sdr", "--no-plot", "--no-progress"],
-                "mine": ["mine", "chunk", "--input", labels, "--dataset-paths", dp, "--output", out, "--no-progress"],
+                "mine": ["mine", "single-label", "--input", src, "--dataset-paths", dp, "--ontology", w.ontology,
+                         "--output", out, "--no-progress"],
                 "curate": ["curate", "--metadata", src, "--dataset-paths", dp, "--ontology", w.ontology, "--judge",
                            "openai:url=http://127.0.0.1:9/v1,model=m,timeout=2,retries=0", "--output", out,
                            "--no-progress"],
@@ -676,11 +678,13 @@ def catalogue(w: World, base: Path) -> list[Case]:
     d = new(cid)
     render = copy_tree(w.render_wds, d / "render")
     add(cid, "verify", ["verify", render, "--report", render / "_summary.json", "--no-progress"], expect=REFUSED)
-    cid = "superres-output-root-inside-input"
+    # superres writes audio under --output-root: never inside a corpus root named by --dataset-paths
+    cid = "superres-output-root-inside-corpus"
     d = new(cid)
-    pool = shutil.copy(w.pool, write(d / "input" / "README.txt", "their folder\n").parent / "pool.jsonl")
-    add(cid, "mine", ["mine", "superres", "--input", pool, "--dataset-paths", dp, "--backend", "resample",
-                      "--output", d / "out", "--output-root", d / "input" / "audio", "--prefix", "X",
+    corpus = write(d / "corpus" / "README.txt", "their corpus\n").parent
+    own_dp = write(d / "dataset_paths.json", json.dumps({**json.loads(dp.read_text()), "Theirs": str(corpus)}))
+    add(cid, "mine", ["mine", "superres", "--input", w.pool, "--dataset-paths", own_dp, "--backend", "resample",
+                      "--output", d / "out", "--output-root", corpus / "audio", "--prefix", "X",
                       "--no-progress"], outputs=[d / "out"], expect=REFUSED)
     cid = "publish-folder-is-a-file"
     d = new(cid)

@@ -47,7 +47,9 @@ from typing import Any, Callable, Iterator
 
 from curation.models.registry import make_judge
 from mixing import __version__
+from mixing.corpora import DatasetPaths
 from mixing.errors import HiveError, InvalidRecordError
+from mixing.input_files import load_json_file
 from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
 from mixing.output_folder import remove_own_files
@@ -128,8 +130,9 @@ class CurateConfig:
             return self.keep_shard_size
         if self.rendered:
             try:
-                size = json.loads((Path(self.rendered) / "_render_config.json").read_text()).get("shard_size")
-            except (OSError, ValueError):
+                size = load_json_file(Path(self.rendered) / "_render_config.json", "render config", "an object",
+                                      CurateError, expect=dict, max_bytes=1 << 20).get("shard_size")
+            except CurateError:
                 size = None
             if isinstance(size, int) and not isinstance(size, bool) and size >= 1:
                 return size
@@ -200,6 +203,9 @@ class _Run:
         self.judge = judge if judge is not None else make_judge(config.judge)
         apply_request_settings(self.judge, self.prompt, explicit_system=config.system is not None)
         self.source: MetadataSource = open_metadata(config.metadata, revision=config.revision)
+        #: the corpora, read now: a bad dataset_paths.json is a refusal, not a judge failure per source
+        self.dataset_paths = (DatasetPaths.from_json(config.dataset_paths)
+                              if audio is None and not config.rendered and config.dataset_paths else None)
 
     @property
     def audio_description(self) -> str:
@@ -226,7 +232,7 @@ class _Run:
             return self._audio
         if self.config.rendered:
             return TarStems(self.config.rendered)
-        return RenderedStems(self.config.dataset_paths)
+        return RenderedStems(self.dataset_paths or self.config.dataset_paths)
 
     def rank_files(self, rank: int, world: int) -> tuple[Path, Path]:
         return (self.work / f"scores-{rank:05d}-of-{world:05d}.jsonl", self.markers(world).path(rank))
@@ -253,6 +259,12 @@ def _partition(run: _Run, rank: int, world: int) -> tuple[set[str], dict[str, in
             continue
         ids.add(rec.mix_id)
     dropped["invalid_record"] = sum(1 for f in failures if f.get("reason") == "invalid_record")
+    if not ids:  # nothing to curate: a run that did nothing must not look like a success
+        first = next((f.get("message") for f in failures if f.get("message")), None)
+        split = f" of split {run.config.split!r}" if run.config.split else ""
+        raise CurateError(f"--metadata {run.config.metadata}: no valid mixture record{split} to curate"
+                          + (f" ({len(failures)} invalid; the first: {first[:200]})" if first else "")
+                          + "; check the metadata")
     mine = set(sorted(ids)[rank::world])
     return mine, {k: v for k, v in dropped.items() if v}, failures
 
