@@ -186,7 +186,9 @@ class Claim:
 
 
 def _matches(folder: Path, signature: tuple[str, ...]) -> bool:
-    return any(any(folder.glob(pattern)) for pattern in signature)
+    """Whether ``folder`` holds one of the ``signature`` names, or the temporary file of one
+    (``.<name>.tmp-<PID>``: a run killed while writing it)."""
+    return any(any(folder.glob(pattern)) or any(folder.glob(f".{pattern}.tmp-*")) for pattern in signature)
 
 
 def _claim_folder(output: Output, command: str) -> Claim:
@@ -195,7 +197,8 @@ def _claim_folder(output: Output, command: str) -> Claim:
     claim = Claim(output, command)
     if folder.exists() or folder.is_symlink():
         if not folder.is_dir():
-            raise OutputFolderError(f"{output.flag} {shown} exists and is not a folder; choose a folder path")
+            raise OutputFolderError(f"{output.flag} {shown}: a file is where a folder is expected; remove that "
+                                    "file or choose another output path")
         owner = read_owner(folder)
         if owner is not None and owner != command:
             raise OutputFolderError(f"{output.flag} {shown} is the output of `hive {owner}`; `hive {command}` does "

@@ -124,7 +124,7 @@ def test_ownership_marker_reruns_other_commands_and_foreign_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     claim("eval", _io(tmp_path / "empty"))
     (tmp_path / "f").write_text("x")
-    with pytest.raises(OutputFolderError, match="not a folder"):
+    with pytest.raises(OutputFolderError, match="a file is where a folder is expected"):
         claim("eval", _io(tmp_path / "f"))
 
 
