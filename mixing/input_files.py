@@ -344,7 +344,7 @@ def parse_yaml(text: str, where: str, expected: str, error: type[Exception] = In
         value = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
-        raise error(f"{where}: the YAML does not parse ({detail}); expected {expected}") from None
+        raise error(f"{where} does not parse ({detail}); expected {expected}") from None
     except RecursionError:
         raise error(f"{where}: YAML nested too deeply; expected {expected}") from None
     if expect is not None and value is not None and not isinstance(value, expect):

@@ -106,8 +106,8 @@ def readme_configs(folder: str | os.PathLike) -> tuple[ConfigSpec, ...] | None:
     m = _YAML_HEADER.match(read_text(readme, "dataset card", MetadataSourceError, max_bytes=64 << 20))
     if not m:
         return None
-    header = parse_yaml(m.group(1), f"{readme}: the YAML header", "a mapping (the card's metadata)",
-                        MetadataSourceError) or {}
+    header = parse_yaml(m.group(1), f"{readme}: the YAML header", "a mapping (the card's metadata); fix or "
+                        "remove it", MetadataSourceError) or {}
     configs = header.get("configs") if isinstance(header, dict) else None
     if not isinstance(configs, list) or not configs:
         return None

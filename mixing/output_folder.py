@@ -207,11 +207,11 @@ def _claim_folder(output: Output, command: str) -> Claim:
             names = _entries(folder)
             if names and not _matches(folder, output.signature):
                 raise OutputFolderError(
-                    f"{output.flag} {shown} is a non-empty folder that `hive {command}` did not write (it holds "
-                    f"{_shown(names)}); nothing in it is replaced or removed: choose a new or empty folder")
-            if not output.create:
-                raise OutputFolderError(f"{output.flag} {shown} is not an output of `hive {command}`; give the "
-                                        "folder a stage wrote")
+                    f"{output.flag} {shown} is a non-empty folder and not an earlier `hive {command}` output (it "
+                    f"holds {_shown(names)}); nothing in it is replaced or removed: choose a new or empty folder")
+            if not names and not output.create:
+                raise OutputFolderError(f"{output.flag} {shown} is empty, not an output of `hive {command}`; give "
+                                        "the folder an earlier run wrote")
     elif not output.create:
         raise OutputFolderError(f"{output.flag} {shown} does not exist; give the output folder of an earlier "
                                 f"`hive {command}` run")

@@ -111,7 +111,7 @@ def test_ownership_marker_reruns_other_commands_and_foreign_folders(tmp_path):
     foreign = tmp_path / "theirs"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("x")
-    with pytest.raises(OutputFolderError, match="non-empty folder that `hive eval` did not write.*notes.txt"):
+    with pytest.raises(OutputFolderError, match="non-empty folder and not an earlier `hive eval` output.*notes.txt"):
         claim("eval", _io(foreign))
     assert not (foreign / MARKER).exists()
     # an output of an earlier version (no marker) is recognised by the files it left

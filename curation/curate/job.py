@@ -203,9 +203,14 @@ class _Run:
         self.judge = judge if judge is not None else make_judge(config.judge)
         apply_request_settings(self.judge, self.prompt, explicit_system=config.system is not None)
         self.source: MetadataSource = open_metadata(config.metadata, revision=config.revision)
-        #: the corpora, read now: a bad dataset_paths.json is a refusal, not a judge failure per source
-        self.dataset_paths = (DatasetPaths.from_json(config.dataset_paths)
-                              if audio is None and not config.rendered and config.dataset_paths else None)
+        self.dataset_paths: DatasetPaths | None = None
+
+    def load_corpora(self) -> None:
+        """Read ``dataset_paths.json`` before any scoring: a bad file is a refusal of the run, not a
+        judge failure counted per source."""
+        c = self.config
+        if self._audio is None and not c.rendered and c.dataset_paths and self.dataset_paths is None:
+            self.dataset_paths = DatasetPaths.from_json(c.dataset_paths)
 
     @property
     def audio_description(self) -> str:
@@ -415,7 +420,7 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
     writer.close()
 
     if failure:  # no refreshed metadata claiming success, not even an earlier run's (only its own files go)
-        remove_own_files(out / "metadata", ("data/*-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet",))
+        remove_own_files(out, ("metadata/data/*-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet",))
     kept = {mix_id for mix_id, d in decisions.items() if d.kept}
     seen: set[str] = set()
 
@@ -507,6 +512,7 @@ def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judg
         raise CurateError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
     run = _Run(config, judge, audio)
     try:
+        run.load_corpora()
         result = _score_rank(run, rank, world_size, progress)
     finally:
         close = getattr(run.judge, "close", None)

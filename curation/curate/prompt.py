@@ -85,7 +85,11 @@ def resolve_template(value: str | None) -> tuple[str, str]:
         from mixing.input_files import read_text
 
         path = Path(value[1:])
-        template = read_text(path, "--prompt template file", PromptError, max_bytes=1 << 20)
+        try:
+            template = read_text(path, "template file", PromptError, max_bytes=1 << 20)
+        except PromptError as exc:
+            raise PromptError(f"--prompt {value!r}: cannot read the template file ({exc}); expected @PATH of a "
+                              "UTF-8 text file") from None
         name = f"file:{path.name}"
     else:
         template, name = value, "custom"

@@ -172,7 +172,8 @@ class SynthesisConfig:
         from ..input_files import load_yaml_file
 
         path = Path(path)
-        data = load_yaml_file(path, "synthesis config", "a mapping of setting -> value", SynthesisConfigError)
+        data = load_yaml_file(path, "synthesis config", "a mapping of setting -> value; fix the file",
+                              SynthesisConfigError)
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise SynthesisConfigError(f"synthesis config {path} holds a {type(data).__name__}; "
