@@ -30,16 +30,17 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import __version__
-from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError
+from .locks import FolderLockedError, RankLock
 from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
+from .recipe import RenderRecipe
 from .render import Renderer
 from .resume import RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, write_marker
 from .shards import SHARD_SUFFIX, make_writer
@@ -51,143 +52,29 @@ class RenderConfigMismatch(HiveError):
     """The output folder holds a render made with other parameters."""
 
 
-class RenderLockedError(HiveError):
+class RenderLockedError(FolderLockedError):
     """Another live process is rendering the same rank (or another world size) into the folder."""
 
 
-class RenderLock:
-    """Exclusive per-rank lock of an output folder (``flock``; released by the kernel when the
-    holder dies). Holder details (pid, rank, world size, start time) are written into the file."""
+class RenderLock(RankLock):
+    """Exclusive per-rank lock of a render's output folder (:class:`mixing.locks.RankLock`)."""
 
-    def __init__(self, output: Path, rank: int, world_size: int):
-        self.folder = Path(output) / "_locks"
-        self.path = self.folder / f"rank-{rank:05d}.lock"
-        self.rank, self.world_size = rank, world_size
-        self._fd: int | None = None
-
-    @staticmethod
-    def _holder(path: Path) -> dict[str, Any]:
-        try:
-            return json.loads(path.read_text() or "{}")
-        except (OSError, json.JSONDecodeError):
-            return {}
-
-    @staticmethod
-    def _describe(h: dict[str, Any]) -> str:
-        if not h:
-            return "another process"
-        return (f"process {h.get('pid')} on {h.get('host')} (rank {h.get('rank')} of "
-                f"{h.get('world_size')}, since {h.get('started')})")
-
-    def acquire(self) -> "RenderLock":
-        import fcntl
-
-        for _ in range(100):  # the file may be unlinked by a holder releasing it: open it again
-            self.folder.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # the folder was removed by a releasing peer
-                continue
-            for attempt in range(5):  # a peer's world-size probe may hold it for microseconds
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(0.05)
-            else:
-                holder = self._holder(self.path)
-                os.close(fd)
-                raise RenderLockedError(
-                    f"{self.folder.parent} is being rendered by {self._describe(holder)}; this run is "
-                    f"rank {self.rank} of {self.world_size}. Two renders of one rank into one folder "
-                    "would delete each other's temporary files: wait for it to finish (or stop it), "
-                    "or use another --output folder")
-            try:
-                linked = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                linked = False
-            if linked:
-                break
-            os.close(fd)  # locked a file its holder had just unlinked: take the new one
-        else:  # pragma: no cover - a hundred releases in a row
-            raise RenderLockedError(f"could not lock {self.path}: it keeps being replaced")
-        info = {"pid": os.getpid(), "host": os.uname().nodename, "rank": self.rank,
-                "world_size": self.world_size,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-        try:
-            self._check_peers()
-        except BaseException:
-            self.release()
-            raise
-        return self
-
-    def _check_peers(self) -> None:
-        """Refuse when a live peer (another rank) renders with another world size: their shard
-        assignments would overlap."""
-        import fcntl
-
-        for other in sorted(self.folder.glob("rank-*.lock")):
-            if other == self.path:
-                continue
-            try:
-                fd = os.open(other, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                except BlockingIOError:  # held: a live peer
-                    h = self._holder(other)
-                    if h.get("world_size") not in (None, self.world_size):
-                        raise RenderLockedError(
-                            f"{self.folder.parent} is being rendered by {self._describe(h)}; this run "
-                            f"is rank {self.rank} of {self.world_size}. Ranks of different world sizes "
-                            "would render the same shards: use the same --world-size, or another "
-                            "--output folder") from None
-                else:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
-    def release(self) -> None:
-        """Unlink the lock file (while still holding it, so the output holds no trace of a
-        finished run), then drop the lock; a killed holder leaves a stale, unlocked file."""
-        if self._fd is not None:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-            try:
-                self.folder.rmdir()
-            except OSError:  # other ranks' locks are still there
-                pass
-
-    def __enter__(self) -> "RenderLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+    activity = "rendered"
+    error = RenderLockedError
 
 
 @dataclass(frozen=True)
 class RenderConfig:
+    """A render job: where the shards go, their layout and size, and the render recipe."""
+
     output: str
+    recipe: RenderRecipe
     format: str = "webdataset"
-    stems: str = "consistent"
-    audio_format: str = "wav"
     shard_size: int = 1000
-    sample_rate: int | None = None
 
     def identity(self) -> dict[str, Any]:
-        """Parameters that change the bytes of the output."""
-        d = asdict(self)
-        d.pop("output")
-        return d
+        """Parameters that change the bytes of the output (the store does not)."""
+        return {"format": self.format, "shard_size": self.shard_size, **self.recipe.identity()}
 
 
 @dataclass
@@ -211,6 +98,9 @@ class RenderSummary:
     mixtures_rendered: int = 0
     failures: Counter = field(default_factory=Counter)
     complete: bool = False
+    #: source chunks read from the store / decoded because the store lacks them (this run)
+    store_hits: int = 0
+    store_misses: int = 0
 
     @property
     def num_failures(self) -> int:
@@ -271,12 +161,10 @@ def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="hive-parent-watchdog", daemon=True).start()
 
 
-def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderConfig,
-                 parent: int | None = None) -> None:
+def _init_worker(opts: RenderConfig, parent: int | None = None) -> None:
     if parent is not None:
         die_with_parent(parent)
-    _WORKER["renderer"] = Renderer(DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside),
-                                   stems=opts.stems, sample_rate=opts.sample_rate)
+    _WORKER["renderer"] = opts.recipe.renderer()
     _WORKER["opts"] = opts
 
 
@@ -285,7 +173,8 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dic
     path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
     discard_tmp(path)  # left by a killed run (this rank holds the folder's lock)
     discard_tmp(out / "_ledger" / f"{task.name}.json")  # a run killed while writing the ledger entry
-    writer = make_writer(opts.format, path, opts.audio_format)
+    writer = make_writer(opts.format, path, opts.recipe.audio_format)
+    hits0, misses0 = renderer.store_stats["hits"], renderer.store_stats["misses"]
     failures = []
     seen: set[str] = set()
     for rec in task.records:
@@ -306,7 +195,8 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dic
                 "path": getattr(exc, "source_path", None), "reason": reason_of(exc),
                 "message": str(exc)[:500]})
     info = writer.close()
-    entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures}
+    entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures,
+             "store_hits": renderer.store_stats["hits"] - hits0, "store_misses": renderer.store_stats["misses"] - misses0}
     if info.get("warnings"):
         clipped = info["warnings"]
         log.warning("%s: %d file(s) of %d mixture(s) clipped in 16-bit PCM (%d samples in all, peak %.4f); "
@@ -381,6 +271,9 @@ def merge_outputs(output: Path) -> dict[str, Any]:
                "mixtures_per_group": dict(sorted(per_group.items())),
                "failures": len(failures),
                "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items()))}
+    if any("store_hits" in e for e in entries):  # rendered with a source store
+        summary["store_hits"] = sum(e.get("store_hits", 0) for e in entries)
+        summary["store_misses"] = sum(e.get("store_misses", 0) for e in entries)
     if warnings:  # only pcm16 renders clip; other summaries keep their keys
         summary["warnings"] = len(warnings)
         summary["clipped_samples"] = sum(w["clipped_samples"] for w in warnings)
@@ -389,23 +282,23 @@ def merge_outputs(output: Path) -> dict[str, Any]:
 
 
 def _locked(fn):
-    """Run ``fn(metadata, dataset_paths, opts, *, rank=, world_size=, ...)`` holding the output
+    """Run ``fn(metadata, opts, *, rank=, world_size=, ...)`` holding the output
     folder's lock for its rank (:class:`RenderLock`)."""
     import functools
 
     @functools.wraps(fn)
-    def wrapper(metadata, dataset_paths, opts: RenderConfig, **kw):
+    def wrapper(metadata, opts: RenderConfig, **kw):
         rank, world_size = kw.get("rank", 0), kw.get("world_size", 1)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         with RenderLock(Path(opts.output), rank, world_size):
-            return fn(metadata, dataset_paths, opts, **kw)
+            return fn(metadata, opts, **kw)
 
     return wrapper
 
 
 @_locked
-def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: RenderConfig, *,
+def run_render(metadata: str, opts: RenderConfig, *,
                split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
                rank: int = 0, world_size: int = 1, overwrite: bool = False,
                progress: bool | None = None, revision: str | None = None,
@@ -413,7 +306,6 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
     """Render ``metadata`` into shards; ``total`` (mixtures of this rank, if known) gives the bar an ETA."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-    paths = DatasetPaths.coerce(dataset_paths)
     output = Path(opts.output)
     output.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -437,6 +329,8 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
         if rendered:
             summary.shards_rendered += 1
             summary.mixtures_rendered += entry["count"]
+            summary.store_hits += entry.get("store_hits", 0)
+            summary.store_misses += entry.get("store_misses", 0)
         else:
             summary.shards_skipped += 1
         bar.update(entry["count"] + len(entry["failures"]))
@@ -452,14 +346,13 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
                 continue
             yield task
 
-    roots = {k: str(v) for k, v in paths.roots.items()}
     if num_workers <= 1:
-        _init_worker(roots, paths.allow_symlinks_outside, opts)
+        _init_worker(opts)
         for task in mine():
             account(_render_in_worker(task), rendered=True)
     else:
         with ProcessPoolExecutor(num_workers, initializer=_init_worker,
-                                 initargs=(roots, paths.allow_symlinks_outside, opts, os.getpid())) as pool:
+                                 initargs=(opts, os.getpid())) as pool:
             pending: set[Future] = set()
             for task in mine():
                 pending.add(pool.submit(_render_in_worker, task))

@@ -22,7 +22,6 @@ Everything here is plain Python + numpy: no torch, no torchcodec, no audio encod
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -44,7 +43,8 @@ from .failures import reason_of
 from .metadata import SPLITS, MixtureRecord, normalise_split
 from .metadata_io import MetadataSource, filter_batch, iter_raw_rows, open_metadata
 from .metadata_source import MetadataShard, classify_location, hub_split_files
-from .render import STEM_MODES, Renderer, RenderedMixture
+from .recipe import RenderRecipe
+from .render import Renderer, RenderedMixture
 from .resume import atomic_open
 from .shards import AUDIO_FORMATS, encode_audio, sample_json
 from .validation import MAX_SOURCES, parse_mixture
@@ -89,47 +89,36 @@ class WorkUnit:
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """Everything a worker needs besides its units. Hashable and small: it is copied into every
-    job of ``gen_kwargs`` (a scalar, not a list, so ``datasets`` never splits it)."""
+    """Everything a worker needs besides its units: the render recipe, which mixtures, and what
+    to do with failures. Hashable and small: it is copied into every job of ``gen_kwargs`` (a
+    scalar, not a list, so ``datasets`` never splits it)."""
 
-    roots: tuple[tuple[str, str], ...]
-    allow_symlinks_outside: bool = False
-    stems: str = "consistent"
-    sample_rate: int | None = None
+    recipe: RenderRecipe
     num_sources: int | None = None
     on_failure: FailurePolicy = "skip"
     failure_dir: str | None = None
     max_sources: int = MAX_SOURCES
 
     def __post_init__(self) -> None:
-        if self.stems not in STEM_MODES:
-            raise ValueError(f"stems is {self.stems!r}; expected one of {STEM_MODES}")
+        if not isinstance(self.recipe, RenderRecipe):
+            raise TypeError(f"recipe is a {type(self.recipe).__name__}; expected a RenderRecipe")
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure is {self.on_failure!r}; expected 'skip' (leave the mixture "
                              "out, count and log the reason) or 'raise'")
-        if self.sample_rate is not None and (isinstance(self.sample_rate, bool) or not isinstance(
-                self.sample_rate, int) or self.sample_rate <= 0):
-            raise ValueError(f"sample_rate is {self.sample_rate!r}; expected a positive integer (Hz) "
-                             "or None for each record's own rate")
         if self.num_sources is not None and not (2 <= self.num_sources <= self.max_sources):
             raise ValueError(f"num_sources is {self.num_sources!r}; expected None (all) or 2..{self.max_sources}")
 
     @classmethod
-    def make(cls, dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike, **kw: Any) -> "RenderSpec":
-        paths = DatasetPaths.coerce(dataset_paths)
-        roots = tuple(sorted((k, str(v)) for k, v in paths.roots.items()))
-        return cls(roots, paths.allow_symlinks_outside, **kw)
+    def make(cls, dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike | None = None, *,
+             stems: str = "consistent", sample_rate: int | None = None, audio_format: str = "wav",
+             store: Any = None, store_only: bool = False, **kw: Any) -> "RenderSpec":
+        recipe = RenderRecipe.make(dataset_paths, store=store, stems=stems, sample_rate=sample_rate,
+                                   audio_format=audio_format, store_only=store_only)
+        return cls(recipe, **kw)
 
     def renderer(self) -> Renderer:
-        """This process's renderer for this spec (cached: the file-header cache survives epochs)."""
-        return _renderer(self.roots, self.allow_symlinks_outside, self.stems, self.sample_rate)
-
-
-@functools.lru_cache(maxsize=4)
-def _renderer(roots: tuple[tuple[str, str], ...], allow_outside: bool, stems: str,
-              sample_rate: int | None) -> Renderer:
-    paths = DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside)
-    return Renderer(paths, stems=stems, sample_rate=sample_rate)  # type: ignore[arg-type]
+        """This process's renderer (cached: the file-header cache and the store survive epochs)."""
+        return self.recipe.renderer()
 
 
 # ---- resolving metadata ----------------------------------------------------------------------
@@ -293,6 +282,9 @@ class StreamReport:
 
     rendered: int = 0
     failures: Counter = field(default_factory=Counter)
+    #: source chunks read from the store / decoded because the store lacks them
+    store_hits: int = 0
+    store_misses: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
     max_examples: int = 100
 
@@ -369,10 +361,12 @@ def iter_rendered(units: Sequence[WorkUnit], spec: RenderSpec, *,
     renderable record, in order. A mixture that fails is left out with a named reason (policy
     ``skip``) or its error is raised with the mixture id attached (``raise``)."""
     renderer = spec.renderer()
+    stats = renderer.store_stats
     for pos, unit in enumerate(units):
         failures: list[dict[str, Any]] = []
         row = 0
         for rec in iter_unit_records(unit, spec, failures):
+            hits, misses = stats["hits"], stats["misses"]
             try:
                 rendered = renderer.render(rec)
             except RENDER_ERRORS as exc:
@@ -386,6 +380,8 @@ def iter_rendered(units: Sequence[WorkUnit], spec: RenderSpec, *,
                 continue
             if report is not None:
                 report.rendered += 1
+                report.store_hits += stats["hits"] - hits
+                report.store_misses += stats["misses"] - misses
             yield pos, row, rendered
             row += 1
         _close_unit(unit, spec, failures, report)

@@ -39,6 +39,7 @@ import soundfile as sf
 
 from .errors import HiveError, InvalidRecordError
 from .metadata import MixtureRecord
+from .recipe import STEM_MODES
 from .resume import file_sha256, is_tmp_name
 from .validation import parse_mixture
 
@@ -50,7 +51,6 @@ AUDIO_EXTS = ("wav", "flac")
 #: ``hive_render.audio_format`` values: the member extension and the subtype it implies
 #: (``pcm16``: 16-bit PCM ``.wav`` members, as the reference wrote)
 AUDIO_FORMATS = {"wav": ("wav", None), "flac": ("flac", None), "pcm16": ("wav", "PCM_16")}
-STEM_MODES = ("consistent", "reference")
 SHARD_SUFFIX = {".tar": "webdataset", ".parquet": "parquet"}
 _GROUP_DIR = re.compile(r"(\d+)mix")
 _STEM = re.compile(r"s([1-9]\d*)")
