@@ -21,18 +21,20 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import __version__
 from .errors import HiveError, InvalidRecordError
@@ -43,7 +45,7 @@ from .metadata_io import open_metadata
 from .recipe import RenderRecipe
 from .render import Renderer
 from .resume import RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, write_marker
-from .shards import SHARD_SUFFIX, make_writer
+from .shards import PIECE_MIXTURES, SHARD_SUFFIX, assemble_shard, make_writer
 from .validation import ValidationReport
 
 log = logging.getLogger(__name__)
@@ -168,35 +170,54 @@ def _init_worker(opts: RenderConfig, parent: int | None = None) -> None:
     _WORKER["opts"] = opts
 
 
-def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dict[str, Any]:
-    out = Path(opts.output)
-    path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
-    discard_tmp(path)  # left by a killed run (this rank holds the folder's lock)
-    discard_tmp(out / "_ledger" / f"{task.name}.json")  # a run killed while writing the ledger entry
-    writer = make_writer(opts.format, path, opts.recipe.audio_format)
-    hits0, misses0 = renderer.store_stats["hits"], renderer.store_stats["misses"]
-    failures = []
+def _failure(rec: MixtureRecord, exc: BaseException) -> dict[str, Any]:
+    i = getattr(exc, "source_index", None)
+    return {"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
+            "source": None if i is None else rec.sources[i].source_id,
+            "path": getattr(exc, "source_path", None), "reason": reason_of(exc), "message": str(exc)[:500]}
+
+
+def _duplicates(task: ShardTask) -> tuple[list[MixtureRecord | None], list[dict[str, Any]]]:
+    """The shard's records with repeated mix_ids replaced by None (a repeated key would merge two
+    samples in WebDataset readers), and their failure entries."""
     seen: set[str] = set()
+    out: list[MixtureRecord | None] = []
+    failures = []
     for rec in task.records:
-        if rec.mix_id in seen:  # a repeated key would merge two samples in WebDataset readers
+        if rec.mix_id in seen:
             failures.append({"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
                              "source": None, "path": None, "reason": DUPLICATE_MIX_ID,
                              "message": f"mix_id {rec.mix_id!r} appears twice in shard {task.name}; "
                                         "the first is rendered, this one is left out"})
+            out.append(None)
             continue
         seen.add(rec.mix_id)
-        try:
-            writer.add(renderer.render(rec))
-        except (HiveError, OSError, ValueError, RuntimeError) as exc:
-            i = getattr(exc, "source_index", None)
-            failures.append({
-                "mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
-                "source": None if i is None else rec.sources[i].source_id,
-                "path": getattr(exc, "source_path", None), "reason": reason_of(exc),
-                "message": str(exc)[:500]})
-    info = writer.close()
-    entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures,
-             "store_hits": renderer.store_stats["hits"] - hits0, "store_misses": renderer.store_stats["misses"] - misses0}
+        out.append(rec)
+    return out, failures
+
+
+def _render_into(writer, records: list[MixtureRecord | None], renderer: Renderer,
+                 failures: list[dict[str, Any]]) -> None:
+    """Render ``records`` into ``writer``, ending a piece every :data:`PIECE_MIXTURES` records."""
+    for k, rec in enumerate(records, 1):
+        if rec is not None:
+            try:
+                writer.add(renderer.render(rec))
+            except (HiveError, OSError, ValueError, RuntimeError) as exc:
+                failures.append(_failure(rec, exc))
+        if k % PIECE_MIXTURES == 0 and k < len(records):
+            writer.end_piece()
+
+
+def _store_delta(renderer: Renderer, before: tuple[int, int]) -> dict[str, int]:
+    return {"store_hits": renderer.store_stats["hits"] - before[0],
+            "store_misses": renderer.store_stats["misses"] - before[1]}
+
+
+def _finish_shard(task: ShardTask, opts: RenderConfig, path: Path, info: dict[str, Any],
+                  failures: list[dict[str, Any]]) -> dict[str, Any]:
+    out = Path(opts.output)
+    entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures}
     if info.get("warnings"):
         clipped = info["warnings"]
         log.warning("%s: %d file(s) of %d mixture(s) clipped in 16-bit PCM (%d samples in all, peak %.4f); "
@@ -207,8 +228,85 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dic
     return entry
 
 
-def _render_in_worker(task: ShardTask) -> dict[str, Any]:
+def _discard_shard_tmp(out: Path, path: Path, task: ShardTask) -> None:
+    """Temporary files of a killed run of this shard (this rank holds the folder's lock)."""
+    discard_tmp(path)
+    for frag in path.parent.glob(f".{glob.escape(path.name)}.p*.tmp-*"):
+        frag.unlink(missing_ok=True)
+    discard_tmp(out / "_ledger" / f"{task.name}.json")
+
+
+def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> tuple[dict[str, Any], dict[str, int]]:
+    """Render a whole shard in this process: ``(ledger entry, store hits/misses)``."""
+    out = Path(opts.output)
+    path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
+    _discard_shard_tmp(out, path, task)
+    writer = make_writer(opts.format, path, opts.recipe.audio_format)
+    before = (renderer.store_stats["hits"], renderer.store_stats["misses"])
+    records, failures = _duplicates(task)
+    _render_into(writer, records, renderer, failures)
+    info = writer.close()
+    return _finish_shard(task, opts, path, info, sorted_failures(failures, task)), _store_delta(renderer, before)
+
+
+def sorted_failures(failures: list[dict[str, Any]], task: ShardTask) -> list[dict[str, Any]]:
+    """Failures in record order (a duplicate's entry where the record is), whoever rendered them."""
+    order = {}
+    for i, rec in enumerate(task.records):
+        order.setdefault(rec.mix_id, i)
+    return sorted(failures, key=lambda f: (order.get(f["mix_id"], -1), f["reason"] != DUPLICATE_MIX_ID))
+
+
+@dataclass
+class PieceTask:
+    """Records ``[start, stop)`` of a shard, rendered by one worker into a fragment file."""
+
+    shard: ShardTask
+    piece: int
+    start: int
+    stop: int
+
+
+def split_pieces(task: ShardTask, parts: int) -> list[PieceTask]:
+    """``task`` cut into ``parts`` runs of whole :data:`PIECE_MIXTURES`-record pieces (fewer when
+    the shard is small)."""
+    n_pieces = max(1, math.ceil(len(task.records) / PIECE_MIXTURES))
+    parts = max(1, min(parts, n_pieces))
+    bounds = [n_pieces * i // parts * PIECE_MIXTURES for i in range(parts)] + [len(task.records)]
+    return [PieceTask(task, i, bounds[i], min(bounds[i + 1], len(task.records))) for i in range(parts)]
+
+
+def render_piece(piece: PieceTask, renderer: Renderer, opts: RenderConfig) -> dict[str, Any]:
+    """Render one piece of a shard into its fragment file (see :func:`mixing.shards.assemble_shard`)."""
+    task = piece.shard
+    path = shard_path(Path(opts.output), opts.format, task.split, task.num_sources, task.number)
+    writer = make_writer(opts.format, path.with_name(f"{path.name}.p{piece.piece:04d}"), opts.recipe.audio_format,
+                         fragment=True)
+    before = (renderer.store_stats["hits"], renderer.store_stats["misses"])
+    records, _ = _duplicates(task)  # the parent reports the duplicates once
+    failures: list[dict[str, Any]] = []
+    _render_into(writer, records[piece.start:piece.stop], renderer, failures)
+    info = writer.close()
+    return {"piece": piece.piece, "fragment": str(writer.fragment_path), "info": info, "failures": failures,
+            **_store_delta(renderer, before)}
+
+
+def assemble(task: ShardTask, opts: RenderConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shard of ``task`` from its pieces' fragments; its ledger entry."""
+    path = shard_path(Path(opts.output), opts.format, task.split, task.num_sources, task.number)
+    results = sorted(results, key=lambda r: r["piece"])
+    info = assemble_shard(opts.format, path, [(Path(r["fragment"]), r["info"]) for r in results])
+    _, dup = _duplicates(task)
+    failures = dup + [f for r in results for f in r["failures"]]
+    return _finish_shard(task, opts, path, info, sorted_failures(failures, task))
+
+
+def _render_in_worker(task: ShardTask) -> tuple[dict[str, Any], dict[str, int]]:
     return render_shard(task, _WORKER["renderer"], _WORKER["opts"])
+
+
+def _piece_in_worker(piece: PieceTask) -> dict[str, Any]:
+    return render_piece(piece, _WORKER["renderer"], _WORKER["opts"])
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -227,6 +325,56 @@ def _done(output: Path, task: ShardTask, fmt: str) -> dict[str, Any] | None:
     if not path.is_file() or path.stat().st_size != entry.get("bytes"):
         return None
     return entry
+
+
+def _run_pool(tasks: Iterator[ShardTask], opts: RenderConfig, num_workers: int,
+              account: Callable[..., None]) -> None:
+    """Render ``tasks`` over ``num_workers`` processes. Whole shards while there are enough of them;
+    when fewer shards than workers are left (a small render, or the tail of a large one), each is
+    cut into pieces (:func:`split_pieces`) rendered in parallel and assembled here, so every
+    worker stays busy. The shard bytes and ledger are the same either way."""
+    it = iter(tasks)
+    buf: deque[ShardTask] = deque()
+    exhausted = False
+
+    def refill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(buf) < num_workers:
+            try:
+                buf.append(next(it))
+            except StopIteration:
+                exhausted = True
+
+    pending: dict[Future, tuple[str, ShardTask]] = {}
+    collected: dict[int, list[dict[str, Any]]] = {}
+    expected: dict[int, int] = {}
+    with ProcessPoolExecutor(num_workers, initializer=_init_worker, initargs=(opts, os.getpid())) as pool:
+        refill()
+        while buf or pending:
+            while buf and len(pending) < 2 * num_workers:  # bounded: memory ~ shard size x workers
+                task = buf.popleft()
+                pieces = split_pieces(task, math.ceil(num_workers / (len(buf) + 1))) if exhausted else [task]
+                if len(pieces) == 1:
+                    pending[pool.submit(_render_in_worker, task)] = ("shard", task)
+                else:
+                    expected[task.index] = len(pieces)
+                    collected[task.index] = []
+                    for piece in pieces:
+                        pending[pool.submit(_piece_in_worker, piece)] = ("piece", task)
+                refill()
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for f in finished:
+                kind, task = pending.pop(f)
+                if kind == "shard":
+                    entry, store = f.result()
+                    account(entry, True, store)
+                    continue
+                got = collected[task.index]
+                got.append(f.result())
+                if len(got) == expected[task.index]:
+                    del collected[task.index], expected[task.index]
+                    store = {k: sum(r[k] for r in got) for k in ("store_hits", "store_misses")}
+                    account(assemble(task, opts, got), True, store)
 
 
 # ---- driver ----------------------------------------------------------------------------------
@@ -271,9 +419,6 @@ def merge_outputs(output: Path) -> dict[str, Any]:
                "mixtures_per_group": dict(sorted(per_group.items())),
                "failures": len(failures),
                "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items()))}
-    if any("store_hits" in e for e in entries):  # rendered with a source store
-        summary["store_hits"] = sum(e.get("store_hits", 0) for e in entries)
-        summary["store_misses"] = sum(e.get("store_misses", 0) for e in entries)
     if warnings:  # only pcm16 renders clip; other summaries keep their keys
         summary["warnings"] = len(warnings)
         summary["clipped_samples"] = sum(w["clipped_samples"] for w in warnings)
@@ -324,15 +469,16 @@ def run_render(metadata: str, opts: RenderConfig, *,
 
     bar = tqdm(total=total, unit="mix", desc=f"render[{rank}/{world_size}]", disable=not show, smoothing=0.05)
 
-    def account(entry: dict[str, Any], rendered: bool) -> None:
+    def account(entry: dict[str, Any], rendered: bool, store: dict[str, int] | None = None) -> None:
         summary.failures.update(f["reason"] for f in entry["failures"])
         if rendered:
             summary.shards_rendered += 1
             summary.mixtures_rendered += entry["count"]
-            summary.store_hits += entry.get("store_hits", 0)
-            summary.store_misses += entry.get("store_misses", 0)
         else:
             summary.shards_skipped += 1
+        if store:
+            summary.store_hits += store["store_hits"]
+            summary.store_misses += store["store_misses"]
         bar.update(entry["count"] + len(entry["failures"]))
 
     def mine() -> Iterator[ShardTask]:
@@ -349,26 +495,18 @@ def run_render(metadata: str, opts: RenderConfig, *,
     if num_workers <= 1:
         _init_worker(opts)
         for task in mine():
-            account(_render_in_worker(task), rendered=True)
+            entry, store = _render_in_worker(task)
+            account(entry, True, store)
     else:
-        with ProcessPoolExecutor(num_workers, initializer=_init_worker,
-                                 initargs=(opts, os.getpid())) as pool:
-            pending: set[Future] = set()
-            for task in mine():
-                pending.add(pool.submit(_render_in_worker, task))
-                if len(pending) >= 2 * num_workers:  # bounded: memory ~ shard size x workers
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        account(f.result(), rendered=True)
-            for f in pending:
-                account(f.result(), rendered=True)
+        _run_pool(mine(), opts, num_workers, account)
     bar.close()
     if rank == 0:
         _write_json_atomic(output / "_ledger" / "_invalid_records.json", invalid)
         summary.failures.update(INVALID_RECORD for _ in invalid)
     markers = _rank_markers(output, world_size)
     markers.write(rank, {"rank": rank, "world_size": world_size, "shards": summary.shards_total,
-                         "rendered": summary.shards_rendered, "skipped": summary.shards_skipped})
+                         "rendered": summary.shards_rendered, "skipped": summary.shards_skipped,
+                         "store_hits": summary.store_hits, "store_misses": summary.store_misses})
     if not markers.missing():
         merge_outputs(output)
         summary.complete = True
