@@ -197,14 +197,23 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
     return run_synthesis(pool, cfg, output, ontology=ontology, dataset_paths=dataset_paths, dry_run=dry_run)
 
 
-def evaluate(rendered: PathLike, output: PathLike, *,
+def evaluate(rendered: PathLike | None, output: PathLike, *,
              separator: "Callable[[Any, int, str], Any] | str | None" = None, estimates: PathLike | None = None,
              split: str | None = None, name: str | None = None, with_sdr: bool = True,
              allow_missing: bool = False, limit: int | None = None, plot: bool = True,
-             progress: bool | None = None) -> "EvalResult":
-    """Evaluate a query-based separator on a render output (``hive eval``); see
-    :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
+             progress: bool | None = None, metadata: PathLike | None = None,
+             dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None" = None,
+             store: PathLike | None = None, sample_rate: int | None = None) -> "EvalResult":
+    """Evaluate a query-based separator on a render output (``hive eval``), or on ``metadata``
+    rendered on the fly from a source ``store`` and/or the corpora (``dataset_paths``; consistent
+    stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
     from .evaluate import evaluate as _evaluate
 
+    recipe = None
+    if metadata is not None:
+        from .recipe import RenderRecipe
+
+        recipe = RenderRecipe.make(dataset_paths, store=store, sample_rate=sample_rate)
     return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split, name=name,
-                     with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress)
+                     with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress,
+                     metadata=None if metadata is None else os.fspath(metadata), recipe=recipe)
