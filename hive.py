@@ -201,7 +201,10 @@ def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any, store:
     if store is not None:
         from mixing.store.layout import read_manifest
 
-        h.update(f"store rate {read_manifest(getattr(store, 'root', store))['sample_rate']}".encode())
+        from mixing.store import SourceStore
+
+        root = store.root if isinstance(store, SourceStore) else store
+        h.update(f"store rate {read_manifest(root)['sample_rate']}".encode())
     if isinstance(metadata, MetadataSource):
         h.update(repr(metadata.shards()).encode())
     elif metadata is not None:

@@ -88,7 +88,9 @@ class RenderRecipe:
         if store is not None:
             from .store.layout import check_rate, read_manifest
 
-            root = getattr(store, "root", store)  # an open SourceStore or its folder
+            from .store.reader import SourceStore
+
+            root = store.root if isinstance(store, SourceStore) else store  # an open store or its folder
             store_path = str(Path(root).expanduser().absolute())
             rate = read_manifest(store_path)["sample_rate"]
             check_rate(store_path, rate, sample_rate)

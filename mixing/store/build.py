@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from .. import __version__
@@ -190,6 +191,32 @@ def _build_in_worker(args: tuple) -> dict[str, Any]:
 
 
 # ---- merge -----------------------------------------------------------------------------------
+def damaged_segments(root: Path, index: ChunkIndex) -> set[str]:
+    """Segments the index names that are missing or shorter than their chunks need."""
+    ends = np.zeros(len(index.segments), dtype=np.int64)
+    if index.num_chunks:
+        np.maximum.at(ends, index.segment_id, (index.offset + index.length) * 4)
+    bad = set()
+    for name, size in zip(index.segments, ends.tolist()):
+        path = root / SEGMENTS / name
+        try:
+            if path.stat().st_size < size:
+                bad.add(name)
+        except FileNotFoundError:
+            bad.add(name)
+    return bad
+
+
+def drop_segments(table, names: set[str]):
+    """``table`` without the rows stored in the segments ``names``."""
+    if not names or table.num_rows == 0:
+        return table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return table.filter(pc.invert(pc.is_in(table.column("segment"), value_set=pa.array(sorted(names)))))
+
+
 def merge_index(root: Path, plan: Plan, probe_failures: list[dict[str, Any]]) -> bool:
     """When every unit of ``plan`` is done: merge every index part into ``index.parquet`` and
     rewrite ``_failures.jsonl`` (idempotent; a concurrent merge by another rank writes the same
@@ -199,9 +226,12 @@ def merge_index(root: Path, plan: Plan, probe_failures: list[dict[str, Any]]) ->
         return False
     names = index_part_names(root)
     index_path = root / INDEX
-    if not (index_path.is_file() and merged_part_names(index_path) == names):  # else: nothing new
-        tables = [read_table(root / INDEX_PARTS / n) for n in names]
-        table = concat(tables).replace_schema_metadata({PARTS_KEY: json.dumps(names).encode()})
+    tables = [read_table(root / INDEX_PARTS / n) for n in names]
+    table = concat(tables)
+    damaged = damaged_segments(root, ChunkIndex(table))
+    fresh = not (index_path.is_file() and merged_part_names(index_path) == names)
+    if fresh or damaged:  # else: nothing new since the last merge
+        table = drop_segments(table, damaged).replace_schema_metadata({PARTS_KEY: json.dumps(names).encode()})
         with AtomicFile(index_path) as af:
             pq.write_table(table.cast(INDEX_SCHEMA.with_metadata(table.schema.metadata)), af.tmp,
                            compression="zstd")
@@ -269,6 +299,11 @@ def build_store(records: Iterable[Any], dataset_paths: DatasetPaths | str | dict
     index_path = root / INDEX
     merged_names = set(merged_part_names(index_path)) if index_path.is_file() else set()
     merged = ChunkIndex(read_table(index_path) if index_path.is_file() else INDEX_SCHEMA.empty_table())
+    damaged = damaged_segments(root, merged)
+    if damaged:  # their chunks are built again, into new segments; the merge drops the old rows
+        log.warning("source store %s: %d segment(s) missing or truncated (%s); their chunks are built again",
+                    root, len(damaged), ", ".join(sorted(damaged)[:3]))
+        merged = ChunkIndex(drop_segments(merged.table, damaged))
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 

@@ -118,6 +118,10 @@ class SourceStore:
         return int(self.index.length[row])
 
     # ---- samples -----------------------------------------------------------------------------
+    def needed_bytes(self, seg: int) -> int:
+        """Bytes segment ``seg`` must have for every chunk the index places in it."""
+        return int(self._needed[seg])
+
     def segment_path(self, seg: int) -> Path:
         return self.root / SEGMENTS / self.index.segments[seg]
 

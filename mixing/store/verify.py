@@ -80,7 +80,7 @@ def verify_store(root: str | os.PathLike, dataset_paths: DatasetPaths | str | di
     for seg in range(len(idx.segments)):
         rep.segments_checked += 1
         path = store.segment_path(seg)
-        need = int(store._needed[seg])
+        need = store.needed_bytes(seg)
         if not path.is_file():
             bad_segments.add(seg)
             rep.problems.append({"problem": "missing_segment", "segment": path.name,
