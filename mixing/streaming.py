@@ -233,11 +233,63 @@ def plan_units(files: Sequence[MetadataShard], split: str, num_shards: int | Non
 
 
 # ---- reading ---------------------------------------------------------------------------------
+class _RowGroupCache:
+    """The last few row groups this process decoded (work units cut a file's row groups into
+    row ranges, and one process often renders consecutive units of one file: each row group is
+    then decoded once, not once per unit). Local files only; keyed by path, size and mtime."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._tables: dict[tuple, pa.Table] = {}
+        self._files: dict[tuple, pq.ParquetFile] = {}
+
+    def _key(self, location: str) -> tuple:
+        st = os.stat(location)
+        return (location, st.st_size, st.st_mtime_ns, os.getpid())
+
+    def file(self, location: str) -> pq.ParquetFile:
+        key = self._key(location)
+        pf = self._files.get(key)
+        if pf is None:
+            pf, _ = _open_parquet(location)
+            if len(self._files) >= 16:
+                self._files.pop(next(iter(self._files)))
+            self._files[key] = pf
+        return pf
+
+    def row_group(self, location: str, g: int, split: str | None,
+                  num_sources: int | None) -> tuple[pa.Table, np.ndarray]:
+        """Row group ``g`` pre-filtered like :func:`~mixing.metadata_io.filter_batch`, and the
+        positions (within the row group) of the rows kept."""
+        key = (*self._key(location), g, split, num_sources)
+        entry = self._tables.pop(key, None)
+        if entry is None:
+            try:
+                table = self.file(location).read_row_group(g)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise MetadataSourceError(f"{location}: row group {g} is not readable ({exc}); re-download it") from exc
+            table = table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+            batch = table.combine_chunks().to_batches()
+            kept = pa.Table.from_batches([filter_batch(b, split, num_sources) for b in batch], schema=table.schema) \
+                if batch else table
+            entry = (kept.drop_columns(["__row"]), kept.column("__row").to_numpy())
+        self._tables[key] = entry  # most recent last
+        while len(self._tables) > self.size:
+            self._tables.pop(next(iter(self._tables)))
+        return entry
+
+
+_ROW_GROUPS = _RowGroupCache()
+
+
 def _iter_parquet_range(location: str, start: int, stop: int | None, split: str | None,
                         num_sources: int | None) -> Iterator[Any]:
     """Raw rows of file rows ``[start, stop)``, pre-filtered like :mod:`mixing.metadata_io`
     (split aliases, number of sources; null values kept for validation to report)."""
     if stop is not None and stop <= start:
+        return
+    if _is_local(location):
+        yield from _iter_local_parquet_range(location, start, stop, split, num_sources)
         return
     pf, handle = _open_parquet(location)
     try:
@@ -263,6 +315,27 @@ def _iter_parquet_range(location: str, start: int, stop: int | None, split: str 
     finally:
         if handle is not None:
             handle.close()
+
+
+def _iter_local_parquet_range(location: str, start: int, stop: int | None, split: str | None,
+                              num_sources: int | None) -> Iterator[Any]:
+    md = _ROW_GROUPS.file(location).metadata
+    stop = md.num_rows if stop is None else min(stop, md.num_rows)
+    offset = 0
+    for g in range(md.num_row_groups):
+        size = md.row_group(g).num_rows
+        lo, hi = max(start - offset, 0), min(stop - offset, size)
+        offset += size
+        if hi <= lo:
+            if offset >= stop:
+                return
+            continue
+        table, rows = _ROW_GROUPS.row_group(location, g, split, num_sources)
+        i0, i1 = int(np.searchsorted(rows, lo)), int(np.searchsorted(rows, hi))
+        for first in range(i0, i1, _BATCH):
+            yield from table.slice(first, min(_BATCH, i1 - first)).to_pylist()
+        if offset >= stop:
+            return
 
 
 def iter_piece_rows(piece: Piece, split: str | None, num_sources: int | None) -> Iterator[Any]:
