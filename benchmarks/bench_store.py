@@ -226,8 +226,10 @@ def alias_inputs(corpus, records, folder: Path, copies: int) -> tuple[Path, Path
     same files under other names, so the store holds ``copies`` times as many chunks."""
     from mixing.metadata_io import write_hub_folder
 
-    roots = json.loads(Path(corpus.dataset_paths).read_text())
-    aliased = {f"{k}__{c}": v for c in range(copies) for k, v in roots.items()}
+    from mixing.corpora import DatasetPaths
+
+    roots = DatasetPaths.from_json(corpus.dataset_paths).roots
+    aliased = {f"{k}__{c}": str(v) for c in range(copies) for k, v in roots.items()}
     dp = folder / f"paths-{copies}.json"
     dp.write_text(json.dumps(aliased))
     out = []

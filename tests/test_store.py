@@ -402,3 +402,24 @@ def test_a_store_pickles_by_path_and_reads_in_worker_processes(toy_corpus, toy_s
 
 def _read_sum(store: SourceStore, row: int) -> float:
     return float(store.read(row).astype(np.float64).sum())
+
+
+def test_missing_and_fifo_sources_are_named_failures_and_the_rest_is_built(toy_corpus, tmp_path, capsys):
+    dp = copy_corpus(toy_corpus, tmp_path)
+    recs = records(toy_corpus, "validation")
+    paths = DatasetPaths.from_json(dp)
+    gone, fifo = recs[0].sources[0].path, recs[1].sources[-1].path
+    assert gone != fifo
+    paths.resolve(gone).unlink()
+    paths.resolve(fifo).unlink()
+    os.mkfifo(paths.resolve(fifo))
+    store = tmp_path / "store"
+    rc = main(["store", "build", "--metadata", str(toy_corpus.parquet_dir), "--split", "validation",
+               "--dataset-paths", str(dp), "--output", str(store), "--no-progress"])
+    assert rc == 1
+    fails = {json.loads(line)["path"]: json.loads(line)["reason"]
+             for line in (store / "_failures.jsonl").read_text().splitlines()}
+    assert fails == {gone: "missing_file", fifo: "unreadable_audio"}
+    wanted = {(s.path, s.chunk_start_second, s.chunk_end_second) for r in recs for s in r.sources}
+    lost = {w for w in wanted if w[0] in (gone, fifo)}
+    assert SourceStore(store).num_chunks == len(wanted) - len(lost)

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ..audio import chunk_frames, probe, resampled_length
 from ..corpora import DatasetPaths
-from ..errors import HiveError
+from ..errors import HiveError, MissingSourceAudioError
 from ..failures import reason_of
 
 #: smallest and largest unit (segment) sizes; a build aims at >= TARGET_UNITS units so that
@@ -108,7 +108,10 @@ def probe_files(paths: Iterable[str], dataset_paths: DatasetPaths, known: Mappin
     def one(path: str) -> tuple[str, FileState | BaseException]:
         try:
             local = str(dataset_paths.resolve(path))
-            st = os.stat(local)
+            try:
+                st = os.stat(local)
+            except FileNotFoundError:
+                raise MissingSourceAudioError(f"audio file {local} does not exist") from None
             for v in known.get(path, ()):
                 if v.size == st.st_size and v.mtime_ns == st.st_mtime_ns:
                     return path, FileState(path, local, v.size, v.mtime_ns, v.native_rate, v.frames, v.channels,
