@@ -426,6 +426,7 @@ class ParquetShardWriter(ShardWriter):
         if not self.fragment:
             return super().close()
         table = pa.Table.from_pylist(self._rows, schema=RENDERED_ARROW_SCHEMA)
+        self.fragment_path.parent.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(self.fragment_path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
             w.write_table(table)
         return {"count": self.count, "warnings": self.warnings}

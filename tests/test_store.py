@@ -423,3 +423,67 @@ def test_missing_and_fifo_sources_are_named_failures_and_the_rest_is_built(toy_c
     wanted = {(s.path, s.chunk_start_second, s.chunk_end_second) for r in recs for s in r.sources}
     lost = {w for w in wanted if w[0] in (gone, fifo)}
     assert SourceStore(store).num_chunks == len(wanted) - len(lost)
+
+
+# ---- one recipe; every worker busy; the other consumers ---------------------------------------
+def test_the_recipe_is_the_only_way_production_code_builds_a_renderer():
+    import re
+
+    found = []
+    for folder in ("mixing", "curation", "dataset_card"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(r"\bRenderer\(", line) and not line.lstrip().startswith(("class ", "#", '"')):
+                    found.append(f"{path.relative_to(ROOT)}:{i}")
+    for path in [ROOT / "hive.py"]:
+        if re.search(r"\bRenderer\(", path.read_text(encoding="utf-8")):
+            found.append("hive.py")
+    assert found == ["mixing/recipe.py:123"] or (len(found) == 1 and found[0].startswith("mixing/recipe.py")), found
+
+
+def _big_metadata(corpus, path: Path, copies: int = 3) -> int:
+    from mixing.metadata_io import write_jsonl
+
+    base = records(corpus, "train")
+    recs = [r.replace(mix_id=f"{r.mix_id}_{k}") for k in range(copies) for r in base if r.num_sources == 3]
+    write_jsonl(recs + recs[:1], path)  # and one duplicate mix_id
+    return len(recs)
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_fewer_shards_than_workers_keep_every_worker_busy_and_the_same_bytes(toy_corpus, toy_store, tmp_path, fmt):
+    meta = tmp_path / "meta.jsonl"
+    n = _big_metadata(toy_corpus, meta, copies=12)  # 144 mixtures of 3 sources: one shard, three pieces
+    assert n > 2 * 64
+    common = ["render", "--metadata", str(meta), "--store", str(toy_store()), "--format", fmt, "--no-progress",
+              "--allow-failures"]
+    one, three = tmp_path / "one", tmp_path / "three"
+    assert main([*common, "--output", str(one)]) == 0
+    assert main([*common, "--output", str(three), "--num-workers", "3"]) == 0
+    assert tree(three, skip=("_ranks",)) == tree(one, skip=("_ranks",))
+    entry = json.loads((one / "_ledger" / "train-3mix-00000.json").read_text())
+    assert entry["count"] == n and [f["reason"] for f in entry["failures"]] == ["duplicate_mix_id"]
+    if fmt == "webdataset":
+        assert len(entry["pieces"]) == 3
+    assert not list(three.rglob(".*.tmp-*"))  # the pieces' fragments are gone
+    assert main(["verify", str(three), "--checksums", "--no-progress"]) == 0
+
+
+def test_inspect_eval_and_curate_audio_read_the_store(toy_corpus, toy_store, tmp_path):
+    from curation.curate.audio import RenderedStems
+    from mixing import api
+
+    store = toy_store()
+    rec = records(toy_corpus, "validation")[0]
+    a, _ = RenderedStems(toy_corpus.dataset_paths).stems(rec)
+    b, _ = RenderedStems(None, store=str(store)).stems(rec)
+    assert np.abs(a - b).max() <= 2e-6
+    pytest.importorskip("matplotlib")
+    assert main(["inspect", str(toy_corpus.parquet_dir), "--store", str(store), "--output", str(tmp_path / "ins"),
+                 "--mix-id", rec.mix_id, "--no-progress"]) == 0
+    page = next((tmp_path / "ins").rglob(f"*{rec.mix_id}*.html")).read_text()
+    assert "source store" in page
+    via_store = api.evaluate(None, tmp_path / "ev", metadata=toy_corpus.parquet_dir, store=store, split="validation",
+                             with_sdr=False, plot=False, progress=False)
+    assert via_store.mixtures == 16 and not via_store.render_failures
+    assert abs(via_store.summary.mean("mixture")) < 1e-9 and via_store.summary.mean("irm") > 10
