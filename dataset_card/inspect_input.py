@@ -119,22 +119,26 @@ class RenderedInput(InspectInput):
 
 
 class MetadataInput(InspectInput):
-    """Metadata (any form ``open_metadata`` reads) rendered on the fly against local corpora."""
+    """Metadata (any form ``open_metadata`` reads) rendered on the fly from the local corpora
+    and/or a source store."""
 
     kind = "metadata"
 
     def __init__(self, metadata: str, dataset_paths: str | None, *, split: str | None = None,
-                 num_sources: int | None = None, revision: str | None = None, stems: str = "consistent"):
+                 num_sources: int | None = None, revision: str | None = None, stems: str = "consistent",
+                 store: str | None = None):
         from mixing.metadata_io import open_metadata
 
         self.source = open_metadata(metadata, revision=revision)  # a missing path fails here, clearly
-        if not dataset_paths:
+        if not dataset_paths and not store:
             raise InspectError(f"{metadata} is metadata, not a `hive render` output folder (DIR/{{split}}/"
                                "{n}mix/tar_*.tar or part_*.parquet); pass --dataset-paths dataset_paths.json "
-                               "so the chosen mixtures can be rendered from the local corpora")
+                               "and/or --store STORE so the chosen mixtures can be rendered")
         from mixing.corpora import DatasetPaths
+        from mixing.recipe import RenderRecipe
 
-        self.paths = DatasetPaths.from_json(dataset_paths)
+        self.paths = DatasetPaths.from_json(dataset_paths) if dataset_paths else None
+        self.recipe = RenderRecipe.make(self.paths, store=store, stems=stems)
         self.split = normalise_split(split) if split else None
         self.num_sources = num_sources
         self.stems = stems
@@ -142,26 +146,28 @@ class MetadataInput(InspectInput):
     def records(self) -> Iterator[tuple[MixtureRecord, str]]:
         from mixing.metadata_io import iter_records
 
+        origin = "rendered from metadata" + (" (source store)" if self.recipe.store else "")
         for rec in iter_records(self.source, split=self.split, num_sources=self.num_sources):
-            yield rec, "rendered from metadata"
+            yield rec, origin
 
     def load(self, ids: set[str]) -> dict[str, Inspected]:
-        from mixing.render import Renderer
-
-        renderer = Renderer(self.paths, stems=self.stems)
+        renderer = self.recipe.renderer()
         out: dict[str, Inspected] = {}
         for rec, origin in self.records():
             if rec.mix_id not in ids or rec.mix_id in out:
                 continue
             item = Inspected(rec, origin)
             for src in rec.sources:
+                if self.paths is None:
+                    item.local_paths.append(f"(from the source store {self.recipe.store})")
+                    continue
                 try:
                     item.local_paths.append(str(self.paths.resolve(src.path)))
                 except CorpusError as exc:
                     item.local_paths.append(f"(not resolved: {exc})")
             try:
                 r = renderer.render(rec)
-            except (CorpusError, OSError, ValueError) as exc:  # shown on the page and counted
+            except (CorpusError, OSError, ValueError, HiveError) as exc:  # shown on the page and counted
                 where = getattr(exc, "source_path", None)
                 item.error = f"{type(exc).__name__}: {exc}" + (f" (source {where})" if where else "")
             else:
@@ -174,9 +180,11 @@ class MetadataInput(InspectInput):
 
 
 def open_input(location: str, dataset_paths: str | None = None, *, split: str | None = None,
-               num_sources: int | None = None, revision: str | None = None) -> InspectInput:
-    """A rendered folder when ``location`` holds ``hive render`` shards, else metadata."""
+               num_sources: int | None = None, revision: str | None = None, store: str | None = None) -> InspectInput:
+    """A rendered folder when ``location`` holds ``hive render`` shards, else metadata (rendered
+    from the corpora and/or a source store)."""
     path = Path(location).expanduser()
     if is_rendered_folder(path):
         return RenderedInput(path, normalise_split(split) if split else None, num_sources)
-    return MetadataInput(location, dataset_paths, split=split, num_sources=num_sources, revision=revision)
+    return MetadataInput(location, dataset_paths, split=split, num_sources=num_sources, revision=revision,
+                         store=store)

@@ -140,7 +140,7 @@ def _write_mixture_media(item: Inspected, folder: Path, rel: str) -> list[Media]
 
 
 def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_paths: str | None = None,
-            mix_ids: Sequence[str] | None = None, sample: int | None = None, seed: int = 0,
+            store: str | None = None, mix_ids: Sequence[str] | None = None, sample: int | None = None, seed: int = 0,
             split: str | None = None, num_sources: int | None = None, revision: str | None = None,
             progress: bool | None = None) -> InspectResult:
     """Write the inspection pages of ``location`` (rendered folder or metadata) into ``output``."""
@@ -154,7 +154,7 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
         raise InspectError(f"--num-sources is {num_sources}; expected a positive number of sources")
     _check_matplotlib()
     source: InspectInput = open_input(os.fspath(location), dataset_paths, split=split, num_sources=num_sources,
-                                      revision=revision)
+                                      revision=revision, store=store)
     output = Path(output)
     selector = Selector(list(mix_ids) if mix_ids is not None else None, sample, seed)
     stats = InspectStats()

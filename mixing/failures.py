@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .errors import (
     ChunkOutOfRangeError, ClippingError, InvalidRecordError, MissingSourceAudioError,
-    NonFiniteAudioError, PathEscapesRootError, UnknownPrefixError, UnreadableAudioError,
+    NonFiniteAudioError, NotInStoreError, PathEscapesRootError, StoreCorruptError, StoreStaleError,
+    UnknownPrefixError, UnreadableAudioError,
 )
 
 #: ``hive check``'s status of a file that is fine (not a failure)
@@ -27,6 +28,9 @@ INVALID_RECORD = "invalid_record"
 WOULD_CLIP = "would_clip"
 NON_FINITE = "non_finite"
 DUPLICATE_MIX_ID = "duplicate_mix_id"
+NOT_IN_STORE = "not_in_store"
+STORE_STALE = "store_stale"
+STORE_CORRUPT = "store_corrupt"
 #: an unexpected error while rendering (a bug or an environment problem; see the message)
 RENDER_ERROR = "render_error"
 
@@ -41,6 +45,9 @@ DESCRIPTIONS: dict[str, str] = {
     WOULD_CLIP: "a PCM/FLAC encoding of the audio would clip",
     NON_FINITE: "the audio would hold NaN or infinite samples",
     DUPLICATE_MIX_ID: "another record already has this mix_id",
+    NOT_IN_STORE: "the chunk is not in the source store and --store-only forbids decoding it",
+    STORE_STALE: "the source file changed (size or mtime) since the store was built: rebuild the store",
+    STORE_CORRUPT: "a store segment is truncated or fails its checksum: run hive store verify, rebuild",
     RENDER_ERROR: "an unexpected error while rendering (see the message)",
 }
 
@@ -54,6 +61,9 @@ EXCEPTION_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (InvalidRecordError, INVALID_RECORD),
     (ClippingError, WOULD_CLIP),
     (NonFiniteAudioError, NON_FINITE),
+    (NotInStoreError, NOT_IN_STORE),
+    (StoreStaleError, STORE_STALE),
+    (StoreCorruptError, STORE_CORRUPT),
 )
 
 #: the reasons a file (not a record) can have, in ``hive check``'s status order

@@ -42,6 +42,7 @@ from .input_files import (
     parse_json_bytes,
 )
 from .metadata import MixtureRecord
+from .recipe import STEM_MODES
 from .resume import file_sha256, is_tmp_name
 from .validation import parse_mixture
 
@@ -53,7 +54,6 @@ AUDIO_EXTS = ("wav", "flac")
 #: ``hive_render.audio_format`` values: the member extension and the subtype it implies
 #: (``pcm16``: 16-bit PCM ``.wav`` members, as the reference wrote)
 AUDIO_FORMATS = {"wav": ("wav", None), "flac": ("flac", None), "pcm16": ("wav", "PCM_16")}
-STEM_MODES = ("consistent", "reference")
 SHARD_SUFFIX = {".tar": "webdataset", ".parquet": "parquet"}
 _GROUP_DIR = re.compile(r"(\d+)mix")
 _STEM = re.compile(r"s([1-9]\d*)")
@@ -74,6 +74,35 @@ PROBLEM_KINDS = (
     "not_rendered", "failed_but_rendered",
 )
 
+
+
+def shard_checksum(path: Path, entry: dict[str, Any]) -> str:
+    """The ledger checksum of a shard file: over its pieces' byte ranges when the ledger lists
+    pieces (:func:`mixing.shards.pieces_digest`), else the sha256 of the whole file."""
+    pieces = entry.get("pieces")
+    if not isinstance(pieces, list):
+        return file_sha256(path)
+    import hashlib
+
+    from .shards import pieces_digest
+
+    found = []
+    with open(path, "rb") as fh:
+        for piece in pieces:
+            if not (isinstance(piece, list) and len(piece) == 3 and all(isinstance(v, int) for v in piece[:2])):
+                return "malformed ledger pieces"
+            offset, length, _ = piece
+            fh.seek(offset)
+            h = hashlib.sha256()
+            left = length
+            while left > 0:
+                block = fh.read(min(left, 1 << 20))
+                if not block:
+                    break
+                h.update(block)
+                left -= len(block)
+            found.append([offset, length, h.hexdigest()])
+    return pieces_digest(found)
 
 class VerifyError(HiveError):
     """The folder to verify cannot be checked at all (missing, not a folder)."""
@@ -686,6 +715,8 @@ def verify_output(root: str | Path, *, metadata: str | None = None, revision: st
         report.add("summary_mismatch", f"_summary.json counts {summary.get('mixtures')} mixtures; the shards "
                    f"hold {report.samples}")
     for mid in sorted(set(failures) & set(where)):
+        if set(failures[mid]) == {"duplicate_mix_id"}:
+            continue  # the first record with this mix_id is rendered; the repeats are listed
         report.add("failed_but_rendered", f"listed in _failures.jsonl ({', '.join(failures[mid])}) but also "
                    "rendered", shard=where[mid], mix_id=mid)
     if metadata is not None:
@@ -713,7 +744,7 @@ def _check_ledger(root: Path, report: VerifyReport, checksums: bool) -> None:
         if entry.get("bytes") != size:
             rep.add("ledger_mismatch", f"ledger _ledger/{name} says {entry.get('bytes')} bytes; the file has {size}")
         if checksums:
-            digest = file_sha256(path)
+            digest = shard_checksum(path, entry)
             if entry.get("sha256") != digest:
                 rep.add("checksum_mismatch", f"sha256 {digest} differs from ledger _ledger/{name} "
                         f"({entry.get('sha256')})")

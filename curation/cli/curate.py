@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")
     p.add_argument("--dataset-paths", help="dataset_paths.json: stems are rendered on the fly from the corpora")
     p.add_argument("--rendered", help="read stems from this `hive render` output (WebDataset tars) instead")
+    p.add_argument("--store", metavar="STORE",
+                   help="a source store (`hive store build` output): stems rendered on the fly slice it instead "
+                        "of decoding (with --dataset-paths, chunks it lacks are decoded; without, it is used alone)")
     p.add_argument("--ontology", help="AudioSet-format ontology JSON that defines the confusion pools (default: "
                    "the Hive ontology shipped with hive-uss, mixing/data/hive_ontology.json)")
     p.add_argument("--judge", required=True,
@@ -82,7 +85,8 @@ def io(args: argparse.Namespace):
     if args.cache_dir:
         outputs.append(Output(args.cache_dir, "--cache-dir", signature=("answers-*.jsonl",)))
     return CommandIO([("--metadata", args.metadata), *dataset_paths_inputs(args.dataset_paths),
-                      ("--rendered", args.rendered), ("--ontology", args.ontology), ("--prompt", prompt)], outputs)
+                      ("--rendered", args.rendered), ("--store", getattr(args, "store", None)),
+                      ("--ontology", args.ontology), ("--prompt", prompt)], outputs)
 
 
 def _report(result, args: argparse.Namespace) -> None:
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     config = CurateConfig(
         metadata=args.metadata, ontology=args.ontology or str(packaged.hive_ontology_path()), judge=args.judge,
         output=args.output,
-        dataset_paths=args.dataset_paths, rendered=args.rendered,
+        dataset_paths=args.dataset_paths, rendered=args.rendered, store=args.store,
         keep=None if args.min_score is not None else (0.5 if args.keep is None else args.keep),
         min_score=args.min_score,
         unscored=args.unscored, split=args.split, max_pool=args.max_pool, seed=args.seed,

@@ -1,7 +1,7 @@
 """Where the judge's audio comes from: the stems of one mixture, ``(n, T)`` float32 + rate.
 
-* :class:`RenderedStems` renders them on the fly with :class:`mixing.render.Renderer`
-  (consistent stems: each carries the global factor, as heard in the mixture);
+* :class:`RenderedStems` renders them on the fly with the render recipe (from a source store
+  when one is given; consistent stems: each carries the global factor, as heard in the mixture);
 * :class:`TarStems` reads them from ``hive render`` output,
   ``DIR/{split}/{n}mix/tar_*.tar`` members ``{mix_id}.s{i}.{wav,flac}``. The tars of one
   (split, n) group are indexed (member headers only) the first time a mixture of it is needed.
@@ -34,17 +34,14 @@ class StemSource(Protocol):
 class RenderedStems:
     """Stems rendered on the fly from the local corpora (the renderer is built lazily)."""
 
-    def __init__(self, dataset_paths, sample_rate: int | None = None):
-        self._paths = dataset_paths
-        self._sample_rate = sample_rate
-        self._renderer = None
+    def __init__(self, dataset_paths, sample_rate: int | None = None, store=None, store_only: bool = False):
+        from mixing.recipe import RenderRecipe
+
+        self.recipe = RenderRecipe.make(dataset_paths, store=store, stems="consistent", sample_rate=sample_rate,
+                                        store_only=store_only)
 
     def stems(self, rec: MixtureRecord) -> tuple[np.ndarray, int]:
-        if self._renderer is None:
-            from mixing.render import Renderer
-
-            self._renderer = Renderer(self._paths, stems="consistent", sample_rate=self._sample_rate)
-        r = self._renderer.render(rec)
+        r = self.recipe.renderer().render(rec)
         return r.stems, r.sample_rate
 
 

@@ -89,6 +89,8 @@ class CurateConfig:
     output: str
     dataset_paths: str | None = None
     rendered: str | None = None
+    #: a source store (``hive store build`` output): stems rendered on the fly slice it
+    store: str | None = None
     keep: float | None = 0.5
     min_score: float | None = None
     unscored: str = "drop"
@@ -187,9 +189,10 @@ class _Run:
         self.config = config
         self._audio = audio
         self.policy = config.policy()
-        if config.rendered is None and config.dataset_paths is None and audio is None:
-            raise CurateError("no audio for the judge: give --dataset-paths (stems rendered on the fly) "
-                              "or --rendered (the output folder of `hive render`)")
+        if config.rendered is None and config.dataset_paths is None and config.store is None and audio is None:
+            raise CurateError("no audio for the judge: give --dataset-paths and/or --store (stems rendered on "
+                              "the fly from the corpora / a source store) or --rendered (the output folder of "
+                              "`hive render`)")
         self.output = Path(config.output)
         self.work = self.output / "_work"
         self.ontology = Ontology.from_json(config.ontology)
@@ -218,6 +221,8 @@ class _Run:
             return f"provided: {type(self._audio).__name__}"
         if self.config.rendered:
             return f"rendered: {self.config.rendered}"
+        if self.config.store:
+            return f"rendered on the fly from the source store {self.config.store} (consistent stems)"
         return "rendered on the fly (mixing.render.Renderer, consistent stems)"
 
     def identity(self) -> str:
@@ -237,7 +242,7 @@ class _Run:
             return self._audio
         if self.config.rendered:
             return TarStems(self.config.rendered)
-        return RenderedStems(self.dataset_paths or self.config.dataset_paths)
+        return RenderedStems(self.dataset_paths or self.config.dataset_paths, store=self.config.store)
 
     def rank_files(self, rank: int, world: int) -> tuple[Path, Path]:
         return (self.work / f"scores-{rank:05d}-of-{world:05d}.jsonl", self.markers(world).path(rank))

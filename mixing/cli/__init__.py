@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mixing.cli.demo", "build the embedded toy corpus and run the whole loop on it (offline)"),
     "check": ("mixing.cli.check", "report which referenced corpus files are missing or unreadable"),
+    "store": ("mixing.cli.store", "build, describe or verify a source store (every source chunk decoded once)"),
     "render": ("mixing.cli.render", "render mixtures and stems into WebDataset or Parquet shards"),
     "verify": ("mixing.cli.verify", "check rendered shards for completeness and consistency"),
     "eval": ("mixing.cli.eval", "evaluate a query-based separator (SI-SDR, SI-SDRi, SDR) on rendered mixtures"),

@@ -1,4 +1,5 @@
-"""Stream the samples of a ``hive render`` folder (WebDataset or Parquet), one mixture at a time.
+"""Stream the samples of a ``hive render`` folder (WebDataset or Parquet), one mixture at a time,
+or render them on the fly from metadata (:func:`iter_from_metadata`, e.g. from a source store).
 
 ``DIR/{split}/{n}mix/tar_*.tar`` or ``part_*.parquet``; each sample gives the mix, the reference
 stems (``s1 .. sN``, in the order of the record's sources) and the record (labels, ids).
@@ -7,6 +8,7 @@ stems (``s1 .. sN``, in the order of the record's sources) and the record (label
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -105,3 +107,26 @@ def count_rendered(root: str | Path, split: str | None = None) -> int | None:
         return sum(int(n) for g, n in groups.items() if split is None or g.split("/")[0] == split)
     except (EvalError, KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+def iter_from_metadata(metadata: Any, recipe: Any, split: str | None = None,
+                       failures: "Counter | None" = None, revision: str | None = None) -> Iterator[RenderedSample]:
+    """Samples rendered on the fly from metadata with a :class:`mixing.recipe.RenderRecipe` (a
+    source store makes this as fast as reading a render); a mixture that cannot be rendered is
+    left out and its reason counted in ``failures``."""
+    from ..failures import reason_of
+    from ..metadata_io import open_metadata
+    from ..streaming import RENDER_ERRORS
+
+    renderer = recipe.renderer()
+    source = open_metadata(metadata, revision=revision)
+    where = "source store" if recipe.store else "corpora"
+    for rec in source.records(split, on_error="skip"):
+        try:
+            r = renderer.render(rec)
+        except RENDER_ERRORS as exc:
+            if failures is not None:
+                failures[reason_of(exc)] += 1
+            continue
+        yield RenderedSample(rec.mix_id, rec.split, r.sample_rate, rec, r.mix, r.stems, r.stem_mode,
+                             f"rendered from the {where}")
