@@ -114,7 +114,7 @@ def io(args: argparse.Namespace):
                      [Output(args.json, "--json", "file", signature=keys)])
 
 
-: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from mixing.resume import atomic_write_json
 
     if args.store_command == "info":
