@@ -68,6 +68,7 @@ class World:
     render_tiny: Path  # mixtures of 0.0001 s
     render_label: Path  # a source labelled $\foo$
     metadata_label: Path  # metadata whose label is $\foo$
+    store: Path  # a source store of the toy metadata
     hub_url: str = ""  # hostile Hub server (variant = first path segment)
     judge_url: str = ""  # a judge that dribbles its response headers
 
@@ -246,6 +247,12 @@ def build_world(root: Path) -> World:
         first = dataclasses.replace(rec.sources[0], label="$\\foo$")
         return dataclasses.replace(rec, sources=[first, *rec.sources[1:]])
 
+    from mixing.cli import main
+
+    store = root / "store"
+    if main(["store", "build", "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
+             "--output", str(store), "--sample-rate", "8000", "--no-progress", "--allow-failures"]) != 0:
+        raise RuntimeError(f"building the harness's source store in {store} failed")
     tiny_meta = _variant_metadata(toy, root / "metadata-tiny", tiny)
     label_meta = _variant_metadata(toy, root / "metadata-label", label)
     return World(
@@ -255,7 +262,7 @@ def build_world(root: Path) -> World:
         render_pq=_render(toy.parquet_dir, toy.dataset_paths, root / "render-pq", "--format", "parquet"),
         render_tiny=_render(tiny_meta, toy.dataset_paths, root / "render-tiny"),
         render_label=_render(label_meta, toy.dataset_paths, root / "render-label"),
-        metadata_label=label_meta)
+        metadata_label=label_meta, store=store)
 
 
 # ---- the catalogue ----------------------------------------------------------------------------------
@@ -709,6 +716,73 @@ def catalogue(w: World, base: Path) -> list[Case]:
     add(cid, "curate", ["curate", "--metadata", meta, "--dataset-paths", dp, "--ontology", w.ontology, "--judge",
                         "openai:url=http://127.0.0.1:9/v1,model=m,timeout=nan,retries=0", "--output", d / "out",
                         "--no-progress"], outputs=[d / "out"], expect=FAILED, xfail="B2: checked numbers")
+
+    # -- hive store: hostile stores, inputs and outputs ------------------------------------------------------
+    def store_variant(name: str, d: Path) -> Path:
+        st = copy_tree(w.store, d / "store")
+        manifest = st / "store.json"
+        if name == "manifest-fifo":
+            manifest.unlink()
+            mkfifo(manifest)
+        elif name == "manifest-deep":
+            write(manifest, deep_json())
+        elif name == "manifest-list":
+            write(manifest, "[1, 2]")
+        elif name == "manifest-badutf8":
+            write(manifest, b'{"format": "' + BAD_UTF8 + b'"}')
+        elif name == "index-corrupt":
+            for p in st.rglob("*.parquet"):
+                p.write_bytes(p.read_bytes()[: max(8, p.stat().st_size // 2)])
+        elif name == "index-wrong-columns":
+            for p in st.rglob("*.parquet"):
+                p.unlink()
+                write_parquet_table(p, {"a": [1]})
+        elif name == "segment-fifo":
+            seg = sorted(st.rglob("*.f32"))[0]
+            seg.unlink()
+            mkfifo(seg)
+        return st
+
+    for name in ("manifest-fifo", "manifest-deep", "manifest-list", "manifest-badutf8", "index-corrupt",
+                 "index-wrong-columns", "segment-fifo"):
+        for action in ("info", "verify", "render"):
+            cid = f"store-{action}-{name}"
+            d = new(cid)
+            st = store_variant(name, d)
+            if action == "render":  # a consumer of the store
+                add(cid, "render", ["render", "--metadata", meta, "--store", st, "--store-only", "--output",
+                                    d / "out", "--no-progress"], outputs=[d / "out"], expect=FAILED)
+            else:  # info describes a store from its index; a broken segment is verify's to find
+                add(cid, "store", ["store", action, st],
+                    expect=ANY_STATUS if (action, name) == ("info", "segment-fifo") else FAILED)
+    for cid, make_argv in (
+            ("store-build-output-inside-input", lambda d, src: ["--metadata", src, "--output", src / "store"]),
+            ("store-build-output-contains-input", lambda d, src: ["--metadata", src, "--output", d]),
+            ("store-build-output-foreign", lambda d, src: ["--metadata", src, "--output",
+                                                            write(d / "theirs" / "notes.txt", "x").parent]),
+            ("store-build-output-is-a-render", lambda d, src: ["--metadata", src, "--output",
+                                                                copy_tree(w.render_wds, d / "render")])):
+        d = new(cid)
+        src = copy_tree(meta, d / "input")
+        add(cid, "store", ["store", "build", "--dataset-paths", dp, "--no-progress", *make_argv(d, src)],
+            expect=REFUSED)
+    for name, make in (("fifo", mkfifo), ("nul", dp_variants["nul"]), ("deep", dp_variants["deep"])):
+        cid = f"store-build-dataset-paths-{name}"
+        d = new(cid)
+        bad = make(d / "dataset_paths.json")
+        add(cid, "store", ["store", "build", "--metadata", meta, "--dataset-paths", bad, "--output", d / "out",
+                           "--no-progress"], outputs=[d / "out"], expect=REFUSED)
+    cid = "store-build-metadata-parquet-corrupt"
+    d = new(cid)
+    bad = meta_variant("parquet-corrupt", d)
+    add(cid, "store", ["store", "build", "--metadata", bad, "--dataset-paths", dp, "--output", d / "out",
+                       "--no-progress"], outputs=[d / "out"], expect=FAILED)
+    for cid, target in (("store-info-json-inside-store", lambda st: st / "info.json"),
+                        ("store-verify-json-is-manifest", lambda st: st / "store.json")):
+        d = new(cid)
+        st = copy_tree(w.store, d / "store")
+        action = "info" if "info" in cid else "verify"
+        add(cid, "store", ["store", action, st, "--json", target(st)], expect=REFUSED)
 
     # -- mine merge on a folder that no stage wrote ------------------------------------------------------------
     cid = "mine-merge-foreign"
