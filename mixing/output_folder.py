@@ -56,6 +56,8 @@ class Output:
     kind: Literal["folder", "file"] = "folder"
     signature: tuple[str, ...] = ()
     create: bool = True
+    #: what an earlier output is called in messages (default: an earlier `hive <command>` output)
+    called: str = ""
 
 
 @dataclass
@@ -206,9 +208,10 @@ def _claim_folder(output: Output, command: str) -> Claim:
         if owner is None:
             names = _entries(folder)
             if names and not _matches(folder, output.signature):
+                called = output.called or f"an earlier `hive {command}` output"
                 raise OutputFolderError(
-                    f"{output.flag} {shown} is a non-empty folder and not an earlier `hive {command}` output (it "
-                    f"holds {_shown(names)}); nothing in it is replaced or removed: choose a new or empty folder")
+                    f"{output.flag} {shown} is a non-empty folder and not {called} (it holds {_shown(names)}); "
+                    "nothing in it is replaced or removed: choose a new or empty folder")
             if not names and not output.create:
                 raise OutputFolderError(f"{output.flag} {shown} is empty, not an output of `hive {command}`; give "
                                         "the folder an earlier run wrote")

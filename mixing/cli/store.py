@@ -108,7 +108,7 @@ def io(args: argparse.Namespace):
     if args.store_command == "build":
         return CommandIO([("--metadata", args.metadata), ("--pool", args.pool),
                           *dataset_paths_inputs(args.dataset_paths)],
-                         [Output(args.output, signature=("store.json",))])
+                         [Output(args.output, signature=("store.json",), called="a source store")])
     keys = ("root", "sample_rate", "per_corpus") if args.store_command == "info" else ("root", "problems_by_kind")
     return CommandIO([("STORE", args.store), *dataset_paths_inputs(getattr(args, "dataset_paths", None))],
                      [Output(args.json, "--json", "file", signature=keys)])
