@@ -588,7 +588,7 @@ def catalogue(w: World, base: Path) -> list[Case]:
     cid = "curate-judge-dribbles-headers"
     d = new(cid)
     add(cid, "curate", ["curate", "--metadata", meta, "--dataset-paths", dp, "--ontology", w.ontology, "--judge",
-                        f"openai:url={w.judge_url},model=m,timeout=2,retries=0", "--split", "validation",
+                        f"openai:url={w.judge_url},model=m,timeout=1,retries=0", "--split", "validation",
                         "--output", d / "out", "--no-progress"], outputs=[d / "out"], expect=FAILED, timeout=40)
 
     # -- publish: hostile folders and hostile Hub replies ----------------------------------------------------
@@ -710,7 +710,7 @@ def catalogue(w: World, base: Path) -> list[Case]:
     d = new(cid)
     add(cid, "render", ["render", "--metadata", meta, "--dataset-paths", dp, "--output", d / "out", "--world-size",
                         "100000000000000000000", "--no-progress"], outputs=[d / "out"], expect=REFUSED,
-        xfail="B2: checked numbers", timeout=20)
+        xfail="B2: checked numbers", timeout=10)
     cid = "curate-judge-deadline-nan"
     d = new(cid)
     add(cid, "curate", ["curate", "--metadata", meta, "--dataset-paths", dp, "--ontology", w.ontology, "--judge",
