@@ -182,7 +182,9 @@ def _rss_child(mode: str, meta: str, paths: str) -> None:
     if mode == "stream":
         for _ in ds:
             n += 1
-    print(json.dumps({"n": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's RSS at fork, before exec
+    hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print(json.dumps({"n": n, "peak_rss_mb": hwm_kb / 1024}))
 
 
 # ---- main ----------------------------------------------------------------------------------------
