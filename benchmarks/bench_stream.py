@@ -81,11 +81,11 @@ def timed(fn, repeats: int) -> dict[str, float]:
 
 def offline_render(meta: Path, paths: Path, work: Path) -> int:
     from mixing.recipe import RenderRecipe
-from mixing.render_job import RenderConfig, run_render
+    from mixing.render_job import RenderConfig, run_render
 
     out = Path(tempfile.mkdtemp(dir=work, prefix="render-"))
-    s = run_render(str(meta), RenderConfig(output=str(out), recipe=RenderRecipe.make(str(paths)), shard_size=64), split="train",
-                   num_workers=1, progress=False)
+    s = run_render(str(meta), RenderConfig(output=str(out), recipe=RenderRecipe.make(str(paths)), shard_size=64),
+                   split="train", num_workers=1, progress=False)
     assert not s.failures, s.failures
     return s.mixtures_rendered
 
