@@ -430,9 +430,9 @@ def collate_mixtures(batch: Sequence[Mapping[str, Any]], max_sources: int | None
         if in_worker:  # fill shared memory directly: the DataLoader then hands it over without a copy
             numel = int(np.prod(shape))
             storage = torch.empty(0, dtype=tdtype)._typed_storage()._new_shared(numel)
-            t = torch.empty(0, dtype=tdtype).new(storage).resize_(*shape).zero_()
+            t = torch.empty(0, dtype=tdtype).new(storage).resize_(*shape)
         else:
-            t = torch.zeros(shape, dtype=tdtype)
+            t = torch.empty(shape, dtype=tdtype)  # pad_sources writes every element
         tensors[name] = t
         return t.numpy()
 

@@ -244,7 +244,7 @@ def alias_inputs(corpus, records, folder: Path, copies: int) -> tuple[Path, Path
 
 
 _RSS_CHILD = """
-import resource, sys, time
+import sys, time
 sys.path.insert(0, {root!r})
 from hive import iter_mixtures
 n = 0
@@ -252,7 +252,9 @@ t = time.process_time()
 for split in ("train", "validation", "test"):
     for e in iter_mixtures({meta!r}, None, split=split, store={store!r}):
         n += 1
-print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.process_time() - t)
+# VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork, before exec)
+hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(n, hwm, time.process_time() - t)
 """
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -94,6 +95,37 @@ def resampled_chunk(local: str, start: int, stop: int, out_sr: int, info: AudioI
         return _mono(data, exact=True).astype(np.float32)
     y = resample(_mono(data), sr, out_sr)
     return y.astype(np.float32, copy=False)
+
+
+class BufferPool:
+    """Output arrays for renders from the store, reused once nobody references them any more.
+
+    A render returns views (``mix`` = row 0, ``stems`` = rows 1..n) of one ``(n + 1, T)`` float32
+    array; while the caller keeps either view (or anything made from it without a copy: a torch
+    tensor from ``torch.from_numpy``, a pyarrow buffer, a ``memoryview``) the array is referenced and
+    never handed out again. Reusing released arrays spares the page faults of fresh memory, which
+    cost more than the render itself (~200 per mixture at 44.1 kHz, 4 s: 1.6x the speed). The pool
+    grows to what the caller holds at once (a DataLoader batch), at most ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 256 << 20):
+        self.max_bytes = max_bytes
+        self._arrays: list[np.ndarray] = []
+
+    def take(self, shape: tuple[int, int]) -> np.ndarray:
+        arrays = self._arrays
+        for k in range(len(arrays)):
+            # references: the list, and getrefcount's own argument; anything more is a user
+            if arrays[k].shape == shape and sys.getrefcount(arrays[k]) == 2:
+                return arrays[k]
+        out = np.empty(shape, dtype=np.float32)
+        free = [k for k in range(len(arrays)) if sys.getrefcount(arrays[k]) == 2]
+        for k in reversed(free):  # released arrays of other shapes make room first
+            if sum(a.nbytes for a in arrays) + out.nbytes <= self.max_bytes:
+                break
+            del arrays[k]
+        if sum(a.nbytes for a in arrays) + out.nbytes <= self.max_bytes:
+            arrays.append(out)
+        return out
 
 
 @dataclass
@@ -173,6 +205,7 @@ class Renderer:
         self.method = method
         #: source chunks read from the store / decoded because the store lacks them
         self.store_stats = {"hits": 0, "misses": 0}
+        self._buffers = BufferPool()
         self._store_files: dict[str, tuple[float, Any]] = {}
         self._info: OrderedDict[str, AudioInfo] = OrderedDict()
         self._info_cache_size = info_cache_size
@@ -348,7 +381,8 @@ class Renderer:
         T = int(rec.target_duration * out_sr)
         consistent = self.stems == "consistent"
         gnf = rec.global_normalization_factor
-        stems = np.empty((rec.num_sources, T), dtype=np.float32)
+        out = self._buffers.take((rec.num_sources + 1, T))
+        mix, stems = out[0], out[1:]
         for i, src in enumerate(rec.sources):
             try:
                 scale = src.applied_weight * gnf if consistent else src.applied_weight
@@ -362,17 +396,17 @@ class Renderer:
                     c0, e = self._store_span(src, row, out_sr, T)
                     k = e - c0
                     if k > 0:
-                        out = stems[i, :k]
-                        self.store.read_into(row, c0, out)
-                        out *= scale
+                        span = stems[i, :k]
+                        self.store.read_into(row, c0, span)
+                        span *= scale
                     stems[i, k:] = 0.0
             except Exception as exc:  # tag which source failed, then let the caller classify it
                 exc.source_index = i  # type: ignore[attr-defined]
                 exc.source_path = src.path  # type: ignore[attr-defined]
                 raise
         with np.errstate(over="ignore", invalid="ignore"):
-            mix = stems[0].copy()
-            for i in range(1, rec.num_sources):
+            np.add(stems[0], stems[1], out=mix) if rec.num_sources > 1 else np.copyto(mix, stems[0])
+            for i in range(2, rec.num_sources):
                 mix += stems[i]
             if not consistent:
                 mix *= gnf

@@ -521,11 +521,11 @@ def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None =
                 alloc: Any = None) -> dict[str, Any]:
     """Stack examples of one rate and duration into ``mix (B, T)``, ``sources (B, N, T)`` zero-padded
     to the largest count (or ``max_sources``), and ``source_mask (B, N)``; other keys as lists.
-    ``alloc(name, shape, dtype) -> zeroed ndarray`` lets a caller provide the output buffers (e.g.
-    shared memory in a DataLoader worker)."""
+    ``alloc(name, shape, dtype) -> ndarray`` lets a caller provide the output buffers (e.g.
+    shared memory in a DataLoader worker); they need not be zeroed: every element is written once."""
     if alloc is None:
         def alloc(name, shape, dtype):
-            return np.zeros(shape, dtype=dtype)
+            return np.empty(shape, dtype=dtype)
     if not examples:
         raise ValueError("pad_sources got no examples")
     lengths = {np.shape(e["mix"])[-1] for e in examples}
@@ -538,12 +538,14 @@ def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None =
     sources = alloc("sources", (len(examples), n, t), np.float32)
     mask = alloc("source_mask", (len(examples), n), np.bool_)
     for b, e in enumerate(examples):
-        mix[b] = e["mix"]
         s = np.asarray(e["sources"], dtype=np.float32)
         if s.shape[0] > n:
             raise ValueError(f"{e.get('mix_id')}: {s.shape[0]} sources > max_sources={n}")
+        mix[b] = e["mix"]
         sources[b, : s.shape[0]] = s
+        sources[b, s.shape[0]:] = 0.0
         mask[b, : s.shape[0]] = True
+        mask[b, s.shape[0]:] = False
     out: dict[str, Any] = {k: [e[k] for e in examples] for k in examples[0] if k not in ("mix", "sources")}
     out.update(mix=mix, sources=sources, source_mask=mask)
     return out
