@@ -255,7 +255,10 @@ def _check_file(output: Output, command: str) -> Claim:
 def claim(command: str, io: CommandIO) -> list[Claim]:
     """Apply the rule to every output of ``io`` (see the module docstring); returns the claims
     (pass them to :func:`release_all` when the command is refused afterwards)."""
-    inputs = [(flag, path) for flag, path in io.inputs if _is_local(path)]
+    # a folder this same command wrote is its own, not a foreign input (e.g. the --output-root of
+    # `hive mine superres` that dataset_paths.json also names, so that later stages read it)
+    inputs = [(flag, path) for flag, path in io.inputs if _is_local(path)
+              and not (os.path.isdir(path) and read_owner(path) == command)]
     for output in io.outputs:
         if output.path is None or output.path == "":
             continue

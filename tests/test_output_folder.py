@@ -98,6 +98,11 @@ def test_overlaps_are_refused_resolved(tmp_path):
                                                                                                "src"]
     # a Hub id or a missing path is no local input
     claim("render", _io(tmp_path / "out", "ShandaAI/Hive", tmp_path / "missing"))
+    # a folder the same command wrote is its own (mine's audio root named in dataset_paths.json too)
+    [c] = claim("mine", _io(tmp_path / "mined_audio"))
+    claim("mine", _io(tmp_path / "mined_audio", tmp_path / "mined_audio"))
+    with pytest.raises(OutputFolderError, match="is the input"):
+        claim("render", _io(tmp_path / "mined_audio", tmp_path / "mined_audio"))
 
 
 def test_ownership_marker_reruns_other_commands_and_foreign_folders(tmp_path):

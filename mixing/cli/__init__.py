@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.verbose)
     from mixing.errors import HiveError, describe_os_error
-
     from mixing.output_folder import release_all
 
     claims: list = []
