@@ -255,14 +255,14 @@ def _check_file(output: Output, command: str) -> Claim:
 def claim(command: str, io: CommandIO) -> list[Claim]:
     """Apply the rule to every output of ``io`` (see the module docstring); returns the claims
     (pass them to :func:`release_all` when the command is refused afterwards)."""
-    # a folder this same command wrote is its own, not a foreign input (e.g. the --output-root of
-    # `hive mine superres` that dataset_paths.json also names, so that later stages read it)
-    inputs = [(flag, path) for flag, path in io.inputs if _is_local(path)
-              and not (os.path.isdir(path) and read_owner(path) == command)]
+    inputs = [(flag, path) for flag, path in io.inputs if _is_local(path)]
     for output in io.outputs:
         if output.path is None or output.path == "":
             continue
-        _overlap(output, inputs)
+        # an output folder this same command wrote may also be named as an input (the --output-root of
+        # `hive mine superres` named in dataset_paths.json so that later stages read it): it is its own
+        own = (output.kind == "folder" and os.path.isdir(output.path) and read_owner(output.path) == command)
+        _overlap(output, [(f, p) for f, p in inputs if not (own and resolved(p) == resolved(output.path))])
     claims: list[Claim] = []
     try:
         for output in io.outputs:
