@@ -19,6 +19,21 @@ SOURCE_COUNT_PLOT = "source_count_distribution.png"
 _PNG_METADATA = {"Software": None}
 
 
+def _plain_text(plot):
+    """Run a plot function with matplotlib's mathtext off: labels are untrusted text, and one such
+    as ``$\\foo$`` would otherwise be parsed as TeX (and fail the whole card)."""
+    import functools
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
 def _figure(width: float, height: float):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -36,6 +51,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+@_plain_text
 def plot_label_distribution(stats: CardStats, path: str | os.PathLike, top: int = 30) -> Path:
     """Horizontal bars: sources per label, the ``top`` most frequent labels."""
     rows = stats.top_labels(top)
@@ -51,6 +67,7 @@ def plot_label_distribution(stats: CardStats, path: str | os.PathLike, top: int 
     return _save(fig, Path(path))
 
 
+@_plain_text
 def plot_snr_histogram(stats: CardStats, path: str | os.PathLike) -> Path:
     """1 dB bins of ``snr_db`` over every source; the edge bins hold the values beyond them."""
     fig = _figure(7.0, 3.5)
@@ -65,6 +82,7 @@ def plot_snr_histogram(stats: CardStats, path: str | os.PathLike) -> Path:
     return _save(fig, Path(path))
 
 
+@_plain_text
 def plot_source_counts(stats: CardStats, path: str | os.PathLike) -> Path:
     """Grouped bars: mixtures per number of sources, one group per split."""
     fig = _figure(6.0, 3.5)

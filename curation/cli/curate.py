@@ -76,6 +76,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive curate`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    prompt = args.prompt[1:] if isinstance(args.prompt, str) and args.prompt.startswith("@") else None
+    outputs = [Output(args.output, signature=("_work", "provenance.json", "scores"))]
+    if args.cache_dir:
+        outputs.append(Output(args.cache_dir, "--cache-dir", signature=("answers-*.jsonl",)))
+    return CommandIO([("--metadata", args.metadata), *dataset_paths_inputs(args.dataset_paths),
+                      ("--rendered", args.rendered), ("--store", getattr(args, "store", None)),
+                      ("--ontology", args.ontology), ("--prompt", prompt)], outputs)
+
+
 def _report(result, args: argparse.Namespace) -> None:
     s = result.stats
     print(f"rank {result.rank}/{result.world_size}: {result.mixtures} mixtures scored; judge calls "

@@ -18,7 +18,9 @@ import numpy as np
 import soundfile as sf
 
 from mixing.errors import HiveError
+from mixing.input_files import open_input
 from mixing.metadata import MixtureRecord
+from mixing.rendered_reader import find_shards
 
 
 class NotRenderedError(HiveError, FileNotFoundError):
@@ -57,11 +59,17 @@ class TarStems:
         group = self._index.get((split, n))
         if group is None:
             group = {}
-            for tar_path in sorted((self.folder / split / f"{n}mix").glob("tar_*.tar")):
-                with tarfile.open(tar_path) as tar:
-                    for info in tar.getmembers():
-                        key = info.name.split(".", 1)[0]
-                        group.setdefault(key, (tar_path, {}))[1][info.name] = info
+            for tar_path, fmt in find_shards(self.folder, split, n, error=NotRenderedError):  # regular files only
+                if fmt != "webdataset":
+                    continue
+                try:
+                    with open_input(tar_path, "shard", NotRenderedError) as fh, tarfile.open(fileobj=fh) as tar:
+                        for info in tar.getmembers():
+                            key = info.name.split(".", 1)[0]
+                            group.setdefault(key, (tar_path, {}))[1][info.name] = info
+                except (tarfile.TarError, EOFError) as exc:
+                    raise NotRenderedError(f"{tar_path}: the tar cannot be read ({exc}); re-render it or "
+                                           "run 'hive verify' on the folder") from None
             self._index[(split, n)] = group
         return group
 

@@ -58,6 +58,13 @@ def write_hub_layout_without_plots(metadata: Path, output: Path) -> str:
     return "Hub layout and a README.md with the configs (install matplotlib for the full card)"
 
 
+def io(args: argparse.Namespace):
+    """What ``hive demo`` writes (the output-folder rule, :mod:`mixing.output_folder`): its work folder."""
+    from mixing.output_folder import CommandIO, Output
+
+    return CommandIO([], [Output(args.workdir, "--workdir", signature=("dataset_paths.json", "corpora"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing.cli import main as hive
     from mixing.toy import build_toy_corpus

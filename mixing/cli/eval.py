@@ -36,6 +36,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive eval`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs, separator_input
+
+    return CommandIO([("--rendered", args.rendered), ("--metadata", getattr(args, "metadata", None)),
+                      ("--store", getattr(args, "store", None)),
+                      *dataset_paths_inputs(getattr(args, "dataset_paths", None)),
+                      ("--estimates", args.estimates), *separator_input(args.separator)],
+                     [Output(args.output, signature=("results.csv", "summary.csv"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing import api
 

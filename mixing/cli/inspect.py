@@ -32,6 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive inspect`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    return CommandIO([("OUT_OR_METADATA", args.input), *dataset_paths_inputs(args.dataset_paths),
+                      ("--store", getattr(args, "store", None))],
+                     [Output(args.output, signature=("_inspect.json",))])
+
+
 def run(args: argparse.Namespace) -> int:
     from dataset_card.inspect_run import inspect
 

@@ -48,6 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar with ETA on a terminal)")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive render`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    return CommandIO([("--metadata", args.metadata), *dataset_paths_inputs(args.dataset_paths),
+                      ("--store", getattr(args, "store", None))],
+                     [Output(args.output, signature=("_render_config.json", "_ledger", "_ranks", "_summary.json"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing import api
     from mixing.errors import HiveError

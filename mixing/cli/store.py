@@ -99,6 +99,21 @@ def _inputs(args: argparse.Namespace) -> list:
     return items
 
 
+def io(args: argparse.Namespace):
+    """What ``hive store`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`): a
+    build writes the store folder (an existing store, with its ``store.json``, is extended); info and
+    verify read it and write only ``--json FILE``."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    if args.store_command == "build":
+        return CommandIO([("--metadata", args.metadata), ("--pool", args.pool),
+                          *dataset_paths_inputs(args.dataset_paths)],
+                         [Output(args.output, signature=("store.json",), called="a source store")])
+    keys = ("root", "sample_rate", "per_corpus") if args.store_command == "info" else ("root", "problems_by_kind")
+    return CommandIO([("STORE", args.store), *dataset_paths_inputs(getattr(args, "dataset_paths", None))],
+                     [Output(args.json, "--json", "file", signature=keys)])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing.resume import atomic_write_json
 

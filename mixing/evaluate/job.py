@@ -94,6 +94,9 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
         raise EvalError("give a separator or an estimates folder, not both")
     fn = load_separator(separator) if isinstance(separator, str) else separator
     folder = EstimatesFolder(estimates) if estimates is not None else None
+    if name is not None and fn is None and folder is None:
+        raise EvalError(f"--name {name!r} names the evaluated system, but none is given: add --separator or "
+                        "--estimates (without them only the oracle rows mixture and irm are computed)")
     system = name or ("separator" if fn is not None else "estimates" if folder is not None else None)
     if limit is not None and limit < 1:
         raise EvalError(f"limit is {limit}; expected a positive number of mixtures (or none for all)")

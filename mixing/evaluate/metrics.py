@@ -84,6 +84,11 @@ def irm_estimates(mix: np.ndarray, references: np.ndarray, n_fft: int = 2048, ho
     mix = np.asarray(mix, dtype=np.float64)
     refs = np.atleast_2d(np.asarray(references, dtype=np.float64))
     length = mix.shape[0]
+    if length < 16:  # shorter than the smallest STFT frame: mask a zero-padded copy, keep the length
+        if length == 0:
+            return np.zeros((refs.shape[0], 0))
+        pad = 16 - length
+        return irm_estimates(np.pad(mix, (0, pad)), np.pad(refs, [(0, 0), (0, pad)]), n_fft, hop)[:, :length]
     nperseg = min(n_fft, max(16, length))
     noverlap = nperseg - hop if nperseg == n_fft else nperseg // 2
     _, _, X = stft(mix, nperseg=nperseg, noverlap=noverlap)

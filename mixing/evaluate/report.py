@@ -143,7 +143,11 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
+    with matplotlib.rc_context({"text.parse_math": False}):  # system names are text, never TeX
+        return _plot_summary(summary, Path(path), plt)
+
+
+def _plot_summary(summary: Summary, path: Path, plt) -> Path:
     counts = sorted({k for (_, _, k) in summary.values})
     systems = summary.systems
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreFormatError, StoreRateError
-from ..json_input import load_json_file
+from ..input_files import load_json_file
+from ..output_folder import MARKER as OUTPUT_MARKER
 from ..resume import atomic_write_json
 
 FORMAT = "hive-source-store"
@@ -88,7 +89,7 @@ def create_or_check(root: str | os.PathLike, sample_rate: int, tool_version: str
     if root.exists():
         if not root.is_dir():
             raise StoreFormatError(f"--output {root} is a file; expected a folder for the source store")
-        leftovers = [p.name for p in root.iterdir()]
+        leftovers = [p.name for p in root.iterdir() if p.name != OUTPUT_MARKER]  # hive's own output marker
         if leftovers:
             raise StoreFormatError(
                 f"--output {root} is a non-empty folder that is not a source store (it holds "

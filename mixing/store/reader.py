@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..errors import StoreCorruptError, StoreFormatError
+from ..input_files import file_kind
 from ..resume import is_tmp_name
 from .index import ChunkIndex, FileVersion, concat, read_table
 from .layout import DTYPE, INDEX, INDEX_PARTS, SEGMENTS, read_manifest
@@ -132,11 +133,17 @@ class SourceStore:
             return fd
         path = self.segment_path(seg)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO in its place must not block the open
         except FileNotFoundError:
             raise StoreCorruptError(f"store segment {path} is missing; run `hive store verify` and build the "
                                     "store again (`hive store build` re-adds what is missing)") from None
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        kind = file_kind(st.st_mode)
+        if kind is not None:  # the one reader's rule: regular files only
+            os.close(fd)
+            raise StoreCorruptError(f"store segment {path} is {kind}, not a regular file; delete it and its index "
+                                    f"part {INDEX_PARTS}/{Path(path).stem}.parquet, then run `hive store build` again")
+        size = st.st_size
         if size < self._needed[seg]:
             os.close(fd)
             raise StoreCorruptError(f"store segment {path} has {size} bytes but its index needs "
