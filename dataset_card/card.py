@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import mixing
+from mixing import optional
 from mixing.citation import CITATION, REFERENCE
 from mixing.errors import HiveError
 from mixing.metadata import MixtureRecord, hub_features
@@ -367,6 +368,7 @@ def write_card_folder(metadata: str | os.PathLike | MetadataSource | Iterable[Mi
                       revision: str | None = None) -> CardResult:
     """Write ``output/data/...`` (Hub layout), ``output/assets/*.png`` and ``output/README.md``."""
     options = options or CardConfig()
+    optional.require_available("matplotlib", "drawing the card's plots", "card")
     output = Path(output)
     if isinstance(metadata, (str, os.PathLike, MetadataSource)):
         src = metadata if isinstance(metadata, MetadataSource) else open_metadata(metadata, revision=revision)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import optional
 from ..resume import AtomicFile, atomic_open
 
 RESULT_FIELDS = ("system", "split", "mix_id", "num_sources", "source_index", "label",
@@ -138,10 +139,9 @@ def markdown_table(rows: list[dict[str, Any]], sdr: bool = True) -> str:
 
 def plot_summary(summary: Summary, path: str | Path) -> Path:
     """Mean SI-SDRi per number of sources for each system (bars), and SI-SDR per system (boxes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    what, instead = "the si_sdri.png plot", "or pass --no-plot"
+    optional.require("matplotlib", what, "eval", alternative=instead).use("Agg")
+    plt = optional.require("matplotlib.pyplot", what, "eval", alternative=instead)
 
     path = Path(path)
     counts = sorted({k for (_, _, k) in summary.values})
