@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from mixing.audio import sf_read
 from mixing.errors import CorpusError, HiveError, InvalidRecordError
 from mixing.metadata import MixtureRecord, normalise_split
 from mixing.validation import parse_mixture
@@ -68,7 +69,7 @@ def _parse(raw: bytes | str | None, where: str) -> tuple[MixtureRecord, dict[str
 
 def _decode(data: bytes, where: str) -> tuple[np.ndarray, int]:
     try:
-        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        x, sr = sf_read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise InspectError(f"{where}: audio cannot be decoded ({exc}); run `hive verify` on the folder") from exc
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr
