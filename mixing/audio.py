@@ -192,7 +192,8 @@ def decoder_stderr_captured(what: object = "", check: bool = False) -> Iterator[
     if check and not _may_print(what):
         yield
         return
-    captured = _CAPTURE.enter(str(what or "audio"))
+    captured = _CAPTURE.enter(os.fspath(what) if isinstance(what, (str, os.PathLike)) and what
+                              else "in-memory audio")
     try:
         yield
     finally:
