@@ -72,10 +72,10 @@ HAS_MAKE = pytest.mark.skipif(shutil.which("make") is None, reason="make is not 
 STOCK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _dry_run(target: str, **env: str) -> list[str]:
+def _dry_run(target: str, *flags: str, **env: str) -> list[str]:
     """The commands ``make -n TARGET`` would run (no venv active unless ``env`` sets one)."""
     base = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    done = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    done = subprocess.run(["make", "-n", *flags, target], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**base, **env})
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
@@ -84,7 +84,7 @@ def _dry_run(target: str, **env: str) -> list[str]:
 @HAS_MAKE
 @pytest.mark.parametrize("target", ["test", "demo"])
 def test_make_installs_with_the_constraints_into_a_venv(target, tmp_path):
-    lines = _dry_run(target)
+    lines = _dry_run(target, "-B")  # -B: as in a fresh clone, even where this checkout has a .venv
     installs = [ln for ln in lines if "pip install" in ln]
     assert installs and all("-c constraints.txt" in ln for ln in installs), lines
     assert any("-e ." in ln or '-e ".[' in ln for ln in installs)
