@@ -94,16 +94,17 @@ def test_libmpg123_really_prints_on_these_chunks(noisy_chunks):
     assert all(p.suffix == ".mp3" for p, _ in noisy_chunks)
 
 
-@pytest.mark.parametrize("command", ["check", "render"])
-def test_check_and_render_keep_the_decoder_off_stderr_and_log_it_with_vv(toy_corpus, noisy_metadata, tmp_path,
-                                                                          command):
-    args = [command, "--metadata", str(noisy_metadata), "--dataset-paths", str(toy_corpus.dataset_paths)]
-    if command == "render":
+@pytest.mark.parametrize("command", ["check", "render", "store build"])
+def test_check_render_and_store_keep_the_decoder_off_stderr_and_log_it_with_vv(toy_corpus, noisy_metadata, tmp_path,
+                                                                                command):
+    args = [*command.split(), "--metadata", str(noisy_metadata), "--dataset-paths", str(toy_corpus.dataset_paths)]
+    if command != "check":
         args += ["--no-progress", "--num-workers", "2"]
-    quiet = hive([*args, *(["--output", str(tmp_path / "quiet")] if command == "render" else [])], tmp_path)
+    writes = command != "check"
+    quiet = hive([*args, *(["--output", str(tmp_path / "quiet")] if writes else [])], tmp_path)
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert decoder_lines(quiet.stderr) == [], quiet.stderr[-3000:]
-    loud = hive(["-vv", *args, *(["--output", str(tmp_path / "loud")] if command == "render" else [])], tmp_path)
+    loud = hive(["-vv", *args, *(["--output", str(tmp_path / "loud")] if writes else [])], tmp_path)
     assert loud.returncode == 0, loud.stderr[-3000:]
     logged = [ln for ln in loud.stderr.splitlines() if "DEBUG mixing.audio: decoder messages on stderr" in ln]
     assert logged and all(".mp3" in ln and "[src/libmpg123/" in ln for ln in logged), loud.stderr[-3000:]
