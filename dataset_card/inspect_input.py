@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import soundfile as sf
 
+from mixing.audio import sf_read
 from mixing.errors import CorpusError, HiveError
 from mixing.metadata import MixtureRecord, normalise_split
 from mixing.rendered_reader import SHARD_PATTERNS, find_shards, iter_samples, parse_record
@@ -56,7 +57,7 @@ def is_rendered_folder(path: Path) -> bool:
 
 def _decode(data: bytes, where: str) -> tuple[np.ndarray, int]:
     try:
-        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        x, sr = sf_read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise InspectError(f"{where}: audio cannot be decoded ({exc}); run `hive verify` on the folder") from exc
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr

@@ -30,6 +30,8 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from mixing import optional
+
 from .inspect_html import Media, MixturePage, index_html, mixture_html
 from .inspect_input import InspectError, InspectInput, Inspected, open_input
 from .inspect_media import stft_db, write_spectrogram, write_wav
@@ -59,11 +61,7 @@ def slug(i: int, mix_id: str) -> str:
 
 
 def _check_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise InspectError("hive inspect draws spectrograms and histograms with matplotlib, which is not "
-                           "installed; install it with: pip install 'hive-uss[card]'") from exc
+    optional.require_available("matplotlib", "drawing spectrograms and histograms", "card")
 
 
 #: the top-level names ``hive inspect`` writes; replacing an earlier output never removes anything else

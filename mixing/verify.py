@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from .audio import open_sound_file
 from .errors import HiveError, InputFileError, InvalidRecordError
 from .input_files import (
     BadLine, file_kind, iter_jsonl, iter_parquet_batches, iter_tar_members, load_json_file, open_parquet,
@@ -253,7 +254,7 @@ def _group_of(rel: Path) -> _Group:
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, tuple[int, int, str, str, int]]:
-    with sf.SoundFile(io.BytesIO(data)) as f:
+    with open_sound_file(io.BytesIO(data)) as f:
         info = (f.samplerate, f.channels, f.format, f.subtype, f.frames)
         x = f.read(dtype="float64", always_2d=True)
     return x, info

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import soundfile as sf
 
+from mixing.audio import sf_read
 from mixing.errors import HiveError
 from mixing.input_files import open_input
 from mixing.metadata import MixtureRecord
@@ -88,7 +88,7 @@ class TarStems:
                     raise NotRenderedError(f"{tar_path}: mixture {rec.mix_id} has no stem s{i}; "
                                            "re-render that shard")
                 fh.seek(info.offset_data)
-                y, sr = sf.read(io.BytesIO(fh.read(info.size)), dtype="float32", always_2d=True)
+                y, sr = sf_read(io.BytesIO(fh.read(info.size)), dtype="float32", always_2d=True)
                 out.append(y.mean(axis=1))
                 if rate is not None and sr != rate:
                     raise NotRenderedError(f"{tar_path}: stems of {rec.mix_id} have rates {rate} and {sr}")

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 
+from ..audio import sf_read
 from .errors import EvalError
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class EstimatesFolder:
                 f"{mix_id}; expected DIR/{{split}}/{{mix_id}}/s{{i}}.wav for every source, or pass --allow-missing "
                 "to skip (and count) missing ones")
         try:
-            x, sr = sf.read(p, dtype="float64", always_2d=True)
+            x, sr = sf_read(p, dtype="float64", always_2d=True)
         except (RuntimeError, sf.LibsndfileError) as exc:
             raise EvalError(f"estimate {p}: unreadable audio ({exc}); expected a WAV or FLAC file") from exc
         if sr != sample_rate:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import EvalError
 from .estimates import EstimatesFolder, MissingEstimateError, Separator, call_separator, load_separator
-from .metrics import irm_estimates, sdr, si_sdr
+from .metrics import check_dependencies, irm_estimates, sdr, si_sdr
 from .rendered import count_rendered, iter_from_metadata, iter_rendered
 from .report import ResultsWriter, Summary, markdown_table, plot_summary, write_summary_csv
 
@@ -92,6 +92,7 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
     """
     if separator is not None and estimates is not None:
         raise EvalError("give a separator or an estimates folder, not both")
+    check_dependencies(with_sdr, plot)
     fn = load_separator(separator) if isinstance(separator, str) else separator
     folder = EstimatesFolder(estimates) if estimates is not None else None
     if name is not None and fn is None and folder is None:

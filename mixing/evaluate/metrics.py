@@ -4,16 +4,21 @@
   ``alpha = <est, ref> / ||ref||^2``, ``SI-SDR = 10 log10(||alpha ref||^2 / ||est - alpha ref||^2)``.
 * :func:`sdr`: BSS-eval v4 style SDR of a single source (the estimate may differ from the reference
   by a 512-tap FIR filter), computed with torchmetrics' ``signal_distortion_ratio`` (the
-  fast-bss-eval algorithm). torchmetrics is the optional extra ``eval``.
+  fast-bss-eval algorithm). torch and torchmetrics come with the optional extra ``eval``.
 * :func:`irm_estimates`: the ideal ratio mask oracle, ``|S_i| / sum_j |S_j|`` on the STFTs of the
-  references, applied to the STFT of the mixture and inverted.
+  references, applied to the STFT of the mixture and inverted (scipy, extra ``eval``).
+
+:func:`check_dependencies` refuses before any work when what a run needs is not installed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import EvalError
+from .. import optional
+
+EXTRA = "eval"
+NO_SDR = "or pass --no-sdr to compute SI-SDR and SI-SDRi only"
 
 #: SI-SDR / SDR are capped here (a perfect estimate would be +inf)
 MAX_DB = 200.0
@@ -44,22 +49,28 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def sdr_available() -> bool:
-    try:
-        import torchmetrics  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return optional.available("torch") and optional.available("torchmetrics")
+
+
+def check_dependencies(with_sdr: bool = True, plot: bool = False) -> None:
+    """Refuse (:class:`~mixing.optional.MissingDependencyError`, naming the ``eval`` extra) when
+    a package the run needs is not installed: scipy (the IRM oracle row, always computed), torch
+    and torchmetrics (SDR), matplotlib (the plot). Nothing heavy is imported."""
+    optional.require_available("scipy", "the IRM oracle row", EXTRA)
+    if with_sdr:
+        for module in ("torch", "torchmetrics"):
+            optional.require_available(module, "SDR (BSS-eval v4)", EXTRA, alternative=NO_SDR)
+    if plot:
+        optional.require_available("matplotlib", "the si_sdri.png plot", EXTRA,
+                                   alternative="or pass --no-plot")
 
 
 def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512) -> np.ndarray:
     """BSS-eval v4 style SDR (dB) of each row of ``estimates`` (``[n, T]``) against the same row of
     ``references``; NaN where the reference is silent."""
-    try:
-        import torch
-        from torchmetrics.functional.audio import signal_distortion_ratio
-    except ImportError as exc:
-        raise EvalError("SDR needs torchmetrics (pip install 'hive-uss[eval]' or pip install torchmetrics); "
-                        "or pass --no-sdr to compute SI-SDR and SI-SDRi only") from exc
+    torch = optional.require("torch", "SDR (BSS-eval v4)", EXTRA, alternative=NO_SDR)
+    audio = optional.require("torchmetrics.functional.audio", "SDR (BSS-eval v4)", EXTRA, alternative=NO_SDR)
+    signal_distortion_ratio = audio.signal_distortion_ratio
     est = np.atleast_2d(np.asarray(estimates, dtype=np.float64))
     ref = np.atleast_2d(np.asarray(references, dtype=np.float64))
     if est.shape != ref.shape:
@@ -79,7 +90,8 @@ def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512)
 
 def irm_estimates(mix: np.ndarray, references: np.ndarray, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
     """Ideal-ratio-mask estimates (``[n, T]``) of each reference row from ``mix`` (``[T]``)."""
-    from scipy.signal import istft, stft
+    signal = optional.require("scipy.signal", "the IRM oracle row", EXTRA)
+    istft, stft = signal.istft, signal.stft
 
     mix = np.asarray(mix, dtype=np.float64)
     refs = np.atleast_2d(np.asarray(references, dtype=np.float64))

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import soundfile as sf
 
+from ..audio import sf_read
 from ..input_files import load_json_file
 from ..metadata import MixtureRecord
 from ..rendered_reader import RawSample, find_shards, iter_samples, parse_record
@@ -58,7 +59,7 @@ def find_rendered(root: str | Path, split: str | None = None) -> list[tuple[Path
 
 def _decode(data: bytes, what: str) -> tuple[np.ndarray, int]:
     try:
-        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        x, sr = sf_read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, TypeError) as exc:
         raise EvalError(f"{what}: undecodable audio ({exc}); re-render this shard") from exc
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], int(sr)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import optional
 from ..resume import AtomicFile, atomic_open
 
 RESULT_FIELDS = ("system", "split", "mix_id", "num_sources", "source_index", "label",
@@ -138,10 +139,10 @@ def markdown_table(rows: list[dict[str, Any]], sdr: bool = True) -> str:
 
 def plot_summary(summary: Summary, path: str | Path) -> Path:
     """Mean SI-SDRi per number of sources for each system (bars), and SI-SDR per system (boxes)."""
-    import matplotlib
-
+    what, instead = "the si_sdri.png plot", "or pass --no-plot"
+    matplotlib = optional.require("matplotlib", what, "eval", alternative=instead)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = optional.require("matplotlib.pyplot", what, "eval", alternative=instead)
 
     with matplotlib.rc_context({"text.parse_math": False}):  # system names are text, never TeX
         return _plot_summary(summary, Path(path), plt)
