@@ -27,8 +27,7 @@ def _plain_text(plot):
 
     @functools.wraps(plot)
     def wrapper(*args, **kwargs):
-        import matplotlib
-
+        matplotlib = optional.require("matplotlib", "drawing the card's plots", "card")
         with matplotlib.rc_context({"text.parse_math": False}):
             return plot(*args, **kwargs)
 
