@@ -49,7 +49,7 @@ from mixing.metadata import SPLITS, normalise_split
 from mixing.errors import EmptySelectionError, MetadataSourceError
 from mixing.metadata_io import MetadataSource
 from mixing.metadata_source import classify_location, location_files
-from mixing.render import STEM_MODES
+from mixing.recipe import STEM_MODES
 from mixing.shards import AUDIO_FORMATS, rendered_features
 from mixing.streaming import (
     FAILURE_POLICIES, RenderSpec, StreamReport, WorkUnit, array_example, encoded_example,
@@ -130,6 +130,11 @@ class HiveConfig(datasets.BuilderConfig):
             even with ``decode=False``) or as plain ``{bytes, path}`` structs (same Arrow data);
             ``None``: Audio where torchcodec is installed.
         audio_format: ``wav`` (32-bit float, exact) or ``flac`` (24-bit) bytes in the dataset.
+        store: a source store (``hive store build`` output folder): source chunks are sliced from
+            it instead of decoded (same samples); chunks it lacks are decoded. Without
+            ``dataset_paths`` the store alone is used. The output rate is the store's.
+        store_only: with ``store``, a chunk the store lacks fails (``not_in_store``) instead of
+            being decoded.
         num_shards: work units per split (default: a multiple of 240 ≥ the number of metadata
             files); the unit of ``num_proc`` and of streaming parallelism.
         splits: only these splits (default: every split the metadata has).
@@ -149,6 +154,8 @@ class HiveConfig(datasets.BuilderConfig):
     audio_format: str = "wav"
     num_shards: int | None = None
     splits: tuple[str, ...] | None = None
+    store: Any = None
+    store_only: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -169,6 +176,8 @@ class HiveConfig(datasets.BuilderConfig):
             raise ValueError(f"num_sources is {self.num_sources!r}; expected 2..{MAX_SOURCES}")
         if self.stems not in STEM_MODES:
             raise ValueError(f"stems is {self.stems!r}; expected one of {STEM_MODES}")
+        if self.store_only and self.store is None:
+            raise ValueError("store_only=True needs store='STORE' (a `hive store build` output folder)")
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure is {self.on_failure!r}; expected one of {FAILURE_POLICIES}")
         if self.audio_format not in AUDIO_FORMATS:
@@ -184,11 +193,18 @@ class HiveConfig(datasets.BuilderConfig):
             self.splits = tuple(normalise_split(s) for s in self.splits)
 
 
-def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any) -> str:
-    """Cache key of the inputs: metadata files (path, size, mtime) or Hub id + revision, and the
-    corpus mapping. Audio files are not fingerprinted: use ``download_mode="force_redownload"``
-    after changing a corpus."""
+def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any, store: Any = None) -> str:
+    """Cache key of the inputs: metadata files (path, size, mtime) or Hub id + revision, the
+    corpus mapping, and a store's rate (the output rate when none is asked). Audio files are not
+    fingerprinted: use ``download_mode="force_redownload"`` after changing a corpus."""
     h = hashlib.sha256(f"hive-uss {__version__}".encode())
+    if store is not None:
+        from mixing.store.layout import read_manifest
+
+        from mixing.store import SourceStore
+
+        root = store.root if isinstance(store, SourceStore) else store
+        h.update(f"store rate {read_manifest(root)['sample_rate']}".encode())
     if isinstance(metadata, MetadataSource):
         h.update(repr(metadata.shards()).encode())
     elif metadata is not None:
@@ -243,7 +259,8 @@ class Hive(datasets.GeneratorBasedBuilder):
                     kwargs.setdefault(f.name, getattr(config, f.name))
             kwargs.setdefault("config_name", config.name)
         if kwargs.get("hash") is None:
-            kwargs["hash"] = _fingerprint(kwargs.get("metadata"), kwargs.get("revision"), kwargs.get("dataset_paths"))
+            kwargs["hash"] = _fingerprint(kwargs.get("metadata"), kwargs.get("revision"), kwargs.get("dataset_paths"),
+                                          kwargs.get("store"))
         if isinstance(kwargs.get("splits"), (list, str)):
             kwargs["splits"] = tuple([kwargs["splits"]] if isinstance(kwargs["splits"], str) else kwargs["splits"])
         self._preparing = False
@@ -268,11 +285,12 @@ class Hive(datasets.GeneratorBasedBuilder):
         if cfg.metadata is None:
             raise ValueError("HiveConfig.metadata is not set; pass metadata='ShandaAI/Hive' (or a local "
                              "Parquet / legacy JSON folder)")
-        if cfg.dataset_paths is None:
+        if cfg.dataset_paths is None and cfg.store is None:
             raise ValueError("HiveConfig.dataset_paths is not set; pass dataset_paths='dataset_paths.json' "
-                             "(corpus prefix -> local folder)")
+                             "(corpus prefix -> local folder), a source store (store='STORE'), or both")
         failure_dir = os.path.join(self._output_dir, "failures") if self._preparing else cfg.failure_dir
         return RenderSpec.make(cfg.dataset_paths, stems=cfg.stems, sample_rate=cfg.sample_rate,
+                               audio_format=cfg.audio_format, store=cfg.store, store_only=cfg.store_only,
                                num_sources=cfg.num_sources, on_failure=cfg.on_failure, failure_dir=failure_dir)
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
@@ -320,9 +338,11 @@ class Hive(datasets.GeneratorBasedBuilder):
 
 # ---- training input --------------------------------------------------------------------------
 def _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                    revision, metadata_config, num_shards, failure_dir) -> tuple[list[WorkUnit], RenderSpec]:
-    spec = RenderSpec.make(dataset_paths, stems=stems, sample_rate=sample_rate, num_sources=num_sources,
-                           on_failure=on_failure, failure_dir=None if failure_dir is None else os.fspath(failure_dir))
+                    revision, metadata_config, num_shards, failure_dir, store=None,
+                    store_only=False) -> tuple[list[WorkUnit], RenderSpec]:
+    spec = RenderSpec.make(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
+                           num_sources=num_sources, on_failure=on_failure,
+                           failure_dir=None if failure_dir is None else os.fspath(failure_dir))
     files = resolve_metadata(metadata, revision=revision, config=metadata_config, num_sources=num_sources)
     split = normalise_split(split)
     if split not in files:
@@ -331,18 +351,24 @@ def _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, st
     return plan_units(files[split], split, num_shards), spec
 
 
-def stream_mixtures(metadata: Any, dataset_paths: Any, *, split: str = "train", num_sources: int | None = None,
+def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "train", num_sources: int | None = None,
                     sample_rate: int | None = None, stems: str = "consistent", on_failure: str = "skip",
                     revision: str | None = None, metadata_config: str | None = None,
                     num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
                     shuffle_buffer: int = 0, as_torch: bool = False,
-                    failure_dir: str | os.PathLike | None = None) -> datasets.IterableDataset:
+                    failure_dir: str | os.PathLike | None = None, store: Any = None,
+                    store_only: bool = False) -> datasets.IterableDataset:
     """Mixtures rendered on the fly, as a ``datasets.IterableDataset`` of numpy arrays.
 
     Each example: ``mix`` float32 ``(T,)``, ``sources`` float32 ``(n, T)`` (stems; in ``consistent``
     mode they sum to ``mix``), ``labels``, ``source_ids``, ``mix_id``, ``split``, ``num_sources``,
     ``sample_rate``, ``target_duration``, ``global_normalization_factor``, ``stem_scale``. Nothing
     is encoded or decoded; ``as_torch=True`` gives torch tensors (``with_format("torch")``).
+
+    ``store`` (a ``hive store build`` folder): source chunks are sliced from the store at memory
+    speed instead of decoded (same samples; the output rate is the store's); chunks it lacks are
+    decoded and counted as misses, or fail as ``not_in_store`` with ``store_only=True``.
+    ``dataset_paths=None`` with a store renders from the store alone (no corpora needed).
 
     Work is divided by metadata unit (``num_shards`` per split, default a multiple of 240):
     ``datasets.distributed.split_dataset_by_node(ds, rank, world_size)`` gives each rank whole units
@@ -356,7 +382,7 @@ def stream_mixtures(metadata: Any, dataset_paths: Any, *, split: str = "train", 
     counted (``on_failure="skip"``; ``failure_dir`` also gets a JSONL manifest per unit) or raised.
     """
     units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                                  revision, metadata_config, num_shards, failure_dir)
+                                  revision, metadata_config, num_shards, failure_dir, store, store_only)
     ds = datasets.IterableDataset.from_generator(
         generate_arrays, gen_kwargs={"shards": units, "spec": spec}, split=datasets.Split(normalise_split(split)))
     if shuffle_shards or shuffle_buffer:
@@ -366,16 +392,18 @@ def stream_mixtures(metadata: Any, dataset_paths: Any, *, split: str = "train", 
     return ds
 
 
-def iter_mixtures(metadata: Any, dataset_paths: Any, *, split: str = "train", num_sources: int | None = None,
+def iter_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "train", num_sources: int | None = None,
                   sample_rate: int | None = None, stems: str = "consistent", on_failure: str = "skip",
                   revision: str | None = None, metadata_config: str | None = None,
                   num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
                   rank: int = 0, world_size: int = 1, report: StreamReport | None = None,
-                  failure_dir: str | os.PathLike | None = None) -> Iterator[dict[str, Any]]:
+                  failure_dir: str | os.PathLike | None = None, store: Any = None,
+                  store_only: bool = False) -> Iterator[dict[str, Any]]:
     """The numpy-only path (no torch, no torchcodec, no ``IterableDataset``): the examples of
     :func:`stream_mixtures` from a plain generator. ``rank``/``world_size`` take every
     ``world_size``-th work unit; ``shuffle_shards`` shuffles the unit order with ``seed``;
-    ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures."""
+    ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures and
+    the store's hits and misses; ``store``/``store_only`` as in :func:`stream_mixtures`."""
     from mixing import numbers
 
     rank = numbers.RANK.check(rank, "rank")
@@ -383,7 +411,7 @@ def iter_mixtures(metadata: Any, dataset_paths: Any, *, split: str = "train", nu
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                                  revision, metadata_config, num_shards, failure_dir)
+                                  revision, metadata_config, num_shards, failure_dir, store, store_only)
     if shuffle_shards:
         order = np.random.default_rng(seed).permutation(len(units))
         units = [units[i] for i in order]
@@ -406,9 +434,9 @@ def collate_mixtures(batch: Sequence[Mapping[str, Any]], max_sources: int | None
         if in_worker:  # fill shared memory directly: the DataLoader then hands it over without a copy
             numel = int(np.prod(shape))
             storage = torch.empty(0, dtype=tdtype)._typed_storage()._new_shared(numel)
-            t = torch.empty(0, dtype=tdtype).new(storage).resize_(*shape).zero_()
+            t = torch.empty(0, dtype=tdtype).new(storage).resize_(*shape)
         else:
-            t = torch.zeros(shape, dtype=tdtype)
+            t = torch.empty(shape, dtype=tdtype)  # pad_sources writes every element
         tensors[name] = t
         return t.numpy()
 

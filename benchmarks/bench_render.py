@@ -52,6 +52,7 @@ from mixing.corpora import DatasetPaths  # noqa: E402
 from mixing.metadata import MixtureRecord, SourceRecord  # noqa: E402
 from mixing.metadata_io import write_hub_folder  # noqa: E402
 from mixing.render import RenderedMixture  # noqa: E402
+from mixing.recipe import RenderRecipe
 from mixing.render_job import RenderConfig, run_render  # noqa: E402
 from mixing.shards import WebDatasetShardWriter  # noqa: E402
 
@@ -203,7 +204,7 @@ def bench_kind(kind: str, args: argparse.Namespace, tmp_path: Path) -> dict:
     for r in range(args.repeats):  # interleaved, so that load from elsewhere hits both alike
         out_a = tmp_path / f"hive{r}"
         t0, c0 = time.perf_counter(), time.process_time()
-        summary = run_render(str(meta), str(dp), RenderConfig(output=str(out_a)), num_workers=1,
+        summary = run_render(str(meta), RenderConfig(output=str(out_a), recipe=RenderRecipe.make(str(dp))), num_workers=1,
                              progress=False)
         hive_times.append(time.perf_counter() - t0)
         hive_cpu.append(time.process_time() - c0)

@@ -80,11 +80,12 @@ def timed(fn, repeats: int) -> dict[str, float]:
 
 
 def offline_render(meta: Path, paths: Path, work: Path) -> int:
+    from mixing.recipe import RenderRecipe
     from mixing.render_job import RenderConfig, run_render
 
     out = Path(tempfile.mkdtemp(dir=work, prefix="render-"))
-    s = run_render(str(meta), str(paths), RenderConfig(output=str(out), shard_size=64), split="train",
-                   num_workers=1, progress=False)
+    s = run_render(str(meta), RenderConfig(output=str(out), recipe=RenderRecipe.make(str(paths)), shard_size=64),
+                   split="train", num_workers=1, progress=False)
     assert not s.failures, s.failures
     return s.mixtures_rendered
 
@@ -181,7 +182,9 @@ def _rss_child(mode: str, meta: str, paths: str) -> None:
     if mode == "stream":
         for _ in ds:
             n += 1
-    print(json.dumps({"n": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's RSS at fork, before exec
+    hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print(json.dumps({"n": n, "peak_rss_mb": hwm_kb / 1024}))
 
 
 # ---- main ----------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ Items are returned sorted by ``clip_id``, which must be unique.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -29,7 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixing.errors import HiveError
-from mixing.json_input import BadLine, iter_jsonl, read_text
+from mixing.input_files import (
+    BadLine, depth_exceeded, check_regular_file, iter_csv, iter_jsonl, iter_parquet_batches, open_parquet,
+    parse_json, read_text,
+)
 from mixing.pool import POOL_ARROW_SCHEMA
 from mixing.resume import AtomicFile, atomic_open
 
@@ -108,9 +110,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    table = pq.read_table(path)
+    pf = open_parquet(path, "manifest", ManifestError)
     i = 0
-    for batch in table.to_batches():
+    for batch in iter_parquet_batches(pf, f"manifest {path}", ManifestError, batch_size=4096):
         for row in batch.to_pylist():
             if isinstance(row.get("text_label"), str):  # written as JSON; a plain string stays one
                 try:
@@ -138,33 +140,33 @@ def _rows(path: Path) -> Iterator[tuple[str, Any]]:
         hint = (" (it holds per-rank outputs: the stage has not finished or was not merged; rerun it or "
                 "run 'hive mine merge --output DIR')") if any(path.glob("rank-*.jsonl")) else ""
         raise ManifestError(f"{path} is a folder without {OUTPUT_NAME} or .parquet files{hint}")
-    if not path.is_file():
+    if not os.path.exists(path):
         raise ManifestError(f"input {path} does not exist; expected a JSONL/Parquet manifest, a "
                             "labelled list (.json/.csv) or a stage's output folder")
+    check_regular_file(path, "input", ManifestError)  # a FIFO or device: refused, never opened
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         yield from _jsonl_rows(path)
     elif suffix == ".parquet":
         yield from _parquet_rows(path)
     elif suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"audio_path", "path"} & set(reader.fieldnames):
-                raise ManifestError(f"{path}: CSV columns are {reader.fieldnames}; expected "
-                                    "audio_path (or path) and text_label")
-            for i, row in enumerate(reader, 2):
-                yield f"{path}:{i}", {k: (v if v != "" or k == "text_label" else None)
-                                      for k, v in row.items() if k is not None}
+        table = iter_csv(read_text(path, "labelled list", ManifestError), f"labelled list {path}", ManifestError)
+        header = next(table, None)
+        if not header or not {"audio_path", "path"} & set(header):
+            raise ManifestError(f"{path}: CSV columns are {header}; expected audio_path (or path) and text_label")
+        for i, cells in enumerate(table, 2):
+            if not cells:
+                continue
+            row = dict(zip(header, cells))
+            yield f"{path}:{i}", {k: (v if v != "" or k == "text_label" else None) for k, v in row.items()}
     elif suffix == ".json":
         text = read_text(path, "labelled list", ManifestError)  # invalid UTF-8: the byte offset
         try:
-            data = json.loads(text)
+            data = json.loads(text) if not depth_exceeded(text) else parse_json(
+                text, f"labelled list {path}", "a list of {audio_path, text_label} objects", ManifestError)
         except json.JSONDecodeError:  # maybe JSON lines under a .json name
             yield from _jsonl_rows(path)
             return
-        except RecursionError:
-            raise ManifestError(f"labelled list {path}: JSON nested too deeply; expected a list of "
-                                "{audio_path, text_label} objects") from None
         if not isinstance(data, list):
             raise ManifestError(f"{path} holds a JSON {type(data).__name__}; expected a list of "
                                 "{audio_path, text_label} objects")

@@ -185,6 +185,11 @@ def _translate(exc: BaseException, token: str | None, action: str) -> PublishErr
     if isinstance(exc, (OSError, ValueError)) or type(exc).__module__.split(".")[0] in (
             "httpx", "httpx2", "huggingface_hub"):  # local files, rejected arguments, transport errors
         return PublishError(f"{action}: {type(exc).__name__}: {msg}")
+    if isinstance(exc, (TypeError, KeyError, AttributeError, IndexError, RecursionError)):
+        # Hub replies are untrusted: a list or a string where an object belongs, a missing field, JSON
+        # nested without end (from a proxy, a captive portal or another server at --endpoint)
+        return PublishError(f"{action}: the Hub's reply is not what the Hub API returns ({type(exc).__name__}: "
+                            f"{msg[:200]}); check --endpoint / $HF_ENDPOINT and retry")
     return None
 
 

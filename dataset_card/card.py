@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from huggingface_hub import DatasetCard, DatasetCardData
 
 import mixing
+from mixing import optional
 from mixing.citation import CITATION, REFERENCE
 from mixing.errors import HiveError
 from mixing.metadata import MixtureRecord, hub_features
@@ -292,13 +293,35 @@ def _template() -> string.Template:
     return string.Template(resources.files("dataset_card").joinpath("template.md").read_text(encoding="utf-8"))
 
 
+def _pick(names: list[str], *preferred: str) -> str:
+    return next((n for n in preferred if n in names), names[0])
+
+
+def examples(layout: Layout) -> dict[str, str]:
+    """The configs and splits the card's code examples use: ones this release has (a train-only
+    release has no ``split="test"`` to load), preferring ``all``/train, then 3mix/test, as before."""
+    configs = layout.config_names()
+    main = _pick(configs, CONFIG_ALL)
+    others = [c for c in configs if c != main] or [main]
+    subset = _pick(others, "3mix")
+    m = re.fullmatch(r"(\d+)mix", subset)
+    return {
+        "example_config": main, "example_split": (split := _pick(layout.split_names(main), "train")),
+        "example_var": re.sub(r"\W", "_", split),
+        "subset_config": subset, "subset_split": (sub_split := _pick(layout.split_names(subset), "test", "validation")),
+        "subset_var": re.sub(r"\W", "_", f"{sub_split}{m.group(1)}" if m else f"{sub_split}_{subset}"),
+        "subset_what": f"only the {m.group(1)}-source mixtures" if m else f"the {subset} config",
+        "render_split": _pick(layout.split_names(main), "test", "validation"),
+    }
+
+
 def card_body(stats: CardStats, layout: Layout, options: CardConfig) -> str:
     splits = stats.splits()
     split_header, split_rule, config_rows = _config_rows(layout, splits)
     return _template().substitute(
         summary=_summary(stats),
         split_header=split_header, split_rule=split_rule, config_rows=config_rows,
-        repo_id=options.repo_id, example_revision=options.example_revision,
+        repo_id=options.repo_id, example_revision=options.example_revision, **examples(layout),
         mixture_table=_mixture_table(stats), source_count_table=_source_count_table(stats),
         source_count_plot=SOURCE_COUNT_PLOT,
         num_labels=f"{len(stats.labels):,}", num_source_slots=f"{stats.num_sources_total:,}",
@@ -367,6 +390,7 @@ def write_card_folder(metadata: str | os.PathLike | MetadataSource | Iterable[Mi
                       revision: str | None = None) -> CardResult:
     """Write ``output/data/...`` (Hub layout), ``output/assets/*.png`` and ``output/README.md``."""
     options = options or CardConfig()
+    optional.require_available("matplotlib", "drawing the card's plots", "card")
     output = Path(output)
     if isinstance(metadata, (str, os.PathLike, MetadataSource)):
         src = metadata if isinstance(metadata, MetadataSource) else open_metadata(metadata, revision=revision)

@@ -34,12 +34,21 @@ def _load_provenance(path: str | None) -> dict:
 
     if not path:
         return {}
-    from mixing.json_input import load_json_file
+    from mixing.input_files import load_json_file
 
     data = load_json_file(path, "--provenance file", "a JSON object of synthesis / curation parameters", CardError)
     if not isinstance(data, dict):
         raise CardError(f"--provenance {path}: top-level JSON is {type(data).__name__}; expected an object")
     return data
+
+
+def io(args: argparse.Namespace):
+    """What ``hive card`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`);
+    a Hub-layout folder (a clone of the dataset repository) is taken as an earlier card output."""
+    from mixing.output_folder import CommandIO, Output
+
+    return CommandIO([("METADATA", args.metadata), ("--provenance", args.provenance)],
+                     [Output(args.output, signature=("README.md",))])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,23 +10,19 @@ metadata and the local corpora. Only the chosen samples' audio is held in memory
 from __future__ import annotations
 
 import io
-import json
 import os
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 import soundfile as sf
 
-from mixing.errors import CorpusError, HiveError, InvalidRecordError
-from mixing.memory_estimate import check_memory, check_mixture_memory
+from mixing.audio import sf_read
+from mixing.errors import CorpusError, HiveError
+from mixing.memory_estimate import check_mixture_memory
 from mixing.metadata import MixtureRecord, normalise_split
-from mixing.validation import parse_mixture
-
-SHARD_PATTERNS = {"webdataset": "tar_*.tar", "parquet": "part_*.parquet"}
+from mixing.rendered_reader import SHARD_PATTERNS, find_shards, iter_samples, parse_record
 
 
 class InspectError(HiveError):
@@ -50,26 +46,19 @@ class Inspected:
 
 def rendered_shards(root: Path) -> dict[str, list[Path]]:
     """``format -> sorted shard files`` of a ``hive render`` folder."""
-    return {fmt: sorted(p for p in root.glob(f"*/*mix/{pattern}") if p.is_file())
-            for fmt, pattern in SHARD_PATTERNS.items()}
+    out: dict[str, list[Path]] = {fmt: [] for fmt in SHARD_PATTERNS}
+    for path, fmt in find_shards(root, error=InspectError):
+        out[fmt].append(path)
+    return out
 
 
 def is_rendered_folder(path: Path) -> bool:
     return path.is_dir() and any(rendered_shards(path).values())
 
 
-def _parse(raw: bytes | str | None, where: str) -> tuple[MixtureRecord, dict[str, Any] | None]:
-    try:
-        obj = json.loads(raw)
-        return parse_mixture(obj), obj.get("hive_render") if isinstance(obj, dict) else None
-    except (TypeError, ValueError, InvalidRecordError) as exc:
-        raise InspectError(f"{where}: the sample's JSON is not a valid mixture record ({exc}); run "
-                           "`hive verify` on the folder") from exc
-
-
 def _decode(data: bytes, where: str) -> tuple[np.ndarray, int]:
     try:
-        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        x, sr = sf_read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise InspectError(f"{where}: audio cannot be decoded ({exc}); run `hive verify` on the folder") from exc
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], sr
@@ -103,100 +92,58 @@ class RenderedInput(InspectInput):
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.root).as_posix()
 
-    def _tar_samples(self, path: Path, ids: set[str] | None) -> Iterator[tuple[str, dict[str, bytes]]]:
-        """``(key, {suffix: bytes})``; without ``ids`` only JSON members are kept."""
-        key, members = None, {}
-        try:
-            with tarfile.open(path, mode="r|*") as tar:
-                for m in tar:
-                    if not m.isfile():
-                        continue
-                    k, _, suffix = m.name.partition(".")
-                    if k != key:
-                        if key is not None:
-                            yield key, members
-                        key, members = k, {}
-                    if suffix == "json" or (ids is not None and k in ids):
-                        check_memory(m.size, f"{path}: member {m.name} ({m.size} bytes)",
-                                     "inspect a mixture rendered at a lower --sample-rate")
-                        fh = tar.extractfile(m)
-                        members[suffix] = fh.read() if fh is not None else b""
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise InspectError(f"{path}: the tar cannot be read ({exc}); run `hive verify` on the folder") from exc
-        if key is not None:
-            yield key, members
-
     def records(self) -> Iterator[tuple[MixtureRecord, str]]:
         for path, fmt in self.shards:
             rel = self._rel(path)
-            if fmt == "webdataset":
-                for key, members in self._tar_samples(path, None):
-                    yield _parse(members.get("json"), f"{rel} {key}")[0], rel
-            else:
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=["mix_id", "render_json"]):
-                    for mid, raw in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                        yield _parse(raw, f"{rel} {mid}")[0], rel
+            for raw in iter_samples(path, fmt, rel, audio=False, error=InspectError):
+                yield parse_record(raw.json, f"{rel} {raw.key}", raw.key, error=InspectError)[0], rel
 
     def load(self, ids: set[str]) -> dict[str, Inspected]:
         out: dict[str, Inspected] = {}
         for path, fmt in self.shards:
             rel = self._rel(path)
-            rows = self._tar_rows(path, ids) if fmt == "webdataset" else self._parquet_rows(path, ids)
-            for key, raw_json, audio in rows:
-                rec, prov = _parse(raw_json, f"{rel} {key}")
-                rate = prov.get("sample_rate") if isinstance(prov, dict) else None
-                rate = rate if isinstance(rate, int) and rate > 0 else rec.sample_rate
+            for raw in iter_samples(path, fmt, rel, audio=ids, error=InspectError):
+                if raw.key not in ids:
+                    continue
+                rec, prov = parse_record(raw.json, f"{rel} {raw.key}", raw.key, error=InspectError)
+                if "mix" not in raw.audio:
+                    raise InspectError(f"{rel} {raw.key}: no mix audio; run `hive verify` on the folder")
+                rate = prov.get("sample_rate")
+                rate = rate if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else rec.sample_rate
                 check_mixture_memory("inspect", rec.mix_id, int(rec.target_duration * rate), rec.num_sources, rate)
                 item = Inspected(rec, rel, provenance=prov)
-                mix, sr = _decode(audio["mix"], f"{rel} {key} mix")
-                item.mix, item.sample_rate = mix, sr
+                item.mix, item.sample_rate = _decode(raw.audio["mix"], f"{rel} {raw.key} mix")
                 for i in range(1, rec.num_sources + 1):
-                    if f"s{i}" not in audio:
-                        raise InspectError(f"{rel} {key}: stem s{i} is missing; run `hive verify` on the folder")
-                    item.stems.append(_decode(audio[f"s{i}"], f"{rel} {key} s{i}")[0])
-                out[key] = item
+                    if f"s{i}" not in raw.audio:
+                        raise InspectError(f"{rel} {raw.key}: stem s{i} is missing; run `hive verify` on the folder")
+                    item.stems.append(_decode(raw.audio[f"s{i}"], f"{rel} {raw.key} s{i}")[0])
+                out[raw.key] = item
             if len(out) == len(ids):
                 break
         return out
 
-    def _tar_rows(self, path: Path, ids: set[str]) -> Iterator[tuple[str, bytes | None, dict[str, bytes]]]:
-        for key, members in self._tar_samples(path, ids):
-            if key in ids:
-                audio = {s.split(".", 1)[0]: b for s, b in members.items() if s != "json"}
-                if "mix" not in audio:
-                    raise InspectError(f"{self._rel(path)} {key}: no mix member; run `hive verify` on the folder")
-                yield key, members.get("json"), audio
-
-    def _parquet_rows(self, path: Path, ids: set[str]) -> Iterator[tuple[str, str | None, dict[str, bytes]]]:
-        pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=16, columns=["mix_id", "render_json", "mix", "sources"]):
-            for row in batch.to_pylist():
-                if row["mix_id"] in ids:
-                    audio = {"mix": (row["mix"] or {}).get("bytes")}
-                    audio.update({f"s{i}": c["bytes"] for i, c in enumerate(row["sources"] or [], 1)
-                                  if c and c.get("bytes") is not None})
-                    if audio["mix"] is None:
-                        raise InspectError(f"{self._rel(path)} {row['mix_id']}: no mix audio; run `hive verify`")
-                    yield row["mix_id"], row["render_json"], audio
-
 
 class MetadataInput(InspectInput):
-    """Metadata (any form ``open_metadata`` reads) rendered on the fly against local corpora."""
+    """Metadata (any form ``open_metadata`` reads) rendered on the fly from the local corpora
+    and/or a source store."""
 
     kind = "metadata"
 
     def __init__(self, metadata: str, dataset_paths: str | None, *, split: str | None = None,
-                 num_sources: int | None = None, revision: str | None = None, stems: str = "consistent"):
+                 num_sources: int | None = None, revision: str | None = None, stems: str = "consistent",
+                 store: str | None = None):
         from mixing.metadata_io import open_metadata
 
         self.source = open_metadata(metadata, revision=revision)  # a missing path fails here, clearly
-        if not dataset_paths:
+        if not dataset_paths and not store:
             raise InspectError(f"{metadata} is metadata, not a `hive render` output folder (DIR/{{split}}/"
                                "{n}mix/tar_*.tar or part_*.parquet); pass --dataset-paths dataset_paths.json "
-                               "so the chosen mixtures can be rendered from the local corpora")
+                               "and/or --store STORE so the chosen mixtures can be rendered")
         from mixing.corpora import DatasetPaths
+        from mixing.recipe import RenderRecipe
 
-        self.paths = DatasetPaths.from_json(dataset_paths)
+        self.paths = DatasetPaths.from_json(dataset_paths) if dataset_paths else None
+        self.recipe = RenderRecipe.make(self.paths, store=store, stems=stems)
         self.split = normalise_split(split) if split else None
         self.num_sources = num_sources
         self.stems = stems
@@ -204,19 +151,21 @@ class MetadataInput(InspectInput):
     def records(self) -> Iterator[tuple[MixtureRecord, str]]:
         from mixing.metadata_io import iter_records
 
+        origin = "rendered from metadata" + (" (source store)" if self.recipe.store else "")
         for rec in iter_records(self.source, split=self.split, num_sources=self.num_sources):
-            yield rec, "rendered from metadata"
+            yield rec, origin
 
     def load(self, ids: set[str]) -> dict[str, Inspected]:
-        from mixing.render import Renderer
-
-        renderer = Renderer(self.paths, stems=self.stems)
+        renderer = self.recipe.renderer()
         out: dict[str, Inspected] = {}
         for rec, origin in self.records():
             if rec.mix_id not in ids or rec.mix_id in out:
                 continue
             item = Inspected(rec, origin)
             for src in rec.sources:
+                if self.paths is None:
+                    item.local_paths.append(f"(from the source store {self.recipe.store})")
+                    continue
                 try:
                     item.local_paths.append(str(self.paths.resolve(src.path)))
                 except CorpusError as exc:
@@ -225,7 +174,7 @@ class MetadataInput(InspectInput):
                                  rec.sample_rate)
             try:
                 r = renderer.render(rec)
-            except (CorpusError, OSError, ValueError) as exc:  # shown on the page and counted
+            except (CorpusError, OSError, ValueError, HiveError) as exc:  # shown on the page and counted
                 where = getattr(exc, "source_path", None)
                 item.error = f"{type(exc).__name__}: {exc}" + (f" (source {where})" if where else "")
             else:
@@ -238,9 +187,11 @@ class MetadataInput(InspectInput):
 
 
 def open_input(location: str, dataset_paths: str | None = None, *, split: str | None = None,
-               num_sources: int | None = None, revision: str | None = None) -> InspectInput:
-    """A rendered folder when ``location`` holds ``hive render`` shards, else metadata."""
+               num_sources: int | None = None, revision: str | None = None, store: str | None = None) -> InspectInput:
+    """A rendered folder when ``location`` holds ``hive render`` shards, else metadata (rendered
+    from the corpora and/or a source store)."""
     path = Path(location).expanduser()
     if is_rendered_folder(path):
         return RenderedInput(path, normalise_split(split) if split else None, num_sources)
-    return MetadataInput(location, dataset_paths, split=split, num_sources=num_sources, revision=revision)
+    return MetadataInput(location, dataset_paths, split=split, num_sources=num_sources, revision=revision,
+                         store=store)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mixing import optional
 from mixing.plotting import literal_text
 from mixing.resume import atomic_write_bytes
 from mixing.shards import float_wav_bytes
@@ -76,14 +77,9 @@ def stft_db(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
 
 
 def _figure(width: float, height: float):
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        from .inspect_input import InspectError
-
-        raise InspectError("hive inspect draws spectrograms with matplotlib, which is not installed; "
-                           "install it with: pip install 'hive-uss[card]'") from exc
+    what = "drawing spectrograms"
+    FigureCanvasAgg = optional.require("matplotlib.backends.backend_agg", what, "card").FigureCanvasAgg
+    Figure = optional.require("matplotlib.figure", what, "card").Figure
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig

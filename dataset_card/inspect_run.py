@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from mixing import numbers
+from mixing import numbers, optional
 from mixing.resume import remove_stale_tmp_of
 
 from .inspect_html import Media, MixturePage, index_html, mixture_html
@@ -60,31 +60,65 @@ def slug(i: int, mix_id: str) -> str:
 
 
 def _check_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as exc:
-        raise InspectError("hive inspect draws spectrograms and histograms with matplotlib, which is not "
-                           "installed; install it with: pip install 'hive-uss[card]'") from exc
+    optional.require_available("matplotlib", "drawing spectrograms and histograms", "card")
 
 
-def _prepare_output(output: Path, input_path: Path) -> Path:
-    out = output.resolve()
-    src = input_path.resolve()
-    if out == src or src in out.parents:
-        raise InspectError(f"--output {output} is inside the input {input_path}; choose a folder outside it "
-                           "(the input is read, never written)")
+#: the top-level names ``hive inspect`` writes; replacing an earlier output never removes anything else
+OWN_NAMES = ("index.html", "assets", "mixtures", "media", MARKER, ".hive-output.json")
+
+
+def _prepare_output(output: Path, input_path: Path, dataset_paths: str | None) -> Path:
+    """The temporary folder the pages are built in, after the output-folder rule: ``output`` neither
+    is, lies inside nor contains an input; an existing ``output`` is an earlier ``hive inspect``
+    output (or empty) holding nothing else, since it is replaced as a whole."""
+    from mixing.output_folder import check_overlap, foreign_entries, read_owner
+
+    check_overlap(output, "--output", [("the input", input_path), ("--dataset-paths", dataset_paths)])
     if output.exists():
         if not output.is_dir():
             raise InspectError(f"--output {output} exists and is not a folder; choose a new folder")
-        if any(output.iterdir()) and not (output / MARKER).is_file():
+        owner = read_owner(output)
+        if owner not in (None, "inspect"):
+            raise InspectError(f"--output {output} is the output of `hive {owner}`; choose a new or empty folder")
+        if owner is None and any(output.iterdir()) and not (output / MARKER).is_file():
             raise InspectError(f"--output {output} is a non-empty folder that is not an earlier `hive inspect` "
                                f"output (no {MARKER}); choose a new or empty folder")
+        foreign = foreign_entries(output, OWN_NAMES)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
+            raise InspectError(f"--output {output} is an earlier `hive inspect` output that also holds {shown}, "
+                               "which `hive inspect` did not write; the folder is replaced as a whole, so move "
+                               "those out or choose another folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     return tmp
+
+
+def _mark_owned(folder: Path) -> None:
+    from mixing.output_folder import MARKER as OUTPUT_MARKER
+
+    (folder / OUTPUT_MARKER).write_text(json.dumps({"command": "inspect", "written_by": "hive inspect"}) + "\n",
+                                        encoding="utf-8")
+
+
+def _swap_in(tmp: Path, output: Path) -> None:
+    """Put the new pages in place of an earlier output: that one is renamed aside first, and
+    removed only once the new folder is in place (it holds only what inspect wrote: checked by
+    :func:`_prepare_output`)."""
+    if not output.exists():
+        os.replace(tmp, output)
+        return
+    old = output.parent / f".{output.name}.old-{os.getpid()}"
+    os.replace(output, old)
+    try:
+        os.replace(tmp, output)
+    except BaseException:
+        os.replace(old, output)
+        raise
+    shutil.rmtree(old)
 
 
 def _write_mixture_media(item: Inspected, folder: Path, rel: str) -> list[Media]:
@@ -103,7 +137,7 @@ def _write_mixture_media(item: Inspected, folder: Path, rel: str) -> list[Media]
 
 
 def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_paths: str | None = None,
-            mix_ids: Sequence[str] | None = None, sample: int | None = None, seed: int = 0,
+            store: str | None = None, mix_ids: Sequence[str] | None = None, sample: int | None = None, seed: int = 0,
             split: str | None = None, num_sources: int | None = None, revision: str | None = None,
             progress: bool | None = None) -> InspectResult:
     """Write the inspection pages of ``location`` (rendered folder or metadata) into ``output``."""
@@ -116,7 +150,7 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
     num_sources = numbers.COUNT.check_optional(num_sources, "--num-sources", InspectError)
     _check_matplotlib()
     source: InspectInput = open_input(os.fspath(location), dataset_paths, split=split, num_sources=num_sources,
-                                      revision=revision)
+                                      revision=revision, store=store)
     output = Path(output)
     selector = Selector(list(mix_ids) if mix_ids is not None else None, sample, seed)
     stats = InspectStats()
@@ -136,7 +170,7 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
     if source.rendered_root is not None:
         stats.measure_folder(source.rendered_root)
     remove_stale_tmp_of(output)  # the temporary folder of a killed earlier run (dead PID only)
-    tmp = _prepare_output(output, Path(location).expanduser())
+    tmp = _prepare_output(output, Path(location).expanduser(), dataset_paths)
     try:
         loaded = source.load(set(chosen))
         pages: list[tuple[str, MixturePage]] = []
@@ -168,9 +202,8 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
         summary = {"input": os.fspath(location), "kind": source.kind, "seed": seed, "chosen": chosen,
                    "failed": failed, "pages": [link for link, _ in pages], "stats": stats.to_dict()}
         (tmp / MARKER).write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
+        _mark_owned(tmp)
+        _swap_in(tmp, output)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ MIX_CONFIGS = tuple(f"{n}mix" for n in range(MIN_SOURCES, MAX_SOURCES + 1))
 CONFIGS = (CONFIG_ALL,) + MIX_CONFIGS
 DEFAULT_ROWS_PER_FILE = 50_000
 _PART_PREFIX = ".part-"
+#: the names this writer gives its data files; it never removes any other file
+_OWN_FILE = re.compile(r"[A-Za-z0-9_]+-\d{5}-of-\d{5}\.parquet")
 
 
 @dataclass
@@ -152,8 +155,8 @@ class LayoutWriter:
                 info.files.append(final.relative_to(self.root).as_posix())
                 info.file_bytes += final.stat().st_size
             configs[config][split] = info
-        for old in sorted(self.data.rglob("*")):
-            if old.is_file() and old not in produced:
+        for old in sorted(self.data.rglob("*")):  # only files named as this writer names them
+            if old.is_file() and old not in produced and _OWN_FILE.fullmatch(old.name):
                 logger.info("removing %s (not produced by this run)", old)
                 old.unlink()
         for folder in sorted(self.data.glob("*"), reverse=True):

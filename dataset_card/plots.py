@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mixing import optional
 from mixing.plotting import literal_text
 from mixing.resume import AtomicFile
 
@@ -21,11 +22,9 @@ _PNG_METADATA = {"Software": None}
 
 
 def _figure(width: float, height: float):
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - matplotlib is a declared extra
-        raise ImportError("the card's plots need matplotlib: pip install 'hive-uss[card]'") from exc
+    what = "drawing the card's plots"
+    FigureCanvasAgg = optional.require("matplotlib.backends.backend_agg", what, "card").FigureCanvasAgg
+    Figure = optional.require("matplotlib.figure", what, "card").Figure
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig

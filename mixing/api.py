@@ -58,14 +58,14 @@ def check(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Dat
                          jobs=jobs, examples=examples, revision=revision, config=config)
 
 
-def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths", output: PathLike, *,
+def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None", output: PathLike, *,
            split: str | None = None, num_sources: int | None = None,
            format: Literal["webdataset", "parquet"] = "webdataset",
            stems: Literal["consistent", "reference"] = "consistent", audio_format: Literal["wav", "flac"] = "wav",
            sample_rate: int | None = None, shard_size: int = 1000, num_workers: int = 1, rank: int = 0,
            world_size: int = 1, overwrite: bool = False, revision: str | None = None, force: bool = False,
-           progress: bool | None = None,
-           on_estimate: Callable[[Any], None] | None = None) -> "RenderSummary":
+           progress: bool | None = None, on_estimate: Callable[[Any], None] | None = None,
+           store: PathLike | None = None, store_only: bool = False) -> "RenderSummary":
     """Render mixtures and stems into WebDataset (``tar``) or Parquet shards under ``output``.
 
     Before rendering, the output size is estimated (mixtures x (1 + sources) x samples x bytes per
@@ -85,28 +85,33 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
         overwrite: discard a ledger made with other parameters; revision: Hub revision.
         force: start even if the estimate exceeds the free space.
         progress: progress bar with total and ETA (default: when stderr is a terminal).
+        store: a source store (``hive store build`` output): chunks are sliced from it instead of
+            decoded (same samples; output at the store's rate); ``dataset_paths=None`` renders from
+            the store alone. store_only: a chunk the store lacks fails as ``not_in_store``.
 
     Returns:
-        A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures).
+        A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures,
+        store hits and misses).
     """
     from . import numbers
+    from .recipe import RenderRecipe
     from .render_estimate import check_render_memory, check_space, estimate_render
     from .render_job import RenderConfig, run_render
 
     num_workers = numbers.WORKERS.check(num_workers, "num_workers")
     rank = numbers.RANK.check(rank, "rank")
     world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
-
-    opts = RenderConfig(output=os.fspath(output), format=format, stems=stems, audio_format=audio_format,
-                         shard_size=shard_size, sample_rate=sample_rate)
+    recipe = RenderRecipe.make(dataset_paths, store=store, stems=stems, sample_rate=sample_rate,
+                               audio_format=audio_format, store_only=store_only)
+    opts = RenderConfig(output=os.fspath(output), recipe=recipe, format=format, shard_size=shard_size)
     est = estimate_render(metadata, output, split=split, num_sources=num_sources, audio_format=audio_format,
-                          sample_rate=sample_rate, revision=revision)
+                          sample_rate=recipe.sample_rate, revision=revision)
     if on_estimate is not None:
         on_estimate(est)
     check_space(est, output, force=force)
     check_render_memory(est, num_workers)
     total = est.mixtures if world_size <= 1 else -(-est.mixtures // world_size)  # ranks share shards round-robin
-    return run_render(os.fspath(metadata), dataset_paths, opts, split=split, num_sources=num_sources,
+    return run_render(os.fspath(metadata), opts, split=split, num_sources=num_sources,
                       num_workers=num_workers, rank=rank, world_size=world_size, overwrite=overwrite,
                       progress=progress, revision=revision, total=total)
 
@@ -201,17 +206,25 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
     return run_synthesis(pool, cfg, output, ontology=ontology, dataset_paths=dataset_paths, dry_run=dry_run)
 
 
-def evaluate(rendered: PathLike, output: PathLike, *,
+def evaluate(rendered: PathLike | None, output: PathLike, *,
              separator: "Callable[[Any, int, str], Any] | str | None" = None, estimates: PathLike | None = None,
              split: str | None = None, name: str | None = None, with_sdr: bool = True,
              allow_missing: bool = False, limit: int | None = None, plot: bool = True,
-             progress: bool | None = None) -> "EvalResult":
-    """Evaluate a query-based separator on a render output (``hive eval``); see
-    :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
+             progress: bool | None = None, metadata: PathLike | None = None,
+             dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None" = None,
+             store: PathLike | None = None, sample_rate: int | None = None) -> "EvalResult":
+    """Evaluate a query-based separator on a render output (``hive eval``), or on ``metadata``
+    rendered on the fly from a source ``store`` and/or the corpora (``dataset_paths``; consistent
+    stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
     from . import numbers
     from .evaluate import evaluate as _evaluate
 
     limit = numbers.COUNT.check_optional(limit, "limit")
+    recipe = None
+    if metadata is not None:
+        from .recipe import RenderRecipe
 
+        recipe = RenderRecipe.make(dataset_paths, store=store, sample_rate=sample_rate)
     return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split, name=name,
-                     with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress)
+                     with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress,
+                     metadata=None if metadata is None else os.fspath(metadata), recipe=recipe)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from .errors import DatasetPathsError, InvalidRecordError, PathEscapesRootError, UnknownPrefixError
-from .json_input import load_json_file
+from .errors import DatasetPathsError, InvalidRecordError, PathEscapesRootError, UnknownPrefixError, short_repr
+from .input_files import load_json_file
 from .validation import check_metadata_path
 
 
@@ -38,10 +38,13 @@ class DatasetPaths:
         for key, root in self.roots.items():
             if not isinstance(key, str) or not key or "/" in key or "\\" in key or key in (".", ".."):
                 raise DatasetPathsError(
-                    f"dataset paths key {key!r} is not a corpus prefix; expected the first segment of "
+                    f"dataset paths key {short_repr(key)} is not a corpus prefix; expected the first segment of "
                     "metadata paths, e.g. 'BBC_Sound_Effects'")
             if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
-                raise DatasetPathsError(f"dataset paths entry {key!r} is {root!r}; expected a folder path")
+                raise DatasetPathsError(f"dataset paths entry {key!r} is {short_repr(root)}; expected a folder path")
+            if "\x00" in key or "\x00" in os.fspath(root):
+                raise DatasetPathsError(f"dataset paths entry {short_repr(key)}: {short_repr(os.fspath(root))} holds a "
+                                        "NUL character; expected a folder path; fix dataset_paths.json")
             clean[key] = Path(root).expanduser()
         self.roots = clean
 

@@ -162,3 +162,28 @@ def describe_os_error(exc: OSError, location: str | None = None) -> str:
 class NonFiniteAudioError(HiveError, ValueError):
     """Rendering would produce NaN or infinite samples (non-finite audio in a file, or a weight or
     factor that overflows)."""
+
+
+# ---- the source store -------------------------------------------------------------------------
+class StoreError(HiveError):
+    """A source store cannot be used as asked (see the message)."""
+
+
+class StoreFormatError(StoreError, ValueError):
+    """A folder is not a source store (a foreign folder), or its files are not in the store format."""
+
+
+class StoreRateError(StoreError, ValueError):
+    """The store holds audio at another sample rate than the one asked for."""
+
+
+class NotInStoreError(StoreError, LookupError):
+    """A source chunk is not in the store and ``store_only`` forbids decoding it."""
+
+
+class StoreStaleError(StoreError):
+    """The source file changed (size or mtime) since the store was built: its chunks are not served."""
+
+
+class StoreCorruptError(StoreError, OSError):
+    """A store segment is shorter than its index says, or its samples fail their checksum."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .errors import (
     ChunkOutOfRangeError, ClippingError, CropBeyondChunkError, InvalidRecordError, MissingSourceAudioError,
-    NonFiniteAudioError, PathEscapesRootError, UnknownPrefixError, UnreadableAudioError,
+    NonFiniteAudioError, NotInStoreError, PathEscapesRootError, StoreCorruptError, StoreStaleError,
+    UnknownPrefixError, UnreadableAudioError,
 )
 from .memory_estimate import MemoryCapError
 
@@ -30,6 +31,9 @@ WOULD_CLIP = "would_clip"
 NON_FINITE = "non_finite"
 DUPLICATE_MIX_ID = "duplicate_mix_id"
 OVER_MEMORY_CAP = "over_memory_cap"
+NOT_IN_STORE = "not_in_store"
+STORE_STALE = "store_stale"
+STORE_CORRUPT = "store_corrupt"
 #: an unexpected error while rendering (a bug or an environment problem; see the message)
 RENDER_ERROR = "render_error"
 
@@ -46,6 +50,9 @@ DESCRIPTIONS: dict[str, str] = {
     NON_FINITE: "the audio would hold NaN or infinite samples",
     DUPLICATE_MIX_ID: "another record already has this mix_id",
     OVER_MEMORY_CAP: "the mixture (duration x rate x sources) would need more memory than the cap (--max-memory)",
+    NOT_IN_STORE: "the chunk is not in the source store and --store-only forbids decoding it",
+    STORE_STALE: "the source file changed (size or mtime) since the store was built: rebuild the store",
+    STORE_CORRUPT: "a store segment is truncated or fails its checksum: run hive store verify, rebuild",
     RENDER_ERROR: "an unexpected error while rendering (see the message)",
 }
 
@@ -61,6 +68,9 @@ EXCEPTION_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (ClippingError, WOULD_CLIP),
     (NonFiniteAudioError, NON_FINITE),
     (MemoryCapError, OVER_MEMORY_CAP),
+    (NotInStoreError, NOT_IN_STORE),
+    (StoreStaleError, STORE_STALE),
+    (StoreCorruptError, STORE_CORRUPT),
 )
 
 #: the reasons a file (not a record) can have, in ``hive check``'s status order

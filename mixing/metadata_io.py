@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import EmptySelectionError, InvalidRecordError, MetadataSourceError
-from .json_input import BadLine, iter_jsonl, load_json_file
+from .input_files import BadLine, iter_jsonl, iter_parquet_batches, load_json_file, open_parquet
 from .metadata import (
     HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SOURCES_ARROW_TYPE, SPLIT_ALIASES, SPLITS, MixtureRecord,
     normalise_split, records_to_arrow,
@@ -104,11 +104,8 @@ def _split_values(split: str) -> list[str]:
 
 def _iter_parquet_batches(path: str, split: str | None, num_sources: int | None) -> Iterator[pa.RecordBatch]:
     """Arrow batches of a Parquet file, pre-filtered by split / count where the column allows."""
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise MetadataSourceError(f"{path}: not a readable Parquet file ({exc}); re-download it") from exc
-    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
+    pf = open_parquet(path, "metadata file", MetadataSourceError)
+    for batch in iter_parquet_batches(pf, f"metadata file {path}", MetadataSourceError, batch_size=_PARQUET_BATCH):
         yield filter_batch(batch, split, num_sources)
 
 
@@ -347,18 +344,15 @@ def selection_counts(source: str | os.PathLike | MetadataSource, *, revision: st
     counts: Counter = Counter()
     for shard in src.shards():
         if shard.kind == "parquet":
-            try:
-                pf = pq.ParquetFile(shard.location)
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise MetadataSourceError(f"{shard.location}: not a readable Parquet file ({exc}); "
-                                          "re-download it") from exc
+            pf = open_parquet(shard.location, "metadata file", MetadataSourceError)
             names = pf.schema_arrow.names
             cols = [c for c in ("split", "num_sources") if c in names]
             if len(cols) < 2:  # an unusual layout: count the rows themselves
                 rows = ((_raw_split_count(r, shard.split)) for r in _iter_parquet_rows(shard.location, None, None))
                 counts.update((normalise_split(sp) if isinstance(sp, str) else sp, n) for sp, n in rows)
                 continue
-            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=cols):
+            for batch in iter_parquet_batches(pf, f"metadata file {shard.location}", MetadataSourceError,
+                                              batch_size=_PARQUET_BATCH, columns=cols):
                 counts.update(zip((normalise_split(x) if isinstance(x, str) else x
                                    for x in batch.column("split").to_pylist()),
                                   batch.column("num_sources").to_pylist()))

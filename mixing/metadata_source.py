@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from .errors import MetadataSourceError
+from .input_files import check_regular_file, parse_yaml, read_text
 from .metadata import SPLIT_ALIASES, SPLITS, normalise_split
 
 LocationKind = Literal["hub", "configs", "parquet", "json", "jsonl"]
@@ -100,18 +101,13 @@ def readme_configs(folder: str | os.PathLike) -> tuple[ConfigSpec, ...] | None:
     README, no header, or no ``configs`` list. A header that does not parse, or a malformed config
     entry, is a :class:`MetadataSourceError` (the Hub would reject that card too)."""
     readme = Path(folder) / "README.md"
-    if not readme.is_file():
+    if not os.path.lexists(readme):
         return None
-    m = _YAML_HEADER.match(readme.read_text(encoding="utf-8", errors="replace"))
+    m = _YAML_HEADER.match(read_text(readme, "dataset card", MetadataSourceError, max_bytes=64 << 20))
     if not m:
         return None
-    import yaml
-
-    try:
-        header = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError as exc:
-        detail = " ".join(str(exc).split())
-        raise MetadataSourceError(f"{readme}: the YAML header does not parse ({detail}); fix or remove it") from exc
+    header = parse_yaml(m.group(1), f"{readme}: the YAML header", "a mapping (the card's metadata); fix or "
+                        "remove it", MetadataSourceError) or {}
     configs = header.get("configs") if isinstance(header, dict) else None
     if not isinstance(configs, list) or not configs:
         return None
@@ -135,6 +131,8 @@ def classify_location(source: str | os.PathLike) -> Location:
     the same name). Reads at most the folder's README header and file names, never a row."""
     location = os.fspath(source)
     path = Path(location).expanduser()
+    if os.path.exists(path) and not path.is_dir():
+        check_regular_file(path, "metadata file", MetadataSourceError)  # a FIFO or device: refused unopened
     if path.is_file():
         suffix = path.suffix.lower()
         kind = _FILE_KINDS.get(suffix)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .errors import HiveError
-from .json_input import load_json_file
+from .input_files import load_json_file
 
 
 class OntologyError(HiveError, ValueError):

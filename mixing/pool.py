@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import MISSING, HiveError, InputFileError, InvalidRecordError, short_repr
-from .json_input import BadLine, iter_jsonl, load_json_file
+from .input_files import (
+    BadLine, check_regular_file, iter_jsonl, iter_parquet_batches, load_json_file, open_parquet,
+)
 from .metadata import Seconds, normalise_split
 from .resume import AtomicFile
 from .validation import check_metadata_path, check_mix_id
@@ -198,7 +200,8 @@ class PoolReport:
 
 # ---- reading -----------------------------------------------------------------------------------
 def _pool_files(path: Path) -> list[Path]:
-    if path.is_file():
+    if os.path.exists(path) and not path.is_dir():
+        check_regular_file(path, "pool file", InputFileError)  # a FIFO or device: refused unopened
         return [path]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".jsonl", ".parquet")
@@ -213,13 +216,9 @@ def _pool_files(path: Path) -> list[Path]:
 def _raw_rows(path: Path) -> Iterator[tuple[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        try:
-            pf = pq.ParquetFile(path)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise InputFileError(f"pool file {path}: not a readable Parquet file ({exc}); expected a pool "
-                                 "written by write_pool or the mining stages; re-create it") from exc
+        pf = open_parquet(path, "pool file", InputFileError)
         i = 0
-        for batch in pf.iter_batches(batch_size=8192):
+        for batch in iter_parquet_batches(pf, f"pool file {path}", InputFileError, batch_size=8192):
             for row in batch.to_pylist():
                 yield f"{path.name}[{i}]", row
                 i += 1

@@ -21,29 +21,32 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import math
 import os
 import re
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import __version__, numbers
-from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError
+from .locks import FolderLockedError, RankLock
 from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
+from .recipe import RenderRecipe
 from .render import Renderer
 from .resume import (
     RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, remove_stale_tmp, write_marker,
 )
-from .shards import SHARD_SUFFIX, make_writer
+from .shards import PIECE_MIXTURES, SHARD_SUFFIX, assemble_shard, make_writer
 from .validation import ValidationReport
 from .workers import process_pool
 
@@ -53,147 +56,32 @@ class RenderConfigMismatch(HiveError):
     """The output folder holds a render made with other parameters."""
 
 
-class RenderLockedError(HiveError):
+class RenderLockedError(FolderLockedError):
     """Another live process is rendering the same rank (or another world size) into the folder."""
 
 
-class RenderLock:
-    """Exclusive per-rank lock of an output folder (``flock``; released by the kernel when the
-    holder dies). Holder details (pid, rank, world size, start time) are written into the file."""
+class RenderLock(RankLock):
+    """Exclusive per-rank lock of a render's output folder (:class:`mixing.locks.RankLock`)."""
 
-    def __init__(self, output: Path, rank: int, world_size: int):
-        self.folder = Path(output) / "_locks"
-        self.path = self.folder / f"rank-{rank:05d}.lock"
-        self.rank, self.world_size = rank, world_size
-        self._fd: int | None = None
-
-    @staticmethod
-    def _holder(path: Path) -> dict[str, Any]:
-        try:
-            return json.loads(path.read_text() or "{}")
-        except (OSError, json.JSONDecodeError):
-            return {}
-
-    @staticmethod
-    def _describe(h: dict[str, Any]) -> str:
-        if not h:
-            return "another process"
-        return (f"process {h.get('pid')} on {h.get('host')} (rank {h.get('rank')} of "
-                f"{h.get('world_size')}, since {h.get('started')})")
-
-    def acquire(self) -> "RenderLock":
-        import fcntl
-
-        for _ in range(100):  # the file may be unlinked by a holder releasing it: open it again
-            self.folder.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # the folder was removed by a releasing peer
-                continue
-            for attempt in range(5):  # a peer's world-size probe may hold it for microseconds
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(0.05)
-            else:
-                holder = self._holder(self.path)
-                os.close(fd)
-                raise RenderLockedError(
-                    f"{self.folder.parent} is being rendered by {self._describe(holder)}; this run is "
-                    f"rank {self.rank} of {self.world_size}. Two renders of one rank into one folder "
-                    "would delete each other's temporary files: wait for it to finish (or stop it), "
-                    "or use another --output folder")
-            try:
-                linked = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                linked = False
-            if linked:
-                break
-            os.close(fd)  # locked a file its holder had just unlinked: take the new one
-        else:  # pragma: no cover - a hundred releases in a row
-            raise RenderLockedError(f"could not lock {self.path}: it keeps being replaced")
-        info = {"pid": os.getpid(), "host": os.uname().nodename, "rank": self.rank,
-                "world_size": self.world_size,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-        try:
-            self._check_peers()
-        except BaseException:
-            self.release()
-            raise
-        return self
-
-    def _check_peers(self) -> None:
-        """Refuse when a live peer (another rank) renders with another world size: their shard
-        assignments would overlap."""
-        import fcntl
-
-        for other in sorted(self.folder.glob("rank-*.lock")):
-            if other == self.path:
-                continue
-            try:
-                fd = os.open(other, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                except BlockingIOError:  # held: a live peer
-                    h = self._holder(other)
-                    if h.get("world_size") not in (None, self.world_size):
-                        raise RenderLockedError(
-                            f"{self.folder.parent} is being rendered by {self._describe(h)}; this run "
-                            f"is rank {self.rank} of {self.world_size}. Ranks of different world sizes "
-                            "would render the same shards: use the same --world-size, or another "
-                            "--output folder") from None
-                else:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
-    def release(self) -> None:
-        """Unlink the lock file (while still holding it, so the output holds no trace of a
-        finished run), then drop the lock; a killed holder leaves a stale, unlocked file."""
-        if self._fd is not None:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-            try:
-                self.folder.rmdir()
-            except OSError:  # other ranks' locks are still there
-                pass
-
-    def __enter__(self) -> "RenderLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+    activity = "rendered"
+    error = RenderLockedError
 
 
 @dataclass(frozen=True)
 class RenderConfig:
+    """A render job: where the shards go, their layout and size, and the render recipe."""
+
     output: str
+    recipe: RenderRecipe
     format: str = "webdataset"
-    stems: str = "consistent"
-    audio_format: str = "wav"
     shard_size: int = 1000
-    sample_rate: int | None = None
 
     def __post_init__(self) -> None:
-        numbers.check_fields(self, {"shard_size": numbers.COUNT, "sample_rate": numbers.SAMPLE_RATE},
-                             where="render setting")
+        numbers.check_fields(self, {"shard_size": numbers.COUNT}, where="render setting")
 
     def identity(self) -> dict[str, Any]:
-        """Parameters that change the bytes of the output."""
-        d = asdict(self)
-        d.pop("output")
-        return d
+        """Parameters that change the bytes of the output (the store does not)."""
+        return {"format": self.format, "shard_size": self.shard_size, **self.recipe.identity()}
 
 
 @dataclass
@@ -217,6 +105,9 @@ class RenderSummary:
     mixtures_rendered: int = 0
     failures: Counter = field(default_factory=Counter)
     complete: bool = False
+    #: source chunks read from the store / decoded because the store lacks them (this run)
+    store_hits: int = 0
+    store_misses: int = 0
 
     @property
     def num_failures(self) -> int:
@@ -253,38 +144,58 @@ def plan_shards(records: Iterable[MixtureRecord], shard_size: int) -> Iterator[S
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(roots: dict[str, str], allow_outside: bool, opts: RenderConfig) -> None:
-    _WORKER["renderer"] = Renderer(DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside),
-                                   stems=opts.stems, sample_rate=opts.sample_rate)
+def _init_worker(opts: RenderConfig) -> None:
+    _WORKER["renderer"] = opts.recipe.renderer()
     _WORKER["opts"] = opts
 
 
-def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dict[str, Any]:
-    out = Path(opts.output)
-    path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
-    discard_tmp(path)  # left by a killed run (this rank holds the folder's lock)
-    discard_tmp(out / "_ledger" / f"{task.name}.json")  # a run killed while writing the ledger entry
-    writer = make_writer(opts.format, path, opts.audio_format)
-    failures = []
+def _failure(rec: MixtureRecord, exc: BaseException) -> dict[str, Any]:
+    i = getattr(exc, "source_index", None)
+    return {"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
+            "source": None if i is None else rec.sources[i].source_id,
+            "path": getattr(exc, "source_path", None), "reason": reason_of(exc), "message": str(exc)[:500]}
+
+
+def _duplicates(task: ShardTask) -> tuple[list[MixtureRecord | None], list[dict[str, Any]]]:
+    """The shard's records with repeated mix_ids replaced by None (a repeated key would merge two
+    samples in WebDataset readers), and their failure entries."""
     seen: set[str] = set()
+    out: list[MixtureRecord | None] = []
+    failures = []
     for rec in task.records:
-        if rec.mix_id in seen:  # a repeated key would merge two samples in WebDataset readers
+        if rec.mix_id in seen:
             failures.append({"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
                              "source": None, "path": None, "reason": DUPLICATE_MIX_ID,
                              "message": f"mix_id {rec.mix_id!r} appears twice in shard {task.name}; "
                                         "the first is rendered, this one is left out"})
+            out.append(None)
             continue
         seen.add(rec.mix_id)
-        try:
-            writer.add(renderer.render(rec))
-        except (HiveError, OSError, ValueError, RuntimeError) as exc:
-            i = getattr(exc, "source_index", None)
-            failures.append({
-                "mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
-                "source": None if i is None else rec.sources[i].source_id,
-                "path": getattr(exc, "source_path", None), "reason": reason_of(exc),
-                "message": str(exc)[:500]})
-    info = writer.close()
+        out.append(rec)
+    return out, failures
+
+
+def _render_into(writer, records: list[MixtureRecord | None], renderer: Renderer,
+                 failures: list[dict[str, Any]]) -> None:
+    """Render ``records`` into ``writer``, ending a piece every :data:`PIECE_MIXTURES` records."""
+    for k, rec in enumerate(records, 1):
+        if rec is not None:
+            try:
+                writer.add(renderer.render(rec))
+            except (HiveError, OSError, ValueError, RuntimeError) as exc:
+                failures.append(_failure(rec, exc))
+        if k % PIECE_MIXTURES == 0 and k < len(records):
+            writer.end_piece()
+
+
+def _store_delta(renderer: Renderer, before: tuple[int, int]) -> dict[str, int]:
+    return {"store_hits": renderer.store_stats["hits"] - before[0],
+            "store_misses": renderer.store_stats["misses"] - before[1]}
+
+
+def _finish_shard(task: ShardTask, opts: RenderConfig, path: Path, info: dict[str, Any],
+                  failures: list[dict[str, Any]]) -> dict[str, Any]:
+    out = Path(opts.output)
     entry = {"shard": str(path.relative_to(out)), "index": task.index, **info, "failures": failures}
     if info.get("warnings"):
         clipped = info["warnings"]
@@ -296,8 +207,85 @@ def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> dic
     return entry
 
 
-def _render_in_worker(task: ShardTask) -> dict[str, Any]:
+def _discard_shard_tmp(out: Path, path: Path, task: ShardTask) -> None:
+    """Temporary files of a killed run of this shard (this rank holds the folder's lock)."""
+    discard_tmp(path)
+    for frag in path.parent.glob(f".{glob.escape(path.name)}.p*.tmp-*"):
+        frag.unlink(missing_ok=True)
+    discard_tmp(out / "_ledger" / f"{task.name}.json")
+
+
+def render_shard(task: ShardTask, renderer: Renderer, opts: RenderConfig) -> tuple[dict[str, Any], dict[str, int]]:
+    """Render a whole shard in this process: ``(ledger entry, store hits/misses)``."""
+    out = Path(opts.output)
+    path = shard_path(out, opts.format, task.split, task.num_sources, task.number)
+    _discard_shard_tmp(out, path, task)
+    writer = make_writer(opts.format, path, opts.recipe.audio_format)
+    before = (renderer.store_stats["hits"], renderer.store_stats["misses"])
+    records, failures = _duplicates(task)
+    _render_into(writer, records, renderer, failures)
+    info = writer.close()
+    return _finish_shard(task, opts, path, info, sorted_failures(failures, task)), _store_delta(renderer, before)
+
+
+def sorted_failures(failures: list[dict[str, Any]], task: ShardTask) -> list[dict[str, Any]]:
+    """Failures in record order (a duplicate's entry where the record is), whoever rendered them."""
+    order = {}
+    for i, rec in enumerate(task.records):
+        order.setdefault(rec.mix_id, i)
+    return sorted(failures, key=lambda f: (order.get(f["mix_id"], -1), f["reason"] != DUPLICATE_MIX_ID))
+
+
+@dataclass
+class PieceTask:
+    """Records ``[start, stop)`` of a shard, rendered by one worker into a fragment file."""
+
+    shard: ShardTask
+    piece: int
+    start: int
+    stop: int
+
+
+def split_pieces(task: ShardTask, parts: int) -> list[PieceTask]:
+    """``task`` cut into ``parts`` runs of whole :data:`PIECE_MIXTURES`-record pieces (fewer when
+    the shard is small)."""
+    n_pieces = max(1, math.ceil(len(task.records) / PIECE_MIXTURES))
+    parts = max(1, min(parts, n_pieces))
+    bounds = [n_pieces * i // parts * PIECE_MIXTURES for i in range(parts)] + [len(task.records)]
+    return [PieceTask(task, i, bounds[i], min(bounds[i + 1], len(task.records))) for i in range(parts)]
+
+
+def render_piece(piece: PieceTask, renderer: Renderer, opts: RenderConfig) -> dict[str, Any]:
+    """Render one piece of a shard into its fragment file (see :func:`mixing.shards.assemble_shard`)."""
+    task = piece.shard
+    path = shard_path(Path(opts.output), opts.format, task.split, task.num_sources, task.number)
+    writer = make_writer(opts.format, path.with_name(f"{path.name}.p{piece.piece:04d}"), opts.recipe.audio_format,
+                         fragment=True)
+    before = (renderer.store_stats["hits"], renderer.store_stats["misses"])
+    records, _ = _duplicates(task)  # the parent reports the duplicates once
+    failures: list[dict[str, Any]] = []
+    _render_into(writer, records[piece.start:piece.stop], renderer, failures)
+    info = writer.close()
+    return {"piece": piece.piece, "fragment": str(writer.fragment_path), "info": info, "failures": failures,
+            **_store_delta(renderer, before)}
+
+
+def assemble(task: ShardTask, opts: RenderConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shard of ``task`` from its pieces' fragments; its ledger entry."""
+    path = shard_path(Path(opts.output), opts.format, task.split, task.num_sources, task.number)
+    results = sorted(results, key=lambda r: r["piece"])
+    info = assemble_shard(opts.format, path, [(Path(r["fragment"]), r["info"]) for r in results])
+    _, dup = _duplicates(task)
+    failures = dup + [f for r in results for f in r["failures"]]
+    return _finish_shard(task, opts, path, info, sorted_failures(failures, task))
+
+
+def _render_in_worker(task: ShardTask) -> tuple[dict[str, Any], dict[str, int]]:
     return render_shard(task, _WORKER["renderer"], _WORKER["opts"])
+
+
+def _piece_in_worker(piece: PieceTask) -> dict[str, Any]:
+    return render_piece(piece, _WORKER["renderer"], _WORKER["opts"])
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -316,6 +304,56 @@ def _done(output: Path, task: ShardTask, fmt: str) -> dict[str, Any] | None:
     if not path.is_file() or path.stat().st_size != entry.get("bytes"):
         return None
     return entry
+
+
+def _run_pool(tasks: Iterator[ShardTask], opts: RenderConfig, num_workers: int,
+              account: Callable[..., None]) -> None:
+    """Render ``tasks`` over ``num_workers`` processes. Whole shards while there are enough of them;
+    when fewer shards than workers are left (a small render, or the tail of a large one), each is
+    cut into pieces (:func:`split_pieces`) rendered in parallel and assembled here, so every
+    worker stays busy. The shard bytes and ledger are the same either way."""
+    it = iter(tasks)
+    buf: deque[ShardTask] = deque()
+    exhausted = False
+
+    def refill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(buf) < num_workers:
+            try:
+                buf.append(next(it))
+            except StopIteration:
+                exhausted = True
+
+    pending: dict[Future, tuple[str, ShardTask]] = {}
+    collected: dict[int, list[dict[str, Any]]] = {}
+    expected: dict[int, int] = {}
+    with process_pool(num_workers, initializer=_init_worker, initargs=(opts,)) as pool:
+        refill()
+        while buf or pending:
+            while buf and len(pending) < 2 * num_workers:  # bounded: memory ~ shard size x workers
+                task = buf.popleft()
+                pieces = split_pieces(task, math.ceil(num_workers / (len(buf) + 1))) if exhausted else [task]
+                if len(pieces) == 1:
+                    pending[pool.submit(_render_in_worker, task)] = ("shard", task)
+                else:
+                    expected[task.index] = len(pieces)
+                    collected[task.index] = []
+                    for piece in pieces:
+                        pending[pool.submit(_piece_in_worker, piece)] = ("piece", task)
+                refill()
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for f in finished:
+                kind, task = pending.pop(f)
+                if kind == "shard":
+                    entry, store = f.result()
+                    account(entry, True, store)
+                    continue
+                got = collected[task.index]
+                got.append(f.result())
+                if len(got) == expected[task.index]:
+                    del collected[task.index], expected[task.index]
+                    store = {k: sum(r[k] for r in got) for k in ("store_hits", "store_misses")}
+                    account(assemble(task, opts, got), True, store)
 
 
 # ---- driver ----------------------------------------------------------------------------------
@@ -390,23 +428,23 @@ def merge_outputs(output: Path) -> dict[str, Any]:
 
 
 def _locked(fn):
-    """Run ``fn(metadata, dataset_paths, opts, *, rank=, world_size=, ...)`` holding the output
+    """Run ``fn(metadata, opts, *, rank=, world_size=, ...)`` holding the output
     folder's lock for its rank (:class:`RenderLock`)."""
     import functools
 
     @functools.wraps(fn)
-    def wrapper(metadata, dataset_paths, opts: RenderConfig, **kw):
+    def wrapper(metadata, opts: RenderConfig, **kw):
         rank, world_size = kw.get("rank", 0), kw.get("world_size", 1)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         with RenderLock(Path(opts.output), rank, world_size):
-            return fn(metadata, dataset_paths, opts, **kw)
+            return fn(metadata, opts, **kw)
 
     return wrapper
 
 
 @_locked
-def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: RenderConfig, *,
+def run_render(metadata: str, opts: RenderConfig, *,
                split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
                rank: int = 0, world_size: int = 1, overwrite: bool = False,
                progress: bool | None = None, revision: str | None = None,
@@ -417,7 +455,6 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
     world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-    paths = DatasetPaths.coerce(dataset_paths)
     output = Path(opts.output)
     output.mkdir(parents=True, exist_ok=True)
     if world_size == 1:  # temporaries of killed earlier runs (dead PIDs; ranks discard their shards' own)
@@ -438,13 +475,16 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
 
     bar = tqdm(total=total, unit="mix", desc=f"render[{rank}/{world_size}]", disable=not show, smoothing=0.05)
 
-    def account(entry: dict[str, Any], rendered: bool) -> None:
+    def account(entry: dict[str, Any], rendered: bool, store: dict[str, int] | None = None) -> None:
         summary.failures.update(f["reason"] for f in entry["failures"])
         if rendered:
             summary.shards_rendered += 1
             summary.mixtures_rendered += entry["count"]
         else:
             summary.shards_skipped += 1
+        if store:
+            summary.store_hits += store["store_hits"]
+            summary.store_misses += store["store_misses"]
         bar.update(entry["count"] + len(entry["failures"]))
 
     def mine() -> Iterator[ShardTask]:
@@ -458,30 +498,21 @@ def run_render(metadata: str, dataset_paths: DatasetPaths | str | dict, opts: Re
                 continue
             yield task
 
-    roots = {k: str(v) for k, v in paths.roots.items()}
     if num_workers <= 1:
-        _init_worker(roots, paths.allow_symlinks_outside, opts)
+        _init_worker(opts)
         for task in mine():
-            account(_render_in_worker(task), rendered=True)
+            entry, store = _render_in_worker(task)
+            account(entry, True, store)
     else:
-        with process_pool(num_workers, initializer=_init_worker,
-                          initargs=(roots, paths.allow_symlinks_outside, opts)) as pool:
-            pending: set[Future] = set()
-            for task in mine():
-                pending.add(pool.submit(_render_in_worker, task))
-                if len(pending) >= 2 * num_workers:  # bounded: memory ~ shard size x workers
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        account(f.result(), rendered=True)
-            for f in pending:
-                account(f.result(), rendered=True)
+        _run_pool(mine(), opts, num_workers, account)
     bar.close()
     if rank == 0:
         _write_json_atomic(output / "_ledger" / "_invalid_records.json", invalid)
         summary.failures.update(INVALID_RECORD for _ in invalid)
     markers = _rank_markers(output, world_size)
     markers.write(rank, {"rank": rank, "world_size": world_size, "shards": summary.shards_total,
-                         "rendered": summary.shards_rendered, "skipped": summary.shards_skipped})
+                         "rendered": summary.shards_rendered, "skipped": summary.shards_skipped,
+                         "store_hits": summary.store_hits, "store_misses": summary.store_misses})
     if not markers.missing():
         merge_outputs(output)
         summary.complete = True

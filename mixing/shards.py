@@ -15,8 +15,11 @@ global_normalization_factor, final_max_amplitude, render_json``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
+import shutil
 import json
 import struct
 import tarfile
@@ -32,9 +35,13 @@ from . import __version__
 from .errors import ClippingError  # noqa: F401 - re-exported (defined in mixing.errors)
 from .metadata import SOURCES_ARROW_TYPE
 from .render import RenderedMixture
-from .resume import AtomicFile, file_sha256
+from .resume import AtomicFile, file_sha256, tmp_path
 
 AudioFormat = Literal["wav", "flac", "pcm16"]
+#: input records per piece: the unit of the ledger's piece checksums and of the work split
+#: across workers when a render has fewer shards than workers (fixed, so ledgers never depend on
+#: the number of workers)
+PIECE_MIXTURES = 64
 #: formats of the builder and the streaming path
 AUDIO_FORMATS = ("wav", "flac")
 #: formats ``hive render`` writes: also ``pcm16``, 16-bit PCM WAV as the reference wrote
@@ -146,6 +153,10 @@ class ShardWriter:
     def add(self, r: RenderedMixture) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def end_piece(self) -> None:
+        """Mark the end of a piece of :data:`PIECE_MIXTURES` input records (formats whose ledger
+        checksum is per piece use it)."""
+
     def _write(self, tmp: Path) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -157,25 +168,55 @@ class ShardWriter:
                 "warnings": self.warnings}
 
 
+def pieces_digest(pieces: list[list[Any]]) -> str:
+    """The shard checksum of the ledger: sha256 over the ``offset length sha256`` lines of the
+    shard's pieces (consecutive byte ranges, one per :data:`PIECE_MIXTURES` input records). Each
+    piece is hashed by the process that wrote it, so shards rendered by several workers are
+    checksummed in parallel; ``hive verify --checksums`` re-hashes each range."""
+    h = hashlib.sha256()
+    for offset, length, digest in pieces:
+        h.update(f"{offset} {length} {digest}\n".encode())
+    return h.hexdigest()
+
+
 class WebDatasetShardWriter(ShardWriter):
     """Streams samples into ``.{name}.tmp-{pid}`` as they are added (the bytes of
-    ``tarfile``'s GNU format with fixed headers), hashing as it goes; :meth:`close` finishes
-    the archive and renames it into place."""
+    ``tarfile``'s GNU format with fixed headers), hashing each piece as it goes (see
+    :func:`pieces_digest`; the caller marks piece ends with :meth:`end_piece`); :meth:`close`
+    finishes the archive and renames it into place.
+
+    ``fragment=True``: the writer produces one piece of a shard rendered by several workers: the
+    members only (no end-of-archive blocks), in the temporary file :attr:`fragment_path`, never
+    renamed; :func:`assemble_tar` puts the pieces together."""
 
     suffix = ".tar"
 
-    def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
+    def __init__(self, path: Path, audio_format: AudioFormat = "wav", fragment: bool = False):
         super().__init__(path, audio_format)
+        self.fragment = fragment
         self._fh: Any = None
         self._file: AtomicFile | None = None
         self._hash = hashlib.sha256()
         self._offset = 0
+        self._piece_start = 0
+        #: ``[offset, length, sha256]`` of each finished piece
+        self.pieces: list[list[Any]] = []
+
+    @property
+    def fragment_path(self) -> Path:
+        return self._file.tmp if self._file is not None else tmp_path(self.path)
 
     def _emit(self, *chunks: bytes | memoryview) -> None:
         for c in chunks:
             self._fh.write(c)
             self._hash.update(c)
             self._offset += len(c)
+
+    def end_piece(self) -> None:
+        """Close the current piece (the bytes written since the last call)."""
+        self.pieces.append([self._piece_start, self._offset - self._piece_start, self._hash.hexdigest()])
+        self._hash = hashlib.sha256()
+        self._piece_start = self._offset
 
     def _member(self, name: str, parts: tuple[bytes | memoryview, ...]) -> None:
         size = sum(len(p) for p in parts)
@@ -220,16 +261,70 @@ class WebDatasetShardWriter(ShardWriter):
     def close(self) -> dict[str, Any]:
         if self._fh is None:
             self._open()
+        if self._offset > self._piece_start or not self.pieces:
+            self.end_piece()
+        if self.fragment:
+            self._fh.close()
+            return {"count": self.count, "bytes": self._offset, "pieces": self.pieces, "warnings": self.warnings}
         try:
-            self._emit(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
-            pad = -self._offset % tarfile.RECORDSIZE
-            if pad:
-                self._emit(tarfile.NUL * pad)
+            self._fh.write(tar_end(self._offset))
             self._file.commit()
         finally:
             self._file.abort()  # after an error: the temporary file goes
-        return {"count": self.count, "sha256": self._hash.hexdigest(), "bytes": self._offset,
+        size = self._offset + len(tar_end(self._offset))
+        return {"count": self.count, "sha256": pieces_digest(self.pieces), "bytes": size, "pieces": self.pieces,
                 "warnings": self.warnings}
+
+
+def tar_end(offset: int) -> bytes:
+    """The end-of-archive blocks and record padding after ``offset`` bytes of members."""
+    end = 2 * tarfile.BLOCKSIZE
+    pad = -(offset + end) % tarfile.RECORDSIZE
+    return tarfile.NUL * (end + pad)
+
+
+def assemble_tar(path: Path, fragments: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """Write the shard ``path`` from the fragment files of its pieces (in order; each with its
+    writer's ``close()`` info), in the kernel where possible (``copy_file_range``), then remove the
+    fragments. The bytes equal a single writer's. Returns the ledger fields."""
+    pieces: list[list[Any]] = []
+    count, offset, warnings = 0, 0, []
+    with AtomicFile(path) as af:
+        with af.open("wb") as out:
+            for frag, info in fragments:
+                with open(frag, "rb") as src:
+                    _copy(src, out, info["bytes"])
+                for start, length, digest in info["pieces"]:
+                    pieces.append([offset + start, length, digest])
+                offset += info["bytes"]
+                count += info["count"]
+                warnings.extend(info.get("warnings", []))
+            out.write(tar_end(offset))
+    for frag, _ in fragments:
+        frag.unlink(missing_ok=True)
+    return {"count": count, "sha256": pieces_digest(pieces), "bytes": offset + len(tar_end(offset)),
+            "pieces": pieces, "warnings": warnings}
+
+
+def _copy(src: Any, dst: Any, n: int) -> None:
+    """Copy ``n`` bytes from ``src`` to ``dst`` (file objects), in the kernel where possible."""
+    dst.flush()
+    done = 0
+    try:
+        while done < n:
+            got = os.copy_file_range(src.fileno(), dst.fileno(), n - done)
+            if got == 0:
+                break
+            done += got
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or done:
+            raise
+    if done < n:
+        src.seek(done)
+        dst.seek(0, os.SEEK_END)
+        shutil.copyfileobj(src, dst, 1 << 20)
+    else:
+        dst.seek(0, os.SEEK_END)
 
 
 def _audio_struct() -> pa.DataType:
@@ -285,11 +380,19 @@ def _schema_with_features() -> pa.Schema:
 
 
 class ParquetShardWriter(ShardWriter):
+    """Collects rows and writes the Parquet shard on :meth:`close`. ``fragment=True``: the rows of
+    one piece go to an Arrow IPC file (:attr:`fragment_path`) for :func:`assemble_parquet`."""
+
     suffix = ".parquet"
 
-    def __init__(self, path: Path, audio_format: AudioFormat = "wav"):
+    def __init__(self, path: Path, audio_format: AudioFormat = "wav", fragment: bool = False):
         super().__init__(path, audio_format)
+        self.fragment = fragment
         self._rows: list[dict[str, Any]] = []
+
+    @property
+    def fragment_path(self) -> Path:
+        return tmp_path(self.path)
 
     def add(self, r: RenderedMixture) -> None:
         fmt, ext = self.audio_format, self.ext
@@ -319,13 +422,47 @@ class ParquetShardWriter(ShardWriter):
         table = pa.Table.from_pylist(self._rows, schema=schema)
         pq.write_table(table, tmp, compression="none", row_group_size=64)
 
+    def close(self) -> dict[str, Any]:
+        if not self.fragment:
+            return super().close()
+        table = pa.Table.from_pylist(self._rows, schema=RENDERED_ARROW_SCHEMA)
+        self.fragment_path.parent.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(self.fragment_path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        return {"count": self.count, "warnings": self.warnings}
 
-def make_writer(fmt: str, path: Path, audio_format: AudioFormat) -> ShardWriter:
+
+def assemble_parquet(path: Path, fragments: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """Write the Parquet shard ``path`` from its pieces' Arrow IPC fragments (in order), exactly
+    as one writer would; then remove the fragments."""
+    tables = []
+    for frag, _ in fragments:
+        with pa.memory_map(str(frag)) as src:
+            tables.append(pa.ipc.open_file(src).read_all())
+    table = pa.concat_tables(tables).replace_schema_metadata(_schema_with_features().metadata)
+    with AtomicFile(path) as af:
+        pq.write_table(table.cast(_schema_with_features()), af.tmp, compression="none", row_group_size=64)
+    for frag, _ in fragments:
+        frag.unlink(missing_ok=True)
+    return {"count": sum(i["count"] for _, i in fragments), "sha256": file_sha256(path),
+            "bytes": path.stat().st_size, "warnings": [w for _, i in fragments for w in i.get("warnings", [])]}
+
+
+def make_writer(fmt: str, path: Path, audio_format: AudioFormat, fragment: bool = False) -> ShardWriter:
+    """A shard writer; ``fragment=True``: a writer of one piece of a shard (see
+    :func:`assemble_shard`)."""
     if fmt == "webdataset":
-        return WebDatasetShardWriter(path, audio_format)
+        return WebDatasetShardWriter(path, audio_format, fragment)
     if fmt == "parquet":
-        return ParquetShardWriter(path, audio_format)
+        return ParquetShardWriter(path, audio_format, fragment)
     raise ValueError(f"shard format {fmt!r} is not 'webdataset' or 'parquet'")
+
+
+def assemble_shard(fmt: str, path: Path, fragments: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """The shard ``path`` from its pieces' fragments (in piece order); the same bytes as one writer."""
+    if fmt == "webdataset":
+        return assemble_tar(path, fragments)
+    return assemble_parquet(path, fragments)
 
 
 SHARD_SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}

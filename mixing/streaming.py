@@ -22,7 +22,6 @@ Everything here is plain Python + numpy: no torch, no torchcodec, no audio encod
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -38,14 +37,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import numbers
 from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError, MetadataSourceError
 from .failures import reason_of
 from .metadata import SPLITS, MixtureRecord, normalise_split
 from .metadata_io import MetadataSource, filter_batch, iter_raw_rows, open_metadata
 from .metadata_source import MetadataShard, classify_location, hub_split_files
-from .render import STEM_MODES, Renderer, RenderedMixture
+from .recipe import RenderRecipe
+from .render import Renderer, RenderedMixture
 from .resume import atomic_open
 from .shards import AUDIO_FORMATS, encode_audio, sample_json
 from .validation import MAX_SOURCES, parse_mixture
@@ -90,46 +89,36 @@ class WorkUnit:
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """Everything a worker needs besides its units. Hashable and small: it is copied into every
-    job of ``gen_kwargs`` (a scalar, not a list, so ``datasets`` never splits it)."""
+    """Everything a worker needs besides its units: the render recipe, which mixtures, and what
+    to do with failures. Hashable and small: it is copied into every job of ``gen_kwargs`` (a
+    scalar, not a list, so ``datasets`` never splits it)."""
 
-    roots: tuple[tuple[str, str], ...]
-    allow_symlinks_outside: bool = False
-    stems: str = "consistent"
-    sample_rate: int | None = None
+    recipe: RenderRecipe
     num_sources: int | None = None
     on_failure: FailurePolicy = "skip"
     failure_dir: str | None = None
     max_sources: int = MAX_SOURCES
 
     def __post_init__(self) -> None:
-        if self.stems not in STEM_MODES:
-            raise ValueError(f"stems is {self.stems!r}; expected one of {STEM_MODES}")
+        if not isinstance(self.recipe, RenderRecipe):
+            raise TypeError(f"recipe is a {type(self.recipe).__name__}; expected a RenderRecipe")
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure is {self.on_failure!r}; expected 'skip' (leave the mixture "
                              "out, count and log the reason) or 'raise'")
-        if self.sample_rate is not None and numbers.SAMPLE_RATE.problem(self.sample_rate):
-            raise numbers.NumberError(f"sample_rate is {self.sample_rate!r}; expected {numbers.SAMPLE_RATE.expected} "
-                                      "or None for each record's own rate")
         if self.num_sources is not None and not (2 <= self.num_sources <= self.max_sources):
             raise ValueError(f"num_sources is {self.num_sources!r}; expected None (all) or 2..{self.max_sources}")
 
     @classmethod
-    def make(cls, dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike, **kw: Any) -> "RenderSpec":
-        paths = DatasetPaths.coerce(dataset_paths)
-        roots = tuple(sorted((k, str(v)) for k, v in paths.roots.items()))
-        return cls(roots, paths.allow_symlinks_outside, **kw)
+    def make(cls, dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike | None = None, *,
+             stems: str = "consistent", sample_rate: int | None = None, audio_format: str = "wav",
+             store: Any = None, store_only: bool = False, **kw: Any) -> "RenderSpec":
+        recipe = RenderRecipe.make(dataset_paths, store=store, stems=stems, sample_rate=sample_rate,
+                                   audio_format=audio_format, store_only=store_only)
+        return cls(recipe, **kw)
 
     def renderer(self) -> Renderer:
-        """This process's renderer for this spec (cached: the file-header cache survives epochs)."""
-        return _renderer(self.roots, self.allow_symlinks_outside, self.stems, self.sample_rate)
-
-
-@functools.lru_cache(maxsize=4)
-def _renderer(roots: tuple[tuple[str, str], ...], allow_outside: bool, stems: str,
-              sample_rate: int | None) -> Renderer:
-    paths = DatasetPaths(dict(roots), allow_symlinks_outside=allow_outside)
-    return Renderer(paths, stems=stems, sample_rate=sample_rate)  # type: ignore[arg-type]
+        """This process's renderer (cached: the file-header cache and the store survive epochs)."""
+        return self.recipe.renderer()
 
 
 # ---- resolving metadata ----------------------------------------------------------------------
@@ -244,11 +233,63 @@ def plan_units(files: Sequence[MetadataShard], split: str, num_shards: int | Non
 
 
 # ---- reading ---------------------------------------------------------------------------------
+class _RowGroupCache:
+    """The last few row groups this process decoded (work units cut a file's row groups into
+    row ranges, and one process often renders consecutive units of one file: each row group is
+    then decoded once, not once per unit). Local files only; keyed by path, size and mtime."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._tables: dict[tuple, pa.Table] = {}
+        self._files: dict[tuple, pq.ParquetFile] = {}
+
+    def _key(self, location: str) -> tuple:
+        st = os.stat(location)
+        return (location, st.st_size, st.st_mtime_ns, os.getpid())
+
+    def file(self, location: str) -> pq.ParquetFile:
+        key = self._key(location)
+        pf = self._files.get(key)
+        if pf is None:
+            pf, _ = _open_parquet(location)
+            if len(self._files) >= 16:
+                self._files.pop(next(iter(self._files)))
+            self._files[key] = pf
+        return pf
+
+    def row_group(self, location: str, g: int, split: str | None,
+                  num_sources: int | None) -> tuple[pa.Table, np.ndarray]:
+        """Row group ``g`` pre-filtered like :func:`~mixing.metadata_io.filter_batch`, and the
+        positions (within the row group) of the rows kept."""
+        key = (*self._key(location), g, split, num_sources)
+        entry = self._tables.pop(key, None)
+        if entry is None:
+            try:
+                table = self.file(location).read_row_group(g)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise MetadataSourceError(f"{location}: row group {g} is not readable ({exc}); re-download it") from exc
+            table = table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+            batch = table.combine_chunks().to_batches()
+            kept = pa.Table.from_batches([filter_batch(b, split, num_sources) for b in batch], schema=table.schema) \
+                if batch else table
+            entry = (kept.drop_columns(["__row"]), kept.column("__row").to_numpy())
+        self._tables[key] = entry  # most recent last
+        while len(self._tables) > self.size:
+            self._tables.pop(next(iter(self._tables)))
+        return entry
+
+
+_ROW_GROUPS = _RowGroupCache()
+
+
 def _iter_parquet_range(location: str, start: int, stop: int | None, split: str | None,
                         num_sources: int | None) -> Iterator[Any]:
     """Raw rows of file rows ``[start, stop)``, pre-filtered like :mod:`mixing.metadata_io`
     (split aliases, number of sources; null values kept for validation to report)."""
     if stop is not None and stop <= start:
+        return
+    if _is_local(location):
+        yield from _iter_local_parquet_range(location, start, stop, split, num_sources)
         return
     pf, handle = _open_parquet(location)
     try:
@@ -276,6 +317,27 @@ def _iter_parquet_range(location: str, start: int, stop: int | None, split: str 
             handle.close()
 
 
+def _iter_local_parquet_range(location: str, start: int, stop: int | None, split: str | None,
+                              num_sources: int | None) -> Iterator[Any]:
+    md = _ROW_GROUPS.file(location).metadata
+    stop = md.num_rows if stop is None else min(stop, md.num_rows)
+    offset = 0
+    for g in range(md.num_row_groups):
+        size = md.row_group(g).num_rows
+        lo, hi = max(start - offset, 0), min(stop - offset, size)
+        offset += size
+        if hi <= lo:
+            if offset >= stop:
+                return
+            continue
+        table, rows = _ROW_GROUPS.row_group(location, g, split, num_sources)
+        i0, i1 = int(np.searchsorted(rows, lo)), int(np.searchsorted(rows, hi))
+        for first in range(i0, i1, _BATCH):
+            yield from table.slice(first, min(_BATCH, i1 - first)).to_pylist()
+        if offset >= stop:
+            return
+
+
 def iter_piece_rows(piece: Piece, split: str | None, num_sources: int | None) -> Iterator[Any]:
     shard = piece.shard
     if shard.kind == "parquet" and piece.step == 1:
@@ -293,6 +355,9 @@ class StreamReport:
 
     rendered: int = 0
     failures: Counter = field(default_factory=Counter)
+    #: source chunks read from the store / decoded because the store lacks them
+    store_hits: int = 0
+    store_misses: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
     max_examples: int = 100
 
@@ -369,10 +434,12 @@ def iter_rendered(units: Sequence[WorkUnit], spec: RenderSpec, *,
     renderable record, in order. A mixture that fails is left out with a named reason (policy
     ``skip``) or its error is raised with the mixture id attached (``raise``)."""
     renderer = spec.renderer()
+    stats = renderer.store_stats
     for pos, unit in enumerate(units):
         failures: list[dict[str, Any]] = []
         row = 0
         for rec in iter_unit_records(unit, spec, failures):
+            hits, misses = stats["hits"], stats["misses"]
             try:
                 rendered = renderer.render(rec)
             except RENDER_ERRORS as exc:
@@ -386,6 +453,8 @@ def iter_rendered(units: Sequence[WorkUnit], spec: RenderSpec, *,
                 continue
             if report is not None:
                 report.rendered += 1
+                report.store_hits += stats["hits"] - hits
+                report.store_misses += stats["misses"] - misses
             yield pos, row, rendered
             row += 1
         _close_unit(unit, spec, failures, report)
@@ -452,11 +521,11 @@ def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None =
                 alloc: Any = None) -> dict[str, Any]:
     """Stack examples of one rate and duration into ``mix (B, T)``, ``sources (B, N, T)`` zero-padded
     to the largest count (or ``max_sources``), and ``source_mask (B, N)``; other keys as lists.
-    ``alloc(name, shape, dtype) -> zeroed ndarray`` lets a caller provide the output buffers (e.g.
-    shared memory in a DataLoader worker)."""
+    ``alloc(name, shape, dtype) -> ndarray`` lets a caller provide the output buffers (e.g.
+    shared memory in a DataLoader worker); they need not be zeroed: every element is written once."""
     if alloc is None:
         def alloc(name, shape, dtype):
-            return np.zeros(shape, dtype=dtype)
+            return np.empty(shape, dtype=dtype)
     if not examples:
         raise ValueError("pad_sources got no examples")
     lengths = {np.shape(e["mix"])[-1] for e in examples}
@@ -469,12 +538,14 @@ def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None =
     sources = alloc("sources", (len(examples), n, t), np.float32)
     mask = alloc("source_mask", (len(examples), n), np.bool_)
     for b, e in enumerate(examples):
-        mix[b] = e["mix"]
         s = np.asarray(e["sources"], dtype=np.float32)
         if s.shape[0] > n:
             raise ValueError(f"{e.get('mix_id')}: {s.shape[0]} sources > max_sources={n}")
+        mix[b] = e["mix"]
         sources[b, : s.shape[0]] = s
+        sources[b, s.shape[0]:] = 0.0
         mask[b, : s.shape[0]] = True
+        mask[b, s.shape[0]:] = False
     out: dict[str, Any] = {k: [e[k] for e in examples] for k in examples[0] if k not in ("mix", "sources")}
     out.update(mix=mix, sources=sources, source_mask=mask)
     return out

@@ -30,7 +30,7 @@ from .csv_output import CsvWriter
 from .levels import apply_levels
 from .metadata import MixtureRecord, SourceRecord
 from .metadata_io import write_hub_folder, write_legacy_json
-from .render import Renderer
+from .recipe import RenderRecipe
 from .toy_sounds import TOY_CLASSES
 
 #: prefix -> folder name under corpora/ (deliberately not equal to the prefix)
@@ -199,7 +199,7 @@ def _draw_record(rng: np.random.Generator, split: str, i: int, pool: list[dict])
 
 def build_mixtures(pool: list[dict], paths: DatasetPaths, seed: int = 0,
                    sizes: dict[str, int] | None = None) -> list[MixtureRecord]:
-    renderer = Renderer(paths)
+    renderer = RenderRecipe.make(paths).fresh_renderer()
     records = []
     for si, (split, count) in enumerate((sizes or SPLIT_SIZES).items()):
         for i in range(count):

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
+import os
 import re
 import sys
-import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from .errors import HiveError, InvalidRecordError
+from .audio import open_sound_file
+from .errors import HiveError, InputFileError, InvalidRecordError
+from .input_files import (
+    BadLine, file_kind, iter_jsonl, iter_parquet_batches, iter_tar_members, load_json_file, open_parquet,
+    parse_json_bytes,
+)
 from .metadata import MixtureRecord
+from .recipe import STEM_MODES
 from .resume import file_sha256, is_tmp_name
 from .validation import parse_mixture
 from .workers import process_pool
@@ -51,7 +56,6 @@ AUDIO_EXTS = ("wav", "flac")
 #: ``hive_render.audio_format`` values: the member extension and the subtype it implies
 #: (``pcm16``: 16-bit PCM ``.wav`` members, as the reference wrote)
 AUDIO_FORMATS = {"wav": ("wav", None), "flac": ("flac", None), "pcm16": ("wav", "PCM_16")}
-STEM_MODES = ("consistent", "reference")
 SHARD_SUFFIX = {".tar": "webdataset", ".parquet": "parquet"}
 _GROUP_DIR = re.compile(r"(\d+)mix")
 _STEM = re.compile(r"s([1-9]\d*)")
@@ -72,6 +76,35 @@ PROBLEM_KINDS = (
     "not_rendered", "failed_but_rendered",
 )
 
+
+
+def shard_checksum(path: Path, entry: dict[str, Any]) -> str:
+    """The ledger checksum of a shard file: over its pieces' byte ranges when the ledger lists
+    pieces (:func:`mixing.shards.pieces_digest`), else the sha256 of the whole file."""
+    pieces = entry.get("pieces")
+    if not isinstance(pieces, list):
+        return file_sha256(path)
+    import hashlib
+
+    from .shards import pieces_digest
+
+    found = []
+    with open(path, "rb") as fh:
+        for piece in pieces:
+            if not (isinstance(piece, list) and len(piece) == 3 and all(isinstance(v, int) for v in piece[:2])):
+                return "malformed ledger pieces"
+            offset, length, _ = piece
+            fh.seek(offset)
+            h = hashlib.sha256()
+            left = length
+            while left > 0:
+                block = fh.read(min(left, 1 << 20))
+                if not block:
+                    break
+                h.update(block)
+                left -= len(block)
+            found.append([offset, length, h.hexdigest()])
+    return pieces_digest(found)
 
 class VerifyError(HiveError):
     """The folder to verify cannot be checked at all (missing, not a folder)."""
@@ -222,7 +255,7 @@ def _group_of(rel: Path) -> _Group:
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, tuple[int, int, str, str, int]]:
-    with sf.SoundFile(io.BytesIO(data)) as f:
+    with open_sound_file(io.BytesIO(data)) as f:
         info = (f.samplerate, f.channels, f.format, f.subtype, f.frames)
         x = f.read(dtype="float64", always_2d=True)
     return x, info
@@ -244,8 +277,8 @@ class _SampleChecker:
             rep.add("missing_member", "no JSON member", key, f"{key}.json")
             return None, None
         try:
-            obj = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            obj = parse_json_bytes(raw, f"{key}.json", "a mixture record (a JSON object)")
+        except InputFileError as exc:
             rep.add("bad_json", f"the JSON does not parse ({exc})", key, f"{key}.json")
             return None, None
         try:
@@ -396,26 +429,24 @@ def _iter_tar_samples(path: Path, rep: ShardReport) -> Iterator[tuple[str, list[
     """Stream ``(key, [(suffix, bytes), ...])`` of contiguous members; report non-file members."""
     key: str | None = None
     members: list[tuple[str, bytes]] = []
+
+    def skipped(name: str) -> None:
+        rep.add("stray_member", f"tar member {name!r} is not a regular file", member=name)
+
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for m in tar:
-                if not m.isfile():
-                    rep.add("stray_member", f"tar member {m.name!r} is not a regular file", member=m.name)
-                    continue
-                match = _WDS_NAME.match(m.name)
-                fh = tar.extractfile(m)
-                data = fh.read() if fh is not None else b""
-                if match is None:
-                    rep.add("stray_member", f"tar member {m.name!r} has no '<key>.<suffix>' name", member=m.name)
-                    continue
-                k, suffix = match.group(1), match.group(2)
-                if k != key:
-                    if key is not None:
-                        yield key, members
-                    key, members = k, []
-                members.append((suffix, data))
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        rep.add("unreadable_shard", f"the tar cannot be read to the end ({exc})")
+        for name, data in iter_tar_members(path, "shard", on_skipped=skipped):
+            match = _WDS_NAME.match(name)
+            if match is None:
+                rep.add("stray_member", f"tar member {name!r} has no '<key>.<suffix>' name", member=name)
+                continue
+            k, suffix = match.group(1), match.group(2)
+            if k != key:
+                if key is not None:
+                    yield key, members
+                key, members = k, []
+            members.append((suffix, data or b""))
+    except InputFileError as exc:
+        rep.add("unreadable_shard", str(exc))
     if key is not None:
         yield key, members
 
@@ -553,6 +584,8 @@ def find_shards(root: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
         if any(part.startswith("_") for part in rel.parts[:-1]) or rel.parts[0].startswith("_"):
             continue
         if not p.is_file():
+            if SHARD_SUFFIX.get(p.suffix) and not p.is_dir() and not p.name.startswith("."):
+                shards.append((p, "special"))  # a FIFO, socket, device or dangling link: reported, never opened
             continue
         if is_tmp_name(p.name):
             temps.append(p)
@@ -563,15 +596,30 @@ def find_shards(root: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
     return shards, temps
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+def _read_json(path: Path, report: "VerifyReport | None" = None) -> Any:
+    """A bookkeeping JSON file of the folder, or None when it is missing, not a regular file or
+    broken (the last two reported as ``bad_json`` when a ``report`` is given)."""
+    if not os.path.lexists(path):
         return None
+    try:
+        return load_json_file(path, "file", "a JSON document", max_bytes=64 << 20)
+    except InputFileError as exc:
+        if report is not None:
+            report.add("bad_json", str(exc))
+        return None
+
+
+def _special_shard(path: Path, rel: str) -> ShardReport:
+    rep = ShardReport(rel, "special")
+    kind = file_kind(path.stat().st_mode) if path.exists() else "a dangling link"
+    rep.add("unreadable_shard", f"it is {kind}, not a regular file; remove it (hive render writes files)")
+    return rep
 
 
 def _verify_one(args: tuple[str, str, str, float, dict | None, int]) -> ShardReport:
     path, rel, fmt, atol, config, max_problems = args
+    if fmt == "special":
+        return _special_shard(Path(path), rel)
     group = _group_of(Path(rel))
     verify = verify_tar if fmt == "webdataset" else verify_parquet
     return verify(Path(path), rel, group, atol, config, max_problems)
@@ -596,22 +644,23 @@ def _failures(root: Path, report: VerifyReport) -> dict[str, list[str]]:
     """mix_id -> reasons listed in ``_failures.jsonl``."""
     out: dict[str, list[str]] = {}
     p = root / "_failures.jsonl"
-    if not p.is_file():
+    if not p.exists():
         return out
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                f = json.loads(line)
-            except json.JSONDecodeError:
-                report.add("bad_json", f"_failures.jsonl line {lineno} does not parse")
-                continue
-            reason = f.get("reason", "?") if isinstance(f, dict) else "?"
-            report.failures_by_reason[reason] += 1
-            mid = f.get("mix_id") if isinstance(f, dict) else None
-            if isinstance(mid, str):
-                out.setdefault(mid, []).append(reason)
+    try:
+        rows = list(iter_jsonl(p, "failure manifest"))
+    except InputFileError as exc:
+        report.add("bad_json", str(exc))
+        return out
+    for lineno, f in rows:
+        if isinstance(f, BadLine):
+            report.add("bad_json", f"_failures.jsonl line {lineno} does not parse")
+            continue
+        reason = f.get("reason", "?") if isinstance(f, dict) else "?"
+        reason = reason if isinstance(reason, str) else "?"
+        report.failures_by_reason[reason] += 1
+        mid = f.get("mix_id") if isinstance(f, dict) else None
+        if isinstance(mid, str):
+            out.setdefault(mid, []).append(reason)
     return out
 
 
@@ -628,12 +677,12 @@ def verify_output(root: str | Path, *, metadata: str | None = None, revision: st
     for t in temps:
         report.add("temp_file", "leftover temporary file of an unfinished render; rerun 'hive render' "
                    "to finish it", shard=str(t.relative_to(root)))
-    report.formats = sorted({fmt for _, fmt in shards})
+    report.formats = sorted({fmt for _, fmt in shards if fmt != "special"})
     if not shards:
         report.add("no_shards", "no .tar or .parquet shard found")
     if len(report.formats) > 1:
         report.add("mixed_formats", f"the folder holds shards of several layouts: {report.formats}")
-    config = _read_json(root / "_render_config.json")
+    config = _read_json(root / "_render_config.json", report)
     if isinstance(config, dict):
         fmt = config.get("format")
         if shards and fmt is not None and report.formats != [fmt]:
@@ -669,11 +718,13 @@ def verify_output(root: str | Path, *, metadata: str | None = None, revision: st
 
     _check_ledger(root, report, checksums)
     failures = _failures(root, report)
-    summary = _read_json(root / "_summary.json")
+    summary = _read_json(root / "_summary.json", report)
     if isinstance(summary, dict) and summary.get("mixtures") != report.samples:
         report.add("summary_mismatch", f"_summary.json counts {summary.get('mixtures')} mixtures; the shards "
                    f"hold {report.samples}")
     for mid in sorted(set(failures) & set(where)):
+        if set(failures[mid]) == {"duplicate_mix_id"}:
+            continue  # the first record with this mix_id is rendered; the repeats are listed
         report.add("failed_but_rendered", f"listed in _failures.jsonl ({', '.join(failures[mid])}) but also "
                    "rendered", shard=where[mid], mix_id=mid)
     if metadata is not None:
@@ -701,7 +752,7 @@ def _check_ledger(root: Path, report: VerifyReport, checksums: bool) -> None:
         if entry.get("bytes") != size:
             rep.add("ledger_mismatch", f"ledger _ledger/{name} says {entry.get('bytes')} bytes; the file has {size}")
         if checksums:
-            digest = file_sha256(path)
+            digest = shard_checksum(path, entry)
             if entry.get("sha256") != digest:
                 rep.add("checksum_mismatch", f"sha256 {digest} differs from ledger _ledger/{name} "
                         f"({entry.get('sha256')})")
@@ -764,25 +815,27 @@ def _records_of_shard(path: Path, ids: set[str]) -> Iterator[tuple[str, MixtureR
     """``(member key, record)`` of the named samples of one shard (JSON members only)."""
     def parse(raw: Any) -> MixtureRecord | None:
         try:
-            return parse_mixture(json.loads(raw))
-        except (InvalidRecordError, ValueError, TypeError):
+            return parse_mixture(parse_json_bytes(raw, "record", "a mixture record", expect=dict))
+        except (InvalidRecordError, InputFileError, ValueError, TypeError):
             return None
 
-    if path.suffix == ".tar":
-        with tarfile.open(path, mode="r|*") as tar:
-            for m in tar:
-                if m.isfile() and m.name.endswith(".json") and m.name[:-5] in ids:
-                    fh = tar.extractfile(m)
-                    rec = parse(fh.read()) if fh is not None else None
+    try:
+        if path.suffix == ".tar":
+            for name, data in iter_tar_members(path, "shard", want=lambda n: n.endswith(".json") and n[:-5] in ids):
+                if data is not None:
+                    rec = parse(data)
                     if rec is not None:
-                        yield m.name[:-5], rec
+                        yield name[:-5], rec
+            return
+        pf = open_parquet(path, "shard", columns=("mix_id", "render_json"))
+        for batch in iter_parquet_batches(pf, str(path), columns=["mix_id", "render_json"]):
+            for mid, raw in zip(batch.column("mix_id").to_pylist(), batch.column("render_json").to_pylist()):
+                if mid in ids and isinstance(raw, str):
+                    rec = parse(raw)
+                    if rec is not None:
+                        yield mid, rec
+    except InputFileError:  # already reported as unreadable by the shard check
         return
-    table = pq.read_table(path, columns=["mix_id", "render_json"])
-    for mid, raw in zip(table.column("mix_id").to_pylist(), table.column("render_json").to_pylist()):
-        if mid in ids and raw is not None:
-            rec = parse(raw)
-            if rec is not None:
-                yield mid, rec
 
 
 def iter_problems(report: VerifyReport) -> Iterable[Problem]:

@@ -36,3 +36,26 @@ def toy_render(toy_corpus, tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def toy_store(toy_corpus, tmp_path_factory):
+    """``toy_store(sample_rate=44100) -> Path``: a source store of every chunk of the toy metadata
+    and the toy pool, built once per session per rate. Read-only."""
+    from mixing.metadata_io import open_metadata
+    from mixing.pool import iter_pool
+    from mixing.store import StoreBuildConfig, build_store
+
+    cache: dict[int, Path] = {}
+
+    def get(sample_rate: int = 44100) -> Path:
+        if sample_rate not in cache:
+            out = tmp_path_factory.mktemp("store") / f"store-{sample_rate}"
+            items = list(open_metadata(str(toy_corpus.parquet_dir)).records()) + list(iter_pool(toy_corpus.pool))
+            summary = build_store(items, toy_corpus.dataset_paths, StoreBuildConfig(str(out), sample_rate),
+                                  progress=False)
+            assert summary.complete and not summary.failures
+            cache[sample_rate] = out
+        return cache[sample_rate]
+
+    return get

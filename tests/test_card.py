@@ -244,3 +244,30 @@ def test_card_and_builder_cite_the_paper(card_dir, tmp_path):
         assert "ShandaAI" not in fields["author"]  # the old, wrong citation
     assert ("Kai Li, Jintao Cheng, Chang Zeng, Zijun Yan, Helin Wang, Zixiong Su, Bo Zheng, Xiaolin Hu. "
             f'"{PAPER_TITLE}". arXiv:2601.22599, 2026.') in body
+
+
+@pytest.mark.parametrize("keep", [
+    lambda r: r.split == "train",                          # a train-only release: no "test" split
+    lambda r: r.split == "validation" and r.num_sources == 2,  # one split, no 3mix config
+])
+def test_the_cards_code_examples_load_the_release_they_describe(toy, tmp_path, keep):
+    """Every ``load_dataset(...)`` call of the card's "Load the metadata" example runs against the
+    folder the card describes (the repo id replaced by the folder, the revision dropped), and the
+    render example names a split that exists."""
+    import re
+
+    import datasets
+
+    records = [r for r in iter_records(toy.parquet_dir) if keep(r)]
+    out = tmp_path / "release"
+    write_card_folder(records, out, CardConfig(repo_id="org/hive-x", example_revision="v2"))
+    text = (out / "README.md").read_text()
+    calls = re.findall(r'load_dataset\("org/hive-x", "([^"]+)", split="([^"]+)"(?:, revision="v2")?\)', text)
+    assert len(calls) == 2, text
+    for config, split in calls:
+        ds = datasets.load_dataset(str(out), config, split=split, cache_dir=str(tmp_path / "hf"))
+        assert len(ds) > 0
+    splits = {r.split for r in records}
+    rendered = re.search(r"--split (\S+) --format webdataset --output shards/(\S+)", text)
+    assert rendered and rendered.group(1) in splits and rendered.group(1) == rendered.group(2)
+    assert 'split="test"' not in text or "test" in splits

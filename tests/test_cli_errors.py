@@ -385,10 +385,10 @@ def test_synthesis_config_bounds_rate_and_length_like_records(toy, toy_ontology,
     assert "at most 28800000 samples per mixture" in line and "100 s x 384000 Hz" in line
 
 
-# ---- the reader underneath: mixing.json_input ------------------------------------------------------
+# ---- the reader underneath: mixing.input_files ------------------------------------------------------
 def test_json_input_offsets_depth_and_strings(tmp_path):
     from mixing.errors import InputFileError
-    from mixing.json_input import MAX_JSON_DEPTH, BadLine, iter_jsonl, load_json_file
+    from mixing.input_files import MAX_JSON_DEPTH, BadLine, iter_jsonl, load_json_file
 
     # brackets inside strings do not count as nesting; a BOM is accepted
     ok = tmp_path / "ok.json"

@@ -37,6 +37,10 @@ def _required_args(parser: argparse.ArgumentParser) -> list[str]:
             argv.append(str(value))
         elif a.required:
             argv += [a.option_strings[0], str(value)]
+    for group in parser._mutually_exclusive_groups:  # a required choice of options: the first one
+        if group.required:
+            a = group._group_actions[0]
+            argv += [a.option_strings[0], "x"]
     return argv
 
 

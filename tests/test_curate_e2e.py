@@ -302,7 +302,8 @@ def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, ora
     removes an earlier run's, which would claim success)."""
     for model, reason, asks in (("garbage", "unparseable", 2), ("error", "judge_failed", 1)):
         out = tmp_path / model
-        shutil.copytree(oracle_run[0] / "metadata", out / "metadata")  # an earlier, successful run
+        shutil.copytree(oracle_run[0] / "metadata", out / "metadata")  # an earlier, successful run ...
+        shutil.copy(oracle_run[0] / ".hive-output.json", out)  # ... of hive curate (its output marker)
         before = server.total()
         capsys.readouterr()
         _curate(toy, ontology, server.spec(model), out, "--split", "validation", rc=1)

@@ -249,8 +249,9 @@ def test_cli_subprocess_on_rendered_toy(toy_render, tmp_path):
 
 
 def test_cli_in_process_estimates_missing_exit_1(toy_render, tmp_path, capsys):
+    (tmp_path / "est").mkdir()
     rc = main(["eval", "--rendered", str(toy_render()), "--output", str(tmp_path / "o"), "--split",
-               "validation", "--estimates", str(tmp_path), "--allow-missing", "--no-sdr", "--no-plot",
+               "validation", "--estimates", str(tmp_path / "est"), "--allow-missing", "--no-sdr", "--no-plot",
                "--no-progress", "--limit", "2"])
     assert rc == 1  # nothing but oracle rows were computed: not a success
     assert "missing estimates (skipped)" in capsys.readouterr().out

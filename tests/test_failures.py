@@ -22,6 +22,7 @@ from mixing.errors import (
 )
 from mixing.metadata import MixtureRecord, SourceRecord
 from mixing.metadata_io import write_hub_folder
+from mixing.recipe import RenderRecipe
 from mixing.render_job import RenderConfig, run_render
 from mixing.synthesis.labelled import build_pool_from_labels
 
@@ -84,7 +85,7 @@ def test_every_command_names_the_same_broken_inputs_alike(corpus):
 
     # hive render: _failures.jsonl
     out = tmp_path / "render"
-    summary = run_render(str(meta), str(dp), RenderConfig(output=str(out), shard_size=10), num_workers=1,
+    summary = run_render(str(meta), RenderConfig(output=str(out), recipe=RenderRecipe.make(str(dp)), shard_size=10), num_workers=1,
                          progress=False)
     assert summary.mixtures_rendered == 1
     rendered = [json.loads(line) for line in (out / "_failures.jsonl").read_text().splitlines()]

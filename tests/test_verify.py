@@ -300,5 +300,6 @@ def test_verify_refuses_a_missing_folder(tmp_path, capsys):
 
 
 def test_empty_folder_is_not_clean(tmp_path):
-    rc, report = run_verify(tmp_path, tmp_path=tmp_path)
+    (tmp_path / "empty").mkdir()
+    rc, report = run_verify(tmp_path / "empty", tmp_path=tmp_path)  # the report lies outside the folder
     assert rc == 1 and report["problem_counts"] == {"no_shards": 1}

@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")
     p.add_argument("--dataset-paths", help="dataset_paths.json: stems are rendered on the fly from the corpora")
     p.add_argument("--rendered", help="read stems from this `hive render` output (WebDataset tars) instead")
+    p.add_argument("--store", metavar="STORE",
+                   help="a source store (`hive store build` output): stems rendered on the fly slice it instead "
+                        "of decoding (with --dataset-paths, chunks it lacks are decoded; without, it is used alone)")
     p.add_argument("--ontology", help="AudioSet-format ontology JSON that defines the confusion pools (default: "
                    "the Hive ontology shipped with hive-uss, mixing/data/hive_ontology.json)")
     p.add_argument("--judge", required=True,
@@ -74,6 +77,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive curate`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    prompt = args.prompt[1:] if isinstance(args.prompt, str) and args.prompt.startswith("@") else None
+    outputs = [Output(args.output, signature=("_work", "provenance.json", "scores"))]
+    if args.cache_dir:
+        outputs.append(Output(args.cache_dir, "--cache-dir", signature=("answers-*.jsonl",)))
+    return CommandIO([("--metadata", args.metadata), *dataset_paths_inputs(args.dataset_paths),
+                      ("--rendered", args.rendered), ("--store", getattr(args, "store", None)),
+                      ("--ontology", args.ontology), ("--prompt", prompt)], outputs)
+
+
 def _report(result, args: argparse.Namespace) -> None:
     s = result.stats
     print(f"rank {result.rank}/{result.world_size}: {result.mixtures} mixtures scored; judge calls "
@@ -97,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     config = CurateConfig(
         metadata=args.metadata, ontology=args.ontology or str(packaged.hive_ontology_path()), judge=args.judge,
         output=args.output,
-        dataset_paths=args.dataset_paths, rendered=args.rendered,
+        dataset_paths=args.dataset_paths, rendered=args.rendered, store=args.store,
         keep=None if args.min_score is not None else (0.5 if args.keep is None else args.keep),
         min_score=args.min_score,
         unscored=args.unscored, split=args.split, max_pool=args.max_pool, seed=args.seed,

@@ -93,6 +93,28 @@ def _fail(stage: str, message: str) -> int:
     return 1
 
 
+#: names an earlier run of a stage leaves in its output folder (before markers existed)
+_STAGE_FILES = ("done-[0-9]*", "rank-[0-9]*.jsonl", "progress-[0-9]*.jsonl", "stats-[0-9]*.json", "output.jsonl")
+#: stage options that name an input file or folder, and those that name an output folder
+_INPUT_OPTIONS = ("ontology", "hive_ontology", "audioset_ontology", "prompt", "labels")
+_OUTPUT_OPTIONS = ("export_dir", "output_root")
+
+
+def io(args: argparse.Namespace):
+    """What ``hive mine`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    if args.stage == "merge":
+        return CommandIO([], [Output(args.output, signature=_STAGE_FILES, create=False)])
+    inputs = [("--input", args.input), *dataset_paths_inputs(getattr(args, "dataset_paths", None))]
+    inputs += [("--" + name.replace("_", "-"), getattr(args, name)) for name in _INPUT_OPTIONS
+               if isinstance(getattr(args, name, None), str)]
+    outputs = [Output(args.output, signature=_STAGE_FILES)]
+    outputs += [Output(getattr(args, name), "--" + name.replace("_", "-")) for name in _OUTPUT_OPTIONS
+                if getattr(args, name, None)]
+    return CommandIO(inputs, outputs)
+
+
 def run(args: argparse.Namespace) -> int:
     from curation.runner import (
         FAILURES_NAME, ModelFailureError, RunConfig, failure_message, merge_outputs, run_stage,

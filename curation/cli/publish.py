@@ -21,6 +21,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", help="Hub endpoint (default: huggingface_hub's, i.e. $HF_ENDPOINT or huggingface.co)")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive publish`` reads (the output-folder rule, :mod:`mixing.output_folder`): it writes
+    nothing locally (no staging folder: files are sent from DIR as they are)."""
+    from mixing.output_folder import CommandIO
+
+    return CommandIO([("DIR", args.folder)], [])
+
+
 def run(args: argparse.Namespace) -> int:
     from curation.publish import PublishConfig, publish
 

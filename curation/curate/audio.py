@@ -1,7 +1,7 @@
 """Where the judge's audio comes from: the stems of one mixture, ``(n, T)`` float32 + rate.
 
-* :class:`RenderedStems` renders them on the fly with :class:`mixing.render.Renderer`
-  (consistent stems: each carries the global factor, as heard in the mixture);
+* :class:`RenderedStems` renders them on the fly with the render recipe (from a source store
+  when one is given; consistent stems: each carries the global factor, as heard in the mixture);
 * :class:`TarStems` reads them from ``hive render`` output,
   ``DIR/{split}/{n}mix/tar_*.tar`` members ``{mix_id}.s{i}.{wav,flac}``. The tars of one
   (split, n) group are indexed (member headers only) the first time a mixture of it is needed.
@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import soundfile as sf
 
+from mixing.audio import sf_read
 from mixing.errors import HiveError
+from mixing.input_files import open_input
 from mixing.metadata import MixtureRecord
+from mixing.rendered_reader import find_shards
 
 
 class NotRenderedError(HiveError, FileNotFoundError):
@@ -32,17 +34,14 @@ class StemSource(Protocol):
 class RenderedStems:
     """Stems rendered on the fly from the local corpora (the renderer is built lazily)."""
 
-    def __init__(self, dataset_paths, sample_rate: int | None = None):
-        self._paths = dataset_paths
-        self._sample_rate = sample_rate
-        self._renderer = None
+    def __init__(self, dataset_paths, sample_rate: int | None = None, store=None, store_only: bool = False):
+        from mixing.recipe import RenderRecipe
+
+        self.recipe = RenderRecipe.make(dataset_paths, store=store, stems="consistent", sample_rate=sample_rate,
+                                        store_only=store_only)
 
     def stems(self, rec: MixtureRecord) -> tuple[np.ndarray, int]:
-        if self._renderer is None:
-            from mixing.render import Renderer
-
-            self._renderer = Renderer(self._paths, stems="consistent", sample_rate=self._sample_rate)
-        r = self._renderer.render(rec)
+        r = self.recipe.renderer().render(rec)
         return r.stems, r.sample_rate
 
 
@@ -60,11 +59,17 @@ class TarStems:
         group = self._index.get((split, n))
         if group is None:
             group = {}
-            for tar_path in sorted((self.folder / split / f"{n}mix").glob("tar_*.tar")):
-                with tarfile.open(tar_path) as tar:
-                    for info in tar.getmembers():
-                        key = info.name.split(".", 1)[0]
-                        group.setdefault(key, (tar_path, {}))[1][info.name] = info
+            for tar_path, fmt in find_shards(self.folder, split, n, error=NotRenderedError):  # regular files only
+                if fmt != "webdataset":
+                    continue
+                try:
+                    with open_input(tar_path, "shard", NotRenderedError) as fh, tarfile.open(fileobj=fh) as tar:
+                        for info in tar.getmembers():
+                            key = info.name.split(".", 1)[0]
+                            group.setdefault(key, (tar_path, {}))[1][info.name] = info
+                except (tarfile.TarError, EOFError) as exc:
+                    raise NotRenderedError(f"{tar_path}: the tar cannot be read ({exc}); re-render it or "
+                                           "run 'hive verify' on the folder") from None
             self._index[(split, n)] = group
         return group
 
@@ -87,7 +92,7 @@ class TarStems:
                     raise NotRenderedError(f"{tar_path}: mixture {rec.mix_id} has no stem s{i}; "
                                            "re-render that shard")
                 fh.seek(info.offset_data)
-                y, sr = sf.read(io.BytesIO(fh.read(info.size)), dtype="float32", always_2d=True)
+                y, sr = sf_read(io.BytesIO(fh.read(info.size)), dtype="float32", always_2d=True)
                 out.append(y.mean(axis=1))
                 if rate is not None and sr != rate:
                     raise NotRenderedError(f"{tar_path}: stems of {rec.mix_id} have rates {rate} and {sr}")

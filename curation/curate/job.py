@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -48,9 +47,12 @@ from typing import Any, Callable, Iterator
 
 from curation.models.registry import make_judge
 from mixing import __version__, numbers
+from mixing.corpora import DatasetPaths
 from mixing.errors import HiveError, InvalidRecordError
+from mixing.input_files import load_json_file
 from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
+from mixing.output_folder import remove_own_files
 from mixing.ontology import Ontology
 from mixing.resume import (
     AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, remove_stale_tmp, tmp_path,
@@ -96,6 +98,8 @@ class CurateConfig:
     output: str
     dataset_paths: str | None = None
     rendered: str | None = None
+    #: a source store (``hive store build`` output): stems rendered on the fly slice it
+    store: str | None = None
     keep: float | None = 0.5
     min_score: float | None = None
     unscored: str = "drop"
@@ -140,8 +144,9 @@ class CurateConfig:
             return self.keep_shard_size
         if self.rendered:
             try:
-                size = json.loads((Path(self.rendered) / "_render_config.json").read_text()).get("shard_size")
-            except (OSError, ValueError):
+                size = load_json_file(Path(self.rendered) / "_render_config.json", "render config", "an object",
+                                      CurateError, expect=dict, max_bytes=1 << 20).get("shard_size")
+            except CurateError:
                 size = None
             if isinstance(size, int) and not isinstance(size, bool) and size >= 1:
                 return size
@@ -196,9 +201,10 @@ class _Run:
         self.config = config
         self._audio = audio
         self.policy = config.policy()
-        if config.rendered is None and config.dataset_paths is None and audio is None:
-            raise CurateError("no audio for the judge: give --dataset-paths (stems rendered on the fly) "
-                              "or --rendered (the output folder of `hive render`)")
+        if config.rendered is None and config.dataset_paths is None and config.store is None and audio is None:
+            raise CurateError("no audio for the judge: give --dataset-paths and/or --store (stems rendered on "
+                              "the fly from the corpora / a source store) or --rendered (the output folder of "
+                              "`hive render`)")
         self.output = Path(config.output)
         self.work = self.output / "_work"
         self.ontology = Ontology.from_json(config.ontology)
@@ -212,6 +218,14 @@ class _Run:
         self.judge = judge if judge is not None else make_judge(config.judge)
         apply_request_settings(self.judge, self.prompt, explicit_system=config.system is not None)
         self.source: MetadataSource = open_metadata(config.metadata, revision=config.revision)
+        self.dataset_paths: DatasetPaths | None = None
+
+    def load_corpora(self) -> None:
+        """Read ``dataset_paths.json`` before any scoring: a bad file is a refusal of the run, not a
+        judge failure counted per source."""
+        c = self.config
+        if self._audio is None and not c.rendered and c.dataset_paths and self.dataset_paths is None:
+            self.dataset_paths = DatasetPaths.from_json(c.dataset_paths)
 
     @property
     def audio_description(self) -> str:
@@ -219,6 +233,8 @@ class _Run:
             return f"provided: {type(self._audio).__name__}"
         if self.config.rendered:
             return f"rendered: {self.config.rendered}"
+        if self.config.store:
+            return f"rendered on the fly from the source store {self.config.store} (consistent stems)"
         return "rendered on the fly (mixing.render.Renderer, consistent stems)"
 
     def identity(self) -> str:
@@ -238,7 +254,7 @@ class _Run:
             return self._audio
         if self.config.rendered:
             return TarStems(self.config.rendered)
-        return RenderedStems(self.config.dataset_paths)
+        return RenderedStems(self.dataset_paths or self.config.dataset_paths, store=self.config.store)
 
     def rank_files(self, rank: int, world: int) -> tuple[Path, Path]:
         return (self.work / f"scores-{rank:05d}-of-{world:05d}.jsonl", self.markers(world).path(rank))
@@ -265,6 +281,12 @@ def _partition(run: _Run, rank: int, world: int) -> tuple[set[str], dict[str, in
             continue
         ids.add(rec.mix_id)
     dropped["invalid_record"] = sum(1 for f in failures if f.get("reason") == "invalid_record")
+    if not ids:  # nothing to curate: a run that did nothing must not look like a success
+        first = next((f.get("message") for f in failures if f.get("message")), None)
+        split = f" of split {run.config.split!r}" if run.config.split else ""
+        raise CurateError(f"--metadata {run.config.metadata}: no valid mixture record{split} to curate"
+                          + (f" ({len(failures)} invalid; the first: {first[:200]})" if first else "")
+                          + "; check the metadata")
     mine = set(sorted(ids)[rank::world])
     return mine, {k: v for k, v in dropped.items() if v}, failures
 
@@ -414,8 +436,8 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
         raise
     writer.close()
 
-    if failure:  # no refreshed metadata claiming success, not even an earlier run's
-        shutil.rmtree(out / "metadata", ignore_errors=True)
+    if failure:  # no refreshed metadata claiming success, not even an earlier run's (only its own files go)
+        remove_own_files(out, ("metadata/data/*-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet",))
     kept = {mix_id for mix_id, d in decisions.items() if d.kept}
     seen: set[str] = set()
 
@@ -509,6 +531,7 @@ def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judg
     if world_size == 1:  # temporaries of killed earlier runs (dead PIDs only)
         remove_stale_tmp(run.output)
     try:
+        run.load_corpora()
         result = _score_rank(run, rank, world_size, progress)
     finally:
         close = getattr(run.judge, "close", None)

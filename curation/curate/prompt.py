@@ -82,12 +82,14 @@ def resolve_template(value: str | None) -> tuple[str, str]:
         name = value or "reference"
         return name, PRESETS[name]
     if value.startswith("@"):
+        from mixing.input_files import read_text
+
         path = Path(value[1:])
         try:
-            template = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PromptError(f"--prompt {value!r}: cannot read the template file ({exc}); expected "
-                              "@PATH of a UTF-8 text file") from None
+            template = read_text(path, "template file", PromptError, max_bytes=1 << 20)
+        except PromptError as exc:
+            raise PromptError(f"--prompt {value!r}: cannot read the template file ({exc}); expected @PATH of a "
+                              "UTF-8 text file") from None
         name = f"file:{path.name}"
     else:
         template, name = value, "custom"

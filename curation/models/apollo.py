@@ -168,11 +168,12 @@ class ApolloSuperResolver(LazyModel):
     def _model_kwargs(self) -> tuple[dict[str, Any], str]:
         if not self.config:
             return {}, ""
-        import yaml
+        from mixing.input_files import load_yaml_file
+
         path = Path(self.config)
         if not path.is_file():
             raise FileNotFoundError(f"apollo: config {self.config!r} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml_file(path, "apollo config", "a mapping with a 'model' section", BackendSpecError) or {}
         section = data.get("model", data) if isinstance(data, dict) else None
         if not isinstance(section, dict):
             raise BackendSpecError(f"apollo: config {path} has no 'model' mapping of constructor "

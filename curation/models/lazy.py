@@ -8,23 +8,21 @@ cannot be imported raises the registry's one :class:`MissingDependencyError`, na
 
 from __future__ import annotations
 
-import importlib
 import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from curation.models.registry import missing_dependency
+from curation.models.registry import EXTRA
+from mixing import optional
 
 _LOCKS_LOCK = threading.Lock()
 
 
 def require(module: str, backend: str, package: str | None = None) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise missing_dependency(f"the {backend} backend", package or module, exc) from exc
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install
+    (:func:`mixing.optional.require` with the ``models`` extra)."""
+    return optional.require(module, f"the {backend} backend", EXTRA, package)
 
 
 def auto_device(torch: Any, device: str) -> str:

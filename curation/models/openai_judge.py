@@ -13,9 +13,11 @@ a request for as long as it likes. Each attempt therefore also has a whole-reque
 request, the response headers and the body. A watchdog timer shuts the attempt's socket down when
 the deadline passes (each request has its own connection, found through httpcore's ``trace``
 extension, so the watchdog cuts exactly that request), which ends any blocked read at once; the
-body loop also checks the deadline after each chunk. The answer may be at most
+body loop also checks the deadline after each chunk. As a backstop each attempt runs on a daemon
+thread that is abandoned shortly after the deadline. The answer may be at most
 ``max_answer_bytes`` long (default 1 MiB): a longer one is cut off after that many bytes (never
-read further, never held in memory) and counts as a failed call, not retried.
+read further, never held in memory) and counts as a failed call, not retried. The answer is
+parsed by :mod:`mixing.input_files` (depth cap, an object expected).
 
 Serve a model with e.g. ``vllm serve Qwen/Qwen3-Omni-30B-A3B-Instruct --port 8000`` and use the
 spec ``openai:url=http://127.0.0.1:8000/v1,model=Qwen/Qwen3-Omni-30B-A3B-Instruct``.
@@ -23,7 +25,6 @@ spec ``openai:url=http://127.0.0.1:8000/v1,model=Qwen/Qwen3-Omni-30B-A3B-Instruc
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -38,7 +39,8 @@ from curation.models.audio_io import to_rate, wav_data_url
 from curation.models.lazy import LazyModel
 from curation.models.registry import BackendSpecError
 from mixing import numbers
-from mixing.errors import HiveError
+from mixing.errors import HiveError, InputFileError
+from mixing.input_files import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ class OpenAIJudge(LazyModel):
                                    "expected e.g. http://127.0.0.1:8000/v1")
         if wav.lower() not in ("pcm16", "float"):
             raise BackendSpecError(f"openai judge: wav={wav!r}; expected 'pcm16' or 'float'")
+
         def checked(rule: numbers.Rule, name: str, value: Any) -> Any:  # the one checked-number rule
             return rule.check(value, f"openai judge: option {name}", BackendSpecError)
 
@@ -220,6 +223,26 @@ class OpenAIJudge(LazyModel):
         return b"".join(parts)
 
     def _attempt(self, body: dict[str, Any]) -> str | None:
+        """One request, abandoned at the deadline whatever phase it is in (headers included)."""
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = self._exchange(body)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name="hive-judge-request", daemon=True)
+        worker.start()
+        worker.join(self.deadline + 1.0)
+        if worker.is_alive():
+            raise RequestFailed(f"no complete answer within the deadline of {self.deadline:g} s from {self.url} "
+                                "(the server is too slow or sends its response a byte at a time)", True)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
+    def _exchange(self, body: dict[str, Any]) -> str | None:
         st = self.state()
         httpx = st["httpx"]
         started = time.monotonic()
@@ -245,15 +268,18 @@ class OpenAIJudge(LazyModel):
         if status >= 400:
             raise RequestFailed(f"HTTP {status} from {self.url} (not retried): {text[:300]!r}", False)
         try:
-            payload = json.loads(text)
+            payload = parse_json(text, f"answer from {self.url}", "a chat completion (a JSON object)",
+                                 expect=dict)
             content = payload["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except InputFileError as exc:
+            raise RequestFailed(f"malformed response: {str(exc)[:300]}", True)
+        except (KeyError, IndexError, TypeError) as exc:
             raise RequestFailed(f"malformed response from {self.url} ({type(exc).__name__}): "
                                 f"{text[:200]!r}", True)
         if content is None:
             return None
         if isinstance(content, list):  # content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
         return str(content)
 
     def ask_one(self, y: np.ndarray, sr: int, prompt: str) -> str | None:

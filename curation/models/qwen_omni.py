@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from curation.models.audio_io import to_rate
-from curation.models.lazy import LazyModel, auto_device, existing
+from curation.models.lazy import LazyModel, auto_device, existing, require
 from curation.models.registry import BackendSpecError
 
 log = logging.getLogger(__name__)
@@ -200,14 +200,16 @@ class QwenOmniJudge(LazyModel):
                        clips: list[np.ndarray]) -> dict[str, Any]:
         tokenizer, fe, cfg = st["tokenizer"], st["feature_extractor"], st["thinker_config"]
         if st["family"] == "qwen3":
-            from transformers.models.qwen3_omni_moe import processing_qwen3_omni_moe as proc_mod
+            proc_mod = require("transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe", self.backend,
+                               "transformers")
             feats = fe(list(clips), sampling_rate=fe.sampling_rate, padding=True, truncation=False,
                        return_attention_mask=True, return_tensors="pt")
             n_window = getattr(getattr(cfg, "audio_config", None), "n_window", 50)
             counts = proc_mod._get_feat_extract_output_lengths(feats["attention_mask"].sum(-1),
                                                                n_window)
         else:
-            from transformers.models.qwen2_5_omni import processing_qwen2_5_omni as proc_mod
+            proc_mod = require("transformers.models.qwen2_5_omni.processing_qwen2_5_omni", self.backend,
+                               "transformers")
             feats = fe(list(clips), sampling_rate=fe.sampling_rate, padding="max_length",
                        return_attention_mask=True, return_tensors="pt")
             counts = proc_mod._get_feat_extract_output_lengths(feats["attention_mask"].sum(-1))

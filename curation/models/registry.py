@@ -29,17 +29,16 @@ import numpy as np
 
 from mixing import numbers
 from mixing.errors import HiveError, short_repr
+from mixing.optional import MissingDependencyError, available, install_hint
+from mixing.optional import missing_dependency as _missing_dependency
 
-EXTRA_HINT = "pip install 'hive-uss[models]'"
+EXTRA = "models"
+EXTRA_HINT = install_hint(EXTRA)
 
 
 class BackendSpecError(HiveError, ValueError):
     """A backend spec cannot be parsed, names an unknown backend or option, or names something
     that is not a backend of the asked kind."""
-
-
-class MissingDependencyError(HiveError, ImportError):
-    """An optional dependency of a model backend is not installed."""
 
 
 # ---- protocols ------------------------------------------------------------------------------------
@@ -257,11 +256,10 @@ def build_from_options(cls: type, spec_name: str, options: dict[str, Any]) -> An
 
 
 # ---- loading --------------------------------------------------------------------------------------
-def missing_dependency(what: str, package: str, exc: BaseException) -> MissingDependencyError:
-    """The one error for a dependency that cannot be imported: names it and the extra to install."""
-    return MissingDependencyError(
-        f"{what} needs the Python package {package!r}, which cannot be imported ({exc}); install "
-        f"the model extras: {EXTRA_HINT}")
+def missing_dependency(what: str, package: str, exc: BaseException | None = None) -> MissingDependencyError:
+    """The one error (:mod:`mixing.optional`'s) for a dependency of a model backend that cannot be
+    imported: names it and the ``models`` extra."""
+    return _missing_dependency(what, package, EXTRA, exc)
 
 
 def _known(kind: Kind) -> str:
@@ -335,6 +333,12 @@ def load_backend(kind: str, spec: Any, device: str | None = None) -> Any:
         raise BackendSpecError(
             f"{k.label} backend {parsed.name!r} returned a {type(backend).__name__}, which lacks the "
             f"{k.protocol.__name__} protocol (see curation/models/registry.py)")
+    # what a lazy backend imports on first use is looked for now (found, not imported): a missing
+    # package refuses the run before its first item instead of failing every item
+    requires = getattr(type(backend), "requires", None)
+    for module, package in (requires.items() if isinstance(requires, dict) else ()):
+        if not available(module):
+            raise missing_dependency(f"the {k.label} backend {parsed.name!r}", package)
     return backend
 
 

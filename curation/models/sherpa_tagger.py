@@ -34,7 +34,7 @@ import numpy as np
 
 from curation.models.audio_io import as_mono_float32
 from curation.models.labels import LabelTable, read_labels_csv
-from curation.models.lazy import LazyModel, existing
+from curation.models.lazy import LazyModel, existing, require
 from curation.models.registry import BackendSpecError
 from mixing.errors import HiveError
 
@@ -194,8 +194,7 @@ class SherpaTagger(LazyModel):
 
 def _probe_main(argv: list[str]) -> int:
     """Child side of :func:`probe`: ``MODEL LABELS NUM_THREADS PROVIDER TOP_K``; builds the tagger."""
-    import sherpa_onnx
-
+    sherpa_onnx = require("sherpa_onnx", SherpaTagger.backend, "sherpa-onnx")
     model, labels, num_threads, provider, top_k = argv
     config = _config(sherpa_onnx, model, labels, int(num_threads), provider, int(top_k))
     if hasattr(config, "validate") and not config.validate():

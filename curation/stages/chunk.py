@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from mixing import numbers
-from mixing.audio import chunk_frames, probe, seek_is_exact
+from mixing.audio import chunk_frames, open_sound_file, probe, seek_is_exact
 from mixing.errors import UnreadableAudioError
 from mixing.failures import UNREADABLE_AUDIO
 from mixing.resume import AtomicFile
@@ -123,12 +123,12 @@ class ChunkStage(Stage):
             if not windows:
                 return [Drop.of(item, "empty_range", f"frames [{start}, {stop}) hold nothing to chunk")]
             if seek_is_exact(info):
-                with sf.SoundFile(str(local)) as f:
+                with open_sound_file(str(local)) as f:
                     energies = window_energies(f, start, windows)
             else:  # Vorbis/Opus/MP3: each chunk decoded from its own start, as the renderer reads it
                 energies = []
                 for s, e in windows:
-                    with sf.SoundFile(str(local)) as f:
+                    with open_sound_file(str(local)) as f:
                         energies += window_energies(f, start + s, [(0, e - s)])
         except AUDIO_ERRORS as exc:  # soundfile's errors are RuntimeErrors
             return [Drop.of(item, read_error_reason(exc), str(exc))]
@@ -168,7 +168,7 @@ class ChunkStage(Stage):
         rel = f"{sub}/{cid}.wav"
         dest = Path(self.export_dir) / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with sf.SoundFile(str(local)) as f:
+        with open_sound_file(str(local)) as f:
             f.seek(start)
             data = f.read(stop - start, dtype="float32", always_2d=True)
             sr = f.samplerate

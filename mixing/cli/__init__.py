@@ -9,10 +9,12 @@ import logging
 import os
 import sys
 
-#: name -> (module, one-line help). Each module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+#: name -> (module, one-line help). Each module defines ``add_arguments(parser)``, ``run(args) -> int`` and
+#: ``io(args)``: what the run reads and writes, checked by the output-folder rule before it runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mixing.cli.demo", "build the embedded toy corpus and run the whole loop on it (offline)"),
     "check": ("mixing.cli.check", "report which referenced corpus files are missing or unreadable"),
+    "store": ("mixing.cli.store", "build, describe or verify a source store (every source chunk decoded once)"),
     "render": ("mixing.cli.render", "render mixtures and stems into WebDataset or Parquet shards"),
     "verify": ("mixing.cli.verify", "check rendered shards for completeness and consistency"),
     "eval": ("mixing.cli.eval", "evaluate a query-based separator (SI-SDR, SI-SDRi, SDR) on rendered mixtures"),
@@ -95,18 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.verbose)
     from mixing.errors import HiveError, describe_os_error
+    from mixing.output_folder import release_all
 
     from mixing.memory_estimate import ENV as MEMORY_ENV
 
     previous_cap = os.environ.get(MEMORY_ENV)
+    claims: list = []
     try:
         _check_args(args)
         if getattr(args, "max_memory", None) is not None:  # the cap of this process and its workers
             os.environ[MEMORY_ENV] = args.max_memory
+        claims = claim_outputs(args.command, args)
         return int(_load(args.command).run(args) or 0)
     except HiveError as exc:
+        release_all(claims)
         return _refuse(args.command, str(exc))
     except OSError as exc:  # output folder is a file, read-only, disk full, ...
+        release_all(claims)
         return _refuse(args.command, describe_os_error(exc, getattr(args, "output", None)))
     except KeyboardInterrupt:
         print(f"hive {args.command}: interrupted", file=sys.stderr)
@@ -116,6 +123,18 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(MEMORY_ENV, None)
         else:
             os.environ[MEMORY_ENV] = previous_cap
+
+
+def claim_outputs(command: str, args: argparse.Namespace) -> list:
+    """The output-folder rule (:mod:`mixing.output_folder`) for what ``command``'s module says it
+    reads and writes (its ``io(args)``), applied before the command does any work."""
+    from mixing.output_folder import claim
+
+    io = getattr(_load(command), "io", None)
+    if io is None:
+        raise RuntimeError(f"hive {command}: its module declares no io(args); every command must (see "
+                           "mixing/output_folder.py)")
+    return claim(command, io(args))
 
 
 def _refuse(command: str, message: str) -> int:

@@ -32,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive check`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    return CommandIO([("--metadata", args.metadata), *dataset_paths_inputs(args.dataset_paths)],
+                     [Output(args.report, "--report", "file", signature=("ok", "metadata", "dataset_paths"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing import api
 

@@ -7,6 +7,7 @@ import importlib.util
 import time
 from pathlib import Path
 
+from mixing import optional
 from mixing.cli import argtypes as at
 
 
@@ -31,7 +32,7 @@ def write_hub_metadata(metadata: Path, output: Path) -> tuple[int, str]:
     README.md whose YAML ``configs`` make ``load_dataset(output, "2mix")`` work. With matplotlib
     this is ``hive card`` (card with statistics and plots); without it (the core install of
     ``make demo``) the same layout with a card that holds only the configs and sizes."""
-    if importlib.util.find_spec("matplotlib") is not None:
+    if optional.available("matplotlib"):
         from mixing.cli import main as hive
 
         status = hive(["card", str(metadata), "--output", str(output), "--repo-id", "local/hive-toy"])
@@ -56,6 +57,13 @@ def write_hub_layout_without_plots(metadata: Path, output: Path) -> str:
     check_card(card, output)
     atomic_write_text(output / "README.md", str(card))
     return "Hub layout and a README.md with the configs (install matplotlib for the full card)"
+
+
+def io(args: argparse.Namespace):
+    """What ``hive demo`` writes (the output-folder rule, :mod:`mixing.output_folder`): its work folder."""
+    from mixing.output_folder import CommandIO, Output
+
+    return CommandIO([], [Output(args.workdir, "--workdir", signature=("dataset_paths.json", "corpora"))])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
               "need models: see `hive mine single-event --help`)")
         _done(t0, status)
 
-    if importlib.util.find_spec("matplotlib") is not None:
+    if optional.available("matplotlib"):
         page = work / "inspect"
         t0 = _step(f"9. hive inspect: pages to listen to 2 rendered mixtures and look at their spectrograms in {page}")
         status = hive(["inspect", str(rendered), "--output", str(page), "--sample", "2", "--no-progress"])

@@ -10,7 +10,13 @@ from mixing.cli import argtypes as at
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rendered", required=True, metavar="DIR", help="the --output folder of 'hive render'")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--rendered", metavar="DIR", help="the --output folder of 'hive render'")
+    src.add_argument("--metadata", help="mixture metadata rendered on the fly (with --store and/or --dataset-paths; "
+                     "consistent stems)")
+    p.add_argument("--store", metavar="STORE", help="with --metadata: a source store to render from")
+    p.add_argument("--dataset-paths", help="with --metadata: dataset_paths.json (chunks the store lacks are decoded)")
+    p.add_argument("--sample-rate", type=at.sample_rate, help="with --metadata: render at this rate")
     p.add_argument("--output", required=True, metavar="DIR",
                    help="folder for results.csv (per source), summary.csv, summary.md and si_sdri.png")
     p.add_argument("--split", help="only this split (default: all rendered splits)")
@@ -31,19 +37,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive eval`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs, separator_input
+
+    return CommandIO([("--rendered", args.rendered), ("--metadata", getattr(args, "metadata", None)),
+                      ("--store", getattr(args, "store", None)),
+                      *dataset_paths_inputs(getattr(args, "dataset_paths", None)),
+                      ("--estimates", args.estimates), *separator_input(args.separator)],
+                     [Output(args.output, signature=("results.csv", "summary.csv"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing import api
 
+    from mixing.errors import HiveError
+
+    if args.metadata and not (args.store or args.dataset_paths):
+        raise HiveError("--metadata needs --store and/or --dataset-paths to render the mixtures")
+    if args.rendered and (args.store or args.dataset_paths or args.sample_rate):
+        raise HiveError("--store/--dataset-paths/--sample-rate go with --metadata, not with --rendered")
     result = api.evaluate(args.rendered, args.output, separator=args.separator, estimates=args.estimates,
-                      split=args.split, name=args.name, with_sdr=not args.no_sdr,
-                      allow_missing=args.allow_missing, plot=not args.no_plot, limit=args.limit,
-                      progress=False if args.no_progress else None)
-    print(f"evaluated {result.mixtures} mixtures ({result.sources} sources) from {args.rendered}")
+                          split=args.split, name=args.name, with_sdr=not args.no_sdr,
+                          allow_missing=args.allow_missing, plot=not args.no_plot, limit=args.limit,
+                          progress=False if args.no_progress else None, metadata=args.metadata,
+                          dataset_paths=args.dataset_paths, store=args.store, sample_rate=args.sample_rate)
+    print(f"evaluated {result.mixtures} mixtures ({result.sources} sources) from {args.rendered or args.metadata}")
     print(result.markdown())
     print("(per label and number of sources: summary.md / summary.csv; per source: results.csv)")
     for key, path in result.files.items():
         print(f"{key}: {path}")
+    if result.render_failures:
+        print("mixtures that could not be rendered (skipped): "
+              + ", ".join(f"{k}={v}" for k, v in sorted(result.render_failures.items())))
     if result.missing:
         print(f"missing estimates (skipped): {sum(result.missing.values())} sources")
+        return 1
+    if result.render_failures:
         return 1
     return 0

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-paths", metavar="JSON",
                    help="dataset_paths.json (corpus prefix -> local folder): needed when the input is metadata; "
                         "the chosen mixtures are rendered on the fly")
+    p.add_argument("--store", metavar="STORE",
+                   help="a source store (`hive store build` output): metadata input is rendered from it (with "
+                        "--dataset-paths, chunks it lacks are decoded; without, the store is used alone)")
     pick = p.add_mutually_exclusive_group()
     pick.add_argument("--mix-id", action="append", metavar="ID", dest="mix_ids",
                       help="show this mixture (repeat for more)")
@@ -32,10 +35,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive inspect`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    return CommandIO([("OUT_OR_METADATA", args.input), *dataset_paths_inputs(args.dataset_paths),
+                      ("--store", getattr(args, "store", None))],
+                     [Output(args.output, signature=("_inspect.json",))])
+
+
 def run(args: argparse.Namespace) -> int:
     from dataset_card.inspect_run import inspect
 
-    result = inspect(args.input, args.output, dataset_paths=args.dataset_paths, mix_ids=args.mix_ids,
+    result = inspect(args.input, args.output, dataset_paths=args.dataset_paths, store=args.store, mix_ids=args.mix_ids,
                      sample=args.sample, seed=args.seed, split=args.split, num_sources=args.num_sources,
                      revision=args.revision, progress=False if args.no_progress else None)
     print(f"wrote {len(result.pages)} mixture page(s); open {result.index}")

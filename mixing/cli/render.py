@@ -15,7 +15,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "failure reasons in out/_failures.jsonl (one vocabulary for every command):\n" + f.help_text()
     p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit) when --metadata is a Hub id")
-    p.add_argument("--dataset-paths", required=True, help="dataset_paths.json: corpus prefix -> local folder")
+    p.add_argument("--dataset-paths", help="dataset_paths.json: corpus prefix -> local folder (needed unless "
+                   "--store holds every chunk)")
+    p.add_argument("--store", metavar="STORE",
+                   help="a source store (`hive store build` output): chunks are sliced from it instead of decoded "
+                        "(same samples, output at the store's rate); chunks it lacks are decoded (counted as "
+                        "store misses); without --dataset-paths the store is used alone")
+    p.add_argument("--store-only", action="store_true",
+                   help="with --store: a chunk the store lacks fails (not_in_store) instead of being decoded")
     p.add_argument("--output", required=True, help="output folder (nothing is written outside it)")
     p.add_argument("--split", help="only this split (train, validation, test)")
     p.add_argument("--num-sources", type=at.positive_int, help="only mixtures with this many sources")
@@ -42,8 +49,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar with ETA on a terminal)")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive render`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    return CommandIO([("--metadata", args.metadata), *dataset_paths_inputs(args.dataset_paths),
+                      ("--store", getattr(args, "store", None))],
+                     [Output(args.output, signature=("_render_config.json", "_ledger", "_ranks", "_summary.json"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing import api
+    from mixing.errors import HiveError
+
+    if not args.dataset_paths and not args.store:
+        raise HiveError("give --dataset-paths (corpus prefix -> local folder) and/or --store (a `hive store "
+                        "build` output folder); got neither")
+    if args.store_only and not args.store:
+        raise HiveError("--store-only needs --store STORE")
 
     def show(est) -> None:
         if args.rank == 0:
@@ -53,9 +76,13 @@ def run(args: argparse.Namespace) -> int:
                    format=args.format, stems=args.stems, audio_format=args.audio_format,
                    sample_rate=args.sample_rate, shard_size=args.shard_size, num_workers=args.num_workers,
                    rank=args.rank, world_size=args.world_size, overwrite=args.overwrite, revision=args.revision,
-                   force=args.force, progress=False if args.no_progress else None, on_estimate=show)
+                   force=args.force, progress=False if args.no_progress else None, on_estimate=show,
+                   store=args.store, store_only=args.store_only)
     print(f"rank {args.rank}/{args.world_size}: {s.shards_rendered} shards rendered, {s.shards_skipped} "
           f"already done, {s.mixtures_rendered} mixtures written to {args.output}")
+    if args.store:
+        print(f"source store: {s.store_hits} chunk reads from the store, {s.store_misses} store misses "
+              "(decoded from the corpora)")
     warnings = os.path.join(args.output, "_warnings.jsonl")
     if args.audio_format == "pcm16" and s.complete and os.path.isfile(warnings):
         with open(warnings, encoding="utf-8") as fh:

@@ -63,6 +63,16 @@ def config_from_args(args: argparse.Namespace):
     return synthesis_config(args.config, **_settings(args))
 
 
+def io(args: argparse.Namespace):
+    """What ``hive synthesize`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output, dataset_paths_inputs
+
+    return CommandIO([("--pool", args.pool), ("--ontology", args.ontology), *dataset_paths_inputs(args.dataset_paths),
+                      ("--config", args.config), ("--compatibility", args.compatibility)],
+                     [Output(args.output, signature=("synthesis_config_*.yaml", "synthesis_stats_*.json",
+                                                     "_failures_*.jsonl"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing import api
     from mixing.synthesis.stats import format_summary

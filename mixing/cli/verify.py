@@ -27,6 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def io(args: argparse.Namespace):
+    """What ``hive verify`` reads and writes (the output-folder rule, :mod:`mixing.output_folder`)."""
+    from mixing.output_folder import CommandIO, Output
+
+    return CommandIO([("DIR", args.dir), ("--metadata", args.metadata)],
+                     [Output(args.report, "--report", "file", signature=("root", "clean", "shard_reports"))])
+
+
 def run(args: argparse.Namespace) -> int:
     from mixing import api
 

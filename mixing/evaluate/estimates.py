@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 
+from ..audio import sf_read
 from .errors import EvalError
 from .metrics import check_audio
 
@@ -57,13 +58,16 @@ def load_separator(spec: str) -> Separator:
     except ImportError as exc:
         raise EvalError(f"--separator {spec!r}: cannot import {module_name!r} ({exc}); put its folder on "
                         "PYTHONPATH or give FILE.py:FUNCTION") from exc
-    except SystemExit as exc:  # module code calling sys.exit() must not end hive with its status
-        raise EvalError(f"--separator {spec!r}: importing {module_name!r} called sys.exit({exc.code!r}); "
-                        "expected a module that defines the function") from None
-    except Exception as exc:  # a SyntaxError or any error raised by the module's own code
+    except SyntaxError as exc:
+        raise EvalError(f"--separator {spec!r}: {exc.filename or module_name} does not compile (SyntaxError "
+                        f"at line {exc.lineno}: {exc.msg}); fix the file") from None
+    except SystemExit as exc:
+        raise EvalError(f"--separator {spec!r}: importing {module_name} called sys.exit({exc.code!r}); a "
+                        "separator module must only define separate(mix, sample_rate, query_label)") from None
+    except Exception as exc:  # the user's module failed while importing: name it, keep the cause for -vv
         log.debug("importing the separator failed", exc_info=True)
-        raise EvalError(f"--separator {spec!r}: importing {module_name!r} raised {type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())}; fix the module (-vv shows the traceback)") from exc
+        raise EvalError(f"--separator {spec!r}: importing {module_name} raised {type(exc).__name__}: {exc}; "
+                        "run with -vv for the traceback") from exc
     fn = getattr(module, func_name, None)
     if not callable(fn):
         raise EvalError(f"--separator {spec!r}: {module_name} has no callable {func_name!r}; expected "
@@ -73,20 +77,15 @@ def load_separator(spec: str) -> Separator:
 
 def as_estimate(value: Any, length: int, what: str) -> np.ndarray:
     """Validate one estimate (1-D of ``length`` samples, finite) and return it as float64."""
-    kind = type(value).__name__
-    if hasattr(value, "detach"):  # a torch tensor, of any float type (bfloat16 and float16 too)
-        try:
-            tensor = value.detach().cpu()
-            if getattr(tensor, "is_floating_point", lambda: False)():
-                tensor = tensor.double()  # NumPy has no bfloat16
-            value = tensor.numpy()
-        except (TypeError, RuntimeError, AttributeError) as exc:
-            raise EvalError(f"{what}: got a {kind} that cannot become a NumPy array ({exc}); expected a 1-D "
-                            f"float array of {length} samples") from exc
     try:
+        if hasattr(value, "detach"):  # a torch tensor; bfloat16 (and other types NumPy lacks) via float32
+            value = value.detach().cpu()
+            if hasattr(value, "float") and not getattr(value.dtype, "is_complex", False):
+                value = value.float()
+            value = value.numpy()
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise EvalError(f"{what}: got {kind}, expected a 1-D array of {length} samples") from exc
+    except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise EvalError(f"{what}: got {type(value).__name__}, expected a 1-D array of {length} samples") from exc
     if arr.ndim == 2 and 1 in arr.shape:
         arr = arr.reshape(-1)
     if arr.shape != (length,):
@@ -100,9 +99,9 @@ def call_separator(fn: Separator, mix: np.ndarray, sr: int, label: str, what: st
     naming the mixture and query (the original traceback is logged at debug level, ``-vv``)."""
     try:
         value = fn(mix.copy(), sr, label)
-    except SystemExit as exc:  # sys.exit() in the user's code must not end hive with its status
-        raise EvalError(f"{what}: the separator called sys.exit({exc.code!r}) (query {label!r}); expected it "
-                        "to return an estimate; nothing is evaluated") from None
+    except SystemExit as exc:  # sys.exit() in the user's code must not end eval as if it succeeded
+        raise EvalError(f"{what}: the separator called sys.exit({exc.code!r}) (query {label!r}); a separator "
+                        "returns an estimate, it never exits") from None
     except Exception as exc:  # the user's code: report where it failed, keep the cause chained
         log.debug("separator failed on %s", what, exc_info=True)
         raise EvalError(f"{what}: the separator raised {type(exc).__name__}: {exc} (query {label!r}, "
@@ -133,7 +132,7 @@ class EstimatesFolder:
                 f"{mix_id}; expected DIR/{{split}}/{{mix_id}}/s{{i}}.wav for every source, or pass --allow-missing "
                 "to skip (and count) missing ones")
         try:
-            x, sr = sf.read(p, dtype="float64", always_2d=True)
+            x, sr = sf_read(p, dtype="float64", always_2d=True)
         except (RuntimeError, sf.LibsndfileError) as exc:
             raise EvalError(f"estimate {p}: unreadable audio ({exc}); expected a WAV or FLAC file") from exc
         if sr != sample_rate:

@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import EvalError
 from .estimates import EstimatesFolder, MissingEstimateError, Separator, call_separator, load_separator
-from .metrics import irm_estimates, sdr, si_sdr
-from .rendered import count_rendered, iter_rendered
+from .metrics import check_dependencies, irm_estimates, sdr, si_sdr
+from .rendered import count_rendered, iter_from_metadata, iter_rendered
 from ..memory_estimate import check_mixture_memory
 from ..resume import atomic_write_text, remove_stale_tmp_of
 from .report import ResultsWriter, Summary, markdown_table, plot_summary, write_summary_csv
@@ -41,6 +41,8 @@ class EvalResult:
     sources: int = 0
     summary: Summary = field(default_factory=Summary)
     missing: Counter = field(default_factory=Counter)
+    #: mixtures left out because they could not be rendered on the fly, by reason
+    render_failures: Counter = field(default_factory=Counter)
     files: dict[str, Path] = field(default_factory=dict)
     sdr: bool = True
 
@@ -68,14 +70,18 @@ def _system_rows(system: str, sample, estimates: Any, indices: list[int], si_mix
     return rows
 
 
-def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator | str | None = None,
+def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Separator | str | None = None,
              estimates: str | Path | None = None, split: str | None = None, name: str | None = None,
              with_sdr: bool = True, allow_missing: bool = False, plot: bool = True,
-             limit: int | None = None, progress: bool | None = None) -> EvalResult:
-    """Evaluate a query-based separator on a ``hive render`` folder.
+             limit: int | None = None, progress: bool | None = None, metadata: Any = None,
+             recipe: Any = None) -> EvalResult:
+    """Evaluate a query-based separator on a ``hive render`` folder, or on metadata rendered on
+    the fly (``metadata`` with a :class:`mixing.recipe.RenderRecipe`, e.g. from a source store).
 
     Args:
-        rendered: the ``--output`` folder of ``hive render`` (WebDataset or Parquet shards).
+        rendered: the ``--output`` folder of ``hive render`` (WebDataset or Parquet shards); or
+            None with ``metadata`` and ``recipe`` (mixtures that cannot be rendered are counted in
+            ``result.render_failures``).
         output: folder for ``results.csv``, ``summary.csv``, ``summary.md`` and ``si_sdri.png``.
         separator: ``separate(mix, sample_rate, query_label) -> estimate`` or its ``"module:function"``.
         estimates: instead of ``separator``, a folder ``{split}/{mix_id}/s{i}.wav|flac``.
@@ -92,11 +98,12 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
     """
     if separator is not None and estimates is not None:
         raise EvalError("give a separator or an estimates folder, not both")
-    if name is not None and separator is None and estimates is None:
-        raise EvalError(f"--name {name!r} names the evaluated system, but none is given; add --separator "
-                        "MODULE:FUNCTION or --estimates DIR (without them only the oracle rows are computed)")
+    check_dependencies(with_sdr, plot)
     fn = load_separator(separator) if isinstance(separator, str) else separator
     folder = EstimatesFolder(estimates) if estimates is not None else None
+    if name is not None and fn is None and folder is None:
+        raise EvalError(f"--name {name!r} names the evaluated system, but none is given: add --separator or "
+                        "--estimates (without them only the oracle rows mixture and irm are computed)")
     system = name or ("separator" if fn is not None else "estimates" if folder is not None else None)
     if limit is not None and limit < 1:
         raise EvalError(f"limit is {limit}; expected a positive number of mixtures (or none for all)")
@@ -111,14 +118,22 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
     from tqdm.auto import tqdm
 
     show = sys.stderr.isatty() if progress is None else progress
-    total = count_rendered(rendered, split)
+    if (rendered is None) == (metadata is None) or (metadata is not None and recipe is None):
+        raise EvalError("give either a render output folder (--rendered) or metadata with a store and/or "
+                        "dataset paths to render it on the fly (--metadata with --store/--dataset-paths)")
+    def memory(rec, frames: int) -> None:  # before a sample is decoded or rendered: its peak under the cap
+        check_mixture_memory("eval", rec.mix_id, frames, rec.num_sources, sdr=with_sdr)
+
+    if rendered is not None:
+        samples = iter_rendered(rendered, split, memory=memory)
+        total = count_rendered(rendered, split)
+    else:
+        samples = iter_from_metadata(metadata, recipe, split, result.render_failures, memory=memory)
+        total = None
     total = limit if total is None else total if limit is None else min(total, limit)
     bar = tqdm(total=total, unit="mix", desc="eval", disable=not show)
     try:
-        def memory(rec, frames: int) -> None:  # before a sample is decoded: its peak under the cap
-            check_mixture_memory("eval", rec.mix_id, frames, rec.num_sources, sdr=with_sdr)
-
-        for sample in iter_rendered(rendered, split, memory=memory):
+        for sample in samples:
             if limit is not None and result.mixtures >= limit:
                 break
             refs = sample.stems  # float32 [n, T]; each metric converts one row at a time
@@ -164,7 +179,11 @@ def evaluate(rendered: str | Path, output: str | Path, *, separator: Separator |
         bar.close()
     result.files["results"] = writer.close()
     if result.mixtures == 0:
-        raise EvalError(f"--rendered {rendered}: no mixture found; nothing to evaluate")
+        where = f"--rendered {rendered}" if rendered is not None else f"--metadata {metadata}"
+        failed = (f" ({sum(result.render_failures.values())} could not be rendered: "
+                  + ", ".join(f"{k}={v}" for k, v in sorted(result.render_failures.items())) + ")"
+                  if result.render_failures else "")
+        raise EvalError(f"{where}: no mixture found{failed}; nothing to evaluate")
     rows = result.summary.rows(per_label=True)
     result.files["summary_csv"] = write_summary_csv(rows, out / "summary.csv")
     md = out / "summary.md"

@@ -4,16 +4,22 @@
   ``alpha = <est, ref> / ||ref||^2``, ``SI-SDR = 10 log10(||alpha ref||^2 / ||est - alpha ref||^2)``.
 * :func:`sdr`: BSS-eval v4 style SDR of a single source (the estimate may differ from the reference
   by a 512-tap FIR filter), computed with torchmetrics' ``signal_distortion_ratio`` (the
-  fast-bss-eval algorithm). torchmetrics is the optional extra ``eval``.
+  fast-bss-eval algorithm). torch and torchmetrics come with the optional extra ``eval``.
 * :func:`irm_estimates`: the ideal ratio mask oracle, ``|S_i| / sum_j |S_j|`` on the STFTs of the
-  references, applied to the STFT of the mixture and inverted.
+  references, applied to the STFT of the mixture and inverted (scipy, extra ``eval``).
+
+:func:`check_dependencies` refuses before any work when what a run needs is not installed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import optional
 from .errors import EvalError
+
+EXTRA = "eval"
+NO_SDR = "or pass --no-sdr to compute SI-SDR and SI-SDRi only"
 
 #: SI-SDR / SDR are capped here (a perfect estimate would be +inf)
 MAX_DB = 200.0
@@ -62,11 +68,20 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def sdr_available() -> bool:
-    try:
-        import torchmetrics  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return optional.available("torch") and optional.available("torchmetrics")
+
+
+def check_dependencies(with_sdr: bool = True, plot: bool = False) -> None:
+    """Refuse (:class:`~mixing.optional.MissingDependencyError`, naming the ``eval`` extra) when
+    a package the run needs is not installed: scipy (the IRM oracle row, always computed), torch
+    and torchmetrics (SDR), matplotlib (the plot). Nothing heavy is imported."""
+    optional.require_available("scipy", "the IRM oracle row", EXTRA)
+    if with_sdr:
+        for module in ("torch", "torchmetrics"):
+            optional.require_available(module, "SDR (BSS-eval v4)", EXTRA, alternative=NO_SDR)
+    if plot:
+        optional.require_available("matplotlib", "the si_sdri.png plot", EXTRA,
+                                   alternative="or pass --no-plot")
 
 
 def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512) -> np.ndarray:
@@ -74,12 +89,9 @@ def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512)
     ``references``; NaN where the reference is silent or the signals are shorter than the filter.
     Rows are computed one at a time (the filter estimation needs several copies of a row; all
     rows of a 10-minute mixture at once needed gigabytes), each in float64."""
-    try:
-        import torch
-        from torchmetrics.functional.audio import signal_distortion_ratio
-    except ImportError as exc:
-        raise EvalError("SDR needs torchmetrics (pip install 'hive-uss[eval]' or pip install torchmetrics); "
-                        "or pass --no-sdr to compute SI-SDR and SI-SDRi only") from exc
+    torch = optional.require("torch", "SDR (BSS-eval v4)", EXTRA, alternative=NO_SDR)
+    audio = optional.require("torchmetrics.functional.audio", "SDR (BSS-eval v4)", EXTRA, alternative=NO_SDR)
+    signal_distortion_ratio = audio.signal_distortion_ratio
     est = np.atleast_2d(estimates)
     ref = np.atleast_2d(references)
     if est.shape != ref.shape:
@@ -114,7 +126,7 @@ def irm_estimates(mix: np.ndarray, references: np.ndarray, n_fft: int = 2048, ho
     :data:`IRM_BLOCK_FRAMES` frames at a time: memory is the output plus a few blocks, instead of
     several full complex spectrograms per source (scipy's whole-signal STFT of one 10-minute
     48 kHz mixture of two sources peaked at 11 GB). The results equal scipy's to float rounding."""
-    from scipy.signal import get_window
+    get_window = optional.require("scipy.signal", "the IRM oracle row", EXTRA).get_window
 
     mix = np.asarray(mix, dtype=np.float64)
     refs = np.atleast_2d(references)  # rows are converted to float64 block by block

@@ -1,4 +1,5 @@
-"""Stream the samples of a ``hive render`` folder (WebDataset or Parquet), one mixture at a time.
+"""Stream the samples of a ``hive render`` folder (WebDataset or Parquet), one mixture at a time,
+or render them on the fly from metadata (:func:`iter_from_metadata`, e.g. from a source store).
 
 ``DIR/{split}/{n}mix/tar_*.tar`` or ``part_*.parquet``; each sample gives the mix, the reference
 stems (``s1 .. sN``, in the order of the record's sources) and the record (labels, ids).
@@ -7,9 +8,7 @@ stems (``s1 .. sN``, in the order of the record's sources) and the record (label
 from __future__ import annotations
 
 import io
-import json
-import re
-import tarfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,13 +16,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import soundfile as sf
 
-from ..memory_estimate import check_memory
+from ..audio import sf_read
+from ..input_files import load_json_file
 from ..metadata import MixtureRecord
-from ..validation import parse_mixture
+from ..rendered_reader import RawSample, find_shards, iter_samples, parse_record
 from .errors import EvalError
 from .metrics import check_audio
-
-_MEMBER = re.compile(r"^([^.]+)\.(mix|s\d+|json)(?:\.(\w+))?$")
 
 
 @dataclass
@@ -51,23 +49,19 @@ def find_rendered(root: str | Path, split: str | None = None) -> list[tuple[Path
     root = Path(root)
     if not root.is_dir():
         raise EvalError(f"--rendered {root}: not a folder; expected the --output folder of 'hive render'")
-    found = []
-    for pattern, fmt in (("tar_*.tar", "webdataset"), ("part_*.parquet", "parquet")):
-        for p in sorted(root.glob(f"{split or '*'}/*mix/{pattern}")):
-            if not p.parent.parent.name.startswith("_"):
-                found.append((p, fmt))
+    found = find_shards(root, split, error=EvalError)
     if not found:
         splits = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
         raise EvalError(f"--rendered {root}: no shards{'' if split is None else f' of split {split!r}'} "
                         f"(expected {split or '{split}'}/{{n}}mix/tar_*.tar or part_*.parquet; splits found: "
                         f"{splits or 'none'}); run 'hive render' first or check --split")
-    return sorted(found, key=lambda t: str(t[0]))
+    return found
 
 
 def _decode(data: bytes, what: str) -> tuple[np.ndarray, int]:
     try:
-        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
+        x, sr = sf_read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, TypeError) as exc:
         raise EvalError(f"{what}: undecodable audio ({exc}); re-render this shard") from exc
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], int(sr)
 
@@ -76,21 +70,23 @@ def _decode(data: bytes, what: str) -> tuple[np.ndarray, int]:
 MemoryCheck = Callable[[MixtureRecord, int], None]
 
 
-def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], meta: Any,
-            memory: MemoryCheck | None = None) -> RenderedSample:
-    where = f"{shard}: sample {key}"
-    if mix is None or meta is None:
-        raise EvalError(f"{where}: has no {'mix' if mix is None else 'JSON record'}; run 'hive verify' on it")
-    obj = json.loads(meta) if isinstance(meta, (str, bytes)) else meta
-    prov = obj.get("hive_render") or {}
-    rec = parse_mixture(obj)
+def _sample(raw: RawSample, memory: MemoryCheck | None = None) -> RenderedSample:
+    where = f"{raw.shard}: sample {raw.key}"
+    if "mix" not in raw.audio:
+        raise EvalError(f"{where}: has no mix; run 'hive verify' on it")
+    rec, prov = parse_record(raw.json, where, raw.key, error=EvalError)
+    stems = {int(name[1:]): data for name, data in raw.audio.items() if name != "mix"}
     if sorted(stems) != list(range(1, rec.num_sources + 1)):
         raise EvalError(f"{where}: stems {sorted(stems)} but the record has {rec.num_sources} sources; "
                         "run 'hive verify' on it")
     if memory is not None:
-        rate = prov.get("sample_rate") if isinstance(prov.get("sample_rate"), int) else rec.sample_rate
-        memory(rec, int(rec.target_duration * max(1, rate)))
-    m, sr = _decode(mix, f"{where} mix")
+        rate = prov.get("sample_rate")
+        rate = rate if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else rec.sample_rate
+        memory(rec, int(rec.target_duration * rate))
+    m, sr = _decode(raw.audio["mix"], f"{where} mix")
+    if m.shape[0] == 0:
+        raise EvalError(f"{where}: the mix has no samples (target_duration {rec.target_duration:g} s at {sr} Hz "
+                        "is shorter than one sample); nothing to evaluate: drop such mixtures from the metadata")
     fix = "re-render it and run 'hive verify' on the folder"
     check_audio(m, f"{where} mix", fix)
     refs = np.empty((rec.num_sources, m.shape[0]), dtype=np.float32)  # filled row by row: no second copy
@@ -102,45 +98,8 @@ def _sample(key: str, shard: str, mix: bytes | None, stems: dict[int, bytes], me
         check_audio(s, f"{where} s{i}", fix)
         refs[i - 1] = s
         del s
-    return RenderedSample(rec.mix_id, rec.split, sr, rec, m, refs, prov.get("stem_mode", "consistent"), shard)
-
-
-def _iter_tar(path: Path, rel: str, memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
-    key, mix, stems, meta = None, None, {}, None
-    with tarfile.open(path, mode="r|*") as tar:
-        for m in tar:
-            match = _MEMBER.match(m.name) if m.isfile() else None
-            if match is None:
-                continue
-            k, field = match.group(1), match.group(2)
-            if k != key:
-                if key is not None:
-                    sample = _sample(key, rel, mix, stems, meta, memory)
-                    mix, stems, meta = None, {}, None  # the encoded bytes are not kept while it is used
-                    yield sample
-                key, mix, stems, meta = k, None, {}, None
-            check_memory(m.size, f"{rel}: member {m.name} ({m.size} bytes)", "re-render at a lower --sample-rate")
-            data = tar.extractfile(m).read()  # type: ignore[union-attr]
-            if field == "mix":
-                mix = data
-            elif field == "json":
-                meta = data
-            else:
-                stems[int(field[1:])] = data
-    if key is not None:
-        sample = _sample(key, rel, mix, stems, meta, memory)
-        mix, stems, meta = None, {}, None
-        yield sample
-
-
-def _iter_parquet(path: Path, rel: str, memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=16, columns=["mix_id", "mix", "sources", "render_json"]):
-        for row in batch.to_pylist():
-            stems = {i: s["bytes"] for i, s in enumerate(row["sources"] or [], 1)}
-            yield _sample(row["mix_id"], rel, (row["mix"] or {}).get("bytes"), stems, row["render_json"], memory)
+    return RenderedSample(rec.mix_id, rec.split, sr, rec, m, refs, str(prov.get("stem_mode", "consistent")),
+                          raw.shard)
 
 
 def iter_rendered(root: str | Path, split: str | None = None, *,
@@ -150,17 +109,44 @@ def iter_rendered(root: str | Path, split: str | None = None, *,
     root = Path(root)
     for path, fmt in find_rendered(root, split):
         rel = str(path.relative_to(root))
-        try:
-            yield from (_iter_tar if fmt == "webdataset" else _iter_parquet)(path, rel, memory)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise EvalError(f"{rel}: unreadable shard ({exc}); run 'hive verify {root}'") from exc
+        for raw in iter_samples(path, fmt, rel, error=EvalError):
+            sample = _sample(raw, memory)
+            del raw  # the encoded bytes are not kept while the sample is used
+            yield sample
 
 
 def count_rendered(root: str | Path, split: str | None = None) -> int | None:
     """Mixtures in the render (from ``_summary.json``) for the progress bar; None if unknown."""
     try:
-        summary = json.loads((Path(root) / "_summary.json").read_text())
+        summary = load_json_file(Path(root) / "_summary.json", "render summary", "an object", EvalError,
+                                 expect=dict, max_bytes=16 << 20)
         groups = summary["mixtures_per_group"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return sum(int(n) for g, n in groups.items() if split is None or g.split("/")[0] == split)
+    except (EvalError, KeyError, TypeError, ValueError, AttributeError):
         return None
-    return sum(int(n) for g, n in groups.items() if split is None or g.split("/")[0] == split)
+
+
+def iter_from_metadata(metadata: Any, recipe: Any, split: str | None = None,
+                       failures: "Counter | None" = None, revision: str | None = None,
+                       memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
+    """Samples rendered on the fly from metadata with a :class:`mixing.recipe.RenderRecipe` (a
+    source store makes this as fast as reading a render); a mixture that cannot be rendered is
+    left out and its reason counted in ``failures``."""
+    from ..failures import reason_of
+    from ..metadata_io import open_metadata
+    from ..streaming import RENDER_ERRORS
+
+    renderer = recipe.renderer()
+    source = open_metadata(metadata, revision=revision)
+    where = "source store" if recipe.store else "corpora"
+    for rec in source.records(split, on_error="skip"):
+        if memory is not None:  # over the cap: refused (one line), not counted as a render failure
+            memory(rec, int(rec.target_duration * (recipe.sample_rate or rec.sample_rate)))
+        try:
+            r = renderer.render(rec)
+        except RENDER_ERRORS as exc:
+            if failures is not None:
+                failures[reason_of(exc)] += 1
+            continue
+        yield RenderedSample(rec.mix_id, rec.split, r.sample_rate, rec, r.mix, r.stems, r.stem_mode,
+                             f"rendered from the {where}")

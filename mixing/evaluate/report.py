@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import optional
 from ..csv_output import CsvWriter
 from ..plotting import literal_text
 from ..resume import AtomicFile, atomic_open
@@ -139,12 +140,16 @@ def markdown_table(rows: list[dict[str, Any]], sdr: bool = True) -> str:
 @literal_text
 def plot_summary(summary: Summary, path: str | Path) -> Path:
     """Mean SI-SDRi per number of sources for each system (bars), and SI-SDR per system (boxes)."""
-    import matplotlib
-
+    what, instead = "the si_sdri.png plot", "or pass --no-plot"
+    matplotlib = optional.require("matplotlib", what, "eval", alternative=instead)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = optional.require("matplotlib.pyplot", what, "eval", alternative=instead)
 
-    path = Path(path)
+    return _plot_summary(summary, Path(path), plt)  # system names are text, never TeX (literal_text)
+
+
+@literal_text
+def _plot_summary(summary: Summary, path: Path, plt) -> Path:
     counts = sorted({k for (_, _, k) in summary.values})
     systems = summary.systems
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)

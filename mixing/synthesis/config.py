@@ -172,20 +172,12 @@ class SynthesisConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, base: "SynthesisConfig | None" = None) -> "SynthesisConfig":
-        import yaml
-
-        from ..json_input import read_text
+        from ..input_files import load_yaml_file
 
         path = Path(path)
-        text = read_text(path, "synthesis config", SynthesisConfigError)
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise SynthesisConfigError(f"synthesis config {path} is not valid YAML ({' '.join(str(exc).split())}); "
-                                       "fix the file") from exc
-        except RecursionError:
-            raise SynthesisConfigError(f"synthesis config {path}: YAML nested too deeply; expected a flat "
-                                       "mapping of setting -> value") from None
+        data = load_yaml_file(path, "synthesis config", "a mapping of setting -> value; fix the file",
+                              SynthesisConfigError)
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise SynthesisConfigError(f"synthesis config {path} holds a {type(data).__name__}; "
                                        "expected a mapping of setting -> value")

@@ -43,6 +43,7 @@ from ..metadata import MixtureRecord
 from ..metadata_io import iter_records, write_hub_folder, write_legacy_json
 from ..ontology import Ontology
 from ..pool import PoolEntry, read_pool
+from ..recipe import RenderRecipe
 from ..render import Renderer
 from ..resume import atomic_write_json, atomic_write_text, remove_stale_tmp
 from .config import SynthesisConfig
@@ -268,7 +269,7 @@ class Synthesizer:
                       "attempts": attempts}
 
     def synthesize_range(self, start: int, stop: int, dataset_paths: DatasetPaths | Mapping | str) -> ChunkResult:
-        renderer = Renderer(dataset_paths)
+        renderer = RenderRecipe.make(dataset_paths).renderer()
         reasons: Counter = Counter()
         records, failures = [], []
         for i in range(start, stop):

@@ -14,9 +14,7 @@ one split. Files that cannot be used are dropped with a counted, named reason.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
 import os
 import re
@@ -121,16 +119,15 @@ def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPat
     paths = DatasetPaths.coerce(dataset_paths)
     listing = Path(listing)
     where = str(listing)
-    from ..json_input import read_text
+    from ..input_files import iter_csv, read_text
 
-    with io.StringIO(read_text(listing, "labelled list", LabelledListError), newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = list(reader.fieldnames or [])
-        pcol = _column(header, path_column, PATH_COLUMNS, "path", True, where)
-        lcol = _column(header, label_column, LABEL_COLUMNS, "label", True, where)
-        scol = _column(header, split_column, SPLIT_COLUMNS, "split", False, where)
-        gcol = _column(header, group_column, (), "group", False, where) if group_column else None
-        rows = list(reader)
+    table = [r for r in iter_csv(read_text(listing, "labelled list", LabelledListError), where, LabelledListError) if r]
+    header = table[0] if table else []
+    pcol = _column(header, path_column, PATH_COLUMNS, "path", True, where)
+    lcol = _column(header, label_column, LABEL_COLUMNS, "label", True, where)
+    scol = _column(header, split_column, SPLIT_COLUMNS, "split", False, where)
+    gcol = _column(header, group_column, (), "group", False, where) if group_column else None
+    rows = [dict(zip(header, r)) for r in table[1:]]
     out = LabelledPool([])
     seen: set[str] = set()
     for lineno, row in enumerate(rows, 2):

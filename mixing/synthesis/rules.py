@@ -26,8 +26,6 @@ A pair given in both directions takes the smaller weight; pairs not given take
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections import defaultdict
@@ -59,11 +57,9 @@ def _weight(value: Any, where: str) -> float:
 def load_compatibility(path: str | os.PathLike) -> dict[tuple[str, str], float]:
     """Read a compatibility file into ``{(label_a, label_b): weight}`` (both orders, min weight)."""
     path = Path(path)
-    if not path.is_file():
-        raise CompatibilityFileError(f"compatibility file {path} does not exist")
     raw: list[tuple[str, str, float]] = []
     if path.suffix.lower() == ".json":
-        from ..json_input import load_json_file
+        from ..input_files import load_json_file
 
         data = load_json_file(path, "compatibility file", "a JSON object (labels/weights or nested "
                               "{label: {label: weight}})", CompatibilityFileError)
@@ -84,10 +80,11 @@ def load_compatibility(path: str | os.PathLike) -> dict[tuple[str, str], float]:
         else:
             raise CompatibilityFileError(f"{path}: expected a JSON object (labels/weights or nested)")
     else:
-        from ..json_input import read_text
+        from ..input_files import iter_csv, read_text
 
         text = read_text(path, "compatibility file", CompatibilityFileError)
-        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
+        rows = [r for r in iter_csv(text, f"compatibility file {path}", CompatibilityFileError)
+                if r and any(c.strip() for c in r)]
         if not rows:
             raise CompatibilityFileError(f"compatibility file {path} is empty")
         header = [c.strip() for c in rows[0]]
