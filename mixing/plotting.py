@@ -24,10 +24,11 @@ def literal_text(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            import matplotlib
-        except ImportError:  # the function reports the missing extra in its own words
+        from . import optional
+
+        if not optional.available("matplotlib"):  # the function reports the missing extra in its own words
             return fn(*args, **kwargs)
+        matplotlib = optional.require("matplotlib", "drawing a plot", "card")
         with matplotlib.rc_context(LITERAL_TEXT):
             return fn(*args, **kwargs)
 
