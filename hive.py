@@ -404,6 +404,10 @@ def iter_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "tra
     ``world_size``-th work unit; ``shuffle_shards`` shuffles the unit order with ``seed``;
     ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures and
     the store's hits and misses; ``store``/``store_only`` as in :func:`stream_mixtures`."""
+    from mixing import numbers
+
+    rank = numbers.RANK.check(rank, "rank")
+    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,

@@ -44,8 +44,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mixing import numbers
 from mixing.errors import HiveError
-from mixing.resume import RankMarkers, atomic_open, atomic_write_json
+from mixing.resume import RankMarkers, atomic_open, atomic_write_json, remove_stale_tmp
 
 from .manifest import OUTPUT_NAME, dumps, read_items, write_jsonl, write_parquet
 from .stages import make_stage
@@ -126,6 +127,12 @@ class RunConfig:
     max_failure_rate: float | None = DEFAULT_MAX_FAILURE_RATE
     wait_timeout: float | None = None
     poll_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        numbers.check_fields(self, {"rank": numbers.RANK, "world_size": numbers.WORLD_SIZE,
+                                    "batch_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION,
+                                    "wait_timeout": numbers.SECONDS, "poll_interval": numbers.SECONDS},
+                             where="run setting")
 
 
 @dataclass
@@ -334,6 +341,8 @@ def run_stage(stage: Stage, opts: RunConfig) -> RunSummary:
     items = read_items(opts.input)
     cfg = _config(stage, opts, items)
     _check_config(output, cfg, opts)
+    if opts.world_size == 1:  # temporaries of killed earlier runs (dead PIDs only)
+        remove_stale_tmp(output)
     shard = items[opts.rank::opts.world_size]
     summary = RunSummary(stage.name, opts.rank, opts.world_size, items=len(shard))
     markers = _done_markers(output, opts.world_size)

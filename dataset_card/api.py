@@ -32,11 +32,11 @@ def card(metadata: "str | os.PathLike | Iterable[MixtureRecord]", output: "str |
     from .card import DEFAULT_LICENSE, DEFAULT_REPO_ID, CardError, CardConfig, write_card_folder
     from .layout import DEFAULT_ROWS_PER_FILE
 
-    rows = DEFAULT_ROWS_PER_FILE if rows_per_file is None else rows_per_file
-    if rows < 1:
-        raise CardError(f"rows_per_file is {rows}; expected a positive number")
-    if top_labels < 1:
-        raise CardError(f"top_labels is {top_labels}; expected a positive number")
+    from mixing import numbers
+
+    rows = numbers.COUNT.check(DEFAULT_ROWS_PER_FILE if rows_per_file is None else rows_per_file,
+                               "rows_per_file", CardError)
+    top_labels = numbers.COUNT.check(top_labels, "top_labels", CardError)
     if provenance is not None and not isinstance(provenance, dict):
         raise CardError(f"provenance is a {type(provenance).__name__}; expected a dict of parameters")
     options = CardConfig(repo_id=repo_id or DEFAULT_REPO_ID, parent_revision=parent_revision,

@@ -28,7 +28,7 @@ from mixing.citation import CITATION, REFERENCE
 from mixing.errors import HiveError
 from mixing.metadata import MixtureRecord, hub_features
 from mixing.metadata_io import MetadataSource, iter_records, open_metadata
-from mixing.resume import atomic_write_text
+from mixing.resume import atomic_write_text, remove_stale_tmp, remove_stale_tmp_of
 
 from .layout import CONFIG_ALL, DEFAULT_ROWS_PER_FILE, Layout, LayoutWriter, data_pattern
 from .plots import LABEL_PLOT, SNR_PLOT, SOURCE_COUNT_PLOT, write_plots
@@ -400,6 +400,10 @@ def write_card_folder(metadata: str | os.PathLike | MetadataSource | Iterable[Mi
         records: Iterable[MixtureRecord] = iter_records(src)
     else:
         records = metadata
+    # temporaries of killed earlier runs (dead PIDs) of what this command writes: README, data/, assets/
+    remove_stale_tmp_of(output / "README.md")
+    for folder in ("data", "assets"):
+        remove_stale_tmp(output / folder)
     stats = CardStats()
     writer = LayoutWriter(output, options.rows_per_file)
     for rec in records:

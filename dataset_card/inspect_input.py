@@ -20,6 +20,7 @@ import soundfile as sf
 
 from mixing.audio import sf_read
 from mixing.errors import CorpusError, HiveError
+from mixing.memory_estimate import check_mixture_memory
 from mixing.metadata import MixtureRecord, normalise_split
 from mixing.rendered_reader import SHARD_PATTERNS, find_shards, iter_samples, parse_record
 
@@ -107,6 +108,9 @@ class RenderedInput(InspectInput):
                 rec, prov = parse_record(raw.json, f"{rel} {raw.key}", raw.key, error=InspectError)
                 if "mix" not in raw.audio:
                     raise InspectError(f"{rel} {raw.key}: no mix audio; run `hive verify` on the folder")
+                rate = prov.get("sample_rate")
+                rate = rate if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else rec.sample_rate
+                check_mixture_memory("inspect", rec.mix_id, int(rec.target_duration * rate), rec.num_sources, rate)
                 item = Inspected(rec, rel, provenance=prov)
                 item.mix, item.sample_rate = _decode(raw.audio["mix"], f"{rel} {raw.key} mix")
                 for i in range(1, rec.num_sources + 1):
@@ -166,6 +170,8 @@ class MetadataInput(InspectInput):
                     item.local_paths.append(str(self.paths.resolve(src.path)))
                 except CorpusError as exc:
                     item.local_paths.append(f"(not resolved: {exc})")
+            check_mixture_memory("inspect", rec.mix_id, int(rec.target_duration * rec.sample_rate), rec.num_sources,
+                                 rec.sample_rate)
             try:
                 r = renderer.render(rec)
             except (CorpusError, OSError, ValueError, HiveError) as exc:  # shown on the page and counted

@@ -20,11 +20,16 @@ import numpy as np
 import soundfile as sf
 
 from mixing import optional
+from mixing.plotting import literal_text
 from mixing.resume import atomic_write_bytes
 from mixing.shards import float_wav_bytes
 
 N_FFT = 1024
 HOP = 256
+_BLOCK_FRAMES = 4096
+#: spectrogram columns drawn at most (the figure is 800 px wide; matplotlib copies what it draws
+#: several times, so a 10-minute clip's 112 000 frames took 4 GB)
+MAX_DRAWN_FRAMES = 2048
 #: dynamic range shown below the loudest bin of a mixture
 DYNAMIC_RANGE_DB = 80.0
 _PNG_METADATA = {"Software": None}
@@ -61,10 +66,14 @@ def stft_db(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
         x = np.pad(x, (0, n_fft - len(x)))
     window = np.hanning(n_fft)
     frames = 1 + (len(x) - n_fft) // hop
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
-    spec = np.abs(np.fft.rfft(x[idx] * window, axis=1)).T
-    spec *= 2.0 / window.sum()  # a full-scale sine -> 1.0
-    return 20.0 * np.log10(np.maximum(spec, 1e-10))
+    out = np.empty((n_fft // 2 + 1, frames))
+    view = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]  # no copy
+    scale = 2.0 / window.sum()  # a full-scale sine -> 1.0
+    for f0 in range(0, frames, _BLOCK_FRAMES):  # blocks: memory is the output, not 4 copies of it
+        spec = np.abs(np.fft.rfft(view[f0:f0 + _BLOCK_FRAMES] * window, axis=1)).T
+        spec *= scale
+        out[:, f0:f0 + spec.shape[1]] = 20.0 * np.log10(np.maximum(spec, 1e-10))
+    return out
 
 
 def _figure(width: float, height: float):
@@ -76,12 +85,18 @@ def _figure(width: float, height: float):
     return fig
 
 
+@literal_text
 def write_spectrogram(db: np.ndarray, sample_rate: int, path: str | os.PathLike, *, title: str,
                       vmax: float, hop: int = HOP) -> Path:
     """Draw ``db`` (from :func:`stft_db`) with time and frequency axes and a dB colour bar."""
     fig = _figure(8.0, 2.6)
     ax = fig.add_subplot(1, 1, 1)
     seconds = db.shape[1] * hop / sample_rate
+    if db.shape[1] > MAX_DRAWN_FRAMES:  # far more columns than pixels: keep each pixel's loudest frame
+        pool = -(-db.shape[1] // MAX_DRAWN_FRAMES)
+        pad = -db.shape[1] % pool
+        db = np.pad(db, ((0, 0), (0, pad)), constant_values=-np.inf) if pad else db
+        db = db.reshape(db.shape[0], -1, pool).max(axis=2)
     image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
                       extent=(0.0, seconds, 0.0, sample_rate / 2000.0),
                       vmin=vmax - DYNAMIC_RANGE_DB, vmax=vmax)

@@ -16,13 +16,11 @@ existing ``output`` is replaced only when it is an earlier ``hive inspect`` outp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import re
 import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,7 +28,8 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from mixing import optional
+from mixing import numbers, optional
+from mixing.resume import remove_stale_tmp_of
 
 from .inspect_html import Media, MixturePage, index_html, mixture_html
 from .inspect_input import InspectError, InspectInput, Inspected, open_input
@@ -146,10 +145,9 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
         raise InspectError("give either --mix-id or --sample, not both")
     if mix_ids is None and sample is None:
         sample = DEFAULT_SAMPLE
-    if sample is not None and sample < 1:
-        raise InspectError(f"--sample is {sample}; expected a positive number of mixtures")
-    if num_sources is not None and num_sources < 1:
-        raise InspectError(f"--num-sources is {num_sources}; expected a positive number of sources")
+    sample = numbers.COUNT.check_optional(sample, "--sample", InspectError)
+    seed = numbers.SEED.check(seed, "--seed", InspectError)
+    num_sources = numbers.COUNT.check_optional(num_sources, "--num-sources", InspectError)
     _check_matplotlib()
     source: InspectInput = open_input(os.fspath(location), dataset_paths, split=split, num_sources=num_sources,
                                       revision=revision, store=store)
@@ -171,6 +169,7 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
     chosen = selector.chosen()
     if source.rendered_root is not None:
         stats.measure_folder(source.rendered_root)
+    remove_stale_tmp_of(output)  # the temporary folder of a killed earlier run (dead PID only)
     tmp = _prepare_output(output, Path(location).expanduser(), dataset_paths)
     try:
         loaded = source.load(set(chosen))
@@ -216,10 +215,8 @@ def _write_index_plots(stats: InspectStats, assets: Path) -> dict[str, str]:
     from .plots import plot_label_distribution, plot_snr_histogram, plot_source_counts
 
     assets.mkdir(parents=True, exist_ok=True)
-    # labels are untrusted: a '$' would start matplotlib mathtext (and can fail to parse)
-    safe = dataclasses.replace(stats.card, labels=Counter(
-        {label.replace("$", r"\$"): n for label, n in stats.card.labels.items()}))
-    plot_label_distribution(safe, assets / "labels.png", top=30)
+    # labels are untrusted: every plot draws text literally (mixing.plotting.literal_text)
+    plot_label_distribution(stats.card, assets / "labels.png", top=30)
     plot_source_counts(stats.card, assets / "source_counts.png")
     plot_snr_histogram(stats.card, assets / "snr.png")
     out = {"labels": "assets/labels.png", "source_counts": "assets/source_counts.png", "snr": "assets/snr.png"}

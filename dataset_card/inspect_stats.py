@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixing.metadata import MixtureRecord
+from mixing.plotting import literal_text
 
 from .stats import CardStats
 
@@ -83,6 +84,7 @@ def human_bytes(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+@literal_text
 def plot_chunk_durations(stats: InspectStats, path: str | os.PathLike) -> Path:
     """Bars: sources per 1 s bin of chunk duration."""
     from .plots import _figure, _save

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from mixing import optional
+from mixing.plotting import literal_text
 from mixing.resume import AtomicFile
 
 from .stats import SNR_MAX, SNR_MIN, CardStats
@@ -18,20 +19,6 @@ LABEL_PLOT = "label_distribution.png"
 SNR_PLOT = "snr_histogram.png"
 SOURCE_COUNT_PLOT = "source_count_distribution.png"
 _PNG_METADATA = {"Software": None}
-
-
-def _plain_text(plot):
-    """Run a plot function with matplotlib's mathtext off: labels are untrusted text, and one such
-    as ``$\\foo$`` would otherwise be parsed as TeX (and fail the whole card)."""
-    import functools
-
-    @functools.wraps(plot)
-    def wrapper(*args, **kwargs):
-        matplotlib = optional.require("matplotlib", "drawing the card's plots", "card")
-        with matplotlib.rc_context({"text.parse_math": False}):
-            return plot(*args, **kwargs)
-
-    return wrapper
 
 
 def _figure(width: float, height: float):
@@ -43,13 +30,14 @@ def _figure(width: float, height: float):
     return fig
 
 
+@literal_text
 def _save(fig, path: Path) -> Path:
     with AtomicFile(path) as f:
         fig.savefig(f.tmp, format="png", metadata=_PNG_METADATA)
     return path
 
 
-@_plain_text
+@literal_text
 def plot_label_distribution(stats: CardStats, path: str | os.PathLike, top: int = 30) -> Path:
     """Horizontal bars: sources per label, the ``top`` most frequent labels."""
     rows = stats.top_labels(top)
@@ -65,7 +53,7 @@ def plot_label_distribution(stats: CardStats, path: str | os.PathLike, top: int 
     return _save(fig, Path(path))
 
 
-@_plain_text
+@literal_text
 def plot_snr_histogram(stats: CardStats, path: str | os.PathLike) -> Path:
     """1 dB bins of ``snr_db`` over every source; the edge bins hold the values beyond them."""
     fig = _figure(7.0, 3.5)
@@ -80,7 +68,7 @@ def plot_snr_histogram(stats: CardStats, path: str | os.PathLike) -> Path:
     return _save(fig, Path(path))
 
 
-@_plain_text
+@literal_text
 def plot_source_counts(stats: CardStats, path: str | os.PathLike) -> Path:
     """Grouped bars: mixtures per number of sources, one group per split."""
     fig = _figure(6.0, 3.5)

@@ -49,11 +49,11 @@ def check(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Dat
         A :class:`mixing.check.CheckReport`; ``report.ok`` is True when every file is usable,
         ``report.format_table()`` is what ``hive check`` prints, ``report.write_json(path)`` saves it.
     """
+    from . import numbers
     from .check import check_corpora
-    from .errors import HiveError
 
-    if examples < 0 or jobs < 1:
-        raise HiveError(f"examples must be >= 0 (got {examples}) and jobs >= 1 (got {jobs})")
+    jobs = numbers.WORKERS.check(jobs, "jobs")
+    examples = numbers.NON_NEGATIVE.check(examples, "examples")
     return check_corpora(metadata, dataset_paths, split=split, num_sources=num_sources, progress=progress,
                          jobs=jobs, examples=examples, revision=revision, config=config)
 
@@ -93,11 +93,14 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
         A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures,
         store hits and misses).
     """
-    from .render_estimate import check_space, estimate_render
+    from . import numbers
+    from .recipe import RenderRecipe
+    from .render_estimate import check_render_memory, check_space, estimate_render
     from .render_job import RenderConfig, run_render
 
-    from .recipe import RenderRecipe
-
+    num_workers = numbers.WORKERS.check(num_workers, "num_workers")
+    rank = numbers.RANK.check(rank, "rank")
+    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     recipe = RenderRecipe.make(dataset_paths, store=store, stems=stems, sample_rate=sample_rate,
                                audio_format=audio_format, store_only=store_only)
     opts = RenderConfig(output=os.fspath(output), recipe=recipe, format=format, shard_size=shard_size)
@@ -106,6 +109,7 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
     if on_estimate is not None:
         on_estimate(est)
     check_space(est, output, force=force)
+    check_render_memory(est, num_workers)
     total = est.mixtures if world_size <= 1 else -(-est.mixtures // world_size)  # ranks share shards round-robin
     return run_render(os.fspath(metadata), opts, split=split, num_sources=num_sources,
                       num_workers=num_workers, rank=rank, world_size=world_size, overwrite=overwrite,
@@ -132,7 +136,12 @@ def verify(directory: PathLike, *, metadata: PathLike | None = None, revision: s
         A :class:`mixing.verify.VerifyReport`; ``report.clean`` is True when nothing is wrong,
         ``report.summary()`` is what ``hive verify`` prints, ``report.to_dict()`` the JSON report.
     """
+    from . import numbers
     from .verify import DEFAULT_ATOL, verify_output
+
+    num_workers = numbers.WORKERS.check(num_workers, "num_workers")
+    max_problems = numbers.NON_NEGATIVE.check(max_problems, "max_problems")
+    atol = numbers.POSITIVE.check_optional(atol, "atol")
 
     return verify_output(directory, metadata=None if metadata is None else os.fspath(metadata), revision=revision,
                          split=split, num_sources=num_sources, checksums=checksums,
@@ -207,8 +216,10 @@ def evaluate(rendered: PathLike | None, output: PathLike, *,
     """Evaluate a query-based separator on a render output (``hive eval``), or on ``metadata``
     rendered on the fly from a source ``store`` and/or the corpora (``dataset_paths``; consistent
     stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
+    from . import numbers
     from .evaluate import evaluate as _evaluate
 
+    limit = numbers.COUNT.check_optional(limit, "limit")
     recipe = None
     if metadata is not None:
         from .recipe import RenderRecipe

@@ -297,6 +297,25 @@ def chunk_frames(chunk_start: float, chunk_end: float, sr: int, total: int,
     return start, stop
 
 
+def crop_beyond_chunk(crop_start: Any, chunk_start: Any, chunk_end: Any, sr: Any, total: Any,
+                      out_sr: Any) -> Any:
+    """Whether a source's crop starts at or after the end of its chunk once resampled to ``out_sr``
+    (so its stem would be all zeros): ``int(crop_start * out_sr) >= ceil(n * out_sr / sr)`` with ``n``
+    the chunk's frames clamped to the file's ``total`` frames, the renderer's own arithmetic. Works
+    on scalars and on NumPy arrays (elementwise); ``sr`` must be > 0."""
+    sr_ = np.asarray(sr, dtype=np.int64)
+    total_ = np.asarray(total, dtype=np.int64)
+    out = np.asarray(out_sr, dtype=np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        start = np.clip(np.floor(np.asarray(chunk_start, dtype=np.float64) * sr_), 0, total_).astype(np.int64)
+        stop = np.minimum(np.floor(np.asarray(chunk_end, dtype=np.float64) * sr_), total_).astype(np.int64)
+        n = np.maximum(stop - start, 0)
+        length = np.ceil(n * out.astype(np.float64) / sr_)
+        c0 = np.floor(np.asarray(crop_start, dtype=np.float64) * out)
+    result = c0 >= length
+    return bool(result) if result.ndim == 0 else result
+
+
 def decode_tail(path: str | Path, info: AudioInfo, frames: int = TAIL_FRAMES) -> None:
     """Decode the last ``frames`` frames the header promises; :class:`UnreadableAudioError` when
     they are not there (a truncated FLAC or MP3 keeps a header claiming the full length, so only

@@ -5,8 +5,9 @@ One pass over the metadata, then one look at each referenced file, then arithmet
 1. **metadata pass** — validated rows arrive as Arrow batches (:meth:`MetadataSource.arrow_batches`,
    invalid rows counted by field in a :class:`ValidationReport`); each source path is interned to
    an integer id (``dict`` str -> int, one entry per unique file) and appended to compact arrays:
-   file ids and chunk ends per source, number of sources and split code per mixture. Memory grows
-   with the number of sources (12 bytes each) and of unique paths, nothing else;
+   file ids, chunk starts and ends and crop starts per source, number of sources, rate and split
+   code per mixture. Memory grows with the number of sources (28 bytes each) and of unique paths,
+   nothing else;
 2. **probe** — every unique file is examined once (resolved strictly inside its corpus root, then
    its header read with :func:`mixing.audio.probe` and its last frames decoded with
    :func:`mixing.audio.decode_tail`: a truncated FLAC or MP3 keeps a header that claims the full
@@ -14,13 +15,15 @@ One pass over the metadata, then one look at each referenced file, then arithmet
    filesystems are I/O bound). A FIFO, device or directory is unreadable and never opened;
 3. **renderable counts** — with numpy: a source is fine when its file is present and readable and
    its chunk ends at most :data:`~mixing.audio.EOF_TOLERANCE_FRAMES` frames past the end of the
-   file; a mixture is renderable when all its sources are (``np.logical_and.reduceat`` over the
+   file and its crop starts inside the chunk (resampled to the record's rate, as the renderer
+   computes it: :func:`mixing.audio.crop_beyond_chunk`); a mixture is renderable when all its sources are (``np.logical_and.reduceat`` over the
    per-mixture spans), counted per split x number of sources.
 
 Every file problem has a named reason, the names every command uses (:mod:`mixing.failures`):
 ``missing_file``, ``unreadable_audio``, ``unknown_prefix`` (the prefix is not a key of
 ``dataset_paths.json``), ``unsafe_path`` (resolves outside its root), and per source reference
-``chunk_beyond_end``; a fine file is ``present``. Metadata paths that are unsafe on their face never
+``chunk_beyond_end`` and ``crop_beyond_chunk`` (the crop starts at or after the end of its chunk
+resampled to the record's rate, so the stem would be all zeros); a fine file is ``present``. Metadata paths that are unsafe on their face never
 reach the file check: their records are invalid and counted under ``sources[*].path``.
 """
 
@@ -42,18 +45,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .audio import EOF_TOLERANCE_FRAMES, decode_tail, probe
+from .audio import EOF_TOLERANCE_FRAMES, crop_beyond_chunk, decode_tail, probe
 from .corpora import DatasetPaths
 from .errors import (
     InvalidRecordError, MissingSourceAudioError, PathEscapesRootError, UnknownPrefixError,
     UnreadableAudioError,
 )
 from .failures import (
-    CHUNK_BEYOND_END, FILE_STATUSES, MISSING_FILE, UNKNOWN_PREFIX, UNREADABLE_AUDIO, UNSAFE_PATH, describe,
+    CHUNK_BEYOND_END, CROP_BEYOND_CHUNK, FILE_STATUSES, MISSING_FILE, UNKNOWN_PREFIX, UNREADABLE_AUDIO, UNSAFE_PATH, describe,
 )
 from .metadata import SPLITS
 from .metadata_io import MetadataSource, open_metadata
-from .resume import atomic_write_json
+from .resume import atomic_write_json, remove_stale_tmp_of
 from .validation import MAX_SOURCES, ValidationReport
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,8 @@ class PrefixReport:
     unsafe_path: int = 0
     #: source references (not files) whose chunk ends > EOF_TOLERANCE_FRAMES past the file's end
     chunk_beyond_end: int = 0
+    #: source references whose crop starts at or after the end of their (resampled) chunk
+    crop_beyond_chunk: int = 0
     #: reason -> a few example metadata paths (chunk_beyond_end: dicts with the frame numbers)
     examples: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -94,7 +99,7 @@ class PrefixReport:
 
     @property
     def ok(self) -> bool:
-        return self.present == self.referenced and self.chunk_beyond_end == 0
+        return self.present == self.referenced and self.chunk_beyond_end == 0 and self.crop_beyond_chunk == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,7 +107,7 @@ class PrefixReport:
             "referenced": self.referenced, "present": self.present, MISSING_FILE: self.missing_file,
             UNREADABLE_AUDIO: self.unreadable_audio, UNKNOWN_PREFIX: self.unknown_prefix,
             UNSAFE_PATH: self.unsafe_path, CHUNK_BEYOND_END: self.chunk_beyond_end,
-            "examples": self.examples,
+            CROP_BEYOND_CHUNK: self.crop_beyond_chunk, "examples": self.examples,
         }
 
 
@@ -162,6 +167,8 @@ class CheckReport:
         if n := self.count(CHUNK_BEYOND_END):
             out.append(f"{n} chunk(s) {CHUNK_BEYOND_END} (ending more than {EOF_TOLERANCE_FRAMES} frames past the "
                        "end of their file)")
+        if n := self.count(CROP_BEYOND_CHUNK):
+            out.append(f"{n} crop(s) {CROP_BEYOND_CHUNK} ({describe(CROP_BEYOND_CHUNK)})")
         if self.total_mixtures == 0:
             out.append("no valid mixture matched" + (f" split={self.split}" if self.split else "")
                        + (f" num_sources={self.num_sources}" if self.num_sources else ""))
@@ -189,6 +196,7 @@ class CheckReport:
                 "source_references": self.source_references, "unique_files": self.unique_files,
                 **{reason: self.count(reason) for reason in FILE_REASONS},
                 CHUNK_BEYOND_END: self.count(CHUNK_BEYOND_END),
+                CROP_BEYOND_CHUNK: self.count(CROP_BEYOND_CHUNK),
                 "invalid_records": self.validation.invalid,
                 "refused_metadata_paths": self.refused_metadata_paths,
             },
@@ -202,7 +210,8 @@ class CheckReport:
         }
 
     def write_json(self, path: str | os.PathLike) -> None:
-        """Write :meth:`to_dict` atomically."""
+        """Write :meth:`to_dict` atomically (removing the temporaries of killed earlier writes)."""
+        remove_stale_tmp_of(path)
         atomic_write_json(path, self.to_dict(), indent=2, sort_keys=False)
 
     def format_table(self) -> str:
@@ -211,16 +220,17 @@ class CheckReport:
         if self.split or self.num_sources:
             lines.append(f"restricted to: split={self.split or 'all'} num_sources={self.num_sources or 'all'}")
         lines.append("")
-        head = ("prefix", "files", "present", MISSING_FILE, UNREADABLE_AUDIO, "refused", "chunks>end", "root")
+        head = ("prefix", "files", "present", MISSING_FILE, UNREADABLE_AUDIO, "refused", "chunks>end", "crops>chunk",
+                "root")
         rows = [head]
         for p in self.prefixes.values():
             root = p.root if p.known else "NOT IN dataset_paths.json"
             rows.append((p.prefix, p.referenced, p.present, p.missing_file, p.unreadable_audio, p.refused,
-                         p.chunk_beyond_end, root))
+                         p.chunk_beyond_end, p.crop_beyond_chunk, root))
         rows.append(("total", self.unique_files, self.count("present"), self.count(MISSING_FILE),
                      self.count(UNREADABLE_AUDIO), self.count(UNKNOWN_PREFIX) + self.count(UNSAFE_PATH),
-                     self.count(CHUNK_BEYOND_END), ""))
-        lines += _table(rows, right=range(1, 7))
+                     self.count(CHUNK_BEYOND_END), self.count(CROP_BEYOND_CHUNK), ""))
+        lines += _table(rows, right=range(1, 8))
         if self.unknown_prefixes:
             lines.append("")
             for prefix in self.unknown_prefixes:
@@ -256,7 +266,11 @@ class CheckReport:
             lines.append("")
             lines.append("examples:")
             for p, reason, ex in examples:
-                if isinstance(ex, dict):
+                if isinstance(ex, dict) and reason == CROP_BEYOND_CHUNK:
+                    ex = (f"{ex['path']} (crop starts at {ex['crop_start_second']} s; "
+                          f"chunk [{ex['chunk_start_second']}, {ex['chunk_end_second']}) s holds "
+                          f"{ex['chunk_seconds']:.6g} s of the file)")
+                elif isinstance(ex, dict):
                     ex = (f"{ex['path']} (chunk ends at frame {ex['end_frame']}, "
                           f"{ex['end_frame'] - ex['frames']} past the end at {ex['samplerate']} Hz)")
                 lines.append(f"  {reason:<16} {ex}")
@@ -290,6 +304,9 @@ class _Index:
         self.paths: list[str] = []
         self.file_ids = array("i")  # per source
         self.chunk_end = array("d")  # per source
+        self.chunk_start = array("d")  # per source
+        self.crop_start = array("d")  # per source
+        self.sample_rate = array("I")  # per mixture (the record's output rate)
         self.num_sources = array("B")  # per mixture
         self.split_code = array("H")  # per mixture
         self.split_names: list[str] = []
@@ -323,6 +340,11 @@ class _Index:
         self.file_ids.frombytes(ids.astype(np.int32).tobytes())
         ends = children["chunk_end_second"].flatten().to_numpy(zero_copy_only=False)
         self.chunk_end.frombytes(np.ascontiguousarray(ends, dtype=np.float64).tobytes())
+        for name, arr in (("chunk_start_second", self.chunk_start), ("crop_start_second", self.crop_start)):
+            values = children[name].flatten().to_numpy(zero_copy_only=False)
+            arr.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        rates = batch.column("sample_rate").to_numpy(zero_copy_only=False)
+        self.sample_rate.frombytes(np.ascontiguousarray(rates, dtype=np.uint32).tobytes())
         self.num_sources.frombytes(counts.astype(np.uint8).tobytes())
         split = pc.dictionary_encode(batch.column("split"))
         codes = self._intern(split.dictionary.to_pylist(), self._split_ids, self.split_names)[
@@ -487,10 +509,11 @@ def check_corpora(source: str | os.PathLike | MetadataSource,
 
     # 3. renderable mixtures, per split x number of sources
     t2 = time.perf_counter()
-    mixtures, beyond_counts = _renderable(index, status, frames, rates, file_prefix, n_pre, prefixes,
-                                          prefix_names, examples, max_sources)
+    mixtures, beyond_counts, crop_counts = _renderable(index, status, frames, rates, file_prefix, n_pre, prefixes,
+                                                       prefix_names, examples, max_sources)
     for j, pre in enumerate(prefix_names):
         prefixes[pre].chunk_beyond_end = int(beyond_counts[j])
+        prefixes[pre].crop_beyond_chunk = int(crop_counts[j])
     timings["renderable_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
     timings["total_cpu_s"] = time.process_time() - c0
@@ -509,10 +532,14 @@ def _renderable(index: _Index, status, frames, rates, file_prefix, n_pre, prefix
     total = np.zeros(n_groups, dtype=np.int64)
     renderable = np.zeros(n_groups, dtype=np.int64)
     beyond_counts = np.zeros(max(n_pre, 1), dtype=np.int64)
+    crop_counts = np.zeros(max(n_pre, 1), dtype=np.int64)
     if n_mix:
         file_ids = np.frombuffer(index.file_ids, dtype=np.int32)
         chunk_end = np.frombuffer(index.chunk_end, dtype=np.float64)
+        chunk_start = np.frombuffer(index.chunk_start, dtype=np.float64)
+        crop_start = np.frombuffer(index.crop_start, dtype=np.float64)
         counts = np.frombuffer(index.num_sources, dtype=np.uint8)
+        out_rates = np.frombuffer(index.sample_rate, dtype=np.uint32)
         groups = np.frombuffer(index.split_code, dtype=np.uint16).astype(np.int64) * width + counts
         total += np.bincount(groups, minlength=n_groups)
         offsets = np.zeros(n_mix + 1, dtype=np.int64)
@@ -541,6 +568,25 @@ def _renderable(index: _Index, status, frames, rates, file_prefix, n_pre, prefix
                                         "end_frame": int(end * int(rates[i])), "frames": int(frames[i]),
                                         "samplerate": int(rates[i])})
                 ok &= ~beyond
+            # a crop that starts at or after the end of its resampled chunk renders all zeros
+            src_rates = np.repeat(out_rates[m0:m1].astype(np.int64), counts[m0:m1])
+            crop = ok & crop_beyond_chunk(crop_start[s0:s1], chunk_start[s0:s1], chunk_end[s0:s1], rates[ids],
+                                          frames[ids], src_rates)
+            if crop.any():
+                where = np.flatnonzero(crop)
+                crop_counts += np.bincount(file_prefix[ids[where]], minlength=len(crop_counts))
+                if examples:
+                    for k in where:
+                        i = int(ids[k])
+                        exs = prefixes[prefix_names[file_prefix[i]]].examples.setdefault(CROP_BEYOND_CHUNK, [])
+                        if len(exs) < examples:
+                            start, stop = chunk_start[s0 + k], chunk_end[s0 + k]
+                            held = (min(int(stop * int(rates[i])), int(frames[i]))
+                                    - min(int(start * int(rates[i])), int(frames[i]))) / int(rates[i])
+                            exs.append({"path": index.paths[i], "crop_start_second": float(crop_start[s0 + k]),
+                                        "chunk_start_second": float(start), "chunk_end_second": float(stop),
+                                        "chunk_seconds": max(0.0, held)})
+                ok &= ~crop
             mix_ok = np.logical_and.reduceat(ok, offsets[m0:m1] - s0)
             renderable += np.bincount(groups[m0:m1][mix_ok], minlength=n_groups)
     mixtures: dict[str, dict[str, dict[str, int]]] = {}
@@ -555,4 +601,4 @@ def _renderable(index: _Index, status, frames, rates, file_prefix, n_pre, prefix
                 by_n[f"{n}mix"] = {"total": int(total[g]), "renderable": int(renderable[g])}
         if by_n:
             mixtures[index.split_names[c]] = by_n
-    return mixtures, beyond_counts
+    return mixtures, beyond_counts, crop_counts

@@ -12,10 +12,11 @@ labelled list, ...) stay with that command; this module holds the ones several c
 from __future__ import annotations
 
 from .errors import (
-    ChunkOutOfRangeError, ClippingError, InvalidRecordError, MissingSourceAudioError,
+    ChunkOutOfRangeError, ClippingError, CropBeyondChunkError, InvalidRecordError, MissingSourceAudioError,
     NonFiniteAudioError, NotInStoreError, PathEscapesRootError, StoreCorruptError, StoreStaleError,
     UnknownPrefixError, UnreadableAudioError,
 )
+from .memory_estimate import MemoryCapError
 
 #: ``hive check``'s status of a file that is fine (not a failure)
 PRESENT = "present"
@@ -24,10 +25,12 @@ UNREADABLE_AUDIO = "unreadable_audio"
 UNKNOWN_PREFIX = "unknown_prefix"
 UNSAFE_PATH = "unsafe_path"
 CHUNK_BEYOND_END = "chunk_beyond_end"
+CROP_BEYOND_CHUNK = "crop_beyond_chunk"
 INVALID_RECORD = "invalid_record"
 WOULD_CLIP = "would_clip"
 NON_FINITE = "non_finite"
 DUPLICATE_MIX_ID = "duplicate_mix_id"
+OVER_MEMORY_CAP = "over_memory_cap"
 NOT_IN_STORE = "not_in_store"
 STORE_STALE = "store_stale"
 STORE_CORRUPT = "store_corrupt"
@@ -41,10 +44,12 @@ DESCRIPTIONS: dict[str, str] = {
     UNKNOWN_PREFIX: "the path's corpus prefix is not a key of dataset_paths.json",
     UNSAFE_PATH: "the path would resolve outside its corpus root",
     CHUNK_BEYOND_END: "the chunk ends more than 10 frames past the end of its file",
+    CROP_BEYOND_CHUNK: "the crop starts at or after the end of its (resampled) chunk: the stem would be all zeros",
     INVALID_RECORD: "the metadata record breaks the schema or a rule of the data model",
     WOULD_CLIP: "a PCM/FLAC encoding of the audio would clip",
     NON_FINITE: "the audio would hold NaN or infinite samples",
     DUPLICATE_MIX_ID: "another record already has this mix_id",
+    OVER_MEMORY_CAP: "the mixture (duration x rate x sources) would need more memory than the cap (--max-memory)",
     NOT_IN_STORE: "the chunk is not in the source store and --store-only forbids decoding it",
     STORE_STALE: "the source file changed (size or mtime) since the store was built: rebuild the store",
     STORE_CORRUPT: "a store segment is truncated or fails its checksum: run hive store verify, rebuild",
@@ -58,9 +63,11 @@ EXCEPTION_REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (UnknownPrefixError, UNKNOWN_PREFIX),
     (PathEscapesRootError, UNSAFE_PATH),
     (ChunkOutOfRangeError, CHUNK_BEYOND_END),
+    (CropBeyondChunkError, CROP_BEYOND_CHUNK),
     (InvalidRecordError, INVALID_RECORD),
     (ClippingError, WOULD_CLIP),
     (NonFiniteAudioError, NON_FINITE),
+    (MemoryCapError, OVER_MEMORY_CAP),
     (NotInStoreError, NOT_IN_STORE),
     (StoreStaleError, STORE_STALE),
     (StoreCorruptError, STORE_CORRUPT),

@@ -51,8 +51,10 @@ from .audio import (
 )
 from .corpora import DatasetPaths
 from .errors import (
-    MissingSourceAudioError, NonFiniteAudioError, NotInStoreError, StoreRateError, StoreStaleError,
+    CropBeyondChunkError, MissingSourceAudioError, NonFiniteAudioError, NotInStoreError, StoreRateError,
+    StoreStaleError,
 )
+from .memory_estimate import check_mixture_memory
 from .metadata import MixtureRecord, SourceRecord
 from .recipe import STEM_MODES
 
@@ -288,6 +290,8 @@ class Renderer:
             out = np.empty(num_frames, dtype=np.float64)
         e = min(c_end, length)
         if e <= c0:
+            if c0 >= length:  # wholly beyond the chunk: an all-zero stem is a record error
+                raise CropBeyondChunkError.of(src, length, out_sr)
             out[:] = 0.0
             return out  # the crop lies entirely in the zero padding
 
@@ -371,6 +375,8 @@ class Renderer:
     def _store_span(self, src: SourceRecord, row: int, out_sr: int, num_frames: int) -> tuple[int, int]:
         """Samples ``[c0, e)`` of the stored chunk that land in the output (the rest is zeros)."""
         c0, c_end = crop_span(src, out_sr, num_frames)
+        if c0 >= self.store.length(row):  # wholly beyond the chunk: an all-zero stem is a record error
+            raise CropBeyondChunkError.of(src, self.store.length(row), out_sr)
         e = min(c_end, self.store.length(row))
         return c0, max(c0, e)
 
@@ -438,6 +444,8 @@ class Renderer:
         return arr, out_sr
 
     def render(self, rec: MixtureRecord) -> RenderedMixture:
+        out_sr = self.sample_rate or rec.sample_rate  # the memory check, before anything is allocated
+        check_mixture_memory("render", rec.mix_id, int(rec.target_duration * out_sr), rec.num_sources, out_sr)
         if self.store is not None:
             return self._render_from_store(rec, self.sample_rate)
         return self._render_decoded(rec)

@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import HiveError
+from .memory_estimate import (
+    CHUNK_CACHE_BYTES, RENDER_PER_FRAME, MemoryCap, check_memory, describe_mixture,
+)
 from .metadata_io import MetadataSource, open_metadata
 from .validation import ValidationReport
 
@@ -40,6 +43,8 @@ class RenderEstimate:
     existing_bytes: int  # shard bytes already in the output folder (a resumed render)
     free_bytes: int
     audio_format: str
+    #: the largest mixture, for the memory check: (peak bytes, frames, sources, rate, mix_id)
+    largest: tuple[int, int, int, int, str] | None = None
 
     @property
     def needed_bytes(self) -> int:
@@ -90,21 +95,41 @@ def estimate_render(metadata: str | os.PathLike | MetadataSource, output: str | 
     source = metadata if isinstance(metadata, MetadataSource) else open_metadata(metadata, revision=revision)
     mixtures = sources = samples = 0
     seconds = 0.0
+    largest: tuple[int, int, int, int, str] | None = None
     for batch in source.arrow_batches(split, num_sources, on_error="skip", report=ValidationReport()):
         n = batch.column("num_sources").to_numpy(zero_copy_only=False).astype(np.int64)
         dur = batch.column("target_duration").to_numpy(zero_copy_only=False).astype(np.float64)
         rate = (np.full(len(n), sample_rate, dtype=np.float64) if sample_rate else
                 batch.column("sample_rate").to_numpy(zero_copy_only=False).astype(np.float64))
         frames = (dur * rate).astype(np.int64)
+        if len(n):
+            per_source, fixed = RENDER_PER_FRAME
+            need = frames * (per_source * n + fixed)
+            k = int(np.argmax(need))
+            if largest is None or int(need[k]) > largest[0]:
+                largest = (int(need[k]), int(frames[k]), int(n[k]), int(rate[k]),
+                           str(batch.column("mix_id")[k].as_py()))
         mixtures += len(n)
         sources += int(n.sum())
         samples += int(((1 + n) * frames).sum())
         seconds += float(dur.sum())
     out = Path(output)
     est = RenderEstimate(mixtures, sources, samples, seconds, samples * BYTES_PER_SAMPLE[audio_format],
-                         _existing_shards(out), free_space(out), audio_format)
+                         _existing_shards(out), free_space(out), audio_format, largest)
     log.info("render estimate: %s", est.describe())
     return est
+
+
+def check_render_memory(est: RenderEstimate, num_workers: int = 1, cap: MemoryCap | None = None) -> None:
+    """Refuse (one line) a render whose largest mixture, rendered by each of ``num_workers``
+    workers at once, would need more memory than the cap; before any output is written."""
+    if est.largest is None:
+        return
+    need, frames, n, rate, mix_id = est.largest
+    check_memory(need + CHUNK_CACHE_BYTES, f"rendering the largest mixture ({mix_id!r}: "
+                 f"{describe_mixture(frames, n, rate)})",
+                 "render at a lower --sample-rate, with fewer --num-workers, or only the --split / --num-sources "
+                 "that fit", cap=cap, workers=num_workers)
 
 
 def check_space(est: RenderEstimate, output: str | os.PathLike, force: bool = False) -> None:

@@ -26,17 +26,16 @@ import json
 import logging
 import math
 import os
-import signal
+import re
 import sys
-import threading
 import time
 from collections import Counter, defaultdict, deque
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import __version__
+from . import __version__, numbers
 from .errors import HiveError, InvalidRecordError
 from .locks import FolderLockedError, RankLock
 from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
@@ -44,9 +43,12 @@ from .metadata import MixtureRecord
 from .metadata_io import open_metadata
 from .recipe import RenderRecipe
 from .render import Renderer
-from .resume import RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, write_marker
+from .resume import (
+    RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, remove_stale_tmp, write_marker,
+)
 from .shards import PIECE_MIXTURES, SHARD_SUFFIX, assemble_shard, make_writer
 from .validation import ValidationReport
+from .workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ class RenderConfig:
     recipe: RenderRecipe
     format: str = "webdataset"
     shard_size: int = 1000
+
+    def __post_init__(self) -> None:
+        numbers.check_fields(self, {"shard_size": numbers.COUNT}, where="render setting")
 
     def identity(self) -> dict[str, Any]:
         """Parameters that change the bytes of the output (the store does not)."""
@@ -139,33 +144,7 @@ def plan_shards(records: Iterable[MixtureRecord], shard_size: int) -> Iterator[S
 _WORKER: dict[str, Any] = {}
 
 
-def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
-    """Make this (worker) process exit when ``parent`` dies, even by ``kill -9``: the kernel's
-    parent-death signal on Linux, and a watchdog thread polling ``getppid`` elsewhere (and for
-    the case where the parent died before this ran)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
-            pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(poll_s)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="hive-parent-watchdog", daemon=True).start()
-
-
-def _init_worker(opts: RenderConfig, parent: int | None = None) -> None:
-    if parent is not None:
-        die_with_parent(parent)
+def _init_worker(opts: RenderConfig) -> None:
     _WORKER["renderer"] = opts.recipe.renderer()
     _WORKER["opts"] = opts
 
@@ -348,7 +327,7 @@ def _run_pool(tasks: Iterator[ShardTask], opts: RenderConfig, num_workers: int,
     pending: dict[Future, tuple[str, ShardTask]] = {}
     collected: dict[int, list[dict[str, Any]]] = {}
     expected: dict[int, int] = {}
-    with ProcessPoolExecutor(num_workers, initializer=_init_worker, initargs=(opts, os.getpid())) as pool:
+    with process_pool(num_workers, initializer=_init_worker, initargs=(opts,)) as pool:
         refill()
         while buf or pending:
             while buf and len(pending) < 2 * num_workers:  # bounded: memory ~ shard size x workers
@@ -378,6 +357,29 @@ def _run_pool(tasks: Iterator[ShardTask], opts: RenderConfig, num_workers: int,
 
 
 # ---- driver ----------------------------------------------------------------------------------
+_SHARD_NAME = re.compile(r"^(?:tar_\d{5,}\.tar|part_\d{5,}\.parquet)$")
+
+
+def _discard_old_render(output: Path) -> None:
+    """``--overwrite`` with other parameters: delete the shards the old ledger lists (a shard file
+    this command wrote: a shard name, a regular file inside ``output/{split}/{n}mix/``), then the
+    ledger. Otherwise old shards that the new plan does not rewrite (another ``--shard-size``
+    makes fewer of them) would stay and be read with the new ones. Nothing unlisted is deleted."""
+    root = output.resolve()
+    for entry_path in sorted((output / "_ledger").glob("*.json")):
+        if not entry_path.name.startswith("_"):
+            entry = read_marker(entry_path)
+            rel = entry.get("shard") if entry else None
+            if isinstance(rel, str):
+                shard = output / rel
+                parts = Path(rel).parts
+                inside = len(parts) == 3 and not Path(rel).is_absolute() and ".." not in parts
+                if (inside and _SHARD_NAME.match(parts[2]) and parts[1].endswith("mix")
+                        and shard.is_file() and not shard.is_symlink() and shard.resolve().parent.parent.parent == root):
+                    shard.unlink()
+        entry_path.unlink()
+
+
 def _check_config(output: Path, opts: RenderConfig, metadata: str, overwrite: bool) -> None:
     cfg_path = output / "_render_config.json"
     wanted = {"tool": "hive-uss", **opts.identity()}
@@ -388,8 +390,7 @@ def _check_config(output: Path, opts: RenderConfig, metadata: str, overwrite: bo
                 f"{output} holds a render made with {have}; this run asks for {wanted}. Use another "
                 "--output folder, or --overwrite to discard the old shards' ledger")
         if overwrite and {k: have.get(k) for k in wanted} != wanted:
-            for p in (output / "_ledger").glob("*.json"):
-                p.unlink()
+            _discard_old_render(output)
     _write_json_atomic(cfg_path, {**wanted, "version": __version__, "metadata": metadata})
 
 
@@ -449,10 +450,15 @@ def run_render(metadata: str, opts: RenderConfig, *,
                progress: bool | None = None, revision: str | None = None,
                total: int | None = None) -> RenderSummary:
     """Render ``metadata`` into shards; ``total`` (mixtures of this rank, if known) gives the bar an ETA."""
+    num_workers = numbers.WORKERS.check(num_workers, "num_workers")
+    rank = numbers.RANK.check(rank, "rank")
+    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     output = Path(opts.output)
     output.mkdir(parents=True, exist_ok=True)
+    if world_size == 1:  # temporaries of killed earlier runs (dead PIDs; ranks discard their shards' own)
+        remove_stale_tmp(output)
     if rank == 0:
         _check_config(output, opts, str(metadata), overwrite)
     source = open_metadata(metadata, revision=revision)

@@ -14,7 +14,8 @@ markers, file hashes and the cleanup of temporary files left by killed runs.
   says which ranks are not done yet.
 * :func:`file_sha256` hashes a file in 1 MiB blocks.
 * :func:`remove_stale_tmp` deletes the ``.<name>.tmp-<PID>`` files of dead processes only, so a
-  concurrent writer's file (alive PID) is never touched; :func:`discard_tmp` deletes every
+  concurrent writer's file (alive PID) is never touched (every command calls it on the folder it
+  owns when it starts, or :func:`remove_stale_tmp_of` on the files it writes elsewhere); :func:`discard_tmp` deletes every
   temporary file of one target, for a caller that holds that target's lock.
 """
 
@@ -31,8 +32,8 @@ from typing import IO, Any, Iterator
 
 __all__ = [
     "AtomicFile", "RankMarkers", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-    "discard_tmp", "file_sha256", "is_tmp_name", "json_text", "pid_alive", "read_marker", "remove_stale_tmp", "tmp_path",
-    "write_marker",
+    "discard_tmp", "file_sha256", "is_tmp_name", "json_text", "pid_alive", "read_marker", "remove_stale_tmp",
+    "remove_stale_tmp_of", "tmp_path", "write_marker",
 ]
 
 _TMP = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -256,6 +257,34 @@ def remove_stale_tmp(folder: str | os.PathLike, *, recursive: bool = True) -> li
         except FileNotFoundError:  # removed meanwhile by another cleaner
             continue
         removed.append(path)
+    return removed
+
+
+def remove_stale_tmp_of(*paths: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries of these targets (``.<name>.tmp-<PID>`` beside each, a file or a
+    folder written under a temporary name) whose PID is dead; return them. For a command that
+    writes a few files (or a folder) into a place it does not own: only what it wrote is touched."""
+    import shutil
+
+    removed = []
+    for target in paths:
+        target = Path(target)
+        if not target.parent.is_dir():
+            continue
+        for p in sorted(target.parent.glob(f".{glob.escape(target.name)}.tmp-*")):
+            m = _TMP.match(p.name)
+            if not m or pid_alive(int(m.group(1))) or p.is_symlink():
+                continue
+            try:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.is_file():
+                    p.unlink()
+                else:
+                    continue
+            except FileNotFoundError:  # removed meanwhile by another cleaner
+                continue
+            removed.append(p)
     return removed
 
 

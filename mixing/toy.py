@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from .corpora import DatasetPaths
+from .csv_output import CsvWriter
 from .levels import apply_levels
 from .metadata import MixtureRecord, SourceRecord
 from .metadata_io import write_hub_folder, write_legacy_json
@@ -228,7 +228,7 @@ def build_toy_corpus(root: str | Path, seed: int = 0, sizes: dict[str, int] | No
     pool_file.write_text("".join(json.dumps(e) + "\n" for e in pool))
     labels_csv = root / "labels.csv"
     with open(labels_csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["audio_path", "text_label", "split"])
+        w = CsvWriter(fh, ["audio_path", "text_label", "split"])
         w.writeheader()
         w.writerows(listing)
     records = build_mixtures(pool, paths, seed, sizes)

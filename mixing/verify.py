@@ -6,7 +6,8 @@ with no stray or duplicate member; every signal mono at the rendered rate with
 differs from the record's when rendered with ``--sample-rate``); stems summing to the mix
 (``consistent`` mode) or to ``mix / global_normalization_factor`` (``reference`` mode); a JSON
 that :func:`~mixing.validation.parse_mixture` accepts with ``mix_id`` equal to the member key and
-split / number of sources equal to the shard's folder; no clipping.
+split / number of sources equal to the shard's folder; no clipping; no all-zero stem of a
+source whose ``applied_weight`` is not zero (``silent_stem``: a crop beyond its chunk, or silent audio).
 
 Per shard: the ledger entry exists and agrees (count, size, and sha256 with ``checksums=True``).
 Per output folder: no duplicate mix_id, no leftover temporary file, ``_summary.json`` agrees and,
@@ -26,7 +27,6 @@ import os
 import re
 import sys
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -46,6 +46,7 @@ from .metadata import MixtureRecord
 from .recipe import STEM_MODES
 from .resume import file_sha256, is_tmp_name
 from .validation import parse_mixture
+from .workers import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,12 @@ class _SampleChecker:
             elif step is not None and peak >= 1.0 - step:
                 rep.add("clipping", f"{subtype} samples at full scale (peak {peak:.6f}): clipped when encoded",
                         key, member)
+            if name != "mix" and y.size and peak == 0.0:
+                weight = rec.sources[int(name[1:]) - 1].applied_weight
+                if weight != 0.0:  # an all-zero stem of a weighted source: nothing of it was rendered
+                    rep.add("silent_stem", f"all samples are zero although applied_weight is {weight!r}: its "
+                            "crop lies beyond its chunk (crop_beyond_chunk, refused by 'hive render' since) or "
+                            "its audio is silent; run 'hive check' on the metadata and re-render", key, member)
             steps.append(step if step is not None else 0.0)
             decoded[name] = y
         stems = [decoded.get(f"s{i}") for i in range(1, n + 1)]
@@ -690,7 +697,7 @@ def verify_output(root: str | Path, *, metadata: str | None = None, revision: st
 
     with tqdm(total=len(jobs), unit="shard", desc="verify", disable=not show) as bar:
         if num_workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(num_workers) as pool:
+            with process_pool(num_workers) as pool:
                 for rep in pool.map(_verify_one, jobs):
                     report.shards.append(rep)
                     bar.update(1)

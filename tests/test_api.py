@@ -37,7 +37,7 @@ def test_check(toy_corpus):
     assert report.total_mixtures == toy_corpus.num_mixtures["validation"]
     everything = api.check(toy_corpus.parquet_dir, toy_corpus.dataset_paths, progress=False, jobs=2)
     assert everything.total_mixtures == sum(toy_corpus.num_mixtures.values())
-    with pytest.raises(HiveError, match=r"jobs >= 1 \(got 0\)"):
+    with pytest.raises(HiveError, match=r"jobs is 0; expected a number of workers in 1..1024"):
         api.check(toy_corpus.parquet_dir, toy_corpus.dataset_paths, jobs=0)
 
 

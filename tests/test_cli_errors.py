@@ -86,23 +86,23 @@ def test_a_split_alias_still_selects(toy, capsys):
 # ---- numbers on the command line --------------------------------------------------------------
 @pytest.mark.parametrize("argv,expected", [
     (["render", "--shard-size", "0"], "--shard-size: 0 is not a positive integer"),
-    (["render", "--sample-rate", "0"], "--sample-rate: 0 Hz is not a sample rate in 1..384000"),
-    (["render", "--sample-rate", "1000000000"], "--sample-rate: 1000000000 Hz is not a sample rate"),
-    (["render", "--num-workers", "-1"], "--num-workers: -1 is not a positive integer"),
+    (["render", "--sample-rate", "0"], "--sample-rate: 0 is not a sample rate in Hz in 1..384000"),
+    (["render", "--sample-rate", "1000000000"], "--sample-rate: 1000000000 is not a sample rate in Hz"),
+    (["render", "--num-workers", "-1"], "--num-workers: -1 is not a number of workers in 1..1024"),
     (["render", "--rank", "5", "--world-size", "2"], "--rank is 5 but --world-size is 2"),
-    (["render", "--shard-size", "ten"], "--shard-size: 'ten' is not an integer"),
-    (["check", "--jobs", "0"], "--jobs: 0 is not a positive integer"),
-    (["verify", "{tmp}", "--num-workers", "0"], "--num-workers: 0 is not a positive integer"),
-    (["verify", "{tmp}", "--atol", "nan"], "--atol: nan is not a finite number"),
-    (["synthesize", "--num-mixtures", "0"], "--num-mixtures: 0 is not a positive integer"),
-    (["synthesize", "--sample-rate", "1000000000"], "--sample-rate: 1000000000 Hz"),
-    (["synthesize", "--duration", "-4"], "--duration: -4 is not a positive number"),
+    (["render", "--shard-size", "ten"], "--shard-size: ten is not a positive integer"),
+    (["check", "--jobs", "0"], "--jobs: 0 is not a number of workers"),
+    (["verify", "{tmp}", "--num-workers", "0"], "--num-workers: 0 is not a number of workers"),
+    (["verify", "{tmp}", "--atol", "nan"], "--atol: nan is not a positive number"),
+    (["synthesize", "--num-mixtures", "0"], "--num-mixtures: 0 is not a number of mixtures in 1..100000000"),
+    (["synthesize", "--sample-rate", "1000000000"], "--sample-rate: 1000000000 is not a sample rate"),
+    (["synthesize", "--duration", "-4"], "--duration: -4 is not a number of seconds in (0, 1e+06]"),
     (["card", "{tmp}", "--rows-per-file", "0"], "--rows-per-file: 0 is not a positive integer"),
-    (["curate", "--keep", "1.5"], "--keep: 1.5 is not in [0, 1]"),
+    (["curate", "--keep", "1.5"], "--keep: 1.5 is not a fraction in [0, 1]"),
     (["curate", "--rank", "2", "--world-size", "2"], "--rank is 2 but --world-size is 2"),
     (["mine", "chunk", "--batch-size", "0"], "--batch-size: 0 is not a positive integer"),
     (["mine", "chunk", "--rank", "3", "--world-size", "2"], "--rank is 3 but --world-size is 2"),
-    (["demo", "--num-workers", "0"], "--num-workers: 0 is not a positive integer"),
+    (["demo", "--num-workers", "0"], "--num-workers: 0 is not a number of workers"),
 ])
 def test_bad_numbers_are_one_line_usage_errors(toy, toy_ontology, tmp_path, capsys, argv, expected):
     required = {
@@ -124,10 +124,17 @@ def test_bad_numbers_are_one_line_usage_errors(toy, toy_ontology, tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
-def test_rank_from_a_garbage_environment_does_not_crash_the_parser(toy, tmp_path, monkeypatch, capsys):
+def test_rank_from_a_garbage_environment_is_refused_naming_the_variable(toy, tmp_path, monkeypatch, capsys):
+    """RANK=abc used to run silently as rank 0 (issue 19): refused in one line naming $RANK; an
+    explicit --rank wins over the variable."""
     monkeypatch.setenv("RANK", "not-a-number")
     assert main(["render", *_common(toy), "--output", str(tmp_path / "o"), "--split", "test",
-                 "--num-sources", "2", "--no-progress"]) == 0
+                 "--num-sources", "2", "--no-progress"]) == 2
+    line = _one_error_line(capsys, "render")
+    assert "environment variable RANK=not-a-number is not a rank" in line
+    assert not (tmp_path / "o").exists()
+    assert main(["render", *_common(toy), "--output", str(tmp_path / "o"), "--split", "test",
+                 "--num-sources", "2", "--no-progress", "--rank", "0"]) == 0
 
 
 # ---- invalid UTF-8 and deeply nested JSON --------------------------------------------------------

@@ -88,7 +88,7 @@ def test_factories_reject_bad_specs():
         make_judge("openai:model=x")
     with pytest.raises(BackendSpecError, match="unknown option.*colour"):
         make_judge("openai:url=http://h/v1,model=x,colour=red")
-    with pytest.raises(BackendSpecError, match="not a valid int"):
+    with pytest.raises(BackendSpecError, match="is not an integer in"):
         make_judge("openai:url=http://h/v1,model=x,concurrency=lots")
     with pytest.raises(BackendSpecError, match="http"):
         make_judge("openai:url=ftp://h/v1,model=x")
@@ -161,7 +161,7 @@ def test_registered_backends_take_typed_json_options_and_the_device_they_accept(
     assert (ap.windowing, ap.tail_s) == ("reference", 2.5)
     with pytest.raises(BackendSpecError, match="tail"):  # the next window would not cover the tail
         load_backend("superres", "apollo:code=/c,checkpoint=/k.ckpt,chunk=5")
-    with pytest.raises(BackendSpecError, match="not a valid int"):
+    with pytest.raises(BackendSpecError, match="is not an integer in"):
         load_backend("judge", 'qwen-omni:{"path": "/m", "batch_size": 2.5}')
     with pytest.raises(BackendSpecError, match="not a valid bool"):
         load_backend("superres", "apollo:code=/c,checkpoint=/k,unsafe_load=maybe")

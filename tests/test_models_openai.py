@@ -237,7 +237,14 @@ class HostileServer:
             def do_POST(self):
                 self.rfile.read(int(self.headers["Content-Length"]))
                 try:
-                    if mode == "dribble":
+                    if mode == "dribble-headers":  # the status line and headers, one byte at a time
+                        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"a" * 4000
+                        for i in range(len(head)):
+                            self.wfile.write(head[i:i + 1])
+                            self.wfile.flush()
+                            outer.sent += 1
+                            time.sleep(outer.DRIBBLE_S)
+                    elif mode == "dribble":
                         body = b'{"choices": [{"message": {"content": "True"}}]}' + b" " * 4000
                         self.send_response(200)
                         self.send_header("Content-Type", "application/json")
@@ -292,6 +299,21 @@ def test_a_dribbling_server_is_cut_at_the_whole_request_deadline():
     assert elapsed < 0.6 + 1.0 + 0.5, f"held for {elapsed:.1f} s"
     assert 0 < srv.sent < 100
     assert "deadline of 0.6 s" in judge.last_error and judge.failures == 1
+
+
+def test_a_server_dribbling_its_response_headers_is_cut_at_the_deadline():
+    """Issue 19: the deadline used to start counting only at the body, so a server sending its
+    headers one byte at a time held the request (and the whole run) for as long as it liked."""
+    with HostileServer("dribble-headers") as srv, _judge(srv.url, timeout=1.0, deadline=0.6, retries=1,
+                                                          backoff=0.0) as judge:
+        t0 = time.monotonic()
+        answers = judge.ask([(_clip(0.9), 16000)], "is it one sound?")
+        elapsed = time.monotonic() - t0
+    assert answers == [None]
+    assert elapsed < 2 * (0.6 + 0.5), f"held for {elapsed:.1f} s (two attempts)"
+    assert 0 < srv.sent < 100
+    assert "deadline of 0.6 s" in judge.last_error and "receive response headers" in judge.last_error
+    assert judge.failures == 1
 
 
 def test_the_deadline_defaults_to_a_few_timeouts_and_is_checked():

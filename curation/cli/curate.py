@@ -52,16 +52,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system",
                    help="system message (default: the reference's 'You are a helpful assistant.'; "
                         "'' sends none)")
-    p.add_argument("--temperature", type=at.non_negative_float,
+    p.add_argument("--temperature", type=at.temperature,
                    help="sampling temperature sent to the judge (default: none sent, so the server's "
                         "default applies, as in the reference)")
     p.add_argument("--split", help="only this split (default: every split, validation included)")
     p.add_argument("--max-pool", type=at.positive_int, help="cap each confusion pool at this many labels (true label kept)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pool caps and option orders (default 0)")
+    p.add_argument("--seed", type=at.seed, default=0, help="seed of the pool caps and option orders (default 0)")
     p.add_argument("--cache-dir", help="answer cache folder (default OUTPUT/cache); reuse it across runs")
-    p.add_argument("--answer-retries", type=at.non_negative_int, default=1,
+    p.add_argument("--answer-retries", type=at.retries, default=1,
                    help="ask again this many times when an answer names no option (default 1)")
-    p.add_argument("--concurrency", type=at.positive_int,
+    p.add_argument("--concurrency", type=at.workers,
                    help="judge calls in flight at once (default: the backend's own 'concurrency' option, "
                         "as HTTP judges have, else 1)")
     p.add_argument("--max-failure-rate", type=at.fraction, default=0.5, metavar="F",
@@ -69,10 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or more than this fraction of the sources it was asked about (default 0.5); a run "
                         "in which no source could be judged always fails. Failed answers are never cached, "
                         "so a rerun asks exactly those again")
-    p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
+    p.add_argument("--rank", type=at.rank, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
+    p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import sys
 
+from mixing import numbers
 from mixing.cli import argtypes as at
 
 
@@ -23,9 +24,9 @@ def _failure_rate(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
+    p.add_argument("--rank", type=at.rank, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
+    p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
 
 
@@ -39,6 +40,8 @@ def _stage_options(p: argparse.ArgumentParser, cls) -> None:
             g.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", help=text)
             continue
         typ = meta.get("type") or (type(f.default) if f.default is not None else str)
+        if isinstance(typ, numbers.Rule):  # numbers go through the one checked-number rule
+            typ = at.from_rule(typ)
         shown = "" if f.default is None or meta.get("required") else f" (default {f.default!r:.60})"
         g.add_argument(flag, dest=f.name, type=typ, default=f.default, choices=meta.get("choices"),
                        required=bool(meta.get("required")), help=text + shown)
@@ -61,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sp.add_argument("--no-merge", action="store_true",
                         help="do not wait for the other ranks and merge (run 'hive mine merge' later)")
         sp.add_argument("--parquet", action="store_true", help="also write output.parquet when merging")
-        sp.add_argument("--wait-timeout", type=at.positive_float, help="seconds rank 0 waits for the other ranks")
+        sp.add_argument("--wait-timeout", type=at.seconds, help="seconds rank 0 waits for the other ranks")
         sp.add_argument("--no-progress", action="store_true", help="no progress bar")
         _failure_rate(sp)
         _common(sp)

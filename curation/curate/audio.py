@@ -79,6 +79,10 @@ class TarStems:
             raise NotRenderedError(f"mixture {rec.mix_id} is not in {self.folder}/{rec.split}/"
                                    f"{rec.num_sources}mix/tar_*.tar; render it, or curate without --rendered")
         tar_path, members = found
+        from mixing.memory_estimate import check_memory
+
+        check_memory(sum(m.size for m in members.values()) * 3, f"mixture {rec.mix_id} of {tar_path}",
+                     "curate mixtures rendered at a lower --sample-rate")
         out, rate = [], None
         with open(tar_path, "rb") as fh:
             for i in range(1, rec.num_sources + 1):

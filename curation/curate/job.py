@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from curation.models.registry import make_judge
-from mixing import __version__
+from mixing import __version__, numbers
 from mixing.corpora import DatasetPaths
 from mixing.errors import HiveError, InvalidRecordError
 from mixing.input_files import load_json_file
@@ -54,7 +54,9 @@ from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
 from mixing.output_folder import remove_own_files
 from mixing.ontology import Ontology
-from mixing.resume import AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, tmp_path
+from mixing.resume import (
+    AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, remove_stale_tmp, tmp_path,
+)
 from mixing.validation import ValidationReport
 
 from .audio import RenderedStems, StemSource, TarStems
@@ -79,6 +81,13 @@ class CurateFailedError(CurateError):
     def __init__(self, message: str, result: "CurateResult | None" = None):
         super().__init__(message)
         self.result = result
+
+
+#: the numeric settings of :class:`CurateConfig` and their rule (the one checked-number rule)
+NUMBER_RULES = {"keep": numbers.FRACTION, "min_score": numbers.FRACTION, "max_pool": numbers.COUNT,
+                "seed": numbers.SEED, "answer_retries": numbers.RETRIES, "concurrency": numbers.WORKERS,
+                "temperature": numbers.TEMPERATURE,
+                "keep_shard_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION}
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,9 @@ class CurateConfig:
     #: the run fails when the judge failed for more than this fraction of the sources it was asked
     #: about (or for all of them); None: only a run that judged nothing fails
     max_failure_rate: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        numbers.check_fields(self, NUMBER_RULES, where="curate setting", error=CurateError)
 
     def policy(self) -> KeepPolicy:
         try:
@@ -516,6 +528,8 @@ def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judg
     if not 0 <= rank < world_size:
         raise CurateError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
     run = _Run(config, judge, audio)
+    if world_size == 1:  # temporaries of killed earlier runs (dead PIDs only)
+        remove_stale_tmp(run.output)
     try:
         run.load_corpora()
         result = _score_rank(run, rank, world_size, progress)

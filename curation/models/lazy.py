@@ -8,7 +8,6 @@ cannot be imported raises the registry's one :class:`MissingDependencyError`, na
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -32,7 +31,9 @@ def auto_device(torch: Any, device: str) -> str:
     if device != "auto":
         return device
     if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+        from mixing.numbers import RANK, env_number
+
+        return f"cuda:{env_number('LOCAL_RANK', RANK, 0) % torch.cuda.device_count()}"
     return "cpu"
 
 

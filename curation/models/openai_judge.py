@@ -9,12 +9,15 @@ other 4xx are not. A request that still fails yields ``None`` for its item; its 
 
 ``timeout`` bounds each socket read, so on its own a server sending one byte a second would hold
 a request for as long as it likes. Each attempt therefore also has a whole-request ``deadline``
-(default ``4 * timeout``), checked on a monotonic clock while the answer is streamed, and the
-answer may be at most ``max_answer_bytes`` long (default 1 MiB): a longer one is cut off after
-that many bytes (never read further, never held in memory) and counts as a failed call, not
-retried. The deadline covers the response headers too: each attempt runs on a daemon thread that
-is abandoned at the deadline (a server dribbling its headers one byte at a time cannot hold a
-run), and the answer is parsed by :mod:`mixing.input_files` (depth cap, an object expected).
+(default ``4 * timeout``) that covers everything after the connection is made: sending the
+request, the response headers and the body. A watchdog timer shuts the attempt's socket down when
+the deadline passes (each request has its own connection, found through httpcore's ``trace``
+extension, so the watchdog cuts exactly that request), which ends any blocked read at once; the
+body loop also checks the deadline after each chunk. As a backstop each attempt runs on a daemon
+thread that is abandoned shortly after the deadline. The answer may be at most
+``max_answer_bytes`` long (default 1 MiB): a longer one is cut off after that many bytes (never
+read further, never held in memory) and counts as a failed call, not retried. The answer is
+parsed by :mod:`mixing.input_files` (depth cap, an object expected).
 
 Serve a model with e.g. ``vllm serve Qwen/Qwen3-Omni-30B-A3B-Instruct --port 8000`` and use the
 spec ``openai:url=http://127.0.0.1:8000/v1,model=Qwen/Qwen3-Omni-30B-A3B-Instruct``.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +38,7 @@ import numpy as np
 from curation.models.audio_io import to_rate, wav_data_url
 from curation.models.lazy import LazyModel
 from curation.models.registry import BackendSpecError
+from mixing import numbers
 from mixing.errors import HiveError, InputFileError
 from mixing.input_files import parse_json
 
@@ -48,6 +53,50 @@ class RequestFailed(HiveError):
     def __init__(self, message: str, retry: bool):
         super().__init__(message)
         self.retry = retry
+
+
+class _DeadlineWatchdog:
+    """Shuts down one request's socket when its whole-request deadline passes. The socket comes
+    from httpcore's ``trace`` callback (``connection.connect_tcp.complete``); a request made on a
+    fresh connection (keep-alive is off) always reports it. The deadline therefore also bounds
+    a server that dribbles its response headers, which no per-read timeout can."""
+
+    def __init__(self, deadline: float):
+        self._lock = threading.Lock()
+        self._sockets: list[Any] = []
+        self.expired = False
+        self.phase = "connecting"
+        self._timer = threading.Timer(deadline, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event.endswith(".started") and not self.expired:
+            self.phase = event.rsplit(".", 1)[0].split(".", 1)[-1].replace("_", " ")
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with self._lock:
+                    self._sockets.append(sock)
+                    if self.expired:
+                        self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: Any) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True  # self.phase now stays what the request was doing
+            for sock in self._sockets:
+                self._shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 class OpenAIJudge(LazyModel):
@@ -76,16 +125,20 @@ class OpenAIJudge(LazyModel):
                                    "expected e.g. http://127.0.0.1:8000/v1")
         if wav.lower() not in ("pcm16", "float"):
             raise BackendSpecError(f"openai judge: wav={wav!r}; expected 'pcm16' or 'float'")
-        for name, value in (("timeout", timeout), ("concurrency", concurrency)):
-            if value <= 0:
-                raise BackendSpecError(f"openai judge: {name}={value!r} must be > 0")
-        if deadline is not None and deadline <= 0:
-            raise BackendSpecError(f"openai judge: deadline={deadline!r} must be > 0 seconds")
-        if max_answer_bytes < 1:
-            raise BackendSpecError(f"openai judge: max_answer_bytes={max_answer_bytes!r} must be >= 1")
-        if retries < 0 or backoff < 0 or max_tokens <= 0 or rate < 0:
-            raise BackendSpecError("openai judge: retries, backoff and rate must be >= 0 and "
-                                   "max_tokens > 0")
+
+        def checked(rule: numbers.Rule, name: str, value: Any) -> Any:  # the one checked-number rule
+            return rule.check(value, f"openai judge: option {name}", BackendSpecError)
+
+        timeout = checked(numbers.SECONDS, "timeout", timeout)
+        concurrency = checked(numbers.WORKERS, "concurrency", concurrency)
+        deadline = None if deadline is None else checked(numbers.SECONDS, "deadline", deadline)
+        max_answer_bytes = checked(numbers.integer(1, 1 << 30, "a number of bytes"), "max_answer_bytes",
+                                   max_answer_bytes)
+        retries = checked(numbers.RETRIES, "retries", retries)
+        backoff = checked(numbers.real(0.0, 3600.0, what="a number of seconds"), "backoff", backoff)
+        max_backoff = checked(numbers.real(0.0, 3600.0, what="a number of seconds"), "max_backoff", max_backoff)
+        max_tokens = checked(numbers.integer(1, 1_000_000, "a number of tokens"), "max_tokens", max_tokens)
+        rate = checked(numbers.integer(0, numbers.MAX_SAMPLE_RATE, "a sample rate in Hz (0: keep)"), "rate", rate)
         self.url = url.rstrip("/")
         self.model_name = model
         self.timeout = float(timeout)
@@ -122,8 +175,9 @@ class OpenAIJudge(LazyModel):
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        limits = httpx.Limits(max_connections=self.concurrency,
-                              max_keepalive_connections=self.concurrency)
+        # no keep-alive: each request opens its own connection, whose socket the deadline
+        # watchdog of that request (and only that request) may shut down
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=0)
         client = httpx.Client(timeout=httpx.Timeout(self.timeout), headers=headers, limits=limits)
         return {"model": client, "httpx": httpx}
 
@@ -192,15 +246,22 @@ class OpenAIJudge(LazyModel):
         st = self.state()
         httpx = st["httpx"]
         started = time.monotonic()
+        watchdog = _DeadlineWatchdog(self.deadline)
         try:
-            with st["model"].stream("POST", f"{self.url}/chat/completions", json=body) as response:
+            with st["model"].stream("POST", f"{self.url}/chat/completions", json=body,
+                                    extensions={"trace": watchdog.trace}) as response:
                 status = response.status_code
                 data = self._read_body(response, started)
-        except httpx.TimeoutException as exc:
-            raise RequestFailed(f"timed out after {self.timeout:g} s ({type(exc).__name__}) "
-                                f"at {self.url}", True)
         except httpx.TransportError as exc:
+            if watchdog.expired:
+                raise RequestFailed(f"no complete answer within the deadline of {self.deadline:g} s "
+                                    f"(cut while {watchdog.phase}) at {self.url}", True)
+            if isinstance(exc, httpx.TimeoutException):
+                raise RequestFailed(f"timed out after {self.timeout:g} s ({type(exc).__name__}) "
+                                    f"at {self.url}", True)
             raise RequestFailed(f"connection error to {self.url}: {type(exc).__name__}: {exc}", True)
+        finally:
+            watchdog.cancel()
         text = data.decode("utf-8", errors="replace")
         if status >= 500 or status in _RETRY_STATUS:
             raise RequestFailed(f"HTTP {status} from {self.url}: {text[:200]!r}", True)

@@ -27,7 +27,8 @@ from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from mixing.errors import HiveError
+from mixing import numbers
+from mixing.errors import HiveError, short_repr
 from mixing.optional import MissingDependencyError, available, install_hint
 from mixing.optional import missing_dependency as _missing_dependency
 
@@ -190,6 +191,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 # ---- option conversion for registered classes -------------------------------------------------------
+_SPEC_INT = numbers.integer(-numbers.MAX_COUNT, numbers.MAX_COUNT)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -220,24 +222,14 @@ def _convert(spec_name: str, key: str, value: Any, default: Any, annotation: Any
         if low in _FALSE:
             return False
         raise bad
-    if kind is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise bad
-            return int(value)
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise bad from None
-    if kind is float:
-        if isinstance(value, bool):
-            raise bad
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise bad from None
+    if kind in (int, float):  # the one checked-number rule: finite, bounded
+        rule = _SPEC_INT if kind is int else numbers.FINITE
+        problem = None if isinstance(value, bool) else rule.problem(value)
+        if isinstance(value, bool) or problem:
+            shown = value if isinstance(value, str) and len(value) <= 60 else short_repr(value, 60)
+            raise BackendSpecError(f"backend {spec_name!r}: option {key}={shown} is not "
+                                   f"{rule.expected}")
+        return rule.convert(value)
     return value if isinstance(value, str) else str(value)
 
 

@@ -26,6 +26,7 @@ import logging
 import numpy as np
 
 from curation.models.registry import AudioJudge, SuperResolver, Tagger, load_backend  # noqa: F401
+from mixing import numbers
 from mixing.audio import chunk_frames, probe, read_frames, to_mono
 from mixing.corpora import DatasetPaths
 from mixing.errors import HiveError
@@ -318,9 +319,17 @@ class Stage:
                                     "folders (paths of the input are <prefix>/<relative path>)")
 
     def __post_init__(self) -> None:
+        self._check_numbers()
         self._ready = False
         self.audio = AudioAccess(self.dataset_paths)
         self.device: str | None = None
+
+    def _check_numbers(self) -> None:
+        """The options declared with a number rule (:mod:`mixing.numbers`) are checked and
+        converted here too, so the Python API gets the command line's checks."""
+        rules = {f.name: f.metadata["type"] for f in dataclasses.fields(self)
+                 if isinstance(f.metadata.get("type"), numbers.Rule)}
+        numbers.check_fields(self, rules, where=f"stage {self.name} option", error=StageError)
 
     # -- to override ------------------------------------------------------------------------
     def setup(self) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mixing import numbers
 from mixing.audio import chunk_frames, open_sound_file, probe, seek_is_exact
 from mixing.errors import UnreadableAudioError
 from mixing.failures import UNREADABLE_AUDIO
@@ -86,12 +87,12 @@ class ChunkStage(Stage):
     description = "cut files into 10 s virtual chunks (5 s hop) and drop silent ones"
     default_batch_size = 8
 
-    window: float = opt(10.0, "chunk length in seconds; shorter files are kept whole", type=float)
-    hop: float = opt(5.0, "hop between chunk starts in seconds", type=float)
+    window: float = opt(10.0, "chunk length in seconds; shorter files are kept whole", type=numbers.SECONDS)
+    hop: float = opt(5.0, "hop between chunk starts in seconds", type=numbers.SECONDS)
     min_last: float = opt(5.0, "a chunk cut short by the end of the file is kept only if at least "
-                          "this long (seconds)", type=float)
+                          "this long (seconds)", type=numbers.real(0.0, numbers.MAX_SECONDS, what="a number of seconds"))
     silence_threshold: float = opt(5e-4, "chunks whose mean-square energy (mono downmix) is below "
-                                   "this are dropped as 'silent'", type=float)
+                                   "this are dropped as 'silent'", type=numbers.NON_NEGATIVE_REAL)
     drop_silent_short: bool = opt(False, "also drop a file of at most --window seconds as 'silent' when "
                                   "its energy is below the threshold (the reference keeps it whole "
                                   "unchecked)", flag="--drop-silent-short")

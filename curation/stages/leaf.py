@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
-from mixing import packaged
+from mixing import numbers, packaged
 from mixing.ontology import Ontology, OntologyNode
 
 from .base import (
@@ -135,7 +135,7 @@ class LeafStage(Stage):
                                 flag="--lenient-answers")
     prompt: str | None = opt(None, "question for internal nodes; {choices} (and optionally {label}) "
                              "are filled in; default: the prompt of --numbering")
-    retries: int = opt(2, "times an unreadable answer or failed call is asked again", type=int)
+    retries: int = opt(2, "times an unreadable answer or failed call is asked again", type=numbers.RETRIES)
 
     def __post_init__(self) -> None:
         super().__post_init__()

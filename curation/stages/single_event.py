@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mixing import numbers
+
 from .base import (
     AUDIO_ERRORS, Drop, Item, Result, Stage, StageError, UnparseableAnswer, ask_judge, load_backend,
     opt, read_error_reason, sha256_text,
@@ -56,7 +58,7 @@ class SingleEventStage(Stage):
                             "openai:url=http://127.0.0.1:8000/v1,model=M or qwen-omni:path=/local/model",
                             required=True)
     prompt: str = opt(DEFAULT_PROMPT, "the question asked about every clip")
-    retries: int = opt(2, "times an unreadable answer or failed call is asked again", type=int)
+    retries: int = opt(2, "times an unreadable answer or failed call is asked again", type=numbers.RETRIES)
 
     def setup(self) -> None:
         if not self.judge:

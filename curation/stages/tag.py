@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixing import numbers
 from mixing.audio import resample
 
 from .base import AUDIO_ERRORS, Drop, Item, Result, Stage, StageError, load_backend, opt, read_error_reason
@@ -46,11 +47,11 @@ class TagStage(Stage):
     tagger: str | None = opt(None, "tagger backend: NAME[:key=value,...], e.g. "
                              "sherpa-onnx:model=/m/model.onnx,labels=/m/labels.csv or ast:path=/local/ast",
                              required=True)
-    top_k: int = opt(5, "classes recorded per clip", type=int)
+    top_k: int = opt(5, "classes recorded per clip", type=numbers.COUNT)
     channels: str = opt("first", "first (default, the reference): tag the first channel of a "
                         "multichannel file; mean: the mean over channels", choices=CHANNEL_MODES)
     threshold: float | None = opt(None, "drop clips whose best score is below this as 'low_confidence'",
-                                  type=float)
+                                  type=numbers.FINITE)
 
     def setup(self) -> None:
         if not self.tagger:

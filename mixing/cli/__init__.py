@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 #: name -> (module, one-line help). Each module defines ``add_arguments(parser)``, ``run(args) -> int`` and
@@ -70,8 +71,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def setup_logging(verbosity: int) -> None:
+    """Quiet by default (-v info, -vv debug); every handler redacts secrets (tokens, API keys,
+    Authorization headers) from every record, whichever library logs it."""
+    from mixing import log_redaction
+
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_redaction.install()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,9 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     from mixing.errors import HiveError, describe_os_error
     from mixing.output_folder import release_all
 
+    from mixing.memory_estimate import ENV as MEMORY_ENV
+
+    previous_cap = os.environ.get(MEMORY_ENV)
     claims: list = []
     try:
         _check_args(args)
+        if getattr(args, "max_memory", None) is not None:  # the cap of this process and its workers
+            os.environ[MEMORY_ENV] = args.max_memory
         claims = claim_outputs(args.command, args)
         return int(_load(args.command).run(args) or 0)
     except HiveError as exc:
@@ -107,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hive {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:  # main() may run again in this process (demo, tests): the flag's cap ends here
+        if previous_cap is None:
+            os.environ.pop(MEMORY_ENV, None)
+        else:
+            os.environ[MEMORY_ENV] = previous_cap
 
 
 def claim_outputs(command: str, args: argparse.Namespace) -> list:

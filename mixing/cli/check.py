@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = ("file status (the names render, stream, synthesize and mine report too):\n"
                      f"  {f.PRESENT:<17} the file is there and decodes to its end\n"
-                     + f.help_text(f.FILE_STATUSES[1:] + (f.CHUNK_BEYOND_END,)))
+                     + f.help_text(f.FILE_STATUSES[1:] + (f.CHUNK_BEYOND_END, f.CROP_BEYOND_CHUNK)))
     parser.add_argument("--metadata", required=True, metavar="SRC",
                         help="Hub dataset id, Parquet file/folder, legacy JSON folder or JSONL file")
     parser.add_argument("--dataset-paths", required=True, metavar="FILE",
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None, metavar="OUT.json", help="also write the full report as JSON")
     parser.add_argument("--examples", type=at.non_negative_int, default=5, metavar="K",
                         help="example paths kept per prefix and reason (default 5)")
-    parser.add_argument("--jobs", type=at.positive_int, default=8, metavar="J",
+    parser.add_argument("--jobs", type=at.workers, default=8, metavar="J",
                         help="threads probing files (default 8; helps on network filesystems)")
     parser.add_argument("--revision", default=None, help="Hub revision (with a Hub dataset id)")
     parser.add_argument("--config", default=None, help="Hub / README config name")

@@ -13,8 +13,8 @@ from mixing.cli import argtypes as at
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="hive-demo", help="folder for the toy corpus and outputs (default ./hive-demo)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the toy corpus")
-    p.add_argument("--num-workers", type=at.positive_int, default=2, help="render worker processes")
+    p.add_argument("--seed", type=at.seed, default=0, help="seed of the toy corpus")
+    p.add_argument("--num-workers", type=at.workers, default=2, help="render worker processes")
 
 
 def _step(title: str) -> float:

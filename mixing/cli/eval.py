@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip BSS-eval SDR/SDRi (faster; no torchmetrics needed)")
     p.add_argument("--allow-missing", action="store_true",
                    help="with --estimates: skip sources without a file (counted) instead of failing")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N mixtures (a quick look)")
+    p.add_argument("--limit", type=at.positive_int, metavar="N", help="only the first N mixtures (a quick look)")
     p.add_argument("--no-plot", action="store_true", help="no PNG plot")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mixing.cli import argtypes as at
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="OUT_OR_METADATA",
@@ -23,12 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pick = p.add_mutually_exclusive_group()
     pick.add_argument("--mix-id", action="append", metavar="ID", dest="mix_ids",
                       help="show this mixture (repeat for more)")
-    pick.add_argument("--sample", type=int, metavar="N",
+    pick.add_argument("--sample", type=at.positive_int, metavar="N",
                       help="show N mixtures chosen deterministically from the seed (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--seed", type=at.seed, default=0, help="seed of --sample (default 0)")
     p.add_argument("--split", help="only this split (train, validation, test)")
-    p.add_argument("--num-sources", type=int, metavar="N", help="only mixtures with N sources")
+    p.add_argument("--num-sources", type=at.positive_int, metavar="N", help="only mixtures with N sources")
     p.add_argument("--revision", help="Hub revision when the input is a Hub id")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -36,15 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "counted per file in _warnings.jsonl, with a logged warning)")
     p.add_argument("--sample-rate", type=at.sample_rate, help="render directly at this rate instead of the record's")
     p.add_argument("--shard-size", type=at.positive_int, default=1000, help="mixtures per shard (default 1000)")
-    p.add_argument("--num-workers", type=at.positive_int, default=1, help="worker processes on this machine")
-    p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
+    p.add_argument("--num-workers", type=at.workers, default=1, help="worker processes on this machine")
+    p.add_argument("--rank", type=at.rank, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
+    p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
                    help="number of ranks (default $WORLD_SIZE)")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some mixtures failed")
     p.add_argument("--overwrite", action="store_true", help="discard a ledger made with other parameters")
     p.add_argument("--force", action="store_true",
                    help="render even if the size estimate exceeds the free disk space")
+    at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar with ETA on a terminal)")
 
 

@@ -27,25 +27,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "flags given here override it")
     g = p.add_argument_group("settings (default: the config file, else the documented defaults)")
     g.add_argument("--split", help="split to synthesize; only its pool clips are drawn (default train)")
-    g.add_argument("--num-mixtures", type=at.positive_int, help="number of mixtures (default 1000)")
-    g.add_argument("--duration", type=at.positive_float, help="seconds per mixture (default 4; 10 for test)")
-    g.add_argument("--seed", type=int, help="seed; mixture i draws from default_rng([seed, split, i]) (default 0)")
-    g.add_argument("--num-workers", type=at.positive_int, help="worker processes; the output does not depend on it (default 1)")
+    g.add_argument("--num-mixtures", type=at.mixtures, help="number of mixtures (default 1000)")
+    g.add_argument("--duration", type=at.seconds, help="seconds per mixture (default 4; 10 for test)")
+    g.add_argument("--seed", type=at.seed, help="seed; mixture i draws from default_rng([seed, split, i]) (default 0)")
+    g.add_argument("--num-workers", type=at.workers, help="worker processes; the output does not depend on it (default 1)")
     g.add_argument("--sample-rate", type=at.sample_rate, help="mixture rate in Hz (default 44100)")
     g.add_argument("--mix-id-prefix", help="mix_id = <prefix>_<split>_<index:08d> (default hive)")
-    g.add_argument("--min-sources", type=at.positive_int, help="fewest sources (default 2)")
-    g.add_argument("--max-sources", type=at.positive_int, help="most sources (default 5)")
+    g.add_argument("--min-sources", type=at.num_sources, help="fewest sources (default 2)")
+    g.add_argument("--max-sources", type=at.num_sources, help="most sources (default 5)")
     g.add_argument("--label-sampling", choices=("uniform", "proportional"),
                    help="labels uniform (default, counters the long tail) or proportional to the pool")
     g.add_argument("--compatibility", help="label x label weights (CSV or JSON; 0 = forbidden pair)")
     g.add_argument("--exclude-siblings", action="store_true", default=None,
                    help="also forbid two labels with a common ontology parent")
-    g.add_argument("--snr-low", type=at.finite_float, help="lowest SNR of sources 2..n vs source 1, dB (default -5)")
-    g.add_argument("--snr-high", type=at.finite_float, help="highest SNR of sources 2..n vs source 1, dB (default 5)")
+    g.add_argument("--snr-low", type=at.decibels, help="lowest SNR of sources 2..n vs source 1, dB (default -5)")
+    g.add_argument("--snr-high", type=at.decibels, help="highest SNR of sources 2..n vs source 1, dB (default 5)")
     g.add_argument("--legacy-json", action="store_true", default=None,
                    help="also write the reference release's JSON layout under <output>/legacy")
     p.add_argument("--allow-failures", action="store_true",
                    help="exit 0 even if some mixtures were dropped (see _failures_<split>.jsonl)")
+    at.add_max_memory(p)
     p.add_argument("--dry-run", action="store_true",
                    help="sample parameters only (no audio, no metadata written); write and print the stats")
 

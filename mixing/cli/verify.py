@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atol", type=at.positive_float, default=None,
                    help="absolute tolerance of the stems-sum check (default 1e-5, plus the encoding's rounding)")
     p.add_argument("--report", metavar="FILE", help="write the full per-shard report as JSON to FILE")
-    p.add_argument("--num-workers", type=at.positive_int, default=1, help="shards checked in parallel (processes)")
+    p.add_argument("--num-workers", type=at.workers, default=1, help="shards checked in parallel (processes)")
     p.add_argument("--max-problems", type=at.non_negative_int, default=1000, help="problems listed per shard (all are counted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
                         num_workers=args.num_workers, max_problems=args.max_problems,
                         progress=False if args.no_progress else None)
     if args.report:
-        from mixing.resume import atomic_write_json
+        from mixing.resume import atomic_write_json, remove_stale_tmp_of
 
+        remove_stale_tmp_of(args.report)
         atomic_write_json(args.report, report.to_dict(), sort_keys=False)
     print(report.summary())
     if args.report:

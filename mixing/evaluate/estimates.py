@@ -24,6 +24,7 @@ import soundfile as sf
 
 from ..audio import sf_read
 from .errors import EvalError
+from .metrics import check_audio
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ def as_estimate(value: Any, length: int, what: str) -> np.ndarray:
         arr = arr.reshape(-1)
     if arr.shape != (length,):
         raise EvalError(f"{what}: shape {arr.shape}, expected ({length},) (mono, the mixture's length)")
-    if not np.all(np.isfinite(arr)):
-        raise EvalError(f"{what}: contains NaN or inf samples")
+    check_audio(arr, what, "fix the estimate")
     return arr
 
 

@@ -24,7 +24,12 @@ from .errors import EvalError
 from .estimates import EstimatesFolder, MissingEstimateError, Separator, call_separator, load_separator
 from .metrics import check_dependencies, irm_estimates, sdr, si_sdr
 from .rendered import count_rendered, iter_from_metadata, iter_rendered
+from ..memory_estimate import check_mixture_memory
+from ..resume import atomic_write_text, remove_stale_tmp_of
 from .report import ResultsWriter, Summary, markdown_table, plot_summary, write_summary_csv
+
+#: the files ``hive eval`` writes into its output folder
+OUTPUT_NAMES = ("results.csv", "summary.csv", "summary.md", "si_sdri.png")
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +50,22 @@ class EvalResult:
         return markdown_table(self.summary.rows(per_label=per_label), sdr=self.sdr)
 
 
-def _system_rows(system: str, sample, estimates: np.ndarray, indices: list[int], si_mix: list[float],
+def _system_rows(system: str, sample, estimates: Any, indices: list[int], si_mix: list[float],
                  sdr_mix: np.ndarray | None, with_sdr: bool) -> list[dict[str, Any]]:
-    """Metric rows of ``estimates[j]`` against the reference of source ``indices[j]`` (0-based)."""
-    refs = sample.stems[indices].astype(np.float64)
-    sdrs = sdr(estimates, refs) if with_sdr else np.full(len(refs), np.nan)
+    """Metric rows of ``estimates[j]`` against the reference of source ``indices[j]`` (0-based),
+    one source at a time (no array of every reference or estimate is copied)."""
     rows = []
     for j, i in enumerate(indices):
-        s = si_sdr(estimates[j], refs[j])
+        ref = sample.stems[i]
+        s = si_sdr(estimates[j], ref)
+        d = float(sdr(estimates[j][None], ref[None])[0]) if with_sdr else float("nan")
         row = {"system": system, "split": sample.split, "mix_id": sample.mix_id,
                "num_sources": sample.num_sources, "source_index": i + 1, "label": sample.labels[i],
                "si_sdr": s, "si_sdr_mix": si_mix[i], "si_sdri": s - si_mix[i],
-               "sdr": float(sdrs[j]), "sdr_mix": float("nan"), "sdri": float("nan")}
+               "sdr": d, "sdr_mix": float("nan"), "sdri": float("nan")}
         if sdr_mix is not None:
             row["sdr_mix"] = float(sdr_mix[i])
-            row["sdri"] = float(sdrs[j]) - float(sdr_mix[i])
+            row["sdri"] = d - float(sdr_mix[i])
         rows.append(row)
     return rows
 
@@ -105,6 +111,8 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
         raise EvalError(f"system name {system!r} is reserved for an oracle row; choose another --name")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    # temporaries of these outputs left by a killed earlier run (dead PIDs only; nothing else)
+    remove_stale_tmp_of(*(out / name for name in OUTPUT_NAMES))
     result = EvalResult(out, sdr=with_sdr)
     writer = ResultsWriter(out / "results.csv")
     from tqdm.auto import tqdm
@@ -113,11 +121,14 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
     if (rendered is None) == (metadata is None) or (metadata is not None and recipe is None):
         raise EvalError("give either a render output folder (--rendered) or metadata with a store and/or "
                         "dataset paths to render it on the fly (--metadata with --store/--dataset-paths)")
+    def memory(rec, frames: int) -> None:  # before a sample is decoded or rendered: its peak under the cap
+        check_mixture_memory("eval", rec.mix_id, frames, rec.num_sources, sdr=with_sdr)
+
     if rendered is not None:
-        samples = iter_rendered(rendered, split)
+        samples = iter_rendered(rendered, split, memory=memory)
         total = count_rendered(rendered, split)
     else:
-        samples = iter_from_metadata(metadata, recipe, split, result.render_failures)
+        samples = iter_from_metadata(metadata, recipe, split, result.render_failures, memory=memory)
         total = None
     total = limit if total is None else total if limit is None else min(total, limit)
     bar = tqdm(total=total, unit="mix", desc="eval", disable=not show)
@@ -125,15 +136,17 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
         for sample in samples:
             if limit is not None and result.mixtures >= limit:
                 break
-            refs = sample.stems.astype(np.float64)
+            refs = sample.stems  # float32 [n, T]; each metric converts one row at a time
             mix = sample.mix.astype(np.float64)
             n = sample.num_sources
             si_mix = [si_sdr(mix, r) for r in refs]
-            mixes = np.repeat(mix[None], n, axis=0)
+            mixes = np.broadcast_to(mix, (n, mix.shape[0]))  # the mixture as every source's estimate: a view
             sdr_mix = sdr(mixes, refs) if with_sdr else None
             everything = list(range(n))
             rows = _system_rows("mixture", sample, mixes, everything, si_mix, sdr_mix, with_sdr)
-            rows += _system_rows("irm", sample, irm_estimates(mix, refs), everything, si_mix, sdr_mix, with_sdr)
+            irm = irm_estimates(mix, refs)
+            rows += _system_rows("irm", sample, irm, everything, si_mix, sdr_mix, with_sdr)
+            del irm
             if system is not None:
                 ests, keep = [], []
                 for i in range(n):
@@ -151,7 +164,8 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
                             raise
                         result.missing[sample.split] += 1
                 if ests:
-                    rows += _system_rows(system, sample, np.stack(ests), keep, si_mix, sdr_mix, with_sdr)
+                    rows += _system_rows(system, sample, ests, keep, si_mix, sdr_mix, with_sdr)
+                del ests
             for row in rows:
                 writer.add(row)
                 result.summary.add(row)
@@ -173,7 +187,7 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
     rows = result.summary.rows(per_label=True)
     result.files["summary_csv"] = write_summary_csv(rows, out / "summary.csv")
     md = out / "summary.md"
-    md.write_text(markdown_table(rows, sdr=with_sdr) + "\n", encoding="utf-8")
+    atomic_write_text(md, markdown_table(rows, sdr=with_sdr) + "\n")
     result.files["summary_md"] = md
     if plot:
         result.files["plot"] = plot_summary(result.summary, out / "si_sdri.png")

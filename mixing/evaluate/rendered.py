@@ -11,7 +11,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -21,6 +21,7 @@ from ..input_files import load_json_file
 from ..metadata import MixtureRecord
 from ..rendered_reader import RawSample, find_shards, iter_samples, parse_record
 from .errors import EvalError
+from .metrics import check_audio
 
 
 @dataclass
@@ -65,7 +66,11 @@ def _decode(data: bytes, what: str) -> tuple[np.ndarray, int]:
     return x.mean(axis=1) if x.shape[1] > 1 else x[:, 0], int(sr)
 
 
-def _sample(raw: RawSample) -> RenderedSample:
+#: ``memory(record, frames)`` is called before a sample's audio is decoded (the memory check)
+MemoryCheck = Callable[[MixtureRecord, int], None]
+
+
+def _sample(raw: RawSample, memory: MemoryCheck | None = None) -> RenderedSample:
     where = f"{raw.shard}: sample {raw.key}"
     if "mix" not in raw.audio:
         raise EvalError(f"{where}: has no mix; run 'hive verify' on it")
@@ -74,29 +79,40 @@ def _sample(raw: RawSample) -> RenderedSample:
     if sorted(stems) != list(range(1, rec.num_sources + 1)):
         raise EvalError(f"{where}: stems {sorted(stems)} but the record has {rec.num_sources} sources; "
                         "run 'hive verify' on it")
+    if memory is not None:
+        rate = prov.get("sample_rate")
+        rate = rate if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else rec.sample_rate
+        memory(rec, int(rec.target_duration * rate))
     m, sr = _decode(raw.audio["mix"], f"{where} mix")
     if m.shape[0] == 0:
         raise EvalError(f"{where}: the mix has no samples (target_duration {rec.target_duration:g} s at {sr} Hz "
                         "is shorter than one sample); nothing to evaluate: drop such mixtures from the metadata")
-    refs = []
+    fix = "re-render it and run 'hive verify' on the folder"
+    check_audio(m, f"{where} mix", fix)
+    refs = np.empty((rec.num_sources, m.shape[0]), dtype=np.float32)  # filled row by row: no second copy
     for i in range(1, rec.num_sources + 1):
         s, ssr = _decode(stems[i], f"{where} s{i}")
         if ssr != sr or s.shape != m.shape:
             raise EvalError(f"{where}: stem s{i} is {s.shape[0]} frames at {ssr} Hz; the mix is {m.shape[0]} "
                             f"frames at {sr} Hz")
-        refs.append(s)
-    return RenderedSample(rec.mix_id, rec.split, sr, rec, m, np.stack(refs), str(prov.get("stem_mode", "consistent")),
+        check_audio(s, f"{where} s{i}", fix)
+        refs[i - 1] = s
+        del s
+    return RenderedSample(rec.mix_id, rec.split, sr, rec, m, refs, str(prov.get("stem_mode", "consistent")),
                           raw.shard)
 
 
-def iter_rendered(root: str | Path, split: str | None = None) -> Iterator[RenderedSample]:
+def iter_rendered(root: str | Path, split: str | None = None, *,
+                  memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
     """Every rendered sample under ``root`` (one split, or all), shard by shard; memory: one sample
     (WebDataset) or 16 rows (Parquet)."""
     root = Path(root)
     for path, fmt in find_rendered(root, split):
         rel = str(path.relative_to(root))
         for raw in iter_samples(path, fmt, rel, error=EvalError):
-            yield _sample(raw)
+            sample = _sample(raw, memory)
+            del raw  # the encoded bytes are not kept while the sample is used
+            yield sample
 
 
 def count_rendered(root: str | Path, split: str | None = None) -> int | None:
@@ -111,7 +127,8 @@ def count_rendered(root: str | Path, split: str | None = None) -> int | None:
 
 
 def iter_from_metadata(metadata: Any, recipe: Any, split: str | None = None,
-                       failures: "Counter | None" = None, revision: str | None = None) -> Iterator[RenderedSample]:
+                       failures: "Counter | None" = None, revision: str | None = None,
+                       memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
     """Samples rendered on the fly from metadata with a :class:`mixing.recipe.RenderRecipe` (a
     source store makes this as fast as reading a render); a mixture that cannot be rendered is
     left out and its reason counted in ``failures``."""
@@ -123,6 +140,8 @@ def iter_from_metadata(metadata: Any, recipe: Any, split: str | None = None,
     source = open_metadata(metadata, revision=revision)
     where = "source store" if recipe.store else "corpora"
     for rec in source.records(split, on_error="skip"):
+        if memory is not None:  # over the cap: refused (one line), not counted as a render failure
+            memory(rec, int(rec.target_duration * (recipe.sample_rate or rec.sample_rate)))
         try:
             r = renderer.render(rec)
         except RENDER_ERRORS as exc:

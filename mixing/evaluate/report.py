@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from .. import optional
+from ..csv_output import CsvWriter
+from ..plotting import literal_text
 from ..resume import AtomicFile, atomic_open
 
 RESULT_FIELDS = ("system", "split", "mix_id", "num_sources", "source_index", "label",
@@ -37,7 +37,7 @@ class ResultsWriter:
         self.path = Path(path)
         self._target = AtomicFile(self.path)
         self._fh = self._target.open("w")
-        self._writer = csv.DictWriter(self._fh, RESULT_FIELDS)
+        self._writer = CsvWriter(self._fh, RESULT_FIELDS)
         self._writer.writeheader()
         self.rows = 0
 
@@ -113,7 +113,7 @@ def _stats(system: str, label: str, n: Any, group: dict[str, list[float]]) -> di
 def write_summary_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     path = Path(path)
     with atomic_open(path, "w") as fh:
-        w = csv.DictWriter(fh, SUMMARY_FIELDS)
+        w = CsvWriter(fh, SUMMARY_FIELDS)
         w.writeheader()
         for r in rows:
             w.writerow({k: _fmt(r[k]) for k in SUMMARY_FIELDS})
@@ -137,6 +137,7 @@ def markdown_table(rows: list[dict[str, Any]], sdr: bool = True) -> str:
     return "\n".join(lines)
 
 
+@literal_text
 def plot_summary(summary: Summary, path: str | Path) -> Path:
     """Mean SI-SDRi per number of sources for each system (bars), and SI-SDR per system (boxes)."""
     what, instead = "the si_sdri.png plot", "or pass --no-plot"
@@ -144,10 +145,10 @@ def plot_summary(summary: Summary, path: str | Path) -> Path:
     matplotlib.use("Agg")
     plt = optional.require("matplotlib.pyplot", what, "eval", alternative=instead)
 
-    with matplotlib.rc_context({"text.parse_math": False}):  # system names are text, never TeX
-        return _plot_summary(summary, Path(path), plt)
+    return _plot_summary(summary, Path(path), plt)  # system names are text, never TeX (literal_text)
 
 
+@literal_text
 def _plot_summary(summary: Summary, path: Path, plt) -> Path:
     counts = sorted({k for (_, _, k) in summary.values})
     systems = summary.systems
@@ -168,8 +169,9 @@ def _plot_summary(summary: Summary, path: Path, plt) -> Path:
     ax2.boxplot(data, tick_labels=systems)
     ax2.set_ylabel("SI-SDR (dB)")
     fig.suptitle("hive eval")
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with AtomicFile(path) as f:
+            fig.savefig(f.tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -25,7 +25,7 @@ import sys
 import time
 import zlib
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,6 +40,7 @@ from ..failures import reason_of
 from ..locks import FolderLockedError, RankLock
 from ..render import resampled_chunk
 from ..resume import AtomicFile, atomic_open, atomic_write_json, discard_tmp, remove_stale_tmp
+from ..workers import process_pool
 from .index import INDEX_SCHEMA, ChunkIndex, concat, read_table, rows_table
 from .layout import (
     FAILURES, INDEX, INDEX_PARTS, PLANS, SEGMENT_SUFFIX, SEGMENTS, create_or_check, manifest_path, read_manifest,
@@ -180,12 +181,6 @@ def unit_done(root: Path, plan_id: str, unit: int) -> dict[str, Any] | None:
 
 
 # ---- workers ---------------------------------------------------------------------------------
-def _init_worker(parent: int) -> None:
-    from ..render_job import die_with_parent
-
-    die_with_parent(parent)
-
-
 def _build_in_worker(args: tuple) -> dict[str, Any]:
     return build_unit(*args)
 
@@ -341,7 +336,7 @@ def build_store(records: Iterable[Any], dataset_paths: DatasetPaths | str | dict
             for job in jobs:
                 account(build_unit(*job))
         else:
-            with ProcessPoolExecutor(cfg.num_workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+            with process_pool(cfg.num_workers) as pool:  # workers die with this process
                 pending = set()
                 for job in jobs:
                     pending.add(pool.submit(_build_in_worker, job))

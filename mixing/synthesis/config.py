@@ -14,14 +14,14 @@ mixture.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import numbers
 from ..errors import HiveError
-from ..validation import MAX_FRAMES, MAX_SAMPLE_RATE
+from ..validation import MAX_FRAMES
 
 #: default mixture length per split (seconds); other split names use 4 s
 DEFAULT_DURATION = {"train": 4.0, "validation": 4.0, "test": 10.0}
@@ -32,6 +32,31 @@ UNKNOWN_LABELS = ("error", "skip", "allow")
 
 class SynthesisConfigError(HiveError, ValueError):
     """A synthesis setting is out of range or unknown."""
+
+
+_LEVEL = numbers.real(0.0, 1e3, lo_open=True, what="a positive level")
+_WEIGHT = numbers.real(0.0, 1e12, what="a weight")
+#: the numeric settings and their rule (checked and converted by ``validate``)
+NUMBER_RULES: dict[str, numbers.Rule] = {
+    "num_mixtures": numbers.MIXTURES,
+    "duration": numbers.real(0.0, 3600.0, lo_open=True, what="a number of seconds"),
+    "sample_rate": numbers.SAMPLE_RATE,
+    "seed": numbers.SEED,
+    "min_sources": numbers.NUM_SOURCES,
+    "max_sources": numbers.NUM_SOURCES,
+    "compatibility_default": numbers.real(0.0, 1e12, what="a pair weight"),
+    "crop_decimals": numbers.integer(0, 9),
+    "snr_low": numbers.DECIBELS,
+    "snr_high": numbers.DECIBELS,
+    "snr_mean": numbers.DECIBELS,
+    "snr_std": numbers.real(0.0, numbers.MAX_DB, what="a standard deviation in dB"),
+    "snr_decimals": numbers.integer(0, 9),
+    "target_rms": _LEVEL,
+    "final_max_amplitude": _LEVEL,
+    "silence_rms": numbers.real(0.0, 1e3, what="an RMS"),
+    "max_attempts": numbers.integer(1, 1_000_000, "a number of attempts"),
+    "num_workers": numbers.WORKERS,
+}
 
 
 @dataclass
@@ -107,23 +132,17 @@ class SynthesisConfig:
         def bad(name: str, expected: str) -> SynthesisConfigError:
             return SynthesisConfigError(f"synthesis setting {name} = {getattr(self, name)!r}; expected {expected}")
 
-        if not isinstance(self.num_mixtures, int) or self.num_mixtures < 0:
-            raise bad("num_mixtures", "an integer >= 0")
-        if self.duration is not None and not (isinstance(self.duration, (int, float)) and 0 < self.duration <= 3600):
-            raise bad("duration", "a positive number of seconds (<= 3600) or null")
-        if not isinstance(self.sample_rate, int) or not 0 < self.sample_rate <= MAX_SAMPLE_RATE:
-            raise bad("sample_rate", f"a positive integer rate in Hz (<= {MAX_SAMPLE_RATE})")
+        # every number first: a kind and a bounded range (the one checked-number rule)
+        numbers.check_fields(self, NUMBER_RULES, where="synthesis setting", error=SynthesisConfigError)
         if self.target_duration * self.sample_rate > MAX_FRAMES:
             raise bad("sample_rate", f"at most {MAX_FRAMES} samples per mixture (duration x sample_rate; here "
                       f"{self.target_duration:g} s x {self.sample_rate} Hz): lower the rate or the duration")
-        if not isinstance(self.min_sources, int) or not 1 <= self.min_sources <= 5:
-            raise bad("min_sources", "an integer in 1..5")
         if not isinstance(self.max_sources, int) or not self.min_sources <= self.max_sources <= 5:
             raise bad("max_sources", f"an integer in {self.min_sources}..5 (Hive's schema allows 5 sources)")
         if self.source_count_weights is not None:
             w = self.source_count_weights
             if (not isinstance(w, (list, tuple)) or len(w) != len(self.source_counts)
-                    or any(not isinstance(x, (int, float)) or x < 0 or not math.isfinite(x) for x in w) or sum(w) <= 0):
+                    or any(_WEIGHT.problem(x) for x in w) or sum(w) <= 0):
                 raise bad("source_count_weights", f"{len(self.source_counts)} non-negative weights "
                           f"(for {self.min_sources}..{self.max_sources} sources) with a positive sum")
         if self.label_sampling not in LABEL_SAMPLING:
@@ -134,25 +153,9 @@ class SynthesisConfig:
             raise bad("snr_distribution", f"one of {SNR_DISTRIBUTIONS}")
         if not self.snr_low <= self.snr_high:
             raise bad("snr_low", f"<= snr_high ({self.snr_high})")
-        if self.snr_distribution == "normal" and not self.snr_std >= 0:
-            raise bad("snr_std", "a standard deviation >= 0")
-        if self.snr_distribution == "choice" and (not self.snr_values or not all(
-                isinstance(v, (int, float)) and math.isfinite(v) for v in self.snr_values)):
-            raise bad("snr_values", "a non-empty list of finite dB values")
-        if not self.compatibility_default >= 0:
-            raise bad("compatibility_default", "a weight >= 0")
-        for name in ("target_rms", "final_max_amplitude"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "a positive level")
-        if not self.silence_rms >= 0:
-            raise bad("silence_rms", "an RMS >= 0")
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise bad("max_attempts", "an integer >= 1")
-        if not isinstance(self.num_workers, int) or self.num_workers < 1:
-            raise bad("num_workers", "an integer >= 1")
-        for name in ("crop_decimals", "snr_decimals"):
-            if not isinstance(getattr(self, name), int) or not 0 <= getattr(self, name) <= 9:
-                raise bad(name, "an integer in 0..9")
+        if self.snr_distribution == "choice" and (not isinstance(self.snr_values, (list, tuple)) or not self.snr_values
+                                                  or any(numbers.DECIBELS.problem(v) for v in self.snr_values)):
+            raise bad("snr_values", f"a non-empty list of levels in dB in [{-numbers.MAX_DB:g}, {numbers.MAX_DB:g}]")
         return self
 
     # ---- files ----------------------------------------------------------------------------

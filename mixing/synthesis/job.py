@@ -29,7 +29,6 @@ import os
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +38,7 @@ from ..corpora import DatasetPaths
 from ..errors import CorpusError, HiveError, UnknownPrefixError
 from ..failures import reason_of
 from ..levels import apply_levels
+from ..memory_estimate import check_memory, describe_mixture, mixture_bytes
 from ..metadata import MixtureRecord
 from ..metadata_io import iter_records, write_hub_folder, write_legacy_json
 from ..ontology import Ontology
@@ -52,6 +52,7 @@ from .sampler import MixtureDraw, NoValidDraw, ParameterSampler, mixture_rng, un
 from .splits import SplitCheck, check_metadata_splits, check_pool_splits
 from .stats import compute_stats
 from ..validation import check_mix_id
+from ..workers import process_pool
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,24 @@ SOURCE_REDRAWS = 4
 
 class SynthesisError(HiveError, ValueError):
     """The pool, ontology or config cannot give the requested mixtures."""
+
+
+#: pool rows dropped because their label_id is an ontology node other than their label's
+LABEL_ID_MISMATCH = "label_id_mismatch"
+
+
+def label_id_mismatch(entry: PoolEntry, ontology: Ontology) -> str | None:
+    """Why ``entry``'s ``label_id`` and ``label`` disagree (None when they agree, or when the id is
+    empty or unknown to the ontology): the id names a node whose name is not the label, and the
+    label (the text written into the mixtures) names another node or none."""
+    if not entry.label_id or entry.label_id not in ontology:
+        return None
+    node = ontology.node(entry.label_id)
+    if entry.label == node.name or (entry.label in ontology and ontology.node(entry.label).id == node.id):
+        return None
+    other = f"names {ontology.node(entry.label).id!r}" if entry.label in ontology else "is not in the ontology"
+    return (f"label {entry.label!r} {other} but label_id {entry.label_id!r} is {node.name!r}; expected a "
+            "label and a label_id of the same node")
 
 
 @dataclass
@@ -115,7 +134,7 @@ def _unknown_labels_message(unknown: list[str], entries: Sequence[PoolEntry], sp
     more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
     return (f"{len(unknown)} pool labels of split {split!r} ({sum(clips.values())} clips) are not in the "
             f"ontology {ontology.source}: {'; '.join(shown)}{more}. Expected ontology names or ids: rename "
-            "them in the pool (or give label_id), or set unknown_labels: skip (drop those clips, counted) or "
+            "them in the pool to ontology names, or set unknown_labels: skip (drop those clips, counted) or "
             "allow (distinct-label rule only) in --config")
 
 
@@ -142,6 +161,18 @@ class Synthesizer:
         if (config.exclude_ancestors or config.exclude_siblings) and ontology is None:
             raise SynthesisError("exclude_ancestors/exclude_siblings need an ontology; pass --ontology "
                                  "or set both to false in the config")
+        if ontology is not None:  # a label_id naming another node than the label: which one is meant?
+            kept = [e for e in entries if label_id_mismatch(e, ontology) is None]
+            if len(kept) < len(entries):
+                bad = [e for e in entries if label_id_mismatch(e, ontology) is not None]
+                self.pool_dropped[LABEL_ID_MISMATCH] = len(bad)
+                logger.warning("%d pool rows of split %s dropped (%s): e.g. clip %r: %s", len(bad), split,
+                               LABEL_ID_MISMATCH, bad[0].clip_id, label_id_mismatch(bad[0], ontology))
+                entries = kept
+                if not entries:
+                    raise SynthesisError(f"every pool row of split {split!r} has a label_id that names another "
+                                         f"ontology node than its label (e.g. {label_id_mismatch(bad[0], ontology)}); "
+                                         "fix the labels or the label_ids of the pool")
         label_ids: dict[str, str] = {}
         for e in entries:
             label_ids.setdefault(e.label, e.label_id)
@@ -302,8 +333,7 @@ def synthesize_chunks(synth: Synthesizer, paths: DatasetPaths | None, *, num_wor
                 _WORKER.clear()
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(synth, paths)) as ex:
+            with process_pool(workers, mp_context=ctx, initializer=_init_worker, initargs=(synth, paths)) as ex:
                 pending: list[tuple[tuple[int, int], Any]] = []
                 todo = iter(spans)
                 for span in itertools.islice(todo, 2 * workers):
@@ -424,6 +454,12 @@ def run_synthesis(pool: str | os.PathLike | Sequence[PoolEntry], config: Synthes
     paths = None if dataset_paths is None else DatasetPaths.coerce(dataset_paths)
     if not dry_run and paths is None:
         raise SynthesisError("measuring levels needs the dataset paths (prefix -> local corpus root)")
+    if not dry_run:  # each worker measures levels on one whole mixture at a time
+        frames = int(config.target_duration * config.sample_rate)
+        shape = describe_mixture(frames, config.max_sources, config.sample_rate)
+        check_memory(mixture_bytes("render", frames, config.max_sources), f"measuring the levels of a mixture ({shape})",
+                     "lower --duration, --sample-rate, --max-sources or --num-workers",
+                     workers=max(1, config.num_workers))
 
     stale = [str(p) for p in remove_stale_tmp(output)]
     if stale:
