@@ -51,9 +51,13 @@ from mixing.metadata_io import MetadataSource
 from mixing.metadata_source import classify_location, location_files
 from mixing.recipe import STEM_MODES
 from mixing.shards import AUDIO_FORMATS, rendered_features
+from mixing.collate import collate_mixtures
+from mixing.label_filter import LabelFilter
+from mixing.label_selection import check_label_selection
+from mixing.queries import ExampleConfig
 from mixing.streaming import (
-    FAILURE_POLICIES, RenderSpec, StreamReport, WorkUnit, array_example, encoded_example,
-    generate_arrays, iter_rendered, pad_sources, plan_units, read_failure_manifest, resolve_metadata,
+    FAILURE_POLICIES, RenderSpec, StreamReport, WorkUnit, encoded_example, generate_arrays, iter_examples,
+    iter_rendered, plan_units, read_failure_manifest, resolve_metadata,
 )
 from mixing.validation import MAX_SOURCES
 
@@ -337,18 +341,25 @@ class Hive(datasets.GeneratorBasedBuilder):
 
 
 # ---- training input --------------------------------------------------------------------------
-def _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                    revision, metadata_config, num_shards, failure_dir, store=None,
-                    store_only=False) -> tuple[list[WorkUnit], RenderSpec]:
-    spec = RenderSpec.make(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
+def _stream_spec(dataset_paths: Any, *, stems: str, sample_rate: int | None, store: Any, store_only: bool,
+                 num_sources: int | None, on_failure: str, failure_dir: Any, targets: Any, labels: Any,
+                 exclude_labels: Any) -> RenderSpec:
+    return RenderSpec.make(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
                            num_sources=num_sources, on_failure=on_failure,
-                           failure_dir=None if failure_dir is None else os.fspath(failure_dir))
-    files = resolve_metadata(metadata, revision=revision, config=metadata_config, num_sources=num_sources)
+                           failure_dir=None if failure_dir is None else os.fspath(failure_dir),
+                           labels=LabelFilter.make(labels, exclude_labels), examples=ExampleConfig.coerce(targets))
+
+
+def _units(metadata: Any, split: str, spec: RenderSpec, *, revision: str | None, metadata_config: str | None,
+           num_shards: int | None) -> list[WorkUnit]:
+    """The work units of ``split`` (a label filter that keeps nothing of local metadata is refused here)."""
+    files = resolve_metadata(metadata, revision=revision, config=metadata_config, num_sources=spec.num_sources)
     split = normalise_split(split)
     if split not in files:
         raise EmptySelectionError(f"split {split!r} is not in the metadata; it has {list(files)}; "
                                   "pass one of these as split")
-    return plan_units(files[split], split, num_shards), spec
+    check_label_selection(files[split], split, spec.num_sources, spec.labels, f"split {split!r}")
+    return plan_units(files[split], split, num_shards)
 
 
 def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "train", num_sources: int | None = None,
@@ -357,13 +368,25 @@ def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "t
                     num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
                     shuffle_buffer: int = 0, as_torch: bool = False,
                     failure_dir: str | os.PathLike | None = None, store: Any = None,
-                    store_only: bool = False) -> datasets.IterableDataset:
+                    store_only: bool = False, targets: str | ExampleConfig = "all",
+                    labels: Sequence[str] | LabelFilter | None = None,
+                    exclude_labels: Sequence[str] | None = None) -> datasets.IterableDataset:
     """Mixtures rendered on the fly, as a ``datasets.IterableDataset`` of numpy arrays.
 
-    Each example: ``mix`` float32 ``(T,)``, ``sources`` float32 ``(n, T)`` (stems; in ``consistent``
-    mode they sum to ``mix``), ``labels``, ``source_ids``, ``mix_id``, ``split``, ``num_sources``,
-    ``sample_rate``, ``target_duration``, ``global_normalization_factor``, ``stem_scale``. Nothing
-    is encoded or decoded; ``as_torch=True`` gives torch tensors (``with_format("torch")``).
+    Each example (``targets="all"``): ``mix`` float32 ``(T,)``, ``sources`` float32 ``(n, T)``
+    (stems; in ``consistent`` mode they sum to ``mix``), ``labels``, ``label_ids`` (AudioSet mids),
+    ``source_ids``, ``mix_id``, ``split``, ``num_sources``, ``sample_rate``, ``target_duration``,
+    ``global_normalization_factor``, ``stem_scale``. Nothing is encoded or decoded;
+    ``as_torch=True`` gives torch tensors (``with_format("torch")``).
+
+    ``targets="each"`` / ``"one"`` (or a :class:`mixing.queries.ExampleConfig` with query
+    templates and negative queries) gives query examples instead: ``mix``, ``query``, ``target``,
+    ``label``, ``label_id``, ``mix_id``, ``source_index``, ``negative`` (see :mod:`mixing.queries`).
+    ``labels`` / ``exclude_labels`` (names or mids; or a :class:`mixing.label_filter.LabelFilter`
+    with descendants and ``label_match``) keep a label subset; a filter that keeps nothing of
+    local metadata is refused at once, listing the mixtures per label.
+    ``metadata`` may also be an in-memory ``datasets.Dataset`` (e.g. filtered), a
+    ``pyarrow.Table`` or a pandas ``DataFrame`` of Hub rows.
 
     ``store`` (a ``hive store build`` folder): source chunks are sliced from the store at memory
     speed instead of decoded (same samples; the output rate is the store's); chunks it lacks are
@@ -381,8 +404,10 @@ def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "t
     Failures (missing or unreadable corpus files, invalid records) are left out, logged and
     counted (``on_failure="skip"``; ``failure_dir`` also gets a JSONL manifest per unit) or raised.
     """
-    units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                                  revision, metadata_config, num_shards, failure_dir, store, store_only)
+    spec = _stream_spec(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
+                        num_sources=num_sources, on_failure=on_failure, failure_dir=failure_dir, targets=targets,
+                        labels=labels, exclude_labels=exclude_labels)
+    units = _units(metadata, split, spec, revision=revision, metadata_config=metadata_config, num_shards=num_shards)
     ds = datasets.IterableDataset.from_generator(
         generate_arrays, gen_kwargs={"shards": units, "spec": spec}, split=datasets.Split(normalise_split(split)))
     if shuffle_shards or shuffle_buffer:
@@ -398,52 +423,29 @@ def iter_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "tra
                   num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
                   rank: int = 0, world_size: int = 1, report: StreamReport | None = None,
                   failure_dir: str | os.PathLike | None = None, store: Any = None,
-                  store_only: bool = False) -> Iterator[dict[str, Any]]:
+                  store_only: bool = False, targets: str | ExampleConfig = "all",
+                  labels: Sequence[str] | LabelFilter | None = None,
+                  exclude_labels: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
     """The numpy-only path (no torch, no torchcodec, no ``IterableDataset``): the examples of
     :func:`stream_mixtures` from a plain generator. ``rank``/``world_size`` take every
     ``world_size``-th work unit; ``shuffle_shards`` shuffles the unit order with ``seed``;
     ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures and
-    the store's hits and misses; ``store``/``store_only`` as in :func:`stream_mixtures`."""
+    the store's hits and misses; ``store``/``store_only``, ``targets``, ``labels`` and
+    ``exclude_labels`` as in :func:`stream_mixtures`."""
     from mixing import numbers
 
     rank = numbers.RANK.check(rank, "rank")
     world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-    units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                                  revision, metadata_config, num_shards, failure_dir, store, store_only)
+    spec = _stream_spec(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
+                        num_sources=num_sources, on_failure=on_failure, failure_dir=failure_dir, targets=targets,
+                        labels=labels, exclude_labels=exclude_labels)
+    units = _units(metadata, split, spec, revision=revision, metadata_config=metadata_config, num_shards=num_shards)
     if shuffle_shards:
         order = np.random.default_rng(seed).permutation(len(units))
         units = [units[i] for i in order]
-    for _, _, rendered in iter_rendered(units[rank::world_size], spec, report=report):
-        yield array_example(rendered)
-
-
-def collate_mixtures(batch: Sequence[Mapping[str, Any]], max_sources: int | None = None) -> dict[str, Any]:
-    """``DataLoader(collate_fn=collate_mixtures)``: ``mix (B, T)``, ``sources (B, N, T)`` zero-padded
-    to the largest number of sources in the batch (or ``max_sources``), ``source_mask (B, N)`` as
-    torch tensors; other fields as lists. Mixtures of one batch must share rate and duration."""
-    import torch
-
-    in_worker = torch.utils.data.get_worker_info() is not None
-    tensors: dict[str, Any] = {}
-    dtypes = {np.float32: torch.float32, np.bool_: torch.bool}
-
-    def alloc(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        tdtype = dtypes[dtype]
-        if in_worker:  # fill shared memory directly: the DataLoader then hands it over without a copy
-            numel = int(np.prod(shape))
-            storage = torch.empty(0, dtype=tdtype)._typed_storage()._new_shared(numel)
-            t = torch.empty(0, dtype=tdtype).new(storage).resize_(*shape)
-        else:
-            t = torch.empty(shape, dtype=tdtype)  # pad_sources writes every element
-        tensors[name] = t
-        return t.numpy()
-
-    out = pad_sources([{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in e.items()} for e in batch],
-                      max_sources, alloc=alloc)
-    out.update(tensors)
-    return out
+    yield from iter_examples((r for _, _, r in iter_rendered(units[rank::world_size], spec, report=report)), spec)
 
 
 # ---- rendered shards -------------------------------------------------------------------------
