@@ -48,10 +48,13 @@ from mixing.citation import CITATION
 from mixing.metadata import SPLITS, normalise_split
 from mixing.errors import EmptySelectionError, MetadataSourceError
 from mixing.metadata_io import MetadataSource
+from mixing.metadata_memory import fingerprint as memory_fingerprint
+from mixing.metadata_memory import is_in_memory
 from mixing.metadata_source import classify_location, location_files
 from mixing.recipe import STEM_MODES
 from mixing.shards import AUDIO_FORMATS, rendered_features
 from mixing.collate import collate_mixtures
+from mixing.example_features import encoded_query_example, query_features
 from mixing.label_filter import LabelFilter
 from mixing.label_selection import check_label_selection
 from mixing.queries import ExampleConfig
@@ -142,6 +145,11 @@ class HiveConfig(datasets.BuilderConfig):
         num_shards: work units per split (default: a multiple of 240 ≥ the number of metadata
             files); the unit of ``num_proc`` and of streaming parallelism.
         splits: only these splits (default: every split the metadata has).
+        targets: ``"all"`` (a mixture with its stems, the default), ``"each"`` / ``"one"`` (query
+            examples: ``mix``, ``query``, ``target``, ``label``, ``label_id`` …), or a
+            :class:`mixing.queries.ExampleConfig` (query templates, negative queries).
+        labels, exclude_labels: a label subset (names or mids, descendants included), or a
+            :class:`mixing.label_filter.LabelFilter` as ``labels``.
     """
 
     metadata: Any = None
@@ -160,6 +168,9 @@ class HiveConfig(datasets.BuilderConfig):
     splits: tuple[str, ...] | None = None
     store: Any = None
     store_only: bool = False
+    targets: Any = "all"
+    labels: Any = None
+    exclude_labels: Any = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -191,6 +202,8 @@ class HiveConfig(datasets.BuilderConfig):
             raise ValueError(f"sample_rate is {self.sample_rate!r}; expected a positive integer (Hz) or None")
         if self.num_shards is not None and (not isinstance(self.num_shards, int) or self.num_shards < 1):
             raise ValueError(f"num_shards is {self.num_shards!r}; expected a positive integer or None")
+        ExampleConfig.coerce(self.targets)
+        LabelFilter.make(self.labels, self.exclude_labels)
         if isinstance(self.splits, str):
             self.splits = (self.splits,)
         if self.splits is not None:
@@ -209,7 +222,9 @@ def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any, store:
 
         root = store.root if isinstance(store, SourceStore) else store
         h.update(f"store rate {read_manifest(root)['sample_rate']}".encode())
-    if isinstance(metadata, MetadataSource):
+    if is_in_memory(metadata):
+        h.update(memory_fingerprint(metadata).encode())
+    elif isinstance(metadata, MetadataSource):
         h.update(repr(metadata.shards()).encode())
     elif metadata is not None:
         loc = os.fspath(metadata)
@@ -276,7 +291,9 @@ class Hive(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description="Hive: mixtures for query-based universal sound separation, rendered from "
                         "metadata and local copies of the source corpora.",
-            features=_features(rendered_features(decode=self.config.decode), self.config.audio_feature,
+            features=_features(query_features(decode=self.config.decode)
+                               if ExampleConfig.coerce(self.config.targets).queries
+                               else rendered_features(decode=self.config.decode), self.config.audio_feature,
                                f"Hive {self.config.name}"),
             homepage="https://huggingface.co/datasets/ShandaAI/Hive",
             license="See the licenses of the source corpora; the metadata is Apache-2.0.",
@@ -295,7 +312,9 @@ class Hive(datasets.GeneratorBasedBuilder):
         failure_dir = os.path.join(self._output_dir, "failures") if self._preparing else cfg.failure_dir
         return RenderSpec.make(cfg.dataset_paths, stems=cfg.stems, sample_rate=cfg.sample_rate,
                                audio_format=cfg.audio_format, store=cfg.store, store_only=cfg.store_only,
-                               num_sources=cfg.num_sources, on_failure=cfg.on_failure, failure_dir=failure_dir)
+                               num_sources=cfg.num_sources, on_failure=cfg.on_failure, failure_dir=failure_dir,
+                               labels=LabelFilter.make(cfg.labels, cfg.exclude_labels),
+                               examples=ExampleConfig.coerce(cfg.targets))
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         del dl_manager  # metadata is local or read by mixing.metadata_io; audio is local
@@ -308,14 +327,24 @@ class Hive(datasets.GeneratorBasedBuilder):
         if missing:
             raise EmptySelectionError(f"split(s) {missing} not in the metadata; it has {list(files)}; "
                                       "choose splits from these")
+        for split in wanted:
+            check_label_selection(files[split], split, spec.num_sources, spec.labels, f"split {split!r}")
         return [datasets.SplitGenerator(name=split, gen_kwargs={
                     "shards": plan_units(files[split], split, cfg.num_shards), "spec": spec})
                 for split in wanted]
 
     def _generate_examples(self, shards: list[WorkUnit], spec: RenderSpec) -> Iterator[tuple[Key, dict[str, Any]]]:
         fmt = self.config.audio_format
-        for pos, row, rendered in iter_rendered(shards, spec):
-            yield Key(pos, row), encoded_example(rendered, fmt)
+        maker = spec.query_maker()
+        if maker is None:
+            for pos, row, rendered in iter_rendered(shards, spec):
+                yield Key(pos, row), encoded_example(rendered, fmt)
+            return
+        counts: Counter = Counter()
+        for pos, _, rendered in iter_rendered(shards, spec):
+            for ex in iter_examples([rendered], spec):
+                yield Key(pos, counts[pos]), encoded_query_example(ex, fmt)
+                counts[pos] += 1
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._preparing = True
