@@ -15,8 +15,12 @@ refuses loading scripts, so the builder is a class you instantiate::
 
 For training, :func:`stream_mixtures` yields numpy arrays (no encode/decode round trip) and splits
 work by metadata unit across ``split_dataset_by_node`` ranks and DataLoader workers;
-:func:`iter_mixtures` is the same without ``datasets`` objects (numpy only, no torch).
-:func:`load_rendered` loads ``hive render`` output (WebDataset or Parquet) with the right features.
+:func:`iter_mixtures` is the same without ``datasets`` objects (numpy only, no torch). Both give
+whole mixtures or query examples (``targets="each"``/``"one"``: mixture, text query, target) and
+take label subsets (``labels``/``exclude_labels``). :func:`dynamic_mixtures` draws new mixtures
+every epoch from a single-event pool and renders them from a source store;
+:class:`HiveMapDataset` is the map-style (indexable) form. :func:`load_rendered` loads
+``hive render`` output (WebDataset or Parquet) with the right features.
 
 Configs: ``all`` (default) and ``2mix`` … ``5mix`` (number of sources). Failure policy ``skip``
 (default) leaves a mixture whose audio cannot be rendered out, logs it, and counts it by reason
@@ -54,6 +58,7 @@ from mixing.metadata_source import classify_location, location_files
 from mixing.recipe import STEM_MODES
 from mixing.shards import AUDIO_FORMATS, rendered_features
 from mixing.collate import collate_mixtures
+from mixing.dynamic import DynamicSpec, dynamic_mixtures, records_of
 from mixing.example_features import encoded_query_example, query_features
 from mixing.label_filter import LabelFilter
 from mixing.label_selection import check_label_selection
@@ -66,8 +71,18 @@ from mixing.validation import MAX_SOURCES
 
 __all__ = [
     "HiveConfig", "Hive", "stream_mixtures", "iter_mixtures", "load_rendered", "collate_mixtures",
-    "describe_first_example", "StreamReport",
+    "describe_first_example", "StreamReport", "dynamic_mixtures", "DynamicSpec", "HiveMapDataset",
+    "ExampleConfig", "LabelFilter", "records_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``HiveMapDataset`` is imported on first use (its module imports torch where installed)."""
+    if name == "HiveMapDataset":
+        from mixing.map_dataset import HiveMapDataset
+
+        return HiveMapDataset
+    raise AttributeError(f"module 'hive' has no attribute {name!r}")
 
 log = logging.getLogger(__name__)
 
