@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 if TYPE_CHECKING:  # pragma: no cover
     from .check import CheckReport
     from .corpora import DatasetPaths
-    from .evaluate import EvalResult
+    from .evaluate import EvalOptions, EvalResult
     from .render_job import RenderSummary
     from .synthesis.config import SynthesisConfig
     from .synthesis import SynthesisResult
@@ -212,10 +212,13 @@ def evaluate(rendered: PathLike | None, output: PathLike, *,
              allow_missing: bool = False, limit: int | None = None, plot: bool = True,
              progress: bool | None = None, metadata: PathLike | None = None,
              dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None" = None,
-             store: PathLike | None = None, sample_rate: int | None = None) -> "EvalResult":
+             store: PathLike | None = None, sample_rate: int | None = None,
+             options: "EvalOptions | None" = None) -> "EvalResult":
     """Evaluate a query-based separator on a render output (``hive eval``), or on ``metadata``
     rendered on the fly from a source ``store`` and/or the corpora (``dataset_paths``; consistent
-    stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
+    stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows.
+    ``options`` (:class:`mixing.evaluate.EvalOptions`): batch size and device of a batched
+    separator, metric workers, number of sources, label subset."""
     from . import numbers
     from .evaluate import evaluate as _evaluate
 
@@ -227,4 +230,5 @@ def evaluate(rendered: PathLike | None, output: PathLike, *,
         recipe = RenderRecipe.make(dataset_paths, store=store, sample_rate=sample_rate)
     return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split, name=name,
                      with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress,
-                     metadata=None if metadata is None else os.fspath(metadata), recipe=recipe)
+                     metadata=os.fspath(metadata) if isinstance(metadata, (str, os.PathLike)) else metadata,
+                     recipe=recipe, options=options)
