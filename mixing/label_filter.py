@@ -180,14 +180,15 @@ class LabelFilter:
         hits = (r.hit(r.included, lab) for lab in labels)
         return all(hits) if self.label_match == "all" else any(hits)
 
-    def nothing_selected(self, per_label: Mapping[str, int], total: int, where: str) -> EmptySelectionError:
-        """The error for a filter that keeps none of the ``total`` mixtures of ``where``
-        (``per_label``: mixtures per label there)."""
+    def nothing_selected(self, per_label: Mapping[str, int], total: int, where: str,
+                         unit: str = "mixtures") -> EmptySelectionError:
+        """The error for a filter that keeps none of the ``total`` mixtures (or another ``unit``,
+        e.g. pool clips) of ``where`` (``per_label``: how many there have each label)."""
         counts = Counter(per_label)
         shown = ", ".join(f"{lab!r} {n}" for lab, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:25])
         more = f" and {len(counts) - 25} more labels" if len(counts) > 25 else ""
         return EmptySelectionError(
-            f"the label filter ({self.describe()}) selects none of the {total} mixtures of {where}; mixtures per "
+            f"the label filter ({self.describe()}) selects none of the {total} {unit} of {where}; {unit} per "
             f"label there: {shown or 'none'}{more}; choose labels from these")
 
 

@@ -222,7 +222,7 @@ class Synthesizer:
         selected = {e.label for e in kept if lf.selected(e.label)}
         if not selected:
             raise lf.nothing_selected(Counter(e.label for e in entries), len(entries),
-                                      f"the pool's split {self.config.split!r} (counts are clips)")
+                                      f"the pool's split {self.config.split!r}", unit="clips")
         return kept, (selected if lf.label_match == "any" else None)
 
     @property
