@@ -141,6 +141,18 @@ def test_split_disjoint_and_label_subsets(toy_corpus, store):
     assert any(set(r.labels) - ANIMALS for r in records_of(examples))
 
 
+def test_negative_queries_come_from_the_pool_labels(toy_corpus, store):
+    spec = DynamicSpec.make(toy_corpus.pool, store, seed=3, num_mixtures=20,
+                            targets=hive.ExampleConfig("each", negative_rate=1.0, seed=3))
+    examples = list(spec.iter())
+    negatives = [ex for ex in examples if ex["negative"]]
+    pool_labels = {e.label for e in iter_pool(toy_corpus.pool) if e.split == "train"}
+    assert len(negatives) == 20 and {ex["label"] for ex in negatives} <= pool_labels
+    for ex in negatives:
+        present = next(r for r in records_of([ex])).labels
+        assert ex["label"] not in present and not ex["target"].any()
+
+
 def test_endless_stream_and_reports(toy_corpus, store):
     spec = DynamicSpec.make(toy_corpus.pool, store, seed=0)
     report = DynamicReport()
