@@ -144,6 +144,17 @@ def test_commands_take_label_flags(toy_corpus, store, records, tmp_path, capsys)
     assert main(["eval", "--rendered", str(out), "--output", str(ev), "--num-sources", "2", "--no-sdr",
                  "--no-plot", "--no-progress"]) == 0
     assert {r["num_sources"] for r in _csv(ev / "results.csv")} == {"2"}
+    # eval of metadata rendered on the fly: the filter chooses before anything is rendered
+    assert main(["eval", "--metadata", str(toy_corpus.parquet_dir), "--store", str(store), "--split", "validation",
+                 "--output", str(tmp_path / "ev2"), "--labels", "Animal", "--no-descendants", "--no-sdr",
+                 "--no-plot", "--no-progress"]) == 2
+    assert "selects none of the 16 mixtures" in capsys.readouterr().err  # "Animal" itself labels no source
+    assert main(["eval", "--metadata", str(toy_corpus.parquet_dir), "--store", str(store), "--split", "validation",
+                 "--output", str(tmp_path / "ev2"), "--labels", "Animal", "--label-match", "any", "--no-sdr",
+                 "--no-plot", "--no-progress"]) == 0
+    rows = _csv(tmp_path / "ev2" / "results.csv")
+    assert {r["mix_id"] for r in rows} == {r.mix_id for r in val if set(r.labels) & ANIMALS}
+    assert {r["label"] for r in rows} <= ANIMALS
     # inspect
     capsys.readouterr()
     assert main(["inspect", str(toy_corpus.parquet_dir), "--store", str(store), "--output", str(tmp_path / "insp"),
@@ -167,8 +178,10 @@ def test_synthesize_draws_only_the_subset(toy_corpus, tmp_path, capsys):
     stats = json.loads((out / "synthesis_stats_train.json").read_text())
     assert stats["pool_rows_dropped"]["label_filter"] > 0
     out2 = tmp_path / "synth_any"
+    (tmp_path / "dog.txt").write_text("/m/0bt9lr  \n")  # Dog by its mid
     assert main(["synthesize", "--pool", str(toy_corpus.pool), "--dataset-paths", str(toy_corpus.dataset_paths),
-                 "--output", str(out2), "--num-mixtures", "10", "--labels", "Dog", "--label-match", "any"]) == 0
+                 "--output", str(out2), "--num-mixtures", "10", "--labels-file", str(tmp_path / "dog.txt"),
+                 "--label-match", "any"]) == 0
     recs = list(iter_records(out2))
     assert len(recs) == 10 and all("Dog" in r.labels for r in recs)
     assert any(len(set(r.labels) - {"Dog"}) for r in recs)
