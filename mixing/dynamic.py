@@ -210,13 +210,16 @@ class _CropLevels:
         self.kw = {"target_rms": cfg.target_rms, "final_max_amplitude": cfg.final_max_amplitude,
                    "silence_rms": cfg.silence_rms}
         self.crops: tuple[np.ndarray, list[int | None]] | None = None
+        self.work: np.ndarray | None = None  # float64 scratch of measure_levels, reused
 
     def __call__(self, draft: MixtureRecord, snrs: list[float], renderer: Any) -> Any:
         self.crops = None  # release the last draw's buffer to the renderer's pool
         out = renderer.store_buffer(draft)  # (n + 1, T): the mix row, then the crops
         used = renderer.read_store_crops(draft, out[1:])  # the store alone: a chunk it lacks raises
         self.crops = (out, used)
-        return measure_levels(draft, snrs, out[1:], **self.kw)
+        if self.work is None or self.work.shape[1] != out.shape[1]:
+            self.work = np.empty((3, out.shape[1]), dtype=np.float64)
+        return measure_levels(draft, snrs, out[1:], work=self.work, **self.kw)
 
 
 def _in_store(store: Any, e: PoolEntry) -> bool:

@@ -49,13 +49,16 @@ def apply_levels(draft: MixtureRecord, snr_db: list[float], renderer: Renderer, 
 
 def measure_levels(draft: MixtureRecord, snr_db: list[float], segments: Iterable[np.ndarray], *,
                    target_rms: float = TARGET_RMS, final_max_amplitude: float = FINAL_MAX_AMPLITUDE,
-                   silence_rms: float = SILENCE_RMS) -> LevelResult:
+                   silence_rms: float = SILENCE_RMS, work: np.ndarray | None = None) -> LevelResult:
     """The level formulas on the sources' unweighted crops (float64, or float32 read from a
-    source store: the arithmetic is float64 either way, so both give the same record)."""
+    source store: the arithmetic is float64 either way, so both give the same record).
+    ``work``: a float64 ``(3, T)`` scratch array to reuse (fresh memory costs page faults)."""
     T = int(draft.target_duration * draft.sample_rate)
-    total = np.empty(T, dtype=np.float64)  # sum of the weighted sources
-    x = np.empty(T, dtype=np.float64)  # one source in float64 (converted once: numpy's mixed-type
-    tmp = np.empty(T, dtype=np.float64)  # ufunc loops are slower than a copy plus float64 loops)
+    if work is None or work.shape != (3, T) or work.dtype != np.float64:
+        work = np.empty((3, T), dtype=np.float64)
+    total = work[0]  # sum of the weighted sources
+    x = work[1]  # one source in float64 (converted once: numpy's mixed-type ufunc loops are
+    tmp = work[2]  # slower than a copy plus float64 loops)
     sources = []
     for i, (src, snr, seg) in enumerate(zip(draft.sources, snr_db, segments, strict=True)):
         np.copyto(x, seg)
