@@ -234,7 +234,7 @@ def _resolve(f: LabelFilter) -> _Resolved:
 
 def read_labels_file(path: str | os.PathLike) -> list[str]:
     """Label names or mids, one per line (blank lines and ``#`` comments skipped)."""
-    from .json_input import read_text
+    from .input_files import read_text
 
     text = read_text(Path(path), "labels file", LabelFilterError)
     out = [line.strip() for line in text.splitlines()]

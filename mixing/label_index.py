@@ -168,7 +168,7 @@ class LabelIndex:
 
 
 def _read_label_csv(path: str) -> list[tuple[str, str]]:
-    from .json_input import read_text
+    from .input_files import read_text
 
     text = read_text(path, "AudioSet label index", HiveError)
     rows = list(csv.DictReader(io.StringIO(text, newline="")))

@@ -15,13 +15,13 @@ Both pickle small enough to travel into DataLoader workers (the Arrow table's bu
 
 from __future__ import annotations
 
-import json
 import os
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import EmptySelectionError, HiveError
 from .label_filter import LabelFilter
@@ -88,7 +88,8 @@ class MetadataMixtures:
 
 
 class RenderedMixtures:
-    """The samples of one split of a ``hive render`` folder, by position."""
+    """The samples of one split of a ``hive render`` folder, by position (read through
+    :mod:`mixing.rendered_reader`'s checks: regular files, safe JSON, records that validate)."""
 
     def __init__(self, folder: str | os.PathLike, split: str, num_sources: int | None = None,
                  labels: LabelFilter | None = None):
@@ -102,8 +103,7 @@ class RenderedMixtures:
         every: list[list[str]] = []
         for path, fmt in find_rendered(self.root, self.split):
             index = _tar_index(path) if fmt == "webdataset" else _parquet_index(path)
-            for key, loc, meta in index:
-                rec = parse_mixture(meta)
+            for key, loc, rec in index:
                 if num_sources is not None and rec.num_sources != num_sources:
                     continue
                 every.append(rec.labels)
@@ -133,21 +133,22 @@ class RenderedMixtures:
 
     def example(self, i: int) -> dict[str, Any]:
         from .evaluate.rendered import _sample
+        from .rendered_reader import RawSample
 
         path, fmt, loc = self.items[i]
         key = self._ids[i]
+        rel = os.path.relpath(path, self.root)
         if fmt == "webdataset":
             members = {name: _pread(path, off, size) for name, (off, size) in loc.items()}
-            stems = {int(n[1:]): data for n, data in members.items() if n[0] == "s"}
-            sample = _sample(key, path, members.get("mix"), stems, members.get("json"))
+            raw = RawSample(key, rel, members.pop("json", None), members)
         else:
-            import pyarrow.parquet as pq
-
             group, row = loc
             table = pq.ParquetFile(path).read_row_group(group, columns=["mix_id", "mix", "sources", "render_json"])
             r = table.slice(row, 1).to_pylist()[0]
-            stems = {k: s["bytes"] for k, s in enumerate(r["sources"] or [], 1)}
-            sample = _sample(r["mix_id"], path, (r["mix"] or {}).get("bytes"), stems, r["render_json"])
+            audio = {"mix": (r["mix"] or {}).get("bytes")}
+            audio.update({f"s{k}": s["bytes"] for k, s in enumerate(r["sources"] or [], 1)})
+            raw = RawSample(key, rel, r["render_json"], {k: v for k, v in audio.items() if v is not None})
+        sample = _sample(raw)
         rec = sample.record
         return {
             "mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
@@ -172,30 +173,33 @@ def _pread(path: str, offset: int, size: int) -> bytes:
 
 
 def _tar_index(path: Path) -> list[tuple[str, dict[str, tuple[int, int]], Any]]:
-    """``(key, {member field: (offset, size)}, JSON record)`` of every sample of a WebDataset tar."""
-    from .evaluate.rendered import _MEMBER
+    """``(key, {member field: (offset, size)}, record)`` of every sample of a WebDataset tar."""
+    from .evaluate.errors import EvalError
+    from .rendered_reader import MEMBER, parse_record
 
     out: dict[str, dict[str, tuple[int, int]]] = {}
-    metas: dict[str, Any] = {}
+    records: dict[str, Any] = {}
     with tarfile.open(path) as tar:
         for m in tar:
-            match = _MEMBER.match(m.name) if m.isfile() else None
+            match = MEMBER.match(m.name) if m.isfile() else None
             if match is None:
                 continue
             key, field = match.group(1), match.group(2)
             out.setdefault(key, {})[field] = (m.offset_data, m.size)
             if field == "json":
-                metas[key] = json.loads(tar.extractfile(m).read())  # type: ignore[union-attr]
-    return [(k, loc, metas[k]) for k, loc in out.items() if k in metas]
+                data = tar.extractfile(m).read()  # type: ignore[union-attr]
+                records[key] = parse_record(data, f"{path}: sample {key}", key, error=EvalError)[0]
+    return [(k, loc, records[k]) for k, loc in out.items() if k in records]
 
 
 def _parquet_index(path: Path) -> list[tuple[str, tuple[int, int], Any]]:
-    import pyarrow.parquet as pq
+    from .evaluate.errors import EvalError
+    from .rendered_reader import parse_record
 
     pf = pq.ParquetFile(path)
     out = []
     for g in range(pf.metadata.num_row_groups):
         t = pf.read_row_group(g, columns=["mix_id", "render_json"])
         for row, (key, meta) in enumerate(zip(t.column("mix_id").to_pylist(), t.column("render_json").to_pylist())):
-            out.append((key, (g, row), json.loads(meta)))
+            out.append((key, (g, row), parse_record(meta, f"{path}: sample {key}", key, error=EvalError)[0]))
     return out
