@@ -54,6 +54,9 @@ def nan_for_dogs(mix, queries):
 def raises(mix, queries):
     raise RuntimeError("CUDA out of memory")
 
+def exits(mix, queries):
+    raise SystemExit(0)
+
 class Gain(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -148,6 +151,8 @@ def test_a_separator_that_raises_is_one_error_line(toy_render, seps, tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith("hive eval: error: batch 1 (8 queries of ") and "CUDA out of memory" in err
     assert err.count("\n") == 1
+    assert _eval(toy_render, seps, tmp_path / "x", "exits") == 2  # sys.exit(0) in the model is no success
+    assert "the separator called sys.exit(0)" in capsys.readouterr().err
 
 
 def test_metric_workers_give_the_same_rows(toy_render, seps, tmp_path):

@@ -85,6 +85,9 @@ class SeparatorRunner:
         if _required_positional(fn) == 0 and getattr(fn, "hive_interface", None) is None:
             try:
                 fn = fn()  # a factory
+            except SystemExit as exc:  # never end eval as if it succeeded
+                raise EvalError(f"the separator factory called sys.exit({exc.code!r}); a factory returns the "
+                                "separator") from None
             except Exception as exc:
                 log.debug("separator factory failed", exc_info=True)
                 raise EvalError(f"the separator factory raised {type(exc).__name__}: {exc}; run with -vv for the "
@@ -116,6 +119,9 @@ class SeparatorRunner:
         try:
             with torch.no_grad():
                 out = self.fn(batch, list(queries))
+        except SystemExit as exc:  # never end eval as if it succeeded
+            raise EvalError(f"{what}: the separator called sys.exit({exc.code!r}); a separator returns estimates, "
+                            "it never exits") from None
         except Exception as exc:
             log.debug("separator failed on %s", what, exc_info=True)
             raise EvalError(f"{what}: the separator raised {type(exc).__name__}: {exc}; run with -vv for the "
