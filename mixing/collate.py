@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from . import optional
 from .streaming import pad_sources
 
 Alloc = Callable[[str, tuple[int, ...], Any], np.ndarray]
@@ -75,8 +76,7 @@ def collate_mixtures(batch: Sequence[Mapping[str, Any]], max_sources: int | None
     Whole mixtures: ``mix (B, T)``, ``sources (B, N, T)`` zero-padded to the largest number of
     sources in the batch (or ``max_sources``), ``source_mask (B, N)``. Query examples:
     ``mix (B, T)``, ``target (B, T)``, ``source_index (B,)``, ``negative (B,)``, ``query`` (list)."""
-    import torch
-
+    torch = optional.require("torch", "collate_mixtures", "audio")
     in_worker = torch.utils.data.get_worker_info() is not None
     tensors: dict[str, Any] = {}
     dtypes = {np.float32: torch.float32, np.bool_: torch.bool, np.int64: torch.int64}

@@ -25,14 +25,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import optional
 from .errors import HiveError
 from .label_filter import LabelFilter
 from .queries import ExampleConfig, QueryMaker, has_negative
 
-try:  # a torch Dataset where torch is installed (the optional extra), a plain class elsewhere
-    from torch.utils.data import Dataset as _Base
-except ImportError:  # pragma: no cover - torch is installed in the test environment
-    _Base = object  # type: ignore[assignment,misc]
+# a torch Dataset where torch is installed (the "audio" extra), a plain class elsewhere
+_Base: Any = (optional.require("torch.utils.data", "HiveMapDataset", "audio").Dataset
+              if optional.available("torch") else object)
 
 #: rendered mixtures kept per process ("each" reads every source of a mixture in turn)
 _CACHE = 8

@@ -112,8 +112,7 @@ class SeparatorRunner:
         self.batches += 1
         if self.interface == "per_source":
             return [call_separator(self.fn, m, sample_rate, q, w) for m, q, w in zip(mixes, queries, whats)]
-        import torch
-
+        torch = _torch()
         batch = torch.from_numpy(np.stack(mixes).astype(np.float32, copy=False)).to(self.device)
         what = f"batch {self.batches} ({len(mixes)} queries of {', '.join(dict.fromkeys(mix_ids))})"
         try:
@@ -138,9 +137,16 @@ class SeparatorRunner:
         return list(arr)
 
 
+def _torch() -> Any:
+    from .. import optional
+
+    return optional.require("torch", "a batched separator (separate(mix[B, T], queries))", "eval",
+                            alternative="or give a per-source separator separate(mix, sample_rate, query_label)")
+
+
 def _place(fn: Any, device: str | None) -> Any:
     """The device a batched separator runs on (a module is moved to ``device`` when one is given)."""
-    import torch
+    torch = _torch()
 
     try:
         wanted = None if device is None else torch.device(device)
@@ -160,7 +166,7 @@ def _place(fn: Any, device: str | None) -> Any:
 
 
 def _check_output(out: Any, shape: tuple[int, ...], device: Any) -> tuple[str, str] | None:
-    import torch
+    torch = _torch()
 
     if isinstance(out, np.ndarray):
         if device.type != "cpu":
