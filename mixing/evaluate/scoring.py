@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..workers import process_pool
 from .metrics import irm_estimates, sdr, si_sdr
 
 
@@ -81,7 +82,7 @@ class Scorer:
 
     def __enter__(self) -> "Scorer":
         if self.workers > 1:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = process_pool(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self
 
     def __exit__(self, *exc: Any) -> None:
