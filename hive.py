@@ -15,8 +15,12 @@ refuses loading scripts, so the builder is a class you instantiate::
 
 For training, :func:`stream_mixtures` yields numpy arrays (no encode/decode round trip) and splits
 work by metadata unit across ``split_dataset_by_node`` ranks and DataLoader workers;
-:func:`iter_mixtures` is the same without ``datasets`` objects (numpy only, no torch).
-:func:`load_rendered` loads ``hive render`` output (WebDataset or Parquet) with the right features.
+:func:`iter_mixtures` is the same without ``datasets`` objects (numpy only, no torch). Both give
+whole mixtures or query examples (``targets="each"``/``"one"``: mixture, text query, target) and
+take label subsets (``labels``/``exclude_labels``). :func:`dynamic_mixtures` draws new mixtures
+every epoch from a single-event pool and renders them from a source store;
+:class:`HiveMapDataset` is the map-style (indexable) form. :func:`load_rendered` loads
+``hive render`` output (WebDataset or Parquet) with the right features.
 
 Configs: ``all`` (default) and ``2mix`` … ``5mix`` (number of sources). Failure policy ``skip``
 (default) leaves a mixture whose audio cannot be rendered out, logs it, and counts it by reason
@@ -48,19 +52,37 @@ from mixing.citation import CITATION
 from mixing.metadata import SPLITS, normalise_split
 from mixing.errors import EmptySelectionError, MetadataSourceError
 from mixing.metadata_io import MetadataSource
+from mixing.metadata_memory import fingerprint as memory_fingerprint
+from mixing.metadata_memory import is_in_memory
 from mixing.metadata_source import classify_location, location_files
 from mixing.recipe import STEM_MODES
 from mixing.shards import AUDIO_FORMATS, rendered_features
+from mixing.collate import collate_mixtures
+from mixing.dynamic import DynamicSpec, dynamic_mixtures, records_of
+from mixing.example_features import encoded_query_example, query_features
+from mixing.label_filter import LabelFilter
+from mixing.label_selection import check_label_selection
+from mixing.queries import ExampleConfig
 from mixing.streaming import (
-    FAILURE_POLICIES, RenderSpec, StreamReport, WorkUnit, array_example, encoded_example,
-    generate_arrays, iter_rendered, pad_sources, plan_units, read_failure_manifest, resolve_metadata,
+    FAILURE_POLICIES, RenderSpec, StreamReport, WorkUnit, encoded_example, generate_arrays, iter_examples,
+    iter_rendered, plan_units, read_failure_manifest, resolve_metadata,
 )
 from mixing.validation import MAX_SOURCES
 
 __all__ = [
     "HiveConfig", "Hive", "stream_mixtures", "iter_mixtures", "load_rendered", "collate_mixtures",
-    "describe_first_example", "StreamReport",
+    "describe_first_example", "StreamReport", "dynamic_mixtures", "DynamicSpec", "HiveMapDataset",
+    "ExampleConfig", "LabelFilter", "records_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``HiveMapDataset`` is imported on first use (its module imports torch where installed)."""
+    if name == "HiveMapDataset":
+        from mixing.map_dataset import HiveMapDataset
+
+        return HiveMapDataset
+    raise AttributeError(f"module 'hive' has no attribute {name!r}")
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +160,11 @@ class HiveConfig(datasets.BuilderConfig):
         num_shards: work units per split (default: a multiple of 240 ≥ the number of metadata
             files); the unit of ``num_proc`` and of streaming parallelism.
         splits: only these splits (default: every split the metadata has).
+        targets: ``"all"`` (a mixture with its stems, the default), ``"each"`` / ``"one"`` (query
+            examples: ``mix``, ``query``, ``target``, ``label``, ``label_id`` …), or a
+            :class:`mixing.queries.ExampleConfig` (query templates, negative queries).
+        labels, exclude_labels: a label subset (names or mids, descendants included), or a
+            :class:`mixing.label_filter.LabelFilter` as ``labels``.
     """
 
     metadata: Any = None
@@ -156,6 +183,9 @@ class HiveConfig(datasets.BuilderConfig):
     splits: tuple[str, ...] | None = None
     store: Any = None
     store_only: bool = False
+    targets: Any = "all"
+    labels: Any = None
+    exclude_labels: Any = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -187,6 +217,8 @@ class HiveConfig(datasets.BuilderConfig):
             raise ValueError(f"sample_rate is {self.sample_rate!r}; expected a positive integer (Hz) or None")
         if self.num_shards is not None and (not isinstance(self.num_shards, int) or self.num_shards < 1):
             raise ValueError(f"num_shards is {self.num_shards!r}; expected a positive integer or None")
+        ExampleConfig.coerce(self.targets)
+        LabelFilter.make(self.labels, self.exclude_labels)
         if isinstance(self.splits, str):
             self.splits = (self.splits,)
         if self.splits is not None:
@@ -205,7 +237,9 @@ def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any, store:
 
         root = store.root if isinstance(store, SourceStore) else store
         h.update(f"store rate {read_manifest(root)['sample_rate']}".encode())
-    if isinstance(metadata, MetadataSource):
+    if is_in_memory(metadata):
+        h.update(memory_fingerprint(metadata).encode())
+    elif isinstance(metadata, MetadataSource):
         h.update(repr(metadata.shards()).encode())
     elif metadata is not None:
         loc = os.fspath(metadata)
@@ -272,7 +306,9 @@ class Hive(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description="Hive: mixtures for query-based universal sound separation, rendered from "
                         "metadata and local copies of the source corpora.",
-            features=_features(rendered_features(decode=self.config.decode), self.config.audio_feature,
+            features=_features(query_features(decode=self.config.decode)
+                               if ExampleConfig.coerce(self.config.targets).queries
+                               else rendered_features(decode=self.config.decode), self.config.audio_feature,
                                f"Hive {self.config.name}"),
             homepage="https://huggingface.co/datasets/ShandaAI/Hive",
             license="See the licenses of the source corpora; the metadata is Apache-2.0.",
@@ -291,7 +327,9 @@ class Hive(datasets.GeneratorBasedBuilder):
         failure_dir = os.path.join(self._output_dir, "failures") if self._preparing else cfg.failure_dir
         return RenderSpec.make(cfg.dataset_paths, stems=cfg.stems, sample_rate=cfg.sample_rate,
                                audio_format=cfg.audio_format, store=cfg.store, store_only=cfg.store_only,
-                               num_sources=cfg.num_sources, on_failure=cfg.on_failure, failure_dir=failure_dir)
+                               num_sources=cfg.num_sources, on_failure=cfg.on_failure, failure_dir=failure_dir,
+                               labels=LabelFilter.make(cfg.labels, cfg.exclude_labels),
+                               examples=ExampleConfig.coerce(cfg.targets))
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         del dl_manager  # metadata is local or read by mixing.metadata_io; audio is local
@@ -304,14 +342,24 @@ class Hive(datasets.GeneratorBasedBuilder):
         if missing:
             raise EmptySelectionError(f"split(s) {missing} not in the metadata; it has {list(files)}; "
                                       "choose splits from these")
+        for split in wanted:
+            check_label_selection(files[split], split, spec.num_sources, spec.labels, f"split {split!r}")
         return [datasets.SplitGenerator(name=split, gen_kwargs={
                     "shards": plan_units(files[split], split, cfg.num_shards), "spec": spec})
                 for split in wanted]
 
     def _generate_examples(self, shards: list[WorkUnit], spec: RenderSpec) -> Iterator[tuple[Key, dict[str, Any]]]:
         fmt = self.config.audio_format
-        for pos, row, rendered in iter_rendered(shards, spec):
-            yield Key(pos, row), encoded_example(rendered, fmt)
+        maker = spec.query_maker()
+        if maker is None:
+            for pos, row, rendered in iter_rendered(shards, spec):
+                yield Key(pos, row), encoded_example(rendered, fmt)
+            return
+        counts: Counter = Counter()
+        for pos, _, rendered in iter_rendered(shards, spec):
+            for ex in iter_examples([rendered], spec):
+                yield Key(pos, counts[pos]), encoded_query_example(ex, fmt)
+                counts[pos] += 1
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         self._preparing = True
@@ -337,18 +385,25 @@ class Hive(datasets.GeneratorBasedBuilder):
 
 
 # ---- training input --------------------------------------------------------------------------
-def _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                    revision, metadata_config, num_shards, failure_dir, store=None,
-                    store_only=False) -> tuple[list[WorkUnit], RenderSpec]:
-    spec = RenderSpec.make(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
+def _stream_spec(dataset_paths: Any, *, stems: str, sample_rate: int | None, store: Any, store_only: bool,
+                 num_sources: int | None, on_failure: str, failure_dir: Any, targets: Any, labels: Any,
+                 exclude_labels: Any) -> RenderSpec:
+    return RenderSpec.make(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
                            num_sources=num_sources, on_failure=on_failure,
-                           failure_dir=None if failure_dir is None else os.fspath(failure_dir))
-    files = resolve_metadata(metadata, revision=revision, config=metadata_config, num_sources=num_sources)
+                           failure_dir=None if failure_dir is None else os.fspath(failure_dir),
+                           labels=LabelFilter.make(labels, exclude_labels), examples=ExampleConfig.coerce(targets))
+
+
+def _units(metadata: Any, split: str, spec: RenderSpec, *, revision: str | None, metadata_config: str | None,
+           num_shards: int | None) -> list[WorkUnit]:
+    """The work units of ``split`` (a label filter that keeps nothing of local metadata is refused here)."""
+    files = resolve_metadata(metadata, revision=revision, config=metadata_config, num_sources=spec.num_sources)
     split = normalise_split(split)
     if split not in files:
         raise EmptySelectionError(f"split {split!r} is not in the metadata; it has {list(files)}; "
                                   "pass one of these as split")
-    return plan_units(files[split], split, num_shards), spec
+    check_label_selection(files[split], split, spec.num_sources, spec.labels, f"split {split!r}")
+    return plan_units(files[split], split, num_shards)
 
 
 def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "train", num_sources: int | None = None,
@@ -357,13 +412,25 @@ def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "t
                     num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
                     shuffle_buffer: int = 0, as_torch: bool = False,
                     failure_dir: str | os.PathLike | None = None, store: Any = None,
-                    store_only: bool = False) -> datasets.IterableDataset:
+                    store_only: bool = False, targets: str | ExampleConfig = "all",
+                    labels: Sequence[str] | LabelFilter | None = None,
+                    exclude_labels: Sequence[str] | None = None) -> datasets.IterableDataset:
     """Mixtures rendered on the fly, as a ``datasets.IterableDataset`` of numpy arrays.
 
-    Each example: ``mix`` float32 ``(T,)``, ``sources`` float32 ``(n, T)`` (stems; in ``consistent``
-    mode they sum to ``mix``), ``labels``, ``source_ids``, ``mix_id``, ``split``, ``num_sources``,
-    ``sample_rate``, ``target_duration``, ``global_normalization_factor``, ``stem_scale``. Nothing
-    is encoded or decoded; ``as_torch=True`` gives torch tensors (``with_format("torch")``).
+    Each example (``targets="all"``): ``mix`` float32 ``(T,)``, ``sources`` float32 ``(n, T)``
+    (stems; in ``consistent`` mode they sum to ``mix``), ``labels``, ``label_ids`` (AudioSet mids),
+    ``source_ids``, ``mix_id``, ``split``, ``num_sources``, ``sample_rate``, ``target_duration``,
+    ``global_normalization_factor``, ``stem_scale``. Nothing is encoded or decoded;
+    ``as_torch=True`` gives torch tensors (``with_format("torch")``).
+
+    ``targets="each"`` / ``"one"`` (or a :class:`mixing.queries.ExampleConfig` with query
+    templates and negative queries) gives query examples instead: ``mix``, ``query``, ``target``,
+    ``label``, ``label_id``, ``mix_id``, ``source_index``, ``negative`` (see :mod:`mixing.queries`).
+    ``labels`` / ``exclude_labels`` (names or mids; or a :class:`mixing.label_filter.LabelFilter`
+    with descendants and ``label_match``) keep a label subset; a filter that keeps nothing of
+    local metadata is refused at once, listing the mixtures per label.
+    ``metadata`` may also be an in-memory ``datasets.Dataset`` (e.g. filtered), a
+    ``pyarrow.Table`` or a pandas ``DataFrame`` of Hub rows.
 
     ``store`` (a ``hive store build`` folder): source chunks are sliced from the store at memory
     speed instead of decoded (same samples; the output rate is the store's); chunks it lacks are
@@ -381,8 +448,10 @@ def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "t
     Failures (missing or unreadable corpus files, invalid records) are left out, logged and
     counted (``on_failure="skip"``; ``failure_dir`` also gets a JSONL manifest per unit) or raised.
     """
-    units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                                  revision, metadata_config, num_shards, failure_dir, store, store_only)
+    spec = _stream_spec(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
+                        num_sources=num_sources, on_failure=on_failure, failure_dir=failure_dir, targets=targets,
+                        labels=labels, exclude_labels=exclude_labels)
+    units = _units(metadata, split, spec, revision=revision, metadata_config=metadata_config, num_shards=num_shards)
     ds = datasets.IterableDataset.from_generator(
         generate_arrays, gen_kwargs={"shards": units, "spec": spec}, split=datasets.Split(normalise_split(split)))
     if shuffle_shards or shuffle_buffer:
@@ -398,52 +467,29 @@ def iter_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "tra
                   num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
                   rank: int = 0, world_size: int = 1, report: StreamReport | None = None,
                   failure_dir: str | os.PathLike | None = None, store: Any = None,
-                  store_only: bool = False) -> Iterator[dict[str, Any]]:
+                  store_only: bool = False, targets: str | ExampleConfig = "all",
+                  labels: Sequence[str] | LabelFilter | None = None,
+                  exclude_labels: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
     """The numpy-only path (no torch, no torchcodec, no ``IterableDataset``): the examples of
     :func:`stream_mixtures` from a plain generator. ``rank``/``world_size`` take every
     ``world_size``-th work unit; ``shuffle_shards`` shuffles the unit order with ``seed``;
     ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures and
-    the store's hits and misses; ``store``/``store_only`` as in :func:`stream_mixtures`."""
+    the store's hits and misses; ``store``/``store_only``, ``targets``, ``labels`` and
+    ``exclude_labels`` as in :func:`stream_mixtures`."""
     from mixing import numbers
 
     rank = numbers.RANK.check(rank, "rank")
     world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-    units, spec = _units_and_spec(metadata, dataset_paths, split, num_sources, sample_rate, stems, on_failure,
-                                  revision, metadata_config, num_shards, failure_dir, store, store_only)
+    spec = _stream_spec(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
+                        num_sources=num_sources, on_failure=on_failure, failure_dir=failure_dir, targets=targets,
+                        labels=labels, exclude_labels=exclude_labels)
+    units = _units(metadata, split, spec, revision=revision, metadata_config=metadata_config, num_shards=num_shards)
     if shuffle_shards:
         order = np.random.default_rng(seed).permutation(len(units))
         units = [units[i] for i in order]
-    for _, _, rendered in iter_rendered(units[rank::world_size], spec, report=report):
-        yield array_example(rendered)
-
-
-def collate_mixtures(batch: Sequence[Mapping[str, Any]], max_sources: int | None = None) -> dict[str, Any]:
-    """``DataLoader(collate_fn=collate_mixtures)``: ``mix (B, T)``, ``sources (B, N, T)`` zero-padded
-    to the largest number of sources in the batch (or ``max_sources``), ``source_mask (B, N)`` as
-    torch tensors; other fields as lists. Mixtures of one batch must share rate and duration."""
-    import torch
-
-    in_worker = torch.utils.data.get_worker_info() is not None
-    tensors: dict[str, Any] = {}
-    dtypes = {np.float32: torch.float32, np.bool_: torch.bool}
-
-    def alloc(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        tdtype = dtypes[dtype]
-        if in_worker:  # fill shared memory directly: the DataLoader then hands it over without a copy
-            numel = int(np.prod(shape))
-            storage = torch.empty(0, dtype=tdtype)._typed_storage()._new_shared(numel)
-            t = torch.empty(0, dtype=tdtype).new(storage).resize_(*shape)
-        else:
-            t = torch.empty(shape, dtype=tdtype)  # pad_sources writes every element
-        tensors[name] = t
-        return t.numpy()
-
-    out = pad_sources([{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in e.items()} for e in batch],
-                      max_sources, alloc=alloc)
-    out.update(tensors)
-    return out
+    yield from iter_examples((r for _, _, r in iter_rendered(units[rank::world_size], spec, report=report)), spec)
 
 
 # ---- rendered shards -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -139,8 +139,9 @@ def _write_mixture_media(item: Inspected, folder: Path, rel: str) -> list[Media]
 def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_paths: str | None = None,
             store: str | None = None, mix_ids: Sequence[str] | None = None, sample: int | None = None, seed: int = 0,
             split: str | None = None, num_sources: int | None = None, revision: str | None = None,
-            progress: bool | None = None) -> InspectResult:
-    """Write the inspection pages of ``location`` (rendered folder or metadata) into ``output``."""
+            progress: bool | None = None, labels: Any = None) -> InspectResult:
+    """Write the inspection pages of ``location`` (rendered folder or metadata) into ``output``;
+    ``labels`` (a :class:`mixing.label_filter.LabelFilter` or names) keeps a label subset."""
     if mix_ids is not None and sample is not None:
         raise InspectError("give either --mix-id or --sample, not both")
     if mix_ids is None and sample is None:
@@ -155,9 +156,23 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
     selector = Selector(list(mix_ids) if mix_ids is not None else None, sample, seed)
     stats = InspectStats()
     disable = not progress if progress is not None else None
+    from collections import Counter
+
+    from mixing.label_filter import LabelFilter
+
+    label_filter = LabelFilter.make(labels)
+    per_label: Counter = Counter()  # mixtures per label, for a filter that keeps nothing
+    looked = 0
     for rec, _ in tqdm(source.records(), desc="reading records", unit="mix", disable=disable, leave=False):
+        if label_filter is not None:
+            looked += 1
+            per_label.update(set(rec.labels))
+            if not label_filter.keeps(rec.labels):
+                continue
         stats.add(rec)
         selector.see(rec.mix_id)
+    if stats.card.num_mixtures == 0 and looked:
+        raise label_filter.nothing_selected(per_label, looked, str(location))  # type: ignore[union-attr]
     if stats.card.num_mixtures == 0:
         raise InspectError(f"{location} holds no mixture" + (f" of split {split!r}" if split else "")
                            + (f" with {num_sources} sources" if num_sources else "") + "; nothing to inspect")

@@ -18,12 +18,13 @@ Heavy modules are imported inside each function, so ``import mixing`` stays ligh
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from .check import CheckReport
     from .corpora import DatasetPaths
-    from .evaluate import EvalResult
+    from .evaluate import EvalOptions, EvalResult
+    from .label_filter import LabelFilter
     from .render_job import RenderSummary
     from .synthesis.config import SynthesisConfig
     from .synthesis import SynthesisResult
@@ -65,7 +66,8 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
            sample_rate: int | None = None, shard_size: int = 1000, num_workers: int = 1, rank: int = 0,
            world_size: int = 1, overwrite: bool = False, revision: str | None = None, force: bool = False,
            progress: bool | None = None, on_estimate: Callable[[Any], None] | None = None,
-           store: PathLike | None = None, store_only: bool = False) -> "RenderSummary":
+           store: PathLike | None = None, store_only: bool = False,
+           labels: "LabelFilter | Sequence[str] | None" = None) -> "RenderSummary":
     """Render mixtures and stems into WebDataset (``tar``) or Parquet shards under ``output``.
 
     Before rendering, the output size is estimated (mixtures x (1 + sources) x samples x bytes per
@@ -88,6 +90,8 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
         store: a source store (``hive store build`` output): chunks are sliced from it instead of
             decoded (same samples; output at the store's rate); ``dataset_paths=None`` renders from
             the store alone. store_only: a chunk the store lacks fails as ``not_in_store``.
+        labels: only the mixtures of a label subset (a :class:`mixing.label_filter.LabelFilter`, or
+            names/mids); one that keeps nothing of local metadata is refused at once.
 
     Returns:
         A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures,
@@ -98,12 +102,21 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
     from .render_estimate import check_render_memory, check_space, estimate_render
     from .render_job import RenderConfig, run_render
 
+    from .label_filter import LabelFilter
+    from .label_selection import check_label_selection
+    from .metadata_io import open_metadata
+
     num_workers = numbers.WORKERS.check(num_workers, "num_workers")
     rank = numbers.RANK.check(rank, "rank")
     world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
     recipe = RenderRecipe.make(dataset_paths, store=store, stems=stems, sample_rate=sample_rate,
                                audio_format=audio_format, store_only=store_only)
-    opts = RenderConfig(output=os.fspath(output), recipe=recipe, format=format, shard_size=shard_size)
+    label_filter = LabelFilter.make(labels)
+    if label_filter is not None:
+        check_label_selection(open_metadata(metadata, revision=revision).shards(split), split, num_sources,
+                              label_filter, f"--metadata {metadata}" + (f" (split {split!r})" if split else ""))
+    opts = RenderConfig(output=os.fspath(output), recipe=recipe, format=format, shard_size=shard_size,
+                        labels=label_filter)
     est = estimate_render(metadata, output, split=split, num_sources=num_sources, audio_format=audio_format,
                           sample_rate=recipe.sample_rate, revision=revision)
     if on_estimate is not None:
@@ -172,7 +185,7 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
                min_sources: int | None = None, max_sources: int | None = None,
                label_sampling: Literal["uniform", "proportional"] | None = None, compatibility: str | None = None,
                exclude_siblings: bool | None = None, snr_low: float | None = None, snr_high: float | None = None,
-               legacy_json: bool | None = None,
+               legacy_json: bool | None = None, labels: "LabelFilter | Sequence[str] | None" = None,
                dry_run: bool = False) -> "tuple[SynthesisResult, dict[str, Any]]":
     """Synthesize new mixture metadata from a single-event pool.
 
@@ -187,6 +200,9 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
         ontology: AudioSet-format ontology JSON (default: the Hive ontology shipped with the package).
         dataset_paths: corpus prefix -> folder (levels are measured on the audio; optional with
             ``dry_run``).
+        labels: a label subset (a :class:`mixing.label_filter.LabelFilter`, or names/mids): only these
+            pool labels are drawn (``label_match="any"``: every mixture holds at least one of them); it
+            sets the config's ``labels``, ``exclude_labels``, ``include_descendants``, ``label_match``.
         dry_run: sample parameters only; write and return the stats, no metadata.
 
     Returns:
@@ -199,11 +215,24 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
                            num_workers=num_workers, sample_rate=sample_rate, mix_id_prefix=mix_id_prefix,
                            min_sources=min_sources, max_sources=max_sources, label_sampling=label_sampling,
                            compatibility=compatibility, exclude_siblings=exclude_siblings,
-                           snr_low=snr_low, snr_high=snr_high, legacy_json=legacy_json)
+                           snr_low=snr_low, snr_high=snr_high, legacy_json=legacy_json,
+                           **_label_settings(labels))
     if ontology is None:
         from .packaged import hive_ontology_path
         ontology = hive_ontology_path()
     return run_synthesis(pool, cfg, output, ontology=ontology, dataset_paths=dataset_paths, dry_run=dry_run)
+
+
+def _label_settings(labels: Any) -> dict[str, Any]:
+    """A label filter (or names) as the SynthesisConfig fields of the same names (None: not given)."""
+    from .label_filter import LabelFilter
+
+    if labels is None:
+        return {}
+    lf = LabelFilter.make(labels)
+    return {"labels": None if lf.labels is None else list(lf.labels),
+            "exclude_labels": list(lf.exclude_labels) or None,
+            "include_descendants": lf.include_descendants, "label_match": lf.label_match}
 
 
 def evaluate(rendered: PathLike | None, output: PathLike, *,
@@ -212,10 +241,13 @@ def evaluate(rendered: PathLike | None, output: PathLike, *,
              allow_missing: bool = False, limit: int | None = None, plot: bool = True,
              progress: bool | None = None, metadata: PathLike | None = None,
              dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None" = None,
-             store: PathLike | None = None, sample_rate: int | None = None) -> "EvalResult":
+             store: PathLike | None = None, sample_rate: int | None = None,
+             options: "EvalOptions | None" = None) -> "EvalResult":
     """Evaluate a query-based separator on a render output (``hive eval``), or on ``metadata``
     rendered on the fly from a source ``store`` and/or the corpora (``dataset_paths``; consistent
-    stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows."""
+    stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows.
+    ``options`` (:class:`mixing.evaluate.EvalOptions`): batch size and device of a batched
+    separator, metric workers, number of sources, label subset."""
     from . import numbers
     from .evaluate import evaluate as _evaluate
 
@@ -227,4 +259,5 @@ def evaluate(rendered: PathLike | None, output: PathLike, *,
         recipe = RenderRecipe.make(dataset_paths, store=store, sample_rate=sample_rate)
     return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split, name=name,
                      with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress,
-                     metadata=None if metadata is None else os.fspath(metadata), recipe=recipe)
+                     metadata=os.fspath(metadata) if isinstance(metadata, (str, os.PathLike)) else metadata,
+                     recipe=recipe, options=options)

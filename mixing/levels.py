@@ -10,6 +10,7 @@ factor) ``target_rms · 10^(snr_db/20)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -41,18 +42,39 @@ def apply_levels(draft: MixtureRecord, snr_db: list[float], renderer: Renderer, 
         raise ValueError("levels must be measured at the record's own sample rate")
     sr = draft.sample_rate
     T = int(draft.target_duration * sr)
-    total = np.zeros(T, dtype=np.float64)
+    segments = (renderer.source_segment(src, sr, T) for src in draft.sources)  # read as measured
+    return measure_levels(draft, snr_db, segments, target_rms=target_rms, final_max_amplitude=final_max_amplitude,
+                          silence_rms=silence_rms)
+
+
+def measure_levels(draft: MixtureRecord, snr_db: list[float], segments: Iterable[np.ndarray], *,
+                   target_rms: float = TARGET_RMS, final_max_amplitude: float = FINAL_MAX_AMPLITUDE,
+                   silence_rms: float = SILENCE_RMS, work: np.ndarray | None = None) -> LevelResult:
+    """The level formulas on the sources' unweighted crops (float64, or float32 read from a
+    source store: the arithmetic is float64 either way, so both give the same record).
+    ``work``: a float64 ``(3, T)`` scratch array to reuse (fresh memory costs page faults)."""
+    T = int(draft.target_duration * draft.sample_rate)
+    if work is None or work.shape != (3, T) or work.dtype != np.float64:
+        work = np.empty((3, T), dtype=np.float64)
+    total = work[0]  # sum of the weighted sources
+    x = work[1]  # one source in float64 (converted once: numpy's mixed-type ufunc loops are
+    tmp = work[2]  # slower than a copy plus float64 loops)
     sources = []
-    for i, (src, snr) in enumerate(zip(draft.sources, snr_db, strict=True)):
-        seg = renderer.source_segment(src, sr, T)
-        rms = float(np.sqrt(np.mean(seg * seg)))
+    for i, (src, snr, seg) in enumerate(zip(draft.sources, snr_db, segments, strict=True)):
+        np.copyto(x, seg)
+        np.multiply(x, x, out=tmp)
+        rms = float(np.sqrt(tmp.mean()))
         if not rms >= silence_rms:
             return LevelResult(None, "silent_source", i)
         gain = target_rms / rms
         weight = gain * 10.0 ** (snr / 20.0)
-        total += seg * weight
+        if i == 0:
+            np.multiply(x, weight, out=total)
+        else:
+            x *= weight
+            total += x
         sources.append(src.replace(rms_gain=gain, snr_db=float(snr), applied_weight=weight))
-    peak = float(np.max(np.abs(total)))
+    peak = max(float(total.max()), -float(total.min())) if T else 0.0
     if not peak > 0:
         return LevelResult(None, "silent_mixture")
     rec = draft.replace(sources=tuple(sources), global_normalization_factor=final_max_amplitude / peak,

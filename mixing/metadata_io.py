@@ -90,6 +90,11 @@ def open_metadata(source: str | os.PathLike | Location, *, revision: str | None 
     legacy JSON file/folder, JSONL); see :mod:`mixing.metadata_source` for the rules. A Hub id is
     not contacted here (its rows are streamed when read); ``config`` / ``num_sources`` choose the
     README config of a local Hub-layout folder (:func:`~mixing.metadata_source.choose_config`)."""
+    from .metadata_memory import is_in_memory, memory_shard
+
+    if is_in_memory(source):
+        shard = memory_shard(source)
+        return MetadataSource("memory", shard.location, [shard])
     loc = source if isinstance(source, Location) else classify_location(source)
     if loc.kind == "hub":
         return MetadataSource("hub", loc.location, [MetadataShard("hub", loc.location, None, revision, config)])
@@ -176,6 +181,20 @@ def _iter_hub_rows(shard: MetadataShard, split: str | None) -> Iterator[Any]:
         yield from dsd[s]
 
 
+def _memory_batches(shard: MetadataShard, split: str | None, num_sources: int | None,
+                    start: int = 0, stop: int | None = None) -> Iterator[pa.RecordBatch]:
+    from .metadata_memory import memory_batches
+
+    for batch in memory_batches(shard, start, stop):
+        yield filter_batch(batch, split, num_sources)
+
+
+def _iter_memory_rows(shard: MetadataShard, split: str | None, num_sources: int | None,
+                      start: int = 0, stop: int | None = None) -> Iterator[Any]:
+    for batch in _memory_batches(shard, split, num_sources, start, stop):
+        yield from _batch_rows(batch)
+
+
 def iter_raw_rows(shard: MetadataShard, split: str | None = None,
                   num_sources: int | None = None) -> Iterator[Any]:
     """Raw rows of one shard (pre-filtered by split / count where the storage allows)."""
@@ -187,6 +206,8 @@ def iter_raw_rows(shard: MetadataShard, split: str | None = None,
         return _iter_jsonl_rows(shard.location)
     if shard.kind == "hub":
         return _iter_hub_rows(shard, split)
+    if shard.kind == "memory":
+        return _iter_memory_rows(shard, split, num_sources)
     raise MetadataSourceError(f"unknown shard kind {shard.kind!r}")
 
 
@@ -252,7 +273,9 @@ def _to_hub_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 def _parquet_arrow_batches(shard: MetadataShard, split: str | None, num_sources: int | None,
                            on_error: OnError, report: ValidationReport | None,
                            max_sources: int) -> Iterator[pa.RecordBatch]:
-    for batch in _iter_parquet_batches(shard.location, split, num_sources):
+    batches = _memory_batches(shard, split, num_sources) if shard.kind == "memory" else \
+        _iter_parquet_batches(shard.location, split, num_sources)
+    for batch in batches:
         if batch.num_rows == 0:
             continue
         mask = fast_valid_mask(batch, max_sources)
@@ -298,7 +321,7 @@ def read_shard_arrow(shard: MetadataShard, *, split: str | None = None, num_sour
     """
     _check_on_error(on_error)
     split = normalise_split(split) if split else None
-    if shard.kind == "parquet":
+    if shard.kind in ("parquet", "memory"):
         yield from _parquet_arrow_batches(shard, split, num_sources, on_error, report, max_sources)
         return
     buf: list[MixtureRecord] = []
@@ -343,6 +366,20 @@ def selection_counts(source: str | os.PathLike | MetadataSource, *, revision: st
         return None
     counts: Counter = Counter()
     for shard in src.shards():
+        if shard.kind == "memory":
+            from .metadata_memory import memory_batches
+
+            for batch in memory_batches(shard, columns=["split", "num_sources"]):
+                if "split" in batch.schema.names and "num_sources" in batch.schema.names:
+                    counts.update(zip((normalise_split(x) if isinstance(x, str) else x
+                                       for x in batch.column("split").to_pylist()),
+                                      batch.column("num_sources").to_pylist()))
+                else:
+                    for r in _iter_memory_rows(shard, None, None):
+                        sp, n = _raw_split_count(r, None)
+                        counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
+                    break
+            continue
         if shard.kind == "parquet":
             pf = open_parquet(shard.location, "metadata file", MetadataSourceError)
             names = pf.schema_arrow.names
@@ -370,6 +407,14 @@ def _describe(counter: Counter, what: str) -> str:
     return ", ".join(f"{what.format(k)} ({counter[k]})" for k in keys) or "no rows at all"
 
 
+def _where(source: Any) -> str:
+    if isinstance(source, MetadataSource):
+        return source.location
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return f"<in-memory {type(source).__name__}>"
+
+
 def check_selection(source: str | os.PathLike | MetadataSource, split: str | None = None,
                     num_sources: int | None = None, *, revision: str | None = None,
                     config: str | None = None) -> int | None:
@@ -387,7 +432,7 @@ def check_selection(source: str | os.PathLike | MetadataSource, split: str | Non
         by_split[sp] += c
     if want is not None and by_split[want] == 0:
         raise EmptySelectionError(
-            f"{os.fspath(source) if not isinstance(source, MetadataSource) else source.location}: no mixtures "
+            f"{_where(source)}: no mixtures "
             f"with split {split!r}; the metadata has {_describe(by_split, '{}')}; pass one of these to --split")
     by_n: Counter = Counter()
     for (sp, n), c in counts.items():
@@ -396,7 +441,7 @@ def check_selection(source: str | os.PathLike | MetadataSource, split: str | Non
     if num_sources is not None and by_n[num_sources] == 0:
         where = f" in split {want!r}" if want is not None else ""
         raise EmptySelectionError(
-            f"{os.fspath(source) if not isinstance(source, MetadataSource) else source.location}: no mixtures "
+            f"{_where(source)}: no mixtures "
             f"with {num_sources} sources{where}; the metadata{where} has {_describe(by_n, '{} sources')}; "
             "pass one of these counts to --num-sources")
     return by_n[num_sources] if num_sources is not None else by_split[want]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -40,11 +40,13 @@ _YAML_HEADER = re.compile(r"^---\s*\n(.*?)\n---\s*(\n|$)", re.S)
 class MetadataShard:
     """One unit of metadata that can be read independently (a file, or a whole Hub split)."""
 
-    kind: str  # "parquet" | "json" | "jsonl" | "hub"
+    kind: str  # "parquet" | "json" | "jsonl" | "hub" | "memory"
     location: str
     split: str | None = None  # known from the file layout, else None (rows carry it)
     revision: str | None = None
     config: str | None = None
+    #: the rows themselves for kind "memory" (:mod:`mixing.metadata_memory`)
+    data: Any = field(default=None, compare=False, hash=False, repr=False)
 
     def __str__(self) -> str:
         return self.location

@@ -383,34 +383,64 @@ class Renderer:
     def _render_from_store(self, rec: MixtureRecord, out_sr: int) -> RenderedMixture:
         """The render formula on stored chunks, in float32 at memory speed: each stem is read
         straight into the output array and scaled once (weight, and in consistent mode the global
-        factor); the mix is their sum. Equal to the float64 formula within float32 rounding."""
-        T = int(rec.target_duration * out_sr)
+        factor); the mix is their sum. Equal to the float64 formula within float32 rounding. The
+        output arrays come from a :class:`BufferPool` (released ones are reused)."""
+        out = self.store_buffer(rec)
+        used = self.read_store_crops(rec, out[1:])
+        return self.mix_store_crops(rec, out, used)
+
+    def store_buffer(self, rec: MixtureRecord) -> np.ndarray:
+        """A float32 ``(n + 1, T)`` array at the store rate for :meth:`read_store_crops` (rows
+        1..n) and :meth:`mix_store_crops` (row 0 the mix), from the renderer's buffer pool."""
+        return self._buffers.take((rec.num_sources + 1, int(rec.target_duration * self.store.sample_rate)))
+
+    def read_store_crops(self, rec: MixtureRecord, stems: np.ndarray) -> list[int | None]:
+        """Each source's unweighted crop, read from the store straight into ``stems`` (float32
+        ``(n, T)``, zero padded; one read per source). Returns per source the number of samples
+        read, or None for a chunk the store lacks, which is decoded and already *scaled* as
+        :meth:`mix_store_crops` scales (with ``store_only`` or without corpora it raises
+        :class:`NotInStoreError`). Dynamic mixing measures levels on these crops, then renders
+        them with :meth:`mix_store_crops`: the same samples as :meth:`render` of the final record."""
+        out_sr = self.store.sample_rate
+        T = stems.shape[1]
         consistent = self.stems == "consistent"
-        gnf = rec.global_normalization_factor
-        out = self._buffers.take((rec.num_sources + 1, T))
-        mix, stems = out[0], out[1:]
+        used: list[int | None] = []
         for i, src in enumerate(rec.sources):
             try:
-                scale = src.applied_weight * gnf if consistent else src.applied_weight
                 row = self._store_row(src, out_sr)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    if row is None:  # decoded (and counted as a miss)
+                if row is None:  # decoded (and counted as a miss)
+                    with np.errstate(over="ignore", invalid="ignore"):
                         seg = self._decode_segment(src, out_sr, T)
-                        seg *= scale
+                        seg *= src.applied_weight * rec.global_normalization_factor if consistent \
+                            else src.applied_weight
                         stems[i] = seg
-                        continue
-                    c0, e = self._store_span(src, row, out_sr, T)
-                    k = e - c0
-                    if k > 0:
-                        span = stems[i, :k]
-                        self.store.read_into(row, c0, span)
-                        span *= scale
-                    stems[i, k:] = 0.0
+                    used.append(None)
+                    continue
+                c0, e = self._store_span(src, row, out_sr, T)
+                k = e - c0
+                if k > 0:
+                    self.store.read_into(row, c0, stems[i, :k])
+                stems[i, k:] = 0.0
+                used.append(k)
             except Exception as exc:  # tag which source failed, then let the caller classify it
                 exc.source_index = i  # type: ignore[attr-defined]
                 exc.source_path = src.path  # type: ignore[attr-defined]
                 raise
+        return used
+
+    def mix_store_crops(self, rec: MixtureRecord, out: np.ndarray, used: list[int | None]) -> RenderedMixture:
+        """The render of ``rec`` from the crops :meth:`read_store_crops` read into ``out[1:]``
+        (``used``: its return value): scaled in place (weight, and in consistent mode the global
+        factor); the mix, their sum, goes to ``out[0]``."""
+        out_sr = self.store.sample_rate
+        consistent = self.stems == "consistent"
+        gnf = rec.global_normalization_factor
+        mix, stems = out[0], out[1:]
         with np.errstate(over="ignore", invalid="ignore"):
+            for i, src in enumerate(rec.sources):
+                k = used[i]
+                if k:
+                    stems[i, :k] *= src.applied_weight * gnf if consistent else src.applied_weight
             np.add(stems[0], stems[1], out=mix) if rec.num_sources > 1 else np.copyto(mix, stems[0])
             for i in range(2, rec.num_sources):
                 mix += stems[i]

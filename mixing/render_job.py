@@ -39,6 +39,7 @@ from . import __version__, numbers
 from .errors import HiveError, InvalidRecordError
 from .locks import FolderLockedError, RankLock
 from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
+from .label_filter import LabelFilter
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
 from .recipe import RenderRecipe
@@ -75,13 +76,18 @@ class RenderConfig:
     recipe: RenderRecipe
     format: str = "webdataset"
     shard_size: int = 1000
+    #: only the mixtures this label filter keeps (:mod:`mixing.label_filter`)
+    labels: LabelFilter | None = None
 
     def __post_init__(self) -> None:
         numbers.check_fields(self, {"shard_size": numbers.COUNT}, where="render setting")
 
     def identity(self) -> dict[str, Any]:
         """Parameters that change the bytes of the output (the store does not)."""
-        return {"format": self.format, "shard_size": self.shard_size, **self.recipe.identity()}
+        out = {"format": self.format, "shard_size": self.shard_size, **self.recipe.identity()}
+        if self.labels is not None:  # a render of a label subset is another output
+            out["labels"] = self.labels.identity()
+        return out
 
 
 @dataclass
@@ -469,6 +475,8 @@ def run_render(metadata: str, opts: RenderConfig, *,
 
     report = ValidationReport(listener=on_invalid)
     records = source.records(split, num_sources, on_error="skip", report=report)
+    if opts.labels is not None:  # mixtures the label filter leaves out are not failures: not asked for
+        records = (r for r in records if opts.labels.keeps(r.labels))
     summary = RenderSummary()
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm

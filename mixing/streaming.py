@@ -22,6 +22,7 @@ Everything here is plain Python + numpy: no torch, no torchcodec, no audio encod
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -40,9 +41,13 @@ import pyarrow.parquet as pq
 from .corpora import DatasetPaths
 from .errors import HiveError, InvalidRecordError, MetadataSourceError
 from .failures import reason_of
+from .label_filter import LabelFilter
 from .metadata import SPLITS, MixtureRecord, normalise_split
 from .metadata_io import MetadataSource, filter_batch, iter_raw_rows, open_metadata
+from .metadata_memory import is_in_memory, memory_batches
+from .metadata_memory import num_rows as memory_num_rows
 from .metadata_source import MetadataShard, classify_location, hub_split_files
+from .queries import ExampleConfig, QueryMaker, label_ids
 from .recipe import RenderRecipe
 from .render import Renderer, RenderedMixture
 from .resume import atomic_open
@@ -89,19 +94,26 @@ class WorkUnit:
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """Everything a worker needs besides its units: the render recipe, which mixtures, and what
-    to do with failures. Hashable and small: it is copied into every job of ``gen_kwargs`` (a
-    scalar, not a list, so ``datasets`` never splits it)."""
+    """Everything a worker needs besides its units: the render recipe, which mixtures (number of
+    sources, a :class:`~mixing.label_filter.LabelFilter`), what each becomes
+    (:class:`~mixing.queries.ExampleConfig`), and what to do with failures. Hashable and small: it
+    is copied into every job of ``gen_kwargs`` (a scalar, not a list, so ``datasets`` never splits it)."""
 
     recipe: RenderRecipe
     num_sources: int | None = None
     on_failure: FailurePolicy = "skip"
     failure_dir: str | None = None
     max_sources: int = MAX_SOURCES
+    labels: LabelFilter | None = None
+    examples: ExampleConfig = ExampleConfig()
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, RenderRecipe):
             raise TypeError(f"recipe is a {type(self.recipe).__name__}; expected a RenderRecipe")
+        if self.labels is not None and not isinstance(self.labels, LabelFilter):
+            raise TypeError(f"labels is a {type(self.labels).__name__}; expected a LabelFilter or None")
+        if not isinstance(self.examples, ExampleConfig):
+            raise TypeError(f"examples is a {type(self.examples).__name__}; expected an ExampleConfig")
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure is {self.on_failure!r}; expected 'skip' (leave the mixture "
                              "out, count and log the reason) or 'raise'")
@@ -120,9 +132,31 @@ class RenderSpec:
         """This process's renderer (cached: the file-header cache and the store survive epochs)."""
         return self.recipe.renderer()
 
+    def query_maker(self) -> QueryMaker | None:
+        """This process's maker of query examples (None for whole mixtures)."""
+        return _query_maker(self.examples, self.labels) if self.examples.queries else None
+
+
+@functools.lru_cache(maxsize=8)
+def _query_maker(examples: ExampleConfig, labels: LabelFilter | None,
+                 vocabulary: tuple[str, ...] | None = None) -> QueryMaker:
+    """One :class:`QueryMaker` per process and settings (the label filter's selection is the
+    default vocabulary of negative queries)."""
+    if vocabulary is None and labels is not None and labels.labels is not None:
+        vocabulary = tuple(labels.resolved().included_names()) or None
+    return QueryMaker(examples, selected=None if labels is None else labels.passing, vocabulary=vocabulary)
+
 
 # ---- resolving metadata ----------------------------------------------------------------------
 def _scan_splits(shard: MetadataShard) -> set[str]:
+    if shard.kind == "memory":
+        found = set()
+        for batch in memory_batches(shard, columns=["split"]):
+            if "split" not in batch.schema.names:
+                raise MetadataSourceError(f"{shard.location} has no 'split' column; expected Hive's metadata "
+                                          "columns (mix_id, split, sources, ...)")
+            found |= {normalise_split(x) for x in pc.unique(batch.column("split")).to_pylist() if isinstance(x, str)}
+        return found
     if shard.kind == "parquet":
         table = pq.read_table(shard.location, columns=["split"])
         return {normalise_split(s) for s in pc.unique(table.column("split")).to_pylist() if isinstance(s, str)}
@@ -145,6 +179,8 @@ def resolve_metadata(metadata: str | os.PathLike | MetadataSource, *, revision: 
     when ``num_sources`` is given and the repository has it, else its declared default, else
     ``all``, else the first (:func:`mixing.metadata_source.choose_config`).
     """
+    if is_in_memory(metadata):
+        metadata = open_metadata(metadata)
     loc = None if isinstance(metadata, MetadataSource) else classify_location(metadata)
     if isinstance(metadata, MetadataSource) and metadata.kind == "hub":
         location = metadata.location
@@ -223,8 +259,8 @@ def plan_units(files: Sequence[MetadataShard], split: str, num_shards: int | Non
     units: list[WorkUnit] = []
     for i, shard in enumerate(files):
         parts = n // f + (1 if i < n % f else 0)
-        if shard.kind == "parquet":
-            rows = _parquet_rows(shard.location)
+        if shard.kind in ("parquet", "memory"):
+            rows = _parquet_rows(shard.location) if shard.kind == "parquet" else memory_num_rows(shard)
             pieces = [Piece(shard, rows * p // parts, rows * (p + 1) // parts) for p in range(parts)]
         else:
             pieces = [Piece(shard, p, None, parts) for p in range(parts)]
@@ -340,6 +376,10 @@ def _iter_local_parquet_range(location: str, start: int, stop: int | None, split
 
 def iter_piece_rows(piece: Piece, split: str | None, num_sources: int | None) -> Iterator[Any]:
     shard = piece.shard
+    if shard.kind == "memory" and piece.step == 1:
+        from .metadata_io import _iter_memory_rows
+
+        return _iter_memory_rows(shard, split, num_sources, piece.start, piece.stop)
     if shard.kind == "parquet" and piece.step == 1:
         return _iter_parquet_range(shard.location, piece.start, piece.stop, split, num_sources)
     if shard.kind == "parquet":
@@ -398,6 +438,8 @@ def iter_unit_records(unit: WorkUnit, spec: RenderSpec, failures: list[dict[str,
             if rec.split != unit.split:
                 continue
             if spec.num_sources is not None and rec.num_sources != spec.num_sources:
+                continue
+            if spec.labels is not None and not spec.labels.keeps(rec.labels):
                 continue
             yield rec
 
@@ -471,6 +513,7 @@ def array_example(r: RenderedMixture) -> dict[str, Any]:
         "sample_rate": r.sample_rate,
         "target_duration": rec.target_duration,
         "labels": rec.labels,
+        "label_ids": label_ids(rec.labels),
         "source_ids": [s.source_id for s in rec.sources],
         "mix": r.mix,
         "sources": r.stems,
@@ -499,11 +542,21 @@ def encoded_example(r: RenderedMixture, audio_format: str = "wav") -> dict[str, 
     }
 
 
+def iter_examples(rendered: Iterable[RenderedMixture], spec: RenderSpec, epoch: int = 0) -> Iterator[dict[str, Any]]:
+    """The training examples of rendered mixtures in the form ``spec.examples`` asks for."""
+    maker = spec.query_maker()
+    for r in rendered:
+        ex = array_example(r)
+        if maker is None:
+            yield ex
+        else:
+            yield from maker.examples(ex, epoch)
+
+
 def generate_arrays(shards: Sequence[WorkUnit], spec: RenderSpec) -> Iterator[dict[str, Any]]:
     """The generator behind ``hive.stream_mixtures`` (``IterableDataset.from_generator``): a
     module-level function, so datasets and DataLoader workers can pickle it by reference."""
-    for _, _, rendered in iter_rendered(shards, spec):
-        yield array_example(rendered)
+    yield from iter_examples((r for _, _, r in iter_rendered(shards, spec)), spec)
 
 
 def read_failure_manifest(folder: str | os.PathLike) -> list[dict[str, Any]]:

@@ -104,8 +104,13 @@ def test_oracle_rows_mixture_zero_and_irm_above(validation_eval):
     overall = {r["system"]: r for r in summary if r["label"] == "ALL" and r["num_sources"] == "ALL"}
     assert abs(float(overall["mixture"]["si_sdri_mean"])) <= 1e-6
     assert int(overall["mixture"]["count"]) == res.sources
-    per_label = [r for r in summary if r["label"] != "ALL"]
-    assert sum(int(r["count"]) for r in per_label if r["system"] == "mixture") == res.sources
+    per_label_n = [r for r in summary if r["label"] != "ALL" and r["num_sources"] != "ALL"]
+    assert sum(int(r["count"]) for r in per_label_n if r["system"] == "mixture") == res.sources
+    per_label = {r["label"]: int(r["count"]) for r in summary
+                 if r["label"] != "ALL" and r["num_sources"] == "ALL" and r["system"] == "mixture"}
+    assert sum(per_label.values()) == res.sources  # per label over every number of sources
+    for lab, count in per_label.items():
+        assert count == sum(int(r["count"]) for r in per_label_n if r["label"] == lab and r["system"] == "mixture")
 
 
 def test_rows_match_the_rendered_references(toy_render, validation_eval):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mixing.cli import argtypes as at
+from mixing.cli.label_args import add_label_arguments, label_filter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="only this split (default: all rendered splits)")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--separator", metavar="MODULE:FUNCTION",
-                      help="separate(mix, sample_rate, query_label) -> estimate; MODULE may be a dotted name "
-                           "on PYTHONPATH or a FILE.py")
+                      help="batched: separate(mix[B, T], queries) -> [B, T] tensors on the separator's device; or "
+                           "per source: separate(mix, sample_rate, query_label) -> estimate; or a factory without "
+                           "arguments returning one; MODULE may be a dotted name on PYTHONPATH or a FILE.py")
     what.add_argument("--estimates", metavar="DIR",
                       help="folder of estimates DIR/{split}/{mix_id}/s{i}.wav|flac (i = source number, from 1)")
     p.add_argument("--name", help="the evaluated system's name in the tables (default separator / estimates)")
@@ -35,6 +37,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plot", action="store_true", help="no PNG plot")
     at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_opts = p.add_argument_group("running the separator and the metrics")
+    run_opts.add_argument("--batch-size", type=at.positive_int, default=8,
+                          help="(mixture, query) pairs per call of a batched separator separate(mix[B, T], queries) "
+                               "(default 8)")
+    run_opts.add_argument("--device", help="torch device of a batched separator (default: a module's own device, "
+                                           "else cpu), e.g. cuda:0")
+    run_opts.add_argument("--num-workers", type=at.positive_int, default=1,
+                          help="processes computing the metrics (SDR is the slow part; default 1)")
+    p.add_argument("--num-sources", type=at.positive_int, help="only mixtures with this many sources")
+    add_label_arguments(p)
 
 
 def io(args: argparse.Namespace):
@@ -49,6 +61,8 @@ def io(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from mixing import api
 
     from mixing.errors import HiveError
@@ -57,11 +71,16 @@ def run(args: argparse.Namespace) -> int:
         raise HiveError("--metadata needs --store and/or --dataset-paths to render the mixtures")
     if args.rendered and (args.store or args.dataset_paths or args.sample_rate):
         raise HiveError("--store/--dataset-paths/--sample-rate go with --metadata, not with --rendered")
+    from mixing.evaluate import EvalOptions
+
+    options = EvalOptions(batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
+                          num_sources=args.num_sources, labels=label_filter(args))
     result = api.evaluate(args.rendered, args.output, separator=args.separator, estimates=args.estimates,
                           split=args.split, name=args.name, with_sdr=not args.no_sdr,
                           allow_missing=args.allow_missing, plot=not args.no_plot, limit=args.limit,
                           progress=False if args.no_progress else None, metadata=args.metadata,
-                          dataset_paths=args.dataset_paths, store=args.store, sample_rate=args.sample_rate)
+                          dataset_paths=args.dataset_paths, store=args.store, sample_rate=args.sample_rate,
+                          options=options)
     print(f"evaluated {result.mixtures} mixtures ({result.sources} sources) from {args.rendered or args.metadata}")
     print(result.markdown())
     print("(per label and number of sources: summary.md / summary.csv; per source: results.csv)")
@@ -70,6 +89,15 @@ def run(args: argparse.Namespace) -> int:
     if result.render_failures:
         print("mixtures that could not be rendered (skipped): "
               + ", ".join(f"{k}={v}" for k, v in sorted(result.render_failures.items())))
+    if result.failed_batches:
+        reasons = Counter(b["reason"] for b in result.failed_batches)
+        print(f"separator output refused in {len(result.failed_batches)} batch(es), their sources have no estimate ("
+              + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())) + "):")
+        for b in result.failed_batches[:10]:
+            print(f"  {b['message']}")
+        if len(result.failed_batches) > 10:
+            print(f"  … and {len(result.failed_batches) - 10} more")
+        return 1
     if result.missing:
         print(f"missing estimates (skipped): {sum(result.missing.values())} sources")
         return 1

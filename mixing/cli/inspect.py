@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mixing.cli import argtypes as at
+from mixing.cli.label_args import add_label_arguments, label_filter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="Hub revision when the input is a Hub id")
     at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_label_arguments(p)
 
 
 def io(args: argparse.Namespace):
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = inspect(args.input, args.output, dataset_paths=args.dataset_paths, store=args.store, mix_ids=args.mix_ids,
                      sample=args.sample, seed=args.seed, split=args.split, num_sources=args.num_sources,
-                     revision=args.revision, progress=False if args.no_progress else None)
+                     revision=args.revision, progress=False if args.no_progress else None, labels=label_filter(args))
     print(f"wrote {len(result.pages)} mixture page(s); open {result.index}")
     if result.failed:
         print(f"{len(result.failed)} mixture(s) have no audio (their pages say why): "

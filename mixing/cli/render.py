@@ -6,6 +6,7 @@ import argparse
 import os
 
 from mixing.cli import argtypes as at
+from mixing.cli.label_args import add_label_arguments, label_filter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="render even if the size estimate exceeds the free disk space")
     at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar with ETA on a terminal)")
+    add_label_arguments(p)
 
 
 def io(args: argparse.Namespace):
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                    sample_rate=args.sample_rate, shard_size=args.shard_size, num_workers=args.num_workers,
                    rank=args.rank, world_size=args.world_size, overwrite=args.overwrite, revision=args.revision,
                    force=args.force, progress=False if args.no_progress else None, on_estimate=show,
-                   store=args.store, store_only=args.store_only)
+                   store=args.store, store_only=args.store_only, labels=label_filter(args))
     print(f"rank {args.rank}/{args.world_size}: {s.shards_rendered} shards rendered, {s.shards_skipped} "
           f"already done, {s.mixtures_rendered} mixtures written to {args.output}")
     if args.store:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mixing.cli import argtypes as at
+from mixing.cli.label_args import add_label_arguments, label_settings
 
 #: flag dest -> config field, for the flags that override the config (None = not given)
 _OVERRIDES = ("split", "num_mixtures", "duration", "seed", "num_workers", "sample_rate", "mix_id_prefix",
@@ -44,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--snr-high", type=at.decibels, help="highest SNR of sources 2..n vs source 1, dB (default 5)")
     g.add_argument("--legacy-json", action="store_true", default=None,
                    help="also write the reference release's JSON layout under <output>/legacy")
+    add_label_arguments(p)
     p.add_argument("--allow-failures", action="store_true",
                    help="exit 0 even if some mixtures were dropped (see _failures_<split>.jsonl)")
     at.add_max_memory(p)
@@ -55,6 +57,20 @@ def _settings(args: argparse.Namespace) -> dict:
     """The settings flags as keyword arguments of :func:`mixing.api.synthesize` (None = not given)."""
     return {**{name: getattr(args, name, None) for name in _OVERRIDES},
             "exclude_siblings": args.exclude_siblings, "legacy_json": args.legacy_json}
+
+
+def _labels(args: argparse.Namespace):
+    """The label flags over the config's label settings (a LabelFilter for :func:`mixing.api.synthesize`)."""
+    from mixing.label_filter import LabelFilter
+
+    given = {k: v for k, v in label_settings(args).items() if v is not None}
+    if not given:
+        return None
+    base = config_from_args(args)  # the config file's label settings, overridden by the flags
+    merged = {"labels": base.labels, "exclude_labels": base.exclude_labels,
+              "include_descendants": base.include_descendants, "label_match": base.label_match, **given}
+    return LabelFilter.make(merged["labels"], merged["exclude_labels"],
+                            include_descendants=merged["include_descendants"], label_match=merged["label_match"])
 
 
 def config_from_args(args: argparse.Namespace):
@@ -78,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from mixing.synthesis.stats import format_summary
 
     result, stats = api.synthesize(args.pool, args.output, ontology=args.ontology, dataset_paths=args.dataset_paths,
-                                   config=args.config, dry_run=args.dry_run, **_settings(args))
+                                   config=args.config, dry_run=args.dry_run, labels=_labels(args), **_settings(args))
     cfg = result.config
     mode = "sampled (dry run, no levels)" if args.dry_run else "synthesized"
     print(f"split {cfg.split}: {len(result.records)}/{cfg.num_mixtures} mixtures {mode} in {result.seconds:.1f} s "

@@ -128,10 +128,12 @@ def count_rendered(root: str | Path, split: str | None = None) -> int | None:
 
 def iter_from_metadata(metadata: Any, recipe: Any, split: str | None = None,
                        failures: "Counter | None" = None, revision: str | None = None,
-                       memory: MemoryCheck | None = None) -> Iterator[RenderedSample]:
+                       memory: MemoryCheck | None = None, num_sources: int | None = None,
+                       keep: Any = None) -> Iterator[RenderedSample]:
     """Samples rendered on the fly from metadata with a :class:`mixing.recipe.RenderRecipe` (a
     source store makes this as fast as reading a render); a mixture that cannot be rendered is
-    left out and its reason counted in ``failures``."""
+    left out and its reason counted in ``failures``. ``num_sources`` and ``keep(record) -> bool``
+    choose mixtures before they are rendered."""
     from ..failures import reason_of
     from ..metadata_io import open_metadata
     from ..streaming import RENDER_ERRORS
@@ -139,7 +141,9 @@ def iter_from_metadata(metadata: Any, recipe: Any, split: str | None = None,
     renderer = recipe.renderer()
     source = open_metadata(metadata, revision=revision)
     where = "source store" if recipe.store else "corpora"
-    for rec in source.records(split, on_error="skip"):
+    for rec in source.records(split, num_sources, on_error="skip"):
+        if keep is not None and not keep(rec):
+            continue
         if memory is not None:  # over the cap: refused (one line), not counted as a render failure
             memory(rec, int(rec.target_duration * (recipe.sample_rate or rec.sample_rate)))
         try:

@@ -77,7 +77,8 @@ class Summary:
         return out
 
     def rows(self, per_label: bool = True) -> list[dict[str, Any]]:
-        """Overall (label ALL, num_sources ALL), per num_sources (label ALL), then per (label, n)."""
+        """Overall (label ALL, num_sources ALL), per num_sources (label ALL), then per label: over
+        every number of sources (num_sources ALL) followed by per (label, n)."""
         out = []
         counts = sorted({k for (_, _, k) in self.values})
         labels = sorted({(lab, k) for (_, lab, k) in self.values}, key=lambda t: (t[0].lower(), t[1]))
@@ -86,7 +87,14 @@ class Summary:
             for k in counts:
                 out.append(_stats(system, ALL, k, self._pooled(system, None, k)))
         if per_label:
+            done: set[str] = set()
             for lab, k in labels:
+                if lab not in done:
+                    done.add(lab)
+                    for system in self.systems:
+                        pooled = self._pooled(system, lab, None)
+                        if pooled:
+                            out.append(_stats(system, lab, ALL, pooled))
                 for system in self.systems:
                     if (system, lab, k) in self.values:
                         out.append(_stats(system, lab, k, self.values[(system, lab, k)]))

@@ -91,6 +91,14 @@ class SynthesisConfig:
     unknown_labels: str = "error"
     #: two sources never come from the same original file
     distinct_files: bool = True
+    #: a label subset (names or mids; see mixing.label_filter): only these labels (None: all) ...
+    labels: list[str] | None = None
+    #: ... and never these
+    exclude_labels: list[str] | None = None
+    #: a label also selects / excludes its ontology descendants
+    include_descendants: bool = True
+    #: "all": every source of a mixture has a selected label; "any": at least one has
+    label_match: str = "all"
     # ---- crops and levels ----------------------------------------------------------------------
     #: crop starts are rounded down to this many decimals (ms)
     crop_decimals: int = 3
@@ -156,7 +164,19 @@ class SynthesisConfig:
         if self.snr_distribution == "choice" and (not isinstance(self.snr_values, (list, tuple)) or not self.snr_values
                                                   or any(numbers.DECIBELS.problem(v) for v in self.snr_values)):
             raise bad("snr_values", f"a non-empty list of levels in dB in [{-numbers.MAX_DB:g}, {numbers.MAX_DB:g}]")
+        if self.label_match not in ("all", "any"):
+            raise bad("label_match", "'all' or 'any'")
+        if not isinstance(self.include_descendants, bool):
+            raise bad("include_descendants", "true or false")
+        self.label_filter()
         return self
+
+    def label_filter(self, ontology: str | None = None):
+        """The settings' :class:`~mixing.label_filter.LabelFilter` (None: every label)."""
+        from ..label_filter import LabelFilter
+
+        return LabelFilter.make(self.labels, self.exclude_labels, include_descendants=self.include_descendants,
+                                label_match=self.label_match, ontology=ontology)
 
     # ---- files ----------------------------------------------------------------------------
     @classmethod

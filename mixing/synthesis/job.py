@@ -35,9 +35,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..audio import chunk_frames
 from ..corpora import DatasetPaths
-from ..errors import CorpusError, HiveError, UnknownPrefixError
+from ..errors import CorpusError, HiveError, NotInStoreError, StoreStaleError, UnknownPrefixError
 from ..failures import reason_of
-from ..levels import apply_levels
+from ..levels import LevelResult, apply_levels
 from ..memory_estimate import check_memory, describe_mixture, mixture_bytes
 from ..metadata import MixtureRecord
 from ..metadata_io import iter_records, write_hub_folder, write_legacy_json
@@ -189,6 +189,7 @@ class Synthesizer:
                 entries = [e for e in entries if e.label not in drop]
                 self.skipped_clips = before - len(entries)
                 self.pool_dropped["label_not_in_ontology"] = self.skipped_clips
+        entries, required_labels = self._label_subset(entries, ontology)
         labels = sorted({e.label for e in entries})
         if len(labels) < config.max_sources:
             raise SynthesisError(f"split {split!r} of the pool has {len(labels)} usable labels; a mixture "
@@ -200,7 +201,29 @@ class Synthesizer:
             labels, nodes=nodes, ontology=ontology, exclude_ancestors=config.exclude_ancestors,
             exclude_siblings=config.exclude_siblings, compatibility=compatibility,
             compatibility_default=config.compatibility_default)
-        self.sampler = ParameterSampler(entries, self.rules, config)
+        required = None if required_labels is None else frozenset(
+            i for i, lab in enumerate(self.rules.labels) if lab in required_labels)
+        self.sampler = ParameterSampler(entries, self.rules, config, required=required)
+
+    def _label_subset(self, entries: list[PoolEntry], ontology: Ontology | None) -> tuple[list[PoolEntry], set | None]:
+        """The pool rows a label filter keeps (excluded labels out; with ``label_match="all"`` only
+        selected labels), counted as ``label_filter``; and with ``"any"`` the selected labels, one
+        of which every mixture must hold (None: no such rule)."""
+        lf = self.config.label_filter(None if ontology is None or ontology.source.startswith("<")
+                                      else _shipped_or_path(ontology.source))
+        if lf is None:
+            return entries, None
+        if lf.label_match == "all":
+            kept = [e for e in entries if lf.selected(e.label)]
+        else:  # every label not excluded may sound; the sampler asks for one selected label per mixture
+            kept = [e for e in entries if not lf.is_excluded(e.label)]
+        if len(kept) < len(entries):
+            self.pool_dropped["label_filter"] = len(entries) - len(kept)
+        selected = {e.label for e in kept if lf.selected(e.label)}
+        if not selected:
+            raise lf.nothing_selected(Counter(e.label for e in entries), len(entries),
+                                      f"the pool's split {self.config.split!r}", unit="clips")
+        return kept, (selected if lf.label_match == "any" else None)
 
     @property
     def entries(self) -> list[PoolEntry]:
@@ -219,6 +242,8 @@ class Synthesizer:
 
     # ---- part 2: levels ----------------------------------------------------------------------
     def _check_files(self, draft: MixtureRecord, renderer: Renderer) -> tuple[int, str] | None:
+        if renderer.paths is None:  # a source store alone: its lookups name what it lacks
+            return None
         for i, s in enumerate(draft.sources):
             try:
                 local = str(renderer.paths.resolve(s.path))
@@ -228,12 +253,21 @@ class Synthesizer:
                 return i, reason_of(exc, default=type(exc).__name__)
         return None
 
-    def synthesize_one(self, index: int, renderer: Renderer,
-                       reasons: Counter) -> tuple[MixtureRecord | None, dict[str, Any] | None]:
-        """Mixture ``index`` with measured levels, or ``None`` and a failure entry."""
+    def levels(self, draft: MixtureRecord, snrs: list[float], renderer: Renderer) -> LevelResult:
+        """The levels of a draft, measured with the renderer's code (:func:`mixing.levels.apply_levels`)."""
+        cfg = self.config
+        return apply_levels(draft, snrs, renderer, target_rms=cfg.target_rms,
+                            final_max_amplitude=cfg.final_max_amplitude, silence_rms=cfg.silence_rms)
+
+    def synthesize_one(self, index: int, renderer: Renderer, reasons: Counter, epoch: int | None = None,
+                       measure: Any = None) -> tuple[MixtureRecord | None, dict[str, Any] | None]:
+        """Mixture ``index`` with measured levels, or ``None`` and a failure entry. ``epoch``
+        (dynamic mixing) draws from the epoch's own generator of the mixture; ``measure``
+        (``(draft, snrs, renderer) -> LevelResult``, default :meth:`levels`) measures the levels."""
+        measure = measure or self.levels
         cfg = self.config
         s = self.sampler
-        u = uniforms(mixture_rng(cfg.seed, cfg.split, index))
+        u = uniforms(mixture_rng(cfg.seed, cfg.split, index, epoch))
         attempts = 0
         last = None
         while attempts < cfg.max_attempts:
@@ -249,10 +283,8 @@ class Synthesizer:
                 bad = self._check_files(draft, renderer)
                 if bad is None:
                     try:
-                        res = apply_levels(draft, draw.snrs, renderer, target_rms=cfg.target_rms,
-                                           final_max_amplitude=cfg.final_max_amplitude,
-                                           silence_rms=cfg.silence_rms)
-                    except CorpusError as exc:
+                        res = measure(draft, draw.snrs, renderer)
+                    except (CorpusError, NotInStoreError, StoreStaleError) as exc:
                         bad = (None, reason_of(exc, default=type(exc).__name__))
                     else:
                         if res.record is not None:
@@ -286,6 +318,16 @@ class Synthesizer:
             raise UnknownPrefixError(
                 f"pool paths use corpus prefixes {missing} that the dataset paths file does not map "
                 f"(it maps {dataset_paths.prefixes}); add them, e.g. \"{missing[0]}\": \"/path/to/root\"")
+
+
+def _shipped_or_path(source: str) -> str | None:
+    """None for the shipped Hive ontology (the label filter's default index), else the file."""
+    from ..packaged import hive_ontology_path
+
+    try:
+        return None if os.path.samefile(source, hive_ontology_path()) else source
+    except OSError:
+        return source
 
 
 # ---- workers ----------------------------------------------------------------------------------

@@ -55,8 +55,11 @@ def split_id(split: str) -> int:
     return int.from_bytes(hashlib.blake2b(split.encode(), digest_size=4).digest(), "big") + 3
 
 
-def mixture_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), split_id(split), int(index)])
+def mixture_rng(seed: int, split: str, index: int, epoch: int | None = None) -> np.random.Generator:
+    """Mixture ``index``'s own generator; ``epoch`` (dynamic mixing) gives each epoch other draws
+    (None: the generator of ``hive synthesize``)."""
+    key = [int(seed), split_id(split), int(index)]
+    return np.random.default_rng(key if epoch is None else key + [int(epoch)])
 
 
 #: a stream of uniforms: call it for the next number
@@ -92,7 +95,10 @@ class MixtureDraw:
 class ParameterSampler:
     """Draws :class:`MixtureDraw` s from one split's clips under :class:`LabelRules`."""
 
-    def __init__(self, entries: Sequence[PoolEntry], rules: LabelRules, config: SynthesisConfig):
+    def __init__(self, entries: Sequence[PoolEntry], rules: LabelRules, config: SynthesisConfig,
+                 required: frozenset[int] | None = None):
+        #: label indices of which every mixture must hold at least one (a label filter's "any")
+        self.required = required
         self.entries = list(entries)
         self.rules = rules
         self.config = config
@@ -199,6 +205,10 @@ class ParameterSampler:
             if len(labels) < n:
                 if reasons is not None:
                     reasons["redraw_no_compatible_label"] += 1
+                continue
+            if self.required is not None and self.required.isdisjoint(labels):
+                if reasons is not None:
+                    reasons["redraw_label_filter"] += 1
                 continue
             clips: list[int] = []
             used: set[int] = set()
