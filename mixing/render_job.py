@@ -25,10 +25,8 @@ import glob
 import json
 import logging
 import math
-import os
 import re
 import sys
-import time
 from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
