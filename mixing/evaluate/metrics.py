@@ -100,10 +100,11 @@ def sdr(estimates: np.ndarray, references: np.ndarray, filter_length: int = 512)
     if est.shape[1] < filter_length:  # shorter than the distortion filter: BSS-eval SDR is undefined
         return values
     for i in range(est.shape[0]):
-        r64 = np.ascontiguousarray(ref[i], dtype=np.float64)[None]
+        # copies (np.array): the inputs may be read-only views (memory-mapped shards), torch needs writable
+        r64 = np.array(ref[i], dtype=np.float64, order="C")[None]
         if float(np.dot(r64[0], r64[0])) <= 0.0:
             continue  # a silent reference: undefined
-        e, r = torch.from_numpy(np.ascontiguousarray(est[i], dtype=np.float64)[None]), torch.from_numpy(r64)
+        e, r = torch.from_numpy(np.array(est[i], dtype=np.float64, order="C")[None]), torch.from_numpy(r64)
         try:
             out = signal_distortion_ratio(e, r, filter_length=filter_length)
         except RuntimeError:  # singular autocorrelation (e.g. a pure tone): diagonal loading, as fast-bss-eval
