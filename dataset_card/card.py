@@ -378,7 +378,7 @@ def check_card(card: DatasetCard, root: str | os.PathLike) -> None:
 def _describe_source(src: MetadataSource, revision: str | None) -> str:
     if src.kind == "hub":
         return src.location + (f"@{revision}" if revision else "")
-    return f"{src.kind} metadata ({len(src.shards())} files)"
+    return f"{src.kind} metadata ({len(src.files())} files)"
 
 
 def _check_not_inside(src: MetadataSource, output: Path) -> None:

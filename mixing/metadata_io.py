@@ -32,7 +32,7 @@ from .metadata import (
     HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SOURCES_ARROW_TYPE, SPLIT_ALIASES, SPLITS, MixtureRecord,
     normalise_split, records_to_arrow,
 )
-from .metadata_source import Location, MetadataShard, classify_location, local_shards
+from .metadata_source import Location, MetadataFile, classify_location, local_files
 from .resume import AtomicFile, atomic_open
 from .validation import MAX_SOURCES, RecordWarning, ValidationReport, fast_valid_mask, parse_mixture
 
@@ -44,42 +44,45 @@ _PYLIST_ROWS = 512
 
 
 class MetadataSource:
-    """A recognised metadata source: a list of shards per split, and a way to read each."""
+    """A recognised metadata source: a list of files per split, and a way to read each."""
 
-    def __init__(self, kind: str, location: str, shards: list[MetadataShard]):
+    def __init__(self, kind: str, location: str, files: list[MetadataFile]):
         self.kind = kind
         self.location = location
-        self._shards = shards
+        self._files = files
 
     def __repr__(self) -> str:
-        return f"MetadataSource({self.kind!r}, {self.location!r}, {len(self._shards)} shards)"
+        return f"MetadataSource({self.kind!r}, {self.location!r}, {len(self._files)} files)"
 
-    def shards(self, split: str | None = None) -> list[MetadataShard]:
+    def files(self, split: str | None = None) -> list[MetadataFile]:
         """Shards that may hold rows of ``split`` (all when None), in a deterministic order."""
         if split is None:
-            return list(self._shards)
+            return list(self._files)
         split = normalise_split(split)
         if self.kind == "hub":
-            return [MetadataShard("hub", s.location, split, s.revision, s.config) for s in self._shards]
-        return [s for s in self._shards if s.split in (None, split)]
+            return [MetadataFile("hub", s.location, split, s.revision, s.config) for s in self._files]
+        return [s for s in self._files if s.split in (None, split)]
+
+    #: the name before issue 20 ("shard" now means only an output shard of ``hive render``)
+    shards = files
 
     def splits(self) -> list[str]:
-        known = {s.split for s in self._shards if s.split}
+        known = {s.split for s in self._files if s.split}
         return [s for s in SPLITS if s in known] + sorted(known - set(SPLITS))
 
     def records(self, split: str | None = None, num_sources: int | None = None, *,
                 on_error: OnError = "raise", report: ValidationReport | None = None,
                 max_sources: int = MAX_SOURCES) -> Iterator[MixtureRecord]:
-        for shard in self.shards(split):
-            yield from read_shard(shard, split=split, num_sources=num_sources, on_error=on_error,
+        for file in self.files(split):
+            yield from read_metadata_file(file, split=split, num_sources=num_sources, on_error=on_error,
                                   report=report, max_sources=max_sources)
 
     def arrow_batches(self, split: str | None = None, num_sources: int | None = None, *,
                       on_error: OnError = "raise", report: ValidationReport | None = None,
                       max_sources: int = MAX_SOURCES) -> Iterator[pa.RecordBatch]:
-        """What :meth:`records` yields, as Arrow batches of the Hub schema (see :func:`read_shard_arrow`)."""
-        for shard in self.shards(split):
-            yield from read_shard_arrow(shard, split=split, num_sources=num_sources, on_error=on_error,
+        """What :meth:`records` yields, as Arrow batches of the Hub schema (see :func:`read_metadata_file_arrow`)."""
+        for file in self.files(split):
+            yield from read_metadata_file_arrow(file, split=split, num_sources=num_sources, on_error=on_error,
                                         report=report, max_sources=max_sources)
 
 
@@ -90,16 +93,16 @@ def open_metadata(source: str | os.PathLike | Location, *, revision: str | None 
     legacy JSON file/folder, JSONL); see :mod:`mixing.metadata_source` for the rules. A Hub id is
     not contacted here (its rows are streamed when read); ``config`` / ``num_sources`` choose the
     README config of a local Hub-layout folder (:func:`~mixing.metadata_source.choose_config`)."""
-    from .metadata_memory import is_in_memory, memory_shard
+    from .metadata_memory import is_in_memory, memory_file
 
     if is_in_memory(source):
-        shard = memory_shard(source)
-        return MetadataSource("memory", shard.location, [shard])
+        file = memory_file(source)
+        return MetadataSource("memory", file.location, [file])
     loc = source if isinstance(source, Location) else classify_location(source)
     if loc.kind == "hub":
-        return MetadataSource("hub", loc.location, [MetadataShard("hub", loc.location, None, revision, config)])
-    shards = local_shards(loc, config=config, num_sources=num_sources)
-    return MetadataSource("parquet" if loc.kind == "configs" else loc.kind, loc.location, shards)
+        return MetadataSource("hub", loc.location, [MetadataFile("hub", loc.location, None, revision, config)])
+    files = local_files(loc, config=config, num_sources=num_sources)
+    return MetadataSource("parquet" if loc.kind == "configs" else loc.kind, loc.location, files)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -152,15 +155,15 @@ def _iter_jsonl_rows(path: str) -> Iterator[Any]:
         yield {"mix_id": None, "__bad_json__": row.message} if isinstance(row, BadLine) else row
 
 
-def _load_hub(shard: MetadataShard, split: str | None):
+def _load_hub(file: MetadataFile, split: str | None):
     """``datasets.load_dataset(..., streaming=True)`` with the Hub's failures turned into one
     clear error (no network, unknown repository or revision, unknown split or config)."""
     import datasets
 
-    where = shard.location + (f" (revision {shard.revision})" if shard.revision else "")
+    where = file.location + (f" (revision {file.revision})" if file.revision else "")
     try:
-        return datasets.load_dataset(shard.location, shard.config, split=split, streaming=True,
-                                     revision=shard.revision)
+        return datasets.load_dataset(file.location, file.config, split=split, streaming=True,
+                                     revision=file.revision)
     except ValueError as exc:
         raise MetadataSourceError(f"{where}: cannot stream split {split!r}: {exc}") from exc
     except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as exc:
@@ -170,45 +173,45 @@ def _load_hub(shard: MetadataShard, split: str | None):
             "(`hf download --repo-type dataset ORG/NAME --local-dir DIR`) and pass the local folder") from exc
 
 
-def _iter_hub_rows(shard: MetadataShard, split: str | None) -> Iterator[Any]:
+def _iter_hub_rows(file: MetadataFile, split: str | None) -> Iterator[Any]:
     if split:
-        yield from _load_hub(shard, split)
+        yield from _load_hub(file, split)
         return
     # every split the repository has (not all of SPLITS need exist), in the order of SPLITS
-    dsd = _load_hub(shard, None)
+    dsd = _load_hub(file, None)
     names = [s for s in SPLITS if s in dsd] + sorted(set(dsd) - set(SPLITS))
     for s in names:
         yield from dsd[s]
 
 
-def _memory_batches(shard: MetadataShard, split: str | None, num_sources: int | None,
+def _memory_batches(file: MetadataFile, split: str | None, num_sources: int | None,
                     start: int = 0, stop: int | None = None) -> Iterator[pa.RecordBatch]:
     from .metadata_memory import memory_batches
 
-    for batch in memory_batches(shard, start, stop):
+    for batch in memory_batches(file, start, stop):
         yield filter_batch(batch, split, num_sources)
 
 
-def _iter_memory_rows(shard: MetadataShard, split: str | None, num_sources: int | None,
+def _iter_memory_rows(file: MetadataFile, split: str | None, num_sources: int | None,
                       start: int = 0, stop: int | None = None) -> Iterator[Any]:
-    for batch in _memory_batches(shard, split, num_sources, start, stop):
+    for batch in _memory_batches(file, split, num_sources, start, stop):
         yield from _batch_rows(batch)
 
 
-def iter_raw_rows(shard: MetadataShard, split: str | None = None,
+def iter_raw_rows(file: MetadataFile, split: str | None = None,
                   num_sources: int | None = None) -> Iterator[Any]:
-    """Raw rows of one shard (pre-filtered by split / count where the storage allows)."""
-    if shard.kind == "parquet":
-        return _iter_parquet_rows(shard.location, split, num_sources)
-    if shard.kind == "json":
-        return _iter_json_rows(shard.location)
-    if shard.kind == "jsonl":
-        return _iter_jsonl_rows(shard.location)
-    if shard.kind == "hub":
-        return _iter_hub_rows(shard, split)
-    if shard.kind == "memory":
-        return _iter_memory_rows(shard, split, num_sources)
-    raise MetadataSourceError(f"unknown shard kind {shard.kind!r}")
+    """Raw rows of one file (pre-filtered by split / count where the storage allows)."""
+    if file.kind == "parquet":
+        return _iter_parquet_rows(file.location, split, num_sources)
+    if file.kind == "json":
+        return _iter_json_rows(file.location)
+    if file.kind == "jsonl":
+        return _iter_jsonl_rows(file.location)
+    if file.kind == "hub":
+        return _iter_hub_rows(file, split)
+    if file.kind == "memory":
+        return _iter_memory_rows(file, split, num_sources)
+    raise MetadataSourceError(f"unknown file kind {file.kind!r}")
 
 
 def _validated(raws: Iterable[Any], split: str | None, num_sources: int | None, on_error: OnError,
@@ -243,13 +246,13 @@ def _check_on_error(on_error: str) -> None:
         raise ValueError(f"on_error is {on_error!r}; expected 'raise' or 'skip'")
 
 
-def read_shard(shard: MetadataShard, *, split: str | None = None, num_sources: int | None = None,
+def read_metadata_file(file: MetadataFile, *, split: str | None = None, num_sources: int | None = None,
                on_error: OnError = "raise", report: ValidationReport | None = None,
                max_sources: int = MAX_SOURCES) -> Iterator[MixtureRecord]:
-    """Validated records of one shard, filtered by split and number of sources."""
+    """Validated records of one file, filtered by split and number of sources."""
     _check_on_error(on_error)
     split = normalise_split(split) if split else None
-    for _, rec in _validated(iter_raw_rows(shard, split, num_sources), split, num_sources, on_error,
+    for _, rec in _validated(iter_raw_rows(file, split, num_sources), split, num_sources, on_error,
                              report, max_sources):
         yield rec
 
@@ -270,11 +273,11 @@ def _to_hub_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=HUB_ARROW_SCHEMA)
 
 
-def _parquet_arrow_batches(shard: MetadataShard, split: str | None, num_sources: int | None,
+def _parquet_arrow_batches(file: MetadataFile, split: str | None, num_sources: int | None,
                            on_error: OnError, report: ValidationReport | None,
                            max_sources: int) -> Iterator[pa.RecordBatch]:
-    batches = _memory_batches(shard, split, num_sources) if shard.kind == "memory" else \
-        _iter_parquet_batches(shard.location, split, num_sources)
+    batches = _memory_batches(file, split, num_sources) if file.kind == "memory" else \
+        _iter_parquet_batches(file.location, split, num_sources)
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -308,10 +311,10 @@ def _parquet_arrow_batches(shard: MetadataShard, split: str | None, num_sources:
         yield from table.to_batches()
 
 
-def read_shard_arrow(shard: MetadataShard, *, split: str | None = None, num_sources: int | None = None,
+def read_metadata_file_arrow(file: MetadataFile, *, split: str | None = None, num_sources: int | None = None,
                      on_error: OnError = "raise", report: ValidationReport | None = None,
                      max_sources: int = MAX_SOURCES, batch_rows: int = _PARQUET_BATCH) -> Iterator[pa.RecordBatch]:
-    """The rows :func:`read_shard` yields, as Arrow batches of exactly :data:`HUB_ARROW_SCHEMA`.
+    """The rows :func:`read_metadata_file` yields, as Arrow batches of exactly :data:`HUB_ARROW_SCHEMA`.
 
     Same rules, filters, order, errors and report; only faster. For Parquet most rows never
     become Python objects: :func:`~mixing.validation.fast_valid_mask` accepts them column-wise,
@@ -321,11 +324,11 @@ def read_shard_arrow(shard: MetadataShard, *, split: str | None = None, num_sour
     """
     _check_on_error(on_error)
     split = normalise_split(split) if split else None
-    if shard.kind in ("parquet", "memory"):
-        yield from _parquet_arrow_batches(shard, split, num_sources, on_error, report, max_sources)
+    if file.kind in ("parquet", "memory"):
+        yield from _parquet_arrow_batches(file, split, num_sources, on_error, report, max_sources)
         return
     buf: list[MixtureRecord] = []
-    for rec in read_shard(shard, split=split, num_sources=num_sources, on_error=on_error,
+    for rec in read_metadata_file(file, split=split, num_sources=num_sources, on_error=on_error,
                           report=report, max_sources=max_sources):
         buf.append(rec)
         if len(buf) >= batch_rows:
@@ -365,37 +368,37 @@ def selection_counts(source: str | os.PathLike | MetadataSource, *, revision: st
     if src.kind == "hub":
         return None
     counts: Counter = Counter()
-    for shard in src.shards():
-        if shard.kind == "memory":
+    for file in src.files():
+        if file.kind == "memory":
             from .metadata_memory import memory_batches
 
-            for batch in memory_batches(shard, columns=["split", "num_sources"]):
+            for batch in memory_batches(file, columns=["split", "num_sources"]):
                 if "split" in batch.schema.names and "num_sources" in batch.schema.names:
                     counts.update(zip((normalise_split(x) if isinstance(x, str) else x
                                        for x in batch.column("split").to_pylist()),
                                       batch.column("num_sources").to_pylist()))
                 else:
-                    for r in _iter_memory_rows(shard, None, None):
+                    for r in _iter_memory_rows(file, None, None):
                         sp, n = _raw_split_count(r, None)
                         counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
                     break
             continue
-        if shard.kind == "parquet":
-            pf = open_parquet(shard.location, "metadata file", MetadataSourceError)
+        if file.kind == "parquet":
+            pf = open_parquet(file.location, "metadata file", MetadataSourceError)
             names = pf.schema_arrow.names
             cols = [c for c in ("split", "num_sources") if c in names]
             if len(cols) < 2:  # an unusual layout: count the rows themselves
-                rows = ((_raw_split_count(r, shard.split)) for r in _iter_parquet_rows(shard.location, None, None))
+                rows = ((_raw_split_count(r, file.split)) for r in _iter_parquet_rows(file.location, None, None))
                 counts.update((normalise_split(sp) if isinstance(sp, str) else sp, n) for sp, n in rows)
                 continue
-            for batch in iter_parquet_batches(pf, f"metadata file {shard.location}", MetadataSourceError,
+            for batch in iter_parquet_batches(pf, f"metadata file {file.location}", MetadataSourceError,
                                               batch_size=_PARQUET_BATCH, columns=cols):
                 counts.update(zip((normalise_split(x) if isinstance(x, str) else x
                                    for x in batch.column("split").to_pylist()),
                                   batch.column("num_sources").to_pylist()))
         else:
-            for row in iter_raw_rows(shard):
-                sp, n = _raw_split_count(row, shard.split)
+            for row in iter_raw_rows(file):
+                sp, n = _raw_split_count(row, file.split)
                 counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
     return counts
 
@@ -543,3 +546,7 @@ def write_jsonl(records: Iterable[MixtureRecord], path: str | os.PathLike) -> in
             n += 1
     return n
 
+
+#: the names before issue 20 ("shard" now means only an output shard of ``hive render``)
+read_shard = read_metadata_file
+read_shard_arrow = read_metadata_file_arrow
