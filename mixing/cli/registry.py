@@ -10,6 +10,13 @@ subcommand, the value the module that implements it. A command module defines
   the output-folder rule before it runs;
 * ``run(args) -> int`` – the command (0 done, 1 ran with failures).
 
+Where the entry points are read. ``pyproject.toml`` is the one declaration; an installed wheel
+carries a copy of it in its metadata, which is what :mod:`importlib.metadata` reads. When ``mixing``
+runs from a source tree (a checkout, or an editable install of one), that copy may be older than
+the source (an editable install's metadata is written once, when it is installed), so the table
+of the ``pyproject.toml`` beside the ``mixing`` package is read instead for this project's own
+commands; other distributions' commands (plugins) always come from the installed metadata.
+
 ``mixing`` names no module of the floors above it: ``hive --help`` reads each module's ``HELP`` from
 its source without importing it (the parent packages are imported to find it, nothing else), and a
 module is imported only when its command runs or its own ``--help`` is asked. A command whose
@@ -23,15 +30,19 @@ import ast
 import functools
 import importlib
 import importlib.util
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
 from mixing.errors import HiveError
 
 GROUP = "hive.commands"
+#: the distribution whose commands these are (``[project] name`` in ``pyproject.toml``)
+DISTRIBUTION = "hive-uss"
 #: what every command module defines (besides ``HELP``)
 REQUIRED = ("add_arguments", "io", "run")
 
@@ -96,19 +107,41 @@ def _static_help(module: str) -> str | None:
     return doc.strip().splitlines()[0] if doc else ""
 
 
+def source_tree_commands(root: Path | None = None) -> list[Command] | None:
+    """This project's commands as its source tree declares them: the ``hive.commands`` table of the
+    ``pyproject.toml`` beside the ``mixing`` package (``root``: the folder holding it), or None when
+    ``mixing`` is not running from a source tree of this project (an installed wheel)."""
+    root = Path(__file__).resolve().parents[2] if root is None else root
+    try:
+        with open(root / "pyproject.toml", "rb") as fh:
+            project = tomllib.load(fh).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    if not isinstance(project, dict) or project.get("name") != DISTRIBUTION:
+        return None
+    table = project.get("entry-points", {}).get(GROUP, {})
+    where = f"{DISTRIBUTION} {project.get('version', '')} (source tree {root})"
+    return [Command(str(name), str(value).strip(), where) for name, value in table.items()]
+
+
 def _read_entry_points() -> tuple[dict[str, Command], dict[str, list[Command]]]:
-    """Registered commands in registration order (this project's distribution first), and the
-    names that more than one distribution registers."""
+    """Registered commands in registration order (this project's first), and the names that more
+    than one distribution registers."""
+    ours = source_tree_commands()
     found: dict[str, list[Command]] = {}
+    for command in ours or []:
+        found.setdefault(command.name, []).append(command)
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        if ours is not None and dist == DISTRIBUTION:
+            continue  # the installed copy of the table just read from the source tree
         version = ep.dist.version if ep.dist is not None else ""
         command = Command(ep.name, ep.value.strip(), f"{dist} {version}".strip())
         others = found.setdefault(ep.name, [])
         if all(c.module != command.module for c in others):
             others.append(command)
-    ours = [n for n, cs in found.items() if cs[0].distribution.split()[0] == "hive-uss"]
-    order = ours + [n for n in found if n not in ours]
+    first = [n for n, cs in found.items() if cs[0].distribution.split()[0] == DISTRIBUTION]
+    order = first + [n for n in found if n not in first]
     commands = {n: found[n][0] for n in order}
     clashes = {n: cs for n, cs in found.items() if len(cs) > 1}
     return commands, clashes
@@ -140,6 +173,9 @@ class Registry(Mapping):
         return self[name].load()
 
     def missing_message(self) -> str:
-        return (f"no subcommand is registered (the {GROUP} entry points of hive-uss are missing: the "
-                "installed metadata is older than this source tree); reinstall it, e.g. `pip install -e .` "
-                "in the source tree")
+        if source_tree_commands() is not None:
+            return (f"no subcommand is registered: the pyproject.toml of this source tree has no "
+                    f"[project.entry-points.\"{GROUP}\"] table; restore it (git checkout pyproject.toml)")
+        return (f"no subcommand is registered: the installed metadata of {DISTRIBUTION} has no {GROUP} entry "
+                f"points (it is older than this code); reinstall {DISTRIBUTION} (`pip install hive-uss`, or "
+                "`pip install -e .` in its source tree)")
