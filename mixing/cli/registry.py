@@ -31,12 +31,11 @@ import functools
 import importlib
 import importlib.util
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
 
 from mixing.errors import HiveError
 
