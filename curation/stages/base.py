@@ -369,9 +369,9 @@ class Stage:
             self.setup()
             self._ready = True
 
-    def run(self, data: Iterable[Item], rank: int = 0, world_size: int = 1,
-            batch_size: int | None = None) -> Iterator[tuple[list[Item], list[Result]]]:
-        """Generator in, generator out: yields ``(batch, results)``, one result per input item."""
+    def run(self, data: Iterable[Item], batch_size: int | None = None) -> Iterator[tuple[list[Item], list[Result]]]:
+        """Generator in, generator out: yields ``(batch, results)``, one result per input item (the
+        runner has already given this rank its share)."""
         size = batch_size or self.default_batch_size
         batch: list[Item] = []
         for item in data:
