@@ -15,26 +15,46 @@ on the first bad record or to skip and report.
 
 from __future__ import annotations
 
-import json
 import os
-from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from .errors import EmptySelectionError, InvalidRecordError, MetadataSourceError
-from .input_files import BadLine, iter_jsonl, iter_parquet_batches, load_json_file, open_parquet
+from .errors import InvalidRecordError, MetadataSourceError
+from .input_files import (
+    BadLine,
+    iter_jsonl,
+    iter_parquet_batches,
+    load_json_file,
+    open_parquet,
+)
 from .metadata import (
-    HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SOURCES_ARROW_TYPE, SPLIT_ALIASES, SPLITS, MixtureRecord,
-    normalise_split, records_to_arrow,
+    HUB_ARROW_SCHEMA,
+    SOURCES_ARROW_TYPE,
+    SPLIT_ALIASES,
+    SPLITS,
+    MixtureRecord,
+    normalise_split,
+    records_to_arrow,
 )
 from .metadata_source import Location, MetadataFile, classify_location, local_files
-from .resume import AtomicFile, atomic_open
-from .validation import MAX_SOURCES, RecordWarning, ValidationReport, fast_valid_mask, parse_mixture
+
+# the writers live in metadata_write; this module is the one place callers read and write metadata from
+from .metadata_write import (  # noqa: F401
+    write_hub_folder,
+    write_jsonl,
+    write_legacy_json,
+    write_parquet,
+)
+from .validation import (
+    MAX_SOURCES,
+    RecordWarning,
+    ValidationReport,
+    fast_valid_mask,
+    parse_mixture,
+)
 
 OnError = Literal["raise", "skip"]
 _PARQUET_BATCH = 8192
@@ -345,206 +365,6 @@ def iter_records(source: str | os.PathLike | MetadataSource, *, split: str | Non
     """Stream validated records from any supported source."""
     src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
     return src.records(split, num_sources, on_error=on_error, report=report, max_sources=max_sources)
-
-
-# ---- what a selection matches ------------------------------------------------------------------
-def _raw_split_count(row: Any, default_split: str | None) -> tuple[Any, Any]:
-    if not isinstance(row, dict):
-        return None, None
-    info = row.get("dataset_info") if isinstance(row.get("dataset_info"), dict) else {}
-    split = row.get("split", info.get("split", default_split))
-    n = row.get("num_sources")
-    if n is None and isinstance(row.get("sources"), (list, dict)):
-        sources = row["sources"]
-        n = len(sources) if isinstance(sources, list) else len(next(iter(sources.values()), []))
-    return split, n
-
-
-def selection_counts(source: str | os.PathLike | MetadataSource, *, revision: str | None = None,
-                     config: str | None = None) -> Counter | None:
-    """``Counter[(split, num_sources)]`` of the raw rows of a local source (cheap for Parquet: two
-    columns are read); None for a Hub id, whose rows are not counted without streaming them all."""
-    src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
-    if src.kind == "hub":
-        return None
-    counts: Counter = Counter()
-    for file in src.files():
-        if file.kind == "memory":
-            from .metadata_memory import memory_batches
-
-            for batch in memory_batches(file, columns=["split", "num_sources"]):
-                if "split" in batch.schema.names and "num_sources" in batch.schema.names:
-                    counts.update(zip((normalise_split(x) if isinstance(x, str) else x
-                                       for x in batch.column("split").to_pylist()),
-                                      batch.column("num_sources").to_pylist()))
-                else:
-                    for r in _iter_memory_rows(file, None, None):
-                        sp, n = _raw_split_count(r, None)
-                        counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
-                    break
-            continue
-        if file.kind == "parquet":
-            pf = open_parquet(file.location, "metadata file", MetadataSourceError)
-            names = pf.schema_arrow.names
-            cols = [c for c in ("split", "num_sources") if c in names]
-            if len(cols) < 2:  # an unusual layout: count the rows themselves
-                rows = ((_raw_split_count(r, file.split)) for r in _iter_parquet_rows(file.location, None, None))
-                counts.update((normalise_split(sp) if isinstance(sp, str) else sp, n) for sp, n in rows)
-                continue
-            for batch in iter_parquet_batches(pf, f"metadata file {file.location}", MetadataSourceError,
-                                              batch_size=_PARQUET_BATCH, columns=cols):
-                counts.update(zip((normalise_split(x) if isinstance(x, str) else x
-                                   for x in batch.column("split").to_pylist()),
-                                  batch.column("num_sources").to_pylist()))
-        else:
-            for row in iter_raw_rows(file):
-                sp, n = _raw_split_count(row, file.split)
-                counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
-    return counts
-
-
-def _describe(counter: Counter, what: str) -> str:
-    order = {s: i for i, s in enumerate(SPLITS)}
-    keys = sorted(counter, key=lambda k: (0, order.get(k, len(order)), str(k)) if isinstance(k, str)
-                  else (1, k if isinstance(k, int) else 0, str(k)))
-    return ", ".join(f"{what.format(k)} ({counter[k]})" for k in keys) or "no rows at all"
-
-
-def _where(source: Any) -> str:
-    if isinstance(source, MetadataSource):
-        return source.location
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    return f"<in-memory {type(source).__name__}>"
-
-
-def check_selection(source: str | os.PathLike | MetadataSource, split: str | None = None,
-                    num_sources: int | None = None, *, revision: str | None = None,
-                    config: str | None = None) -> int | None:
-    """Raise :class:`EmptySelectionError` when ``split`` / ``num_sources`` match no row of a local
-    source, listing what the metadata has; else return the number of rows matched (None: a Hub id,
-    not counted)."""
-    if split is None and num_sources is None:
-        return None
-    counts = selection_counts(source, revision=revision, config=config)
-    if counts is None:
-        return None
-    want = normalise_split(split) if split is not None else None
-    by_split: Counter = Counter()
-    for (sp, _), c in counts.items():
-        by_split[sp] += c
-    if want is not None and by_split[want] == 0:
-        raise EmptySelectionError(
-            f"{_where(source)}: no mixtures "
-            f"with split {split!r}; the metadata has {_describe(by_split, '{}')}; pass one of these to --split")
-    by_n: Counter = Counter()
-    for (sp, n), c in counts.items():
-        if want is None or sp == want:
-            by_n[n] += c
-    if num_sources is not None and by_n[num_sources] == 0:
-        where = f" in split {want!r}" if want is not None else ""
-        raise EmptySelectionError(
-            f"{_where(source)}: no mixtures "
-            f"with {num_sources} sources{where}; the metadata{where} has {_describe(by_n, '{} sources')}; "
-            "pass one of these counts to --num-sources")
-    return by_n[num_sources] if num_sources is not None else by_split[want]
-
-
-# ---- writing ---------------------------------------------------------------------------------
-def write_parquet(records: Iterable[MixtureRecord], path: str | os.PathLike, *,
-                  row_group_size: int = 10_000) -> int:
-    """Write records with the exact Hub schema (streaming, atomic). Returns the row count."""
-    target = AtomicFile(path)
-    n = 0
-    try:
-        with pq.ParquetWriter(target.tmp, HUB_ARROW_SCHEMA, compression="zstd") as writer:
-            buf: list[MixtureRecord] = []
-            for rec in records:
-                buf.append(rec)
-                if len(buf) >= row_group_size:
-                    writer.write_table(records_to_arrow(buf), row_group_size=row_group_size)
-                    n += len(buf)
-                    buf = []
-            if buf or n == 0:
-                writer.write_table(records_to_arrow(buf), row_group_size=row_group_size)
-                n += len(buf)
-        target.commit()
-    finally:
-        target.abort()
-    return n
-
-
-def write_hub_folder(records: Iterable[MixtureRecord], folder: str | os.PathLike, *,
-                     rows_per_file: int = 100_000) -> dict[str, int]:
-    """Write ``folder/data/{split}-{i:05d}-of-{n:05d}.parquet`` (the layout ``load_dataset``
-    infers splits from). Records of one split must be contiguous or not; memory is bounded by
-    ``rows_per_file`` per split. Returns rows per split."""
-    folder = Path(folder)
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    buffers: dict[str, list[MixtureRecord]] = defaultdict(list)
-    parts: dict[str, list[Path]] = defaultdict(list)
-    counts: dict[str, int] = defaultdict(int)
-
-    def flush(split: str) -> None:
-        part = data / f".{split}-part{len(parts[split]):05d}.parquet"
-        write_parquet(buffers[split], part)
-        parts[split].append(part)
-        counts[split] += len(buffers[split])
-        buffers[split] = []
-
-    for rec in records:
-        buffers[rec.split].append(rec)
-        if len(buffers[rec.split]) >= rows_per_file:
-            flush(rec.split)
-    for split in list(buffers):
-        if buffers[split]:
-            flush(split)
-    for split, files in parts.items():
-        for old in data.glob(f"{split}-*-of-*.parquet"):
-            old.unlink()
-        for i, part in enumerate(files):
-            os.replace(part, data / f"{split}-{i:05d}-of-{len(files):05d}.parquet")
-    return dict(counts)
-
-
-def write_legacy_json(records: Iterable[MixtureRecord], folder: str | os.PathLike, *,
-                      records_per_file: int = 1000) -> dict[str, int]:
-    """Write the reference layout ``folder/{train,val,test}/{n}mix/{split}_{n}mix_metadata_tarNNNN.json``.
-
-    Memory is bounded by ``records_per_file`` per (split, n) group. Returns files per group.
-    """
-    folder = Path(folder)
-    buffers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    files: dict[tuple[str, int], int] = defaultdict(int)
-
-    def flush(group: tuple[str, int]) -> None:
-        split, n = group
-        legacy = LEGACY_SPLIT_DIR.get(split, split)
-        files[group] += 1
-        out = folder / legacy / f"{n}mix" / f"{legacy}_{n}mix_metadata_tar{files[group]:04d}.json"
-        with atomic_open(out, "w") as fh:
-            json.dump(buffers[group], fh, ensure_ascii=False, indent=1)
-        buffers[group] = []
-
-    for rec in records:
-        group = (rec.split, rec.num_sources)
-        buffers[group].append(rec.to_legacy_dict())
-        if len(buffers[group]) >= records_per_file:
-            flush(group)
-    for group in list(buffers):
-        if buffers[group]:
-            flush(group)
-    return {f"{s}/{n}mix": c for (s, n), c in files.items()}
-
-
-def write_jsonl(records: Iterable[MixtureRecord], path: str | os.PathLike) -> int:
-    n = 0
-    with atomic_open(path, "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec.to_flat_dict(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
 
 
 #: the names before issue 20 ("shard" now means only an output shard of ``hive render``)

@@ -151,7 +151,7 @@ def _check_args(args: argparse.Namespace) -> None:
     metadata = getattr(args, "metadata", None)
     split, num_sources = getattr(args, "split", None), getattr(args, "num_sources", None)
     if metadata and (split is not None or num_sources is not None):
-        from mixing.metadata_io import check_selection
+        from mixing.metadata_selection import check_selection
 
         check_selection(metadata, split, num_sources, revision=getattr(args, "revision", None),
                         config=getattr(args, "config", None))
