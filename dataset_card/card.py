@@ -1,3 +1,4 @@
+# Over 400 lines: the card's YAML header and body tables are one document and are checked together.
 """The dataset card: YAML header (configs, dataset_info, licence, tags) and a body with statistics.
 
 :func:`write_card_folder` is the whole of ``hive card``: one streaming pass over the metadata
