@@ -75,13 +75,13 @@ class MetadataSource:
         return f"MetadataSource({self.kind!r}, {self.location!r}, {len(self._files)} files)"
 
     def files(self, split: str | None = None) -> list[MetadataFile]:
-        """Shards that may hold rows of ``split`` (all when None), in a deterministic order."""
+        """The metadata files that may hold rows of ``split`` (all when None), in a deterministic order."""
         if split is None:
             return list(self._files)
         split = normalise_split(split)
         if self.kind == "hub":
             return [MetadataFile("hub", s.location, split, s.revision, s.config) for s in self._files]
-        return [s for s in self._files if s.split in (None, split)]
+        return [f for f in self._files if f.split in (None, split)]
 
     #: the name before issue 20 ("shard" now means only an output shard of ``hive render``)
     shards = files
