@@ -431,8 +431,10 @@ assert not hive.audio_codec_available()
 wds = hive.load_rendered({str(rendered("consistent")[0])!r}, split="validation")
 assert wds.features["mix.wav"] == hive.datasets.Value("binary")
 assert len(wds) == len(ids) and all(ex["mix.wav"][:4] == b"RIFF" for ex in wds)
-text = hive.describe_first_example({str(corpus.parquet_dir)!r}, {str(corpus.dataset_paths)!r},
-                                   cache_dir={str(tmp_path / "cache")!r})
+from dataset_card.card import CardConfig, write_card_folder  # the demo's step 5, on the top floor
+from dataset_card.demo import describe_first_example
+write_card_folder({str(corpus.parquet_dir)!r}, {str(tmp_path / "hub")!r}, CardConfig(plots=False))
+text = describe_first_example({str(tmp_path / "hub")!r}, {str(corpus.dataset_paths)!r})
 assert not any(m.split(".")[0] in ("torch", "torchcodec") for m in sys.modules), "torch was imported"
 print(",".join(ids))
 print(text)
