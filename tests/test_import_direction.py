@@ -177,3 +177,19 @@ def test_a_command_module_without_its_functions_is_refused_in_one_line(tmp_path,
         command.load()
     with pytest.raises(registry.CommandLoadError, match=r"nosuchmodule_xyz \(group hive.commands\) of plugin 1.0 fails to import"):
         registry.Command("gone", "nosuchmodule_xyz", "plugin 1.0").load()
+
+
+def test_hive_without_registered_commands_says_how_to_fix_it(monkeypatch, capsys):
+    import mixing.cli as cli
+
+    monkeypatch.setattr(registry, "source_tree_commands", lambda root=None: [])  # a table-less pyproject
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [])
+    monkeypatch.setattr(cli, "SUBCOMMANDS", registry.Registry())
+    assert cli.main(["render", "--help"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hive: error: no subcommand is registered") and "pyproject.toml" in err
+    assert len(err.splitlines()) == 1
+    monkeypatch.setattr(registry, "source_tree_commands", lambda root=None: None)  # an installed wheel
+    monkeypatch.setattr(cli, "SUBCOMMANDS", registry.Registry())
+    assert cli.main([]) == 2
+    assert "reinstall hive-uss" in capsys.readouterr().err
