@@ -168,7 +168,7 @@ class _State:
         from .packaged import hive_ontology_path
         from .store import SourceStore
         from .synthesis.config import SynthesisConfig
-        from .synthesis.job import Synthesizer, load_pool
+        from .synthesis import Synthesizer, load_pool
 
         cfg = SynthesisConfig(**json.loads(config_json))
         entries = list(pool) if isinstance(pool, tuple) else load_pool(pool)
