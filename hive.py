@@ -1,5 +1,5 @@
-"""Hive through ``datasets``: a builder for rendered mixtures, an on-the-fly training stream, and a
-loader for ``hive render`` output.
+"""Hive through ``datasets``: the builder of rendered mixtures, and the training stream re-exported
+from :mod:`mixing`.
 
 The Hub release is metadata only (``datasets.load_dataset("ShandaAI/Hive")`` gives the rows); the
 audio is rendered from corpora you downloaded, listed in a ``dataset_paths.json``. ``datasets`` 5
@@ -13,14 +13,16 @@ refuses loading scripts, so the builder is a class you instantiate::
     train = builder.as_dataset(split="train")
     stream = builder.as_streaming_dataset(split="train")  # render on the fly, encoded like the above
 
-For training, :func:`stream_mixtures` yields numpy arrays (no encode/decode round trip) and splits
-work by metadata unit across ``split_dataset_by_node`` ranks and DataLoader workers;
-:func:`iter_mixtures` is the same without ``datasets`` objects (numpy only, no torch). Both give
-whole mixtures or query examples (``targets="each"``/``"one"``: mixture, text query, target) and
-take label subsets (``labels``/``exclude_labels``). :func:`dynamic_mixtures` draws new mixtures
-every epoch from a single-event pool and renders them from a source store;
-:class:`HiveMapDataset` is the map-style (indexable) form. :func:`load_rendered` loads
-``hive render`` output (WebDataset or Parquet) with the right features.
+This module holds the builder (:class:`HiveConfig`, :class:`Hive`). The rest is implemented in
+``mixing`` and re-exported here: for training, :func:`stream_mixtures` yields numpy arrays (no
+encode/decode round trip) and splits work by work unit across ``split_dataset_by_node`` ranks and
+DataLoader workers; :func:`iter_mixtures` is the same without ``datasets`` objects (numpy only, no
+torch), both with :class:`StreamOptions` (:mod:`mixing.stream`). Both give whole mixtures or query
+examples (``targets="each"``/``"one"``: mixture, text query, target) and take label subsets
+(``labels``). :func:`dynamic_mixtures` draws new mixtures every epoch from a single-event pool and
+renders them from a source store; :class:`HiveMapDataset` is the map-style (indexable) form;
+:func:`collate_mixtures` batches any of them; :func:`load_rendered` loads ``hive render`` output
+(WebDataset or Parquet) with the right features.
 
 Configs: ``all`` (default) and ``2mix`` … ``5mix`` (number of sources). Failure policy ``skip``
 (default) leaves a mixture whose audio cannot be rendered out, logs it, and counts it by reason
@@ -31,48 +33,47 @@ Configs: ``all`` (default) and ``2mix`` … ``5mix`` (number of sources). Failur
 from __future__ import annotations
 
 import dataclasses
-import glob as _glob
 import hashlib
-import io
 import json
 import logging
 import os
 import re
-import tarfile
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import datasets
-import numpy as np
 from datasets.builder import Key
 
 from mixing import __version__
+from mixing.audio_columns import audio_codec_available, choose_audio_features, plain_audio_features
 from mixing.citation import CITATION
-from mixing.metadata import SPLITS, normalise_split
+from mixing.collate import collate_mixtures
+from mixing.dynamic import DynamicSpec, dynamic_mixtures, records_of
 from mixing.errors import EmptySelectionError, MetadataSourceError
+from mixing.example_features import encoded_query_example, query_features
+from mixing.label_filter import LabelFilter
+from mixing.label_selection import check_label_selection
+from mixing.metadata import normalise_split
 from mixing.metadata_io import MetadataSource
 from mixing.metadata_memory import fingerprint as memory_fingerprint
 from mixing.metadata_memory import is_in_memory
 from mixing.metadata_source import classify_location, location_files
-from mixing.recipe import STEM_MODES
-from mixing.shards import AUDIO_FORMATS, rendered_features
-from mixing.collate import collate_mixtures
-from mixing.dynamic import DynamicSpec, dynamic_mixtures, records_of
-from mixing.example_features import encoded_query_example, query_features
-from mixing.label_filter import LabelFilter
-from mixing.label_selection import check_label_selection
 from mixing.queries import ExampleConfig
+from mixing.recipe import check_sample_rate
+from mixing.rendered_dataset import load_rendered
+from mixing.shards import AUDIO_FORMATS, rendered_features
+from mixing.stream import iter_mixtures, stream_mixtures
+from mixing.stream_options import StreamOptions
 from mixing.streaming import (
-    FAILURE_POLICIES, RenderSpec, StreamReport, WorkUnit, encoded_example, generate_arrays, iter_examples,
-    iter_rendered, plan_units, read_failure_manifest, resolve_metadata,
+    RenderSpec, StreamReport, WorkUnit, encoded_example, iter_examples, iter_rendered, plan_units,
+    read_failure_manifest, resolve_metadata,
 )
-from mixing.validation import MAX_SOURCES
 
-__all__ = [
-    "HiveConfig", "Hive", "stream_mixtures", "iter_mixtures", "load_rendered", "collate_mixtures",
-    "describe_first_example", "StreamReport", "dynamic_mixtures", "DynamicSpec", "HiveMapDataset",
-    "ExampleConfig", "LabelFilter", "records_of",
+__all__ = [  # noqa: F822 (HiveMapDataset: module __getattr__)
+    "HiveConfig", "Hive", "stream_mixtures", "iter_mixtures", "StreamOptions", "load_rendered",
+    "collate_mixtures", "StreamReport", "dynamic_mixtures", "DynamicSpec", "HiveMapDataset", "ExampleConfig",
+    "LabelFilter", "records_of", "audio_codec_available", "plain_audio_features",
 ]
 
 
@@ -88,42 +89,6 @@ log = logging.getLogger(__name__)
 
 _CITATION = CITATION  # the paper: Li et al., arXiv 2601.22599 (2026)
 _NMIX = re.compile(r"^([2-9])mix$")
-
-
-def audio_codec_available() -> bool:
-    """Whether ``datasets.Audio`` can encode/decode here (datasets 5 needs torch + torchcodec even to
-    store ``{"bytes", "path"}``)."""
-    return bool(datasets.config.TORCH_AVAILABLE and datasets.config.TORCHCODEC_AVAILABLE)
-
-
-def _audio_struct() -> dict[str, datasets.Value]:
-    return {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
-
-
-def plain_audio_features(features: datasets.Features) -> datasets.Features:
-    """``features`` with every ``datasets.Audio`` replaced by its storage struct ``{bytes, path}``:
-    the same Arrow data, readable without torch/torchcodec; ``ds.cast_column(name, Audio())``
-    turns a column back into Audio where torchcodec is installed."""
-
-    def swap(feature: Any) -> Any:
-        if isinstance(feature, datasets.Audio):
-            return _audio_struct()
-        if isinstance(feature, datasets.List):
-            return datasets.List(swap(feature.feature), length=feature.length)
-        if isinstance(feature, dict):
-            return {k: swap(v) for k, v in feature.items()}
-        return feature
-
-    return datasets.Features({k: swap(v) for k, v in features.items()})
-
-
-def _features(features: datasets.Features, audio_feature: bool | None, what: str) -> datasets.Features:
-    if audio_feature is None:
-        audio_feature = audio_codec_available()
-        if not audio_feature:
-            log.info("%s: torch/torchcodec not installed, so audio columns are {bytes, path} structs "
-                     "(WAV bytes; read them with soundfile)", what)
-    return features if audio_feature else plain_audio_features(features)
 
 
 # ---- config ----------------------------------------------------------------------------------
@@ -157,8 +122,8 @@ class HiveConfig(datasets.BuilderConfig):
             ``dataset_paths`` the store alone is used. The output rate is the store's.
         store_only: with ``store``, a chunk the store lacks fails (``not_in_store``) instead of
             being decoded.
-        num_shards: work units per split (default: a multiple of 240 ≥ the number of metadata
-            files); the unit of ``num_proc`` and of streaming parallelism.
+        num_units: work units per split (default: a multiple of 240 ≥ the number of metadata
+            files); the unit of ``num_proc`` and of streaming parallelism (was ``num_shards``).
         splits: only these splits (default: every split the metadata has).
         targets: ``"all"`` (a mixture with its stems, the default), ``"each"`` / ``"one"`` (query
             examples: ``mix``, ``query``, ``target``, ``label``, ``label_id`` …), or a
@@ -179,7 +144,7 @@ class HiveConfig(datasets.BuilderConfig):
     decode: bool = True
     audio_feature: bool | None = None
     audio_format: str = "wav"
-    num_shards: int | None = None
+    num_units: int | None = None
     splits: tuple[str, ...] | None = None
     store: Any = None
     store_only: bool = False
@@ -202,27 +167,24 @@ class HiveConfig(datasets.BuilderConfig):
         if not m and self.num_sources is not None:
             raise ValueError(f"config {self.name!r} with num_sources={self.num_sources!r}: use config "
                              f"'{self.num_sources}mix' instead")
-        if self.num_sources is not None and not 2 <= self.num_sources <= MAX_SOURCES:
-            raise ValueError(f"num_sources is {self.num_sources!r}; expected 2..{MAX_SOURCES}")
-        if self.stems not in STEM_MODES:
-            raise ValueError(f"stems is {self.stems!r}; expected one of {STEM_MODES}")
+        self.stream_options()  # num_sources, stems, on_failure, failure_dir, num_units: the stream's checks
         if self.store_only and self.store is None:
             raise ValueError("store_only=True needs store='STORE' (a `hive store build` output folder)")
-        if self.on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure is {self.on_failure!r}; expected one of {FAILURE_POLICIES}")
         if self.audio_format not in AUDIO_FORMATS:
             raise ValueError(f"audio_format is {self.audio_format!r}; expected one of {AUDIO_FORMATS}")
-        if self.sample_rate is not None and (isinstance(self.sample_rate, bool) or not isinstance(
-                self.sample_rate, int) or self.sample_rate <= 0):
-            raise ValueError(f"sample_rate is {self.sample_rate!r}; expected a positive integer (Hz) or None")
-        if self.num_shards is not None and (not isinstance(self.num_shards, int) or self.num_shards < 1):
-            raise ValueError(f"num_shards is {self.num_shards!r}; expected a positive integer or None")
+        check_sample_rate(self.sample_rate)
         ExampleConfig.coerce(self.targets)
         LabelFilter.make(self.labels, self.exclude_labels)
         if isinstance(self.splits, str):
             self.splits = (self.splits,)
         if self.splits is not None:
             self.splits = tuple(normalise_split(s) for s in self.splits)
+
+    def stream_options(self) -> StreamOptions:
+        """The fields this config shares with the training stream, checked there (one rule for both)."""
+        return StreamOptions(num_sources=self.num_sources, stems=self.stems, store_only=self.store_only,
+                             on_failure=self.on_failure, failure_dir=self.failure_dir, revision=self.revision,
+                             metadata_config=self.metadata_config, num_units=self.num_units)
 
 
 def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any, store: Any = None) -> str:
@@ -240,7 +202,7 @@ def _fingerprint(metadata: Any, revision: str | None, dataset_paths: Any, store:
     if is_in_memory(metadata):
         h.update(memory_fingerprint(metadata).encode())
     elif isinstance(metadata, MetadataSource):
-        h.update(repr(metadata.shards()).encode())
+        h.update(repr(metadata.files()).encode())
     elif metadata is not None:
         loc = os.fspath(metadata)
         h.update(f"{loc}@{revision}".encode())
@@ -284,6 +246,9 @@ class Hive(datasets.GeneratorBasedBuilder):
     config: HiveConfig
 
     def __init__(self, *args: Any, config: HiveConfig | None = None, **kwargs: Any):
+        if "num_shards" in kwargs:
+            raise TypeError("Hive(num_shards=...) is now num_units=... (work units per split; \"shard\" names only "
+                            "an output shard of hive render)")
         if config is not None:
             if not isinstance(config, HiveConfig):
                 raise TypeError(f"config is a {type(config).__name__}; expected a HiveConfig")
@@ -306,10 +271,10 @@ class Hive(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description="Hive: mixtures for query-based universal sound separation, rendered from "
                         "metadata and local copies of the source corpora.",
-            features=_features(query_features(decode=self.config.decode)
-                               if ExampleConfig.coerce(self.config.targets).queries
-                               else rendered_features(decode=self.config.decode), self.config.audio_feature,
-                               f"Hive {self.config.name}"),
+            features=choose_audio_features(query_features(decode=self.config.decode)
+                                           if ExampleConfig.coerce(self.config.targets).queries
+                                           else rendered_features(decode=self.config.decode),
+                                           self.config.audio_feature, f"Hive {self.config.name}"),
             homepage="https://huggingface.co/datasets/ShandaAI/Hive",
             license="See the licenses of the source corpora; the metadata is Apache-2.0.",
             citation=_CITATION,
@@ -345,18 +310,18 @@ class Hive(datasets.GeneratorBasedBuilder):
         for split in wanted:
             check_label_selection(files[split], split, spec.num_sources, spec.labels, f"split {split!r}")
         return [datasets.SplitGenerator(name=split, gen_kwargs={
-                    "shards": plan_units(files[split], split, cfg.num_shards), "spec": spec})
+                    "units": plan_units(files[split], split, cfg.num_units), "spec": spec})
                 for split in wanted]
 
-    def _generate_examples(self, shards: list[WorkUnit], spec: RenderSpec) -> Iterator[tuple[Key, dict[str, Any]]]:
+    def _generate_examples(self, units: list[WorkUnit], spec: RenderSpec) -> Iterator[tuple[Key, dict[str, Any]]]:
         fmt = self.config.audio_format
         maker = spec.query_maker()
         if maker is None:
-            for pos, row, rendered in iter_rendered(shards, spec):
+            for pos, row, rendered in iter_rendered(units, spec):
                 yield Key(pos, row), encoded_example(rendered, fmt)
             return
         counts: Counter = Counter()
-        for pos, _, rendered in iter_rendered(shards, spec):
+        for pos, _, rendered in iter_rendered(units, spec):
             for ex in iter_examples([rendered], spec):
                 yield Key(pos, counts[pos]), encoded_query_example(ex, fmt)
                 counts[pos] += 1
@@ -382,234 +347,3 @@ class Hive(datasets.GeneratorBasedBuilder):
     def failure_summary(self) -> dict[str, int]:
         """``{reason: count}`` of mixtures left out while preparing."""
         return dict(sorted(Counter(e["reason"] for e in self.failure_manifest()).items()))
-
-
-# ---- training input --------------------------------------------------------------------------
-def _stream_spec(dataset_paths: Any, *, stems: str, sample_rate: int | None, store: Any, store_only: bool,
-                 num_sources: int | None, on_failure: str, failure_dir: Any, targets: Any, labels: Any,
-                 exclude_labels: Any) -> RenderSpec:
-    return RenderSpec.make(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
-                           num_sources=num_sources, on_failure=on_failure,
-                           failure_dir=None if failure_dir is None else os.fspath(failure_dir),
-                           labels=LabelFilter.make(labels, exclude_labels), examples=ExampleConfig.coerce(targets))
-
-
-def _units(metadata: Any, split: str, spec: RenderSpec, *, revision: str | None, metadata_config: str | None,
-           num_shards: int | None) -> list[WorkUnit]:
-    """The work units of ``split`` (a label filter that keeps nothing of local metadata is refused here)."""
-    files = resolve_metadata(metadata, revision=revision, config=metadata_config, num_sources=spec.num_sources)
-    split = normalise_split(split)
-    if split not in files:
-        raise EmptySelectionError(f"split {split!r} is not in the metadata; it has {list(files)}; "
-                                  "pass one of these as split")
-    check_label_selection(files[split], split, spec.num_sources, spec.labels, f"split {split!r}")
-    return plan_units(files[split], split, num_shards)
-
-
-def stream_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "train", num_sources: int | None = None,
-                    sample_rate: int | None = None, stems: str = "consistent", on_failure: str = "skip",
-                    revision: str | None = None, metadata_config: str | None = None,
-                    num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
-                    shuffle_buffer: int = 0, as_torch: bool = False,
-                    failure_dir: str | os.PathLike | None = None, store: Any = None,
-                    store_only: bool = False, targets: str | ExampleConfig = "all",
-                    labels: Sequence[str] | LabelFilter | None = None,
-                    exclude_labels: Sequence[str] | None = None) -> datasets.IterableDataset:
-    """Mixtures rendered on the fly, as a ``datasets.IterableDataset`` of numpy arrays.
-
-    Each example (``targets="all"``): ``mix`` float32 ``(T,)``, ``sources`` float32 ``(n, T)``
-    (stems; in ``consistent`` mode they sum to ``mix``), ``labels``, ``label_ids`` (AudioSet mids),
-    ``source_ids``, ``mix_id``, ``split``, ``num_sources``, ``sample_rate``, ``target_duration``,
-    ``global_normalization_factor``, ``stem_scale``. Nothing is encoded or decoded;
-    ``as_torch=True`` gives torch tensors (``with_format("torch")``).
-
-    ``targets="each"`` / ``"one"`` (or a :class:`mixing.queries.ExampleConfig` with query
-    templates and negative queries) gives query examples instead: ``mix``, ``query``, ``target``,
-    ``label``, ``label_id``, ``mix_id``, ``source_index``, ``negative`` (see :mod:`mixing.queries`).
-    ``labels`` / ``exclude_labels`` (names or mids; or a :class:`mixing.label_filter.LabelFilter`
-    with descendants and ``label_match``) keep a label subset; a filter that keeps nothing of
-    local metadata is refused at once, listing the mixtures per label.
-    ``metadata`` may also be an in-memory ``datasets.Dataset`` (e.g. filtered), a
-    ``pyarrow.Table`` or a pandas ``DataFrame`` of Hub rows.
-
-    ``store`` (a ``hive store build`` folder): source chunks are sliced from the store at memory
-    speed instead of decoded (same samples; the output rate is the store's); chunks it lacks are
-    decoded and counted as misses, or fail as ``not_in_store`` with ``store_only=True``.
-    ``dataset_paths=None`` with a store renders from the store alone (no corpora needed).
-
-    Work is divided by metadata unit (``num_shards`` per split, default a multiple of 240):
-    ``datasets.distributed.split_dataset_by_node(ds, rank, world_size)`` gives each rank whole units
-    when ``num_shards % world_size == 0`` (else ``datasets`` skips examples: every rank then renders
-    every mixture, so pass ``num_shards`` as a multiple of ``world_size``), and a
-    ``torch.utils.data.DataLoader(ds, num_workers=k)`` gives each worker different units. The order
-    is deterministic; ``shuffle_shards``/``shuffle_buffer`` use ``ds.shuffle(seed, buffer_size)``
-    (unit order + a buffer; call ``ds.set_epoch(e)`` for a new order per epoch).
-
-    Failures (missing or unreadable corpus files, invalid records) are left out, logged and
-    counted (``on_failure="skip"``; ``failure_dir`` also gets a JSONL manifest per unit) or raised.
-    """
-    spec = _stream_spec(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
-                        num_sources=num_sources, on_failure=on_failure, failure_dir=failure_dir, targets=targets,
-                        labels=labels, exclude_labels=exclude_labels)
-    units = _units(metadata, split, spec, revision=revision, metadata_config=metadata_config, num_shards=num_shards)
-    ds = datasets.IterableDataset.from_generator(
-        generate_arrays, gen_kwargs={"shards": units, "spec": spec}, split=datasets.Split(normalise_split(split)))
-    if shuffle_shards or shuffle_buffer:
-        ds = ds.shuffle(seed=seed, buffer_size=max(1, int(shuffle_buffer)))
-    if as_torch:
-        ds = ds.with_format("torch")
-    return ds
-
-
-def iter_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "train", num_sources: int | None = None,
-                  sample_rate: int | None = None, stems: str = "consistent", on_failure: str = "skip",
-                  revision: str | None = None, metadata_config: str | None = None,
-                  num_shards: int | None = None, seed: int | None = None, shuffle_shards: bool = False,
-                  rank: int = 0, world_size: int = 1, report: StreamReport | None = None,
-                  failure_dir: str | os.PathLike | None = None, store: Any = None,
-                  store_only: bool = False, targets: str | ExampleConfig = "all",
-                  labels: Sequence[str] | LabelFilter | None = None,
-                  exclude_labels: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-    """The numpy-only path (no torch, no torchcodec, no ``IterableDataset``): the examples of
-    :func:`stream_mixtures` from a plain generator. ``rank``/``world_size`` take every
-    ``world_size``-th work unit; ``shuffle_shards`` shuffles the unit order with ``seed``;
-    ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures and
-    the store's hits and misses; ``store``/``store_only``, ``targets``, ``labels`` and
-    ``exclude_labels`` as in :func:`stream_mixtures`."""
-    from mixing import numbers
-
-    rank = numbers.RANK.check(rank, "rank")
-    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-    spec = _stream_spec(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
-                        num_sources=num_sources, on_failure=on_failure, failure_dir=failure_dir, targets=targets,
-                        labels=labels, exclude_labels=exclude_labels)
-    units = _units(metadata, split, spec, revision=revision, metadata_config=metadata_config, num_shards=num_shards)
-    if shuffle_shards:
-        order = np.random.default_rng(seed).permutation(len(units))
-        units = [units[i] for i in order]
-    yield from iter_examples((r for _, _, r in iter_rendered(units[rank::world_size], spec, report=report)), spec)
-
-
-# ---- rendered shards -------------------------------------------------------------------------
-def _rendered_layout(root: str) -> dict[str, dict[str, list[str]]]:
-    found: dict[str, dict[str, list[str]]] = {"webdataset": {}, "parquet": {}}
-    for fmt, pattern in (("webdataset", "tar_*.tar"), ("parquet", "part_*.parquet")):
-        for path in sorted(_glob.glob(os.path.join(root, "*", "*mix", pattern))):
-            split = os.path.basename(os.path.dirname(os.path.dirname(path)))
-            found[fmt].setdefault(split, []).append(path)
-    return found
-
-
-def _webdataset_features(files: Sequence[str], decode: bool, use_audio: bool) -> datasets.Features:
-    """Audio (or, without torchcodec, the raw file bytes) for ``mix.{ext}`` and ``s1..sN.{ext}``; the
-    JSON sidecar's struct from one sample of each ``{n}mix`` group (so every group's fields are
-    present; missing stems read as None)."""
-    import pyarrow as pa
-    from datasets.features.features import cast_to_python_objects
-
-    firsts: dict[str, str] = {}
-    for f in files:
-        firsts.setdefault(os.path.dirname(f), f)
-    ext, max_n, samples = None, 0, []
-    for f in firsts.values():
-        with tarfile.open(f) as tar:
-            key = None
-            for member in tar:
-                stem, _, field = member.name.partition(".")
-                if key is None:
-                    key = stem
-                if stem != key:
-                    break
-                m = re.fullmatch(r"(mix|s(\d+))\.(\w+)", field)
-                if m:
-                    ext = m.group(3)
-                    max_n = max(max_n, int(m.group(2) or 0))
-                elif field == "json":
-                    samples.append(json.load(tar.extractfile(member)))  # type: ignore[arg-type]
-    if ext is None or not samples:
-        raise ValueError(f"no WebDataset sample with a mix and a .json member in {list(firsts.values())[:3]}")
-    tables = [pa.Table.from_pylist(cast_to_python_objects([s], only_1d_for_numpy=True)) for s in samples]
-    schema = pa.concat_tables(tables, promote_options="default").schema
-    audio = datasets.Audio(decode=decode) if use_audio else datasets.Value("binary")
-    feats = {f"mix.{ext}": audio}
-    feats.update({f"s{i}.{ext}": audio for i in range(1, max_n + 1)})
-    feats["json"] = datasets.Features.from_arrow_schema(schema)
-    feats["__key__"] = datasets.Value("string")
-    feats["__url__"] = datasets.Value("string")
-    return datasets.Features(feats)
-
-
-def load_rendered(directory: str | os.PathLike, split: str | None = None, format: str | None = None, *,
-                  num_sources: int | None = None, streaming: bool = False, decode: bool = True,
-                  audio_feature: bool | None = None, cache_dir: str | None = None):
-    """Load ``hive render`` output with ``datasets.load_dataset``.
-
-    ``DIR/{split}/{n}mix/tar_*.tar`` (``format="webdataset"``): columns ``mix.wav``, ``s1.wav`` …
-    ``s5.wav`` (``datasets.Audio``; a stem a mixture does not have is None), ``json`` (the record
-    and render provenance), ``__key__`` (= mix_id), ``__url__``.
-    ``DIR/{split}/{n}mix/part_*.parquet`` (``format="parquet"``): the features of
-    :func:`mixing.shards.rendered_features` (``mix`` Audio, ``sources`` list of Audio, ``labels``, …).
-
-    ``format`` defaults to the one present; ``split=None`` returns a ``DatasetDict`` (or
-    ``IterableDatasetDict`` with ``streaming=True``); ``num_sources`` loads one ``{n}mix`` group;
-    ``decode=False`` keeps ``{"bytes", "path"}``. Without torch/torchcodec (or with
-    ``audio_feature=False``) audio columns hold the WAV/FLAC bytes (WebDataset) or plain
-    ``{bytes, path}`` structs (Parquet); read them with soundfile.
-    """
-    root = os.fspath(directory)
-    layout = _rendered_layout(root)
-    present = [f for f, v in layout.items() if v]
-    if format is None:
-        if len(present) != 1:
-            raise ValueError(f"{root}: found {present or 'no'} rendered shards (DIR/{{split}}/{{n}}mix/"
-                             "tar_*.tar or part_*.parquet); pass format='webdataset' or 'parquet'"
-                             if present else f"{root} holds no hive render output (DIR/{{split}}/{{n}}mix/"
-                             "tar_*.tar or part_*.parquet)")
-        format = present[0]
-    if format not in layout:
-        raise ValueError(f"format is {format!r}; expected 'webdataset' or 'parquet'")
-    data_files = {s: [f for f in files if num_sources is None or f"{os.sep}{num_sources}mix{os.sep}" in f]
-                  for s, files in layout[format].items()}
-    data_files = {s: f for s, f in data_files.items() if f}
-    if split is not None:
-        split = normalise_split(split)
-        if split not in data_files:
-            raise ValueError(f"{root}: no {format} shards for split {split!r}; found {sorted(data_files)}")
-        data_files = {split: data_files[split]}
-    if not data_files:
-        raise ValueError(f"{root}: no {format} shards match num_sources={num_sources}")
-    order = {s: i for i, s in enumerate(SPLITS)}
-    data_files = dict(sorted(data_files.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
-    use_audio = audio_codec_available() if audio_feature is None else audio_feature
-    if format == "webdataset":
-        features = _webdataset_features([f for fs in data_files.values() for f in fs], decode, use_audio)
-    else:
-        features = _features(rendered_features(decode=decode), use_audio, f"load_rendered({root})")
-    return datasets.load_dataset(format, data_files=data_files, split=split, features=features,
-                                 streaming=streaming, cache_dir=cache_dir)
-
-
-# ---- demo ------------------------------------------------------------------------------------
-def describe_first_example(metadata: Any, dataset_paths: Any, *, split: str = "train", config_name: str = "all",
-                           sample_rate: int | None = None, cache_dir: str | None = None) -> str:
-    """Load the first example of ``split`` through the builder (streaming, no torch/torchcodec
-    needed) and describe its shapes; for ``hive demo``."""
-    import soundfile as sf
-
-    builder = Hive(config_name=config_name, metadata=metadata, dataset_paths=dataset_paths, decode=False,
-                   sample_rate=sample_rate, splits=(split,), cache_dir=cache_dir)
-    ds = builder.as_streaming_dataset(split=normalise_split(split))
-    ex = next(iter(ds), None)
-    if ex is None:
-        return f"Hive builder ({config_name}): split {split!r} has no renderable mixture"
-    mix, sr = sf.read(io.BytesIO(ex["mix"]["bytes"]), dtype="float32")
-    stems = np.stack([sf.read(io.BytesIO(s["bytes"]), dtype="float32")[0] for s in ex["sources"]])
-    lines = [
-        f"Hive builder, config {config_name!r}, split {split!r}: first example {ex['mix_id']}",
-        f"  mix     {tuple(mix.shape)} float32 at {sr} Hz ({mix.shape[0] / sr:.2f} s), peak {np.abs(mix).max():.3f}",
-        f"  sources {tuple(stems.shape)} float32: {', '.join(ex['labels'])}",
-        f"  stems sum to the mix: max |sum - mix| = {np.abs(stems.sum(0) - mix).max():.2e}",
-    ]
-    return "\n".join(lines)

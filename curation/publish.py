@@ -1,3 +1,4 @@
+# Over 400 lines: one publish transaction (plan, diff, commit, refusals) that must read top to bottom.
 """Publish a Hub-layout folder (``hive card`` output) as a new revision of a Hub data set.
 
 The commit is built from explicit operations, never by re-uploading a folder:

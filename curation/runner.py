@@ -416,7 +416,7 @@ def _run_shard(stage: Stage, opts: RunConfig, output: Path, shard: list[Item],
                disable=not _show_progress(opts), dynamic_ncols=True)
     models_logged = False
     try:
-        for batch, results in stage.run(todo, opts.rank, opts.world_size, opts.batch_size):
+        for batch, results in stage.run(todo, opts.batch_size):
             kept, drops, failures, done_ids = [], [], [], []
             for item, result in zip(batch, results):
                 for r in result:

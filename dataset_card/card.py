@@ -1,3 +1,4 @@
+# Over 400 lines: the card's YAML header and body tables are one document and are checked together.
 """The dataset card: YAML header (configs, dataset_info, licence, tags) and a body with statistics.
 
 :func:`write_card_folder` is the whole of ``hive card``: one streaming pass over the metadata
@@ -101,6 +102,8 @@ class CardConfig:
     #: where the metadata came from, as shown in the card (never a local absolute path)
     source_description: str | None = None
     rows_per_file: int = DEFAULT_ROWS_PER_FILE
+    #: draw the plots (matplotlib) into ``assets/`` and show them; False writes the same card without them
+    plots: bool = True
 
 
 @dataclass
@@ -315,6 +318,10 @@ def examples(layout: Layout) -> dict[str, str]:
     }
 
 
+def _figure(alt: str, name: str, options: CardConfig) -> str:
+    return f"![{alt}](assets/{name})" if options.plots else ""
+
+
 def card_body(stats: CardStats, layout: Layout, options: CardConfig) -> str:
     splits = stats.splits()
     split_header, split_rule, config_rows = _config_rows(layout, splits)
@@ -323,11 +330,11 @@ def card_body(stats: CardStats, layout: Layout, options: CardConfig) -> str:
         split_header=split_header, split_rule=split_rule, config_rows=config_rows,
         repo_id=options.repo_id, example_revision=options.example_revision, **examples(layout),
         mixture_table=_mixture_table(stats), source_count_table=_source_count_table(stats),
-        source_count_plot=SOURCE_COUNT_PLOT,
+        source_count_figure=_figure("Source-count distribution", SOURCE_COUNT_PLOT, options),
         num_labels=f"{len(stats.labels):,}", num_source_slots=f"{stats.num_sources_total:,}",
         top_n=min(options.top_labels, len(stats.labels)), label_table=_label_table(stats, options.top_labels),
-        label_plot=LABEL_PLOT, corpus_table=_corpus_table(stats),
-        snr_summary=_snr_summary(stats), snr_table=_snr_table(stats), snr_plot=SNR_PLOT,
+        label_figure=_figure("Label distribution", LABEL_PLOT, options), corpus_table=_corpus_table(stats),
+        snr_summary=_snr_summary(stats), snr_table=_snr_table(stats), snr_figure=_figure("SNR histogram", SNR_PLOT, options),
         licence_table=_licence_table(), provenance=_provenance(options, layout),
         citation=CITATION.rstrip("\n"), reference=REFERENCE,
     )
@@ -372,7 +379,7 @@ def check_card(card: DatasetCard, root: str | os.PathLike) -> None:
 def _describe_source(src: MetadataSource, revision: str | None) -> str:
     if src.kind == "hub":
         return src.location + (f"@{revision}" if revision else "")
-    return f"{src.kind} metadata ({len(src.shards())} files)"
+    return f"{src.kind} metadata ({len(src.files())} files)"
 
 
 def _check_not_inside(src: MetadataSource, output: Path) -> None:
@@ -388,9 +395,11 @@ def _check_not_inside(src: MetadataSource, output: Path) -> None:
 def write_card_folder(metadata: str | os.PathLike | MetadataSource | Iterable[MixtureRecord],
                       output: str | os.PathLike, options: CardConfig | None = None, *,
                       revision: str | None = None) -> CardResult:
-    """Write ``output/data/...`` (Hub layout), ``output/assets/*.png`` and ``output/README.md``."""
+    """Write ``output/data/...`` (Hub layout), ``output/assets/*.png`` (unless ``options.plots`` is
+    False) and ``output/README.md``."""
     options = options or CardConfig()
-    optional.require_available("matplotlib", "drawing the card's plots", "card")
+    if options.plots:
+        optional.require_available("matplotlib", "drawing the card's plots", "card")
     output = Path(output)
     if isinstance(metadata, (str, os.PathLike, MetadataSource)):
         src = metadata if isinstance(metadata, MetadataSource) else open_metadata(metadata, revision=revision)
@@ -413,7 +422,7 @@ def write_card_folder(metadata: str | os.PathLike | MetadataSource | Iterable[Mi
         raise CardError(f"the metadata ({options.source_description or 'records'}) holds no mixture; nothing to "
                         "describe")
     layout = writer.close()
-    plots = write_plots(stats, output / "assets", options.top_labels)
+    plots = write_plots(stats, output / "assets", options.top_labels) if options.plots else {}
     card = build_card(stats, layout, options)
     readme = output / "README.md"
     atomic_write_text(readme, str(card))

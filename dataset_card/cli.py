@@ -9,6 +9,9 @@ from mixing.cli import argtypes as at
 from .layout import DEFAULT_ROWS_PER_FILE
 
 
+HELP = "write the Hub layout and dataset card with statistics"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("metadata", metavar="METADATA",
                    help="Hub id (ORG/NAME), Parquet file/folder, legacy JSON folder or JSONL file")

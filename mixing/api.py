@@ -113,7 +113,7 @@ def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Da
                                audio_format=audio_format, store_only=store_only)
     label_filter = LabelFilter.make(labels)
     if label_filter is not None:
-        check_label_selection(open_metadata(metadata, revision=revision).shards(split), split, num_sources,
+        check_label_selection(open_metadata(metadata, revision=revision).files(split), split, num_sources,
                               label_filter, f"--metadata {metadata}" + (f" (split {split!r})" if split else ""))
     opts = RenderConfig(output=os.fspath(output), recipe=recipe, format=format, shard_size=shard_size,
                         labels=label_filter)

@@ -1,7 +1,7 @@
 """Batches of examples, every form: mixtures with all their stems, and query examples.
 
 * :func:`stack_examples` — numpy: the ``"all"`` form becomes ``mix (B, T)``, ``sources (B, N, T)``
-  zero-padded, ``source_mask (B, N)`` (:func:`mixing.streaming.pad_sources`); the query form
+  zero-padded, ``source_mask (B, N)`` (:func:`pad_sources`); the query form
   (``targets="each"``/``"one"``) becomes ``mix (B, T)``, ``target (B, T)``, ``source_index (B,)``,
   ``negative (B,)``; other fields become lists (``query``, ``label``, ``label_id``, ``mix_id`` …).
 * :func:`collate_mixtures` — the same as torch tensors, for ``DataLoader(collate_fn=...)``; in a
@@ -18,7 +18,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import optional
-from .streaming import pad_sources
 
 Alloc = Callable[[str, tuple[int, ...], Any], np.ndarray]
 #: stacked per example in the query form (the rest become lists)
@@ -53,6 +52,40 @@ def stack_queries(examples: Sequence[Mapping[str, Any]], alloc: Alloc | None = N
         negative[k] = bool(e["negative"])
     out: dict[str, Any] = {key: [e[key] for e in examples] for key in examples[0] if key not in _QUERY_ARRAYS}
     out.update(mix=mix, target=target, source_index=index, negative=negative)
+    return out
+
+
+def pad_sources(examples: Sequence[Mapping[str, Any]], max_sources: int | None = None,
+                alloc: Any = None) -> dict[str, Any]:
+    """Stack examples of one rate and duration into ``mix (B, T)``, ``sources (B, N, T)`` zero-padded
+    to the largest count (or ``max_sources``), and ``source_mask (B, N)``; other keys as lists.
+    ``alloc(name, shape, dtype) -> ndarray`` lets a caller provide the output buffers (e.g.
+    shared memory in a DataLoader worker); they need not be zeroed: every element is written once."""
+    if alloc is None:
+        def alloc(name, shape, dtype):
+            return np.empty(shape, dtype=dtype)
+    if not examples:
+        raise ValueError("pad_sources got no examples")
+    lengths = {np.shape(e["mix"])[-1] for e in examples}
+    if len(lengths) != 1:
+        raise ValueError(f"examples have different lengths {sorted(lengths)}; batch one split (one "
+                         "target duration) at one sample rate")
+    n = max_sources or max(int(np.shape(e["sources"])[0]) for e in examples)
+    t = lengths.pop()
+    mix = alloc("mix", (len(examples), t), np.float32)
+    sources = alloc("sources", (len(examples), n, t), np.float32)
+    mask = alloc("source_mask", (len(examples), n), np.bool_)
+    for b, e in enumerate(examples):
+        s = np.asarray(e["sources"], dtype=np.float32)
+        if s.shape[0] > n:
+            raise ValueError(f"{e.get('mix_id')}: {s.shape[0]} sources > max_sources={n}")
+        mix[b] = e["mix"]
+        sources[b, : s.shape[0]] = s
+        sources[b, s.shape[0]:] = 0.0
+        mask[b, : s.shape[0]] = True
+        mask[b, s.shape[0]:] = False
+    out: dict[str, Any] = {k: [e[k] for e in examples] for k in examples[0] if k not in ("mix", "sources")}
+    out.update(mix=mix, sources=sources, source_mask=mask)
     return out
 
 

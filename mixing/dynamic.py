@@ -15,8 +15,8 @@ decoded. So:
   :func:`records_of` + :func:`mixing.metadata_io.write_hub_folder` and rendered offline
   (``hive render --store``), it gives the same samples.
 
-Work is split by index: ``num_shards`` virtual shards (default 240); shard ``s`` holds the indices
-``s, s + num_shards, …``; a process iterates its shards round-robin, so the mixtures of an
+Work is split by index: ``num_units`` work units (default 240); unit ``u`` holds the indices
+``u, u + num_units, …``; a process iterates its units round-robin, so the mixtures of an
 endless stream come in index order for one process. ``num_mixtures=None`` never ends.
 
 :class:`DynamicSpec` is the small, picklable description a worker needs; the pool (a file, or
@@ -45,7 +45,7 @@ from .metadata import MixtureRecord
 from .pool import PoolEntry
 from .queries import ExampleConfig, QueryMaker
 from .recipe import RenderRecipe
-from .streaming import AUTO_SHARD_MULTIPLE, RENDER_ERRORS, array_example
+from .streaming import AUTO_UNIT_MULTIPLE, RENDER_ERRORS, array_example
 from .validation import parse_mixture
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,12 @@ class DynamicSpec:
     examples: ExampleConfig = ExampleConfig()
     epoch: int = 0
     num_mixtures: int | None = None
-    num_shards: int = AUTO_SHARD_MULTIPLE
+    num_units: int = AUTO_UNIT_MULTIPLE
 
     @classmethod
     def make(cls, pool: str | os.PathLike | Sequence[PoolEntry], store: Any, config: Any = None, *,
              epoch: int = 0, num_mixtures: int | None = None, targets: str | ExampleConfig = "all",
-             ontology: str | os.PathLike | None = None, num_shards: int | None = None,
+             ontology: str | os.PathLike | None = None, num_units: int | None = None,
              **settings: Any) -> "DynamicSpec":
         """Checked settings: :class:`~mixing.synthesis.config.SynthesisConfig` defaults < ``config``
         (object or YAML) < ``settings`` (its field names: ``sample_rate``, ``duration``, ``seed``,
@@ -92,7 +92,7 @@ class DynamicSpec:
         from .api import synthesis_config
         from .store import open_store
 
-        for name, value, lo in (("epoch", epoch, 0), ("num_shards", num_shards, 1)):
+        for name, value, lo in (("epoch", epoch, 0), ("num_units", num_units, 1)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < lo):
                 raise DynamicMixingError(f"{name} is {value!r}; expected an integer >= {lo}")
         if num_mixtures is not None and (isinstance(num_mixtures, bool) or not isinstance(num_mixtures, int)
@@ -118,7 +118,7 @@ class DynamicSpec:
                 raise DynamicMixingError("pool is a sequence of something else than PoolEntry; pass a pool file "
                                          "(.jsonl/.parquet) or mixing.pool.PoolEntry objects")
         spec = cls(pool_ref, str(opened.root), json.dumps(cfg.to_dict(), sort_keys=True), onto,
-                   ExampleConfig.coerce(targets), epoch, num_mixtures, num_shards or AUTO_SHARD_MULTIPLE)
+                   ExampleConfig.coerce(targets), epoch, num_mixtures, num_units or AUTO_UNIT_MULTIPLE)
         spec.state()  # an empty pool, a pool the store lacks, unknown labels: refused now, in this process
         return spec
 
@@ -137,26 +137,26 @@ class DynamicSpec:
     def state(self) -> "_State":
         return _state(self.pool, self.store, self.config_json, self.ontology, self.examples)
 
-    def indices(self, shards: Sequence[int]) -> Iterator[int]:
-        """The mixture indices of some virtual shards, round-robin (index order for all shards)."""
-        shards = sorted(int(s) for s in shards)
+    def indices(self, units: Sequence[int]) -> Iterator[int]:
+        """The mixture indices of some work units, round-robin (index order for all units)."""
+        units = sorted(int(s) for s in units)
         for k in itertools.count():
-            base = k * self.num_shards
+            base = k * self.num_units
             if self.num_mixtures is not None and base >= self.num_mixtures:
                 return
-            for s in shards:
+            for s in units:
                 i = base + s
                 if self.num_mixtures is None or i < self.num_mixtures:
                     yield i
 
-    def iter(self, shards: Sequence[int] | None = None, *, rank: int = 0, world_size: int = 1,
+    def iter(self, units: Sequence[int] | None = None, *, rank: int = 0, world_size: int = 1,
              report: DynamicReport | None = None) -> Iterator[dict[str, Any]]:
-        """Examples of ``shards`` (default: every shard; ``rank``/``world_size`` take every
+        """Examples of ``units`` (default: every unit; ``rank``/``world_size`` take every
         ``world_size``-th of them), in the form ``examples`` asks for; ``report`` counts."""
         if not 0 <= rank < world_size:
             raise DynamicMixingError(f"rank {rank} is not in 0..{world_size - 1}")
-        shards = list(range(self.num_shards))[rank::world_size] if shards is None else shards
-        return iter_dynamic(self, shards, report)
+        units = list(range(self.num_units))[rank::world_size] if units is None else units
+        return iter_dynamic(self, units, report)
 
 
 class _State:
@@ -168,7 +168,7 @@ class _State:
         from .packaged import hive_ontology_path
         from .store import SourceStore
         from .synthesis.config import SynthesisConfig
-        from .synthesis.job import Synthesizer, load_pool
+        from .synthesis import Synthesizer, load_pool
 
         cfg = SynthesisConfig(**json.loads(config_json))
         entries = list(pool) if isinstance(pool, tuple) else load_pool(pool)
@@ -261,14 +261,14 @@ def _label_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def iter_dynamic(spec: DynamicSpec, shards: Sequence[int], report: DynamicReport | None = None
+def iter_dynamic(spec: DynamicSpec, units: Sequence[int], report: DynamicReport | None = None
                  ) -> Iterator[dict[str, Any]]:
-    """Draw, level, render and shape the mixtures of ``shards`` (see the module docstring)."""
+    """Draw, level, render and shape the mixtures of ``units`` (see the module docstring)."""
     state = spec.state()
     synth, renderer, maker = state.synth, state.renderer, state.maker
     reasons: Counter = report.reasons if report is not None else Counter()
     prefix = f"{state.mix_id_prefix}_e{spec.epoch:04d}_"
-    for index in spec.indices(shards):
+    for index in spec.indices(units):
         rec, failure = synth.synthesize_one(index, renderer, reasons, epoch=spec.epoch, measure=state.levels)
         if rec is None:
             if report is not None:
@@ -294,29 +294,29 @@ def iter_dynamic(spec: DynamicSpec, shards: Sequence[int], report: DynamicReport
             yield from maker.examples(ex, spec.epoch)
 
 
-def generate_dynamic(shards: Sequence[int], spec: DynamicSpec) -> Iterator[dict[str, Any]]:
+def generate_dynamic(units: Sequence[int], spec: DynamicSpec) -> Iterator[dict[str, Any]]:
     """The generator behind :func:`dynamic_mixtures` (module level: pickled by reference)."""
-    yield from iter_dynamic(spec, shards)
+    yield from iter_dynamic(spec, units)
 
 
 def dynamic_mixtures(pool: str | os.PathLike | Sequence[PoolEntry], store: Any, config: Any = None, *,
                      epoch: int = 0, num_mixtures: int | None = None, targets: str | ExampleConfig = "all",
-                     ontology: str | os.PathLike | None = None, num_shards: int | None = None,
+                     ontology: str | os.PathLike | None = None, num_units: int | None = None,
                      **settings: Any):
     """New mixtures as a ``datasets.IterableDataset`` of numpy arrays (see the module docstring).
 
     ``settings`` are :class:`~mixing.synthesis.config.SynthesisConfig` fields (``seed``,
     ``sample_rate``, ``duration``, ``split``, ``min_sources``, ``snr_low`` …, ``labels``,
     ``exclude_labels``) over ``config``; ``targets`` as in :func:`hive.stream_mixtures`. A DataLoader's
-    workers and ``split_dataset_by_node`` ranks take different virtual shards (``num_shards`` a
+    workers and ``split_dataset_by_node`` ranks take different work units (``num_units`` a
     multiple of ``world_size``). Each epoch: ``dynamic_mixtures(..., epoch=e)`` (cheap: each
     process keeps its pool and synthesizer)."""
     import datasets
 
     spec = DynamicSpec.make(pool, store, config, epoch=epoch, num_mixtures=num_mixtures, targets=targets,
-                            ontology=ontology, num_shards=num_shards, **settings)
+                            ontology=ontology, num_units=num_units, **settings)
     return datasets.IterableDataset.from_generator(
-        generate_dynamic, gen_kwargs={"shards": list(range(spec.num_shards)), "spec": spec},
+        generate_dynamic, gen_kwargs={"units": list(range(spec.num_units)), "spec": spec},
         split=datasets.Split(spec.config.split))
 
 

@@ -1,3 +1,4 @@
+# Over 400 lines: the one safe reader of every untrusted input format; its rules must hold in one place.
 """The one reader of untrusted input files: JSON, JSON Lines, CSV, YAML, Parquet, tar members and
 the JSON bodies of HTTP replies, each failure one clear error.
 

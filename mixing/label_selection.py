@@ -20,16 +20,16 @@ import pyarrow.parquet as pq
 
 from .label_filter import LabelFilter
 from .metadata import normalise_split
-from .metadata_io import filter_batch, read_shard_arrow
-from .metadata_source import MetadataShard
+from .metadata_io import filter_batch, read_metadata_file_arrow
+from .metadata_source import MetadataFile
 
 _COLUMNS = ["split", "num_sources", "sources.label"]
 
 
-def _label_batches(shard: MetadataShard, split: str | None, num_sources: int | None) -> Iterator[pa.Array]:
-    """The source-label lists of the mixtures of ``split`` / ``num_sources`` in one shard."""
-    if shard.kind == "parquet" and "://" not in shard.location:
-        pf = pq.ParquetFile(shard.location)
+def _label_batches(file: MetadataFile, split: str | None, num_sources: int | None) -> Iterator[pa.Array]:
+    """The source-label lists of the mixtures of ``split`` / ``num_sources`` in one file."""
+    if file.kind == "parquet" and "://" not in file.location:
+        pf = pq.ParquetFile(file.location)
         names = pf.schema_arrow.names
         typ = pf.schema_arrow.field("sources").type if "sources" in names else None
         if {"split", "num_sources"} <= set(names) and typ is not None and pa.types.is_struct(typ) \
@@ -38,23 +38,23 @@ def _label_batches(shard: MetadataShard, split: str | None, num_sources: int | N
                 batch = filter_batch(batch, split, num_sources)
                 yield batch.column("sources").field("label")
             return
-    if shard.kind == "hub" or "://" in shard.location:
+    if file.kind == "hub" or "://" in file.location:
         return
-    for batch in read_shard_arrow(shard, split=split, num_sources=num_sources, on_error="skip"):
+    for batch in read_metadata_file_arrow(file, split=split, num_sources=num_sources, on_error="skip"):
         yield batch.column("sources").field("label")
 
 
-def selection_counts(shards: Sequence[MetadataShard], split: str | None, num_sources: int | None,
+def selection_counts(files: Sequence[MetadataFile], split: str | None, num_sources: int | None,
                      labels: LabelFilter) -> tuple[int, int, Counter] | None:
-    """``(mixtures, kept, Counter[label -> mixtures])`` of the local shards; None when a shard is
+    """``(mixtures, kept, Counter[label -> mixtures])`` of the local files; None when a file is
     remote (not counted)."""
-    if any(s.kind == "hub" or "://" in s.location for s in shards):
+    if any(s.kind == "hub" or "://" in s.location for s in files):
         return None
     split = normalise_split(split) if split else None
     total = kept = 0
     per_label: Counter = Counter()
-    for shard in shards:
-        for lists in _label_batches(shard, split, num_sources):
+    for file in files:
+        for lists in _label_batches(file, split, num_sources):
             if len(lists) == 0:
                 continue
             total += len(lists)
@@ -68,13 +68,13 @@ def selection_counts(shards: Sequence[MetadataShard], split: str | None, num_sou
     return total, kept, +per_label
 
 
-def check_label_selection(shards: Sequence[MetadataShard], split: str | None, num_sources: int | None,
+def check_label_selection(files: Sequence[MetadataFile], split: str | None, num_sources: int | None,
                           labels: LabelFilter | None, where: str) -> int | None:
     """Raise when ``labels`` keeps none of the mixtures (see the module docstring); else the number
     kept (None: not counted)."""
     if labels is None:
         return None
-    counted = selection_counts(shards, split, num_sources, labels)
+    counted = selection_counts(files, split, num_sources, labels)
     if counted is None:
         return None
     total, kept, per_label = counted

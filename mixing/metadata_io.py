@@ -15,26 +15,46 @@ on the first bad record or to skip and report.
 
 from __future__ import annotations
 
-import json
 import os
-from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from .errors import EmptySelectionError, InvalidRecordError, MetadataSourceError
-from .input_files import BadLine, iter_jsonl, iter_parquet_batches, load_json_file, open_parquet
-from .metadata import (
-    HUB_ARROW_SCHEMA, LEGACY_SPLIT_DIR, SOURCES_ARROW_TYPE, SPLIT_ALIASES, SPLITS, MixtureRecord,
-    normalise_split, records_to_arrow,
+from .errors import InvalidRecordError, MetadataSourceError
+from .input_files import (
+    BadLine,
+    iter_jsonl,
+    iter_parquet_batches,
+    load_json_file,
+    open_parquet,
 )
-from .metadata_source import Location, MetadataShard, classify_location, local_shards
-from .resume import AtomicFile, atomic_open
-from .validation import MAX_SOURCES, RecordWarning, ValidationReport, fast_valid_mask, parse_mixture
+from .metadata import (
+    HUB_ARROW_SCHEMA,
+    SOURCES_ARROW_TYPE,
+    SPLIT_ALIASES,
+    SPLITS,
+    MixtureRecord,
+    normalise_split,
+    records_to_arrow,
+)
+from .metadata_source import Location, MetadataFile, classify_location, local_files
+
+# the writers live in metadata_write; this module is the one place callers read and write metadata from
+from .metadata_write import (  # noqa: F401
+    write_hub_folder,
+    write_jsonl,
+    write_legacy_json,
+    write_parquet,
+)
+from .validation import (
+    MAX_SOURCES,
+    RecordWarning,
+    ValidationReport,
+    fast_valid_mask,
+    parse_mixture,
+)
 
 OnError = Literal["raise", "skip"]
 _PARQUET_BATCH = 8192
@@ -44,42 +64,45 @@ _PYLIST_ROWS = 512
 
 
 class MetadataSource:
-    """A recognised metadata source: a list of shards per split, and a way to read each."""
+    """A recognised metadata source: a list of files per split, and a way to read each."""
 
-    def __init__(self, kind: str, location: str, shards: list[MetadataShard]):
+    def __init__(self, kind: str, location: str, files: list[MetadataFile]):
         self.kind = kind
         self.location = location
-        self._shards = shards
+        self._files = files
 
     def __repr__(self) -> str:
-        return f"MetadataSource({self.kind!r}, {self.location!r}, {len(self._shards)} shards)"
+        return f"MetadataSource({self.kind!r}, {self.location!r}, {len(self._files)} files)"
 
-    def shards(self, split: str | None = None) -> list[MetadataShard]:
-        """Shards that may hold rows of ``split`` (all when None), in a deterministic order."""
+    def files(self, split: str | None = None) -> list[MetadataFile]:
+        """The metadata files that may hold rows of ``split`` (all when None), in a deterministic order."""
         if split is None:
-            return list(self._shards)
+            return list(self._files)
         split = normalise_split(split)
         if self.kind == "hub":
-            return [MetadataShard("hub", s.location, split, s.revision, s.config) for s in self._shards]
-        return [s for s in self._shards if s.split in (None, split)]
+            return [MetadataFile("hub", s.location, split, s.revision, s.config) for s in self._files]
+        return [f for f in self._files if f.split in (None, split)]
+
+    #: the name before issue 20 ("shard" now means only an output shard of ``hive render``)
+    shards = files
 
     def splits(self) -> list[str]:
-        known = {s.split for s in self._shards if s.split}
+        known = {s.split for s in self._files if s.split}
         return [s for s in SPLITS if s in known] + sorted(known - set(SPLITS))
 
     def records(self, split: str | None = None, num_sources: int | None = None, *,
                 on_error: OnError = "raise", report: ValidationReport | None = None,
                 max_sources: int = MAX_SOURCES) -> Iterator[MixtureRecord]:
-        for shard in self.shards(split):
-            yield from read_shard(shard, split=split, num_sources=num_sources, on_error=on_error,
+        for file in self.files(split):
+            yield from read_metadata_file(file, split=split, num_sources=num_sources, on_error=on_error,
                                   report=report, max_sources=max_sources)
 
     def arrow_batches(self, split: str | None = None, num_sources: int | None = None, *,
                       on_error: OnError = "raise", report: ValidationReport | None = None,
                       max_sources: int = MAX_SOURCES) -> Iterator[pa.RecordBatch]:
-        """What :meth:`records` yields, as Arrow batches of the Hub schema (see :func:`read_shard_arrow`)."""
-        for shard in self.shards(split):
-            yield from read_shard_arrow(shard, split=split, num_sources=num_sources, on_error=on_error,
+        """What :meth:`records` yields, as Arrow batches of the Hub schema (see :func:`read_metadata_file_arrow`)."""
+        for file in self.files(split):
+            yield from read_metadata_file_arrow(file, split=split, num_sources=num_sources, on_error=on_error,
                                         report=report, max_sources=max_sources)
 
 
@@ -90,16 +113,16 @@ def open_metadata(source: str | os.PathLike | Location, *, revision: str | None 
     legacy JSON file/folder, JSONL); see :mod:`mixing.metadata_source` for the rules. A Hub id is
     not contacted here (its rows are streamed when read); ``config`` / ``num_sources`` choose the
     README config of a local Hub-layout folder (:func:`~mixing.metadata_source.choose_config`)."""
-    from .metadata_memory import is_in_memory, memory_shard
+    from .metadata_memory import is_in_memory, memory_file
 
     if is_in_memory(source):
-        shard = memory_shard(source)
-        return MetadataSource("memory", shard.location, [shard])
+        file = memory_file(source)
+        return MetadataSource("memory", file.location, [file])
     loc = source if isinstance(source, Location) else classify_location(source)
     if loc.kind == "hub":
-        return MetadataSource("hub", loc.location, [MetadataShard("hub", loc.location, None, revision, config)])
-    shards = local_shards(loc, config=config, num_sources=num_sources)
-    return MetadataSource("parquet" if loc.kind == "configs" else loc.kind, loc.location, shards)
+        return MetadataSource("hub", loc.location, [MetadataFile("hub", loc.location, None, revision, config)])
+    files = local_files(loc, config=config, num_sources=num_sources)
+    return MetadataSource("parquet" if loc.kind == "configs" else loc.kind, loc.location, files)
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -152,15 +175,15 @@ def _iter_jsonl_rows(path: str) -> Iterator[Any]:
         yield {"mix_id": None, "__bad_json__": row.message} if isinstance(row, BadLine) else row
 
 
-def _load_hub(shard: MetadataShard, split: str | None):
+def _load_hub(file: MetadataFile, split: str | None):
     """``datasets.load_dataset(..., streaming=True)`` with the Hub's failures turned into one
     clear error (no network, unknown repository or revision, unknown split or config)."""
     import datasets
 
-    where = shard.location + (f" (revision {shard.revision})" if shard.revision else "")
+    where = file.location + (f" (revision {file.revision})" if file.revision else "")
     try:
-        return datasets.load_dataset(shard.location, shard.config, split=split, streaming=True,
-                                     revision=shard.revision)
+        return datasets.load_dataset(file.location, file.config, split=split, streaming=True,
+                                     revision=file.revision)
     except ValueError as exc:
         raise MetadataSourceError(f"{where}: cannot stream split {split!r}: {exc}") from exc
     except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as exc:
@@ -170,45 +193,45 @@ def _load_hub(shard: MetadataShard, split: str | None):
             "(`hf download --repo-type dataset ORG/NAME --local-dir DIR`) and pass the local folder") from exc
 
 
-def _iter_hub_rows(shard: MetadataShard, split: str | None) -> Iterator[Any]:
+def _iter_hub_rows(file: MetadataFile, split: str | None) -> Iterator[Any]:
     if split:
-        yield from _load_hub(shard, split)
+        yield from _load_hub(file, split)
         return
     # every split the repository has (not all of SPLITS need exist), in the order of SPLITS
-    dsd = _load_hub(shard, None)
+    dsd = _load_hub(file, None)
     names = [s for s in SPLITS if s in dsd] + sorted(set(dsd) - set(SPLITS))
     for s in names:
         yield from dsd[s]
 
 
-def _memory_batches(shard: MetadataShard, split: str | None, num_sources: int | None,
+def _memory_batches(file: MetadataFile, split: str | None, num_sources: int | None,
                     start: int = 0, stop: int | None = None) -> Iterator[pa.RecordBatch]:
     from .metadata_memory import memory_batches
 
-    for batch in memory_batches(shard, start, stop):
+    for batch in memory_batches(file, start, stop):
         yield filter_batch(batch, split, num_sources)
 
 
-def _iter_memory_rows(shard: MetadataShard, split: str | None, num_sources: int | None,
+def _iter_memory_rows(file: MetadataFile, split: str | None, num_sources: int | None,
                       start: int = 0, stop: int | None = None) -> Iterator[Any]:
-    for batch in _memory_batches(shard, split, num_sources, start, stop):
+    for batch in _memory_batches(file, split, num_sources, start, stop):
         yield from _batch_rows(batch)
 
 
-def iter_raw_rows(shard: MetadataShard, split: str | None = None,
+def iter_raw_rows(file: MetadataFile, split: str | None = None,
                   num_sources: int | None = None) -> Iterator[Any]:
-    """Raw rows of one shard (pre-filtered by split / count where the storage allows)."""
-    if shard.kind == "parquet":
-        return _iter_parquet_rows(shard.location, split, num_sources)
-    if shard.kind == "json":
-        return _iter_json_rows(shard.location)
-    if shard.kind == "jsonl":
-        return _iter_jsonl_rows(shard.location)
-    if shard.kind == "hub":
-        return _iter_hub_rows(shard, split)
-    if shard.kind == "memory":
-        return _iter_memory_rows(shard, split, num_sources)
-    raise MetadataSourceError(f"unknown shard kind {shard.kind!r}")
+    """Raw rows of one file (pre-filtered by split / count where the storage allows)."""
+    if file.kind == "parquet":
+        return _iter_parquet_rows(file.location, split, num_sources)
+    if file.kind == "json":
+        return _iter_json_rows(file.location)
+    if file.kind == "jsonl":
+        return _iter_jsonl_rows(file.location)
+    if file.kind == "hub":
+        return _iter_hub_rows(file, split)
+    if file.kind == "memory":
+        return _iter_memory_rows(file, split, num_sources)
+    raise MetadataSourceError(f"unknown file kind {file.kind!r}")
 
 
 def _validated(raws: Iterable[Any], split: str | None, num_sources: int | None, on_error: OnError,
@@ -243,13 +266,13 @@ def _check_on_error(on_error: str) -> None:
         raise ValueError(f"on_error is {on_error!r}; expected 'raise' or 'skip'")
 
 
-def read_shard(shard: MetadataShard, *, split: str | None = None, num_sources: int | None = None,
+def read_metadata_file(file: MetadataFile, *, split: str | None = None, num_sources: int | None = None,
                on_error: OnError = "raise", report: ValidationReport | None = None,
                max_sources: int = MAX_SOURCES) -> Iterator[MixtureRecord]:
-    """Validated records of one shard, filtered by split and number of sources."""
+    """Validated records of one file, filtered by split and number of sources."""
     _check_on_error(on_error)
     split = normalise_split(split) if split else None
-    for _, rec in _validated(iter_raw_rows(shard, split, num_sources), split, num_sources, on_error,
+    for _, rec in _validated(iter_raw_rows(file, split, num_sources), split, num_sources, on_error,
                              report, max_sources):
         yield rec
 
@@ -270,11 +293,11 @@ def _to_hub_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=HUB_ARROW_SCHEMA)
 
 
-def _parquet_arrow_batches(shard: MetadataShard, split: str | None, num_sources: int | None,
+def _parquet_arrow_batches(file: MetadataFile, split: str | None, num_sources: int | None,
                            on_error: OnError, report: ValidationReport | None,
                            max_sources: int) -> Iterator[pa.RecordBatch]:
-    batches = _memory_batches(shard, split, num_sources) if shard.kind == "memory" else \
-        _iter_parquet_batches(shard.location, split, num_sources)
+    batches = _memory_batches(file, split, num_sources) if file.kind == "memory" else \
+        _iter_parquet_batches(file.location, split, num_sources)
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -308,10 +331,10 @@ def _parquet_arrow_batches(shard: MetadataShard, split: str | None, num_sources:
         yield from table.to_batches()
 
 
-def read_shard_arrow(shard: MetadataShard, *, split: str | None = None, num_sources: int | None = None,
+def read_metadata_file_arrow(file: MetadataFile, *, split: str | None = None, num_sources: int | None = None,
                      on_error: OnError = "raise", report: ValidationReport | None = None,
                      max_sources: int = MAX_SOURCES, batch_rows: int = _PARQUET_BATCH) -> Iterator[pa.RecordBatch]:
-    """The rows :func:`read_shard` yields, as Arrow batches of exactly :data:`HUB_ARROW_SCHEMA`.
+    """The rows :func:`read_metadata_file` yields, as Arrow batches of exactly :data:`HUB_ARROW_SCHEMA`.
 
     Same rules, filters, order, errors and report; only faster. For Parquet most rows never
     become Python objects: :func:`~mixing.validation.fast_valid_mask` accepts them column-wise,
@@ -321,11 +344,11 @@ def read_shard_arrow(shard: MetadataShard, *, split: str | None = None, num_sour
     """
     _check_on_error(on_error)
     split = normalise_split(split) if split else None
-    if shard.kind in ("parquet", "memory"):
-        yield from _parquet_arrow_batches(shard, split, num_sources, on_error, report, max_sources)
+    if file.kind in ("parquet", "memory"):
+        yield from _parquet_arrow_batches(file, split, num_sources, on_error, report, max_sources)
         return
     buf: list[MixtureRecord] = []
-    for rec in read_shard(shard, split=split, num_sources=num_sources, on_error=on_error,
+    for rec in read_metadata_file(file, split=split, num_sources=num_sources, on_error=on_error,
                           report=report, max_sources=max_sources):
         buf.append(rec)
         if len(buf) >= batch_rows:
@@ -344,202 +367,6 @@ def iter_records(source: str | os.PathLike | MetadataSource, *, split: str | Non
     return src.records(split, num_sources, on_error=on_error, report=report, max_sources=max_sources)
 
 
-# ---- what a selection matches ------------------------------------------------------------------
-def _raw_split_count(row: Any, default_split: str | None) -> tuple[Any, Any]:
-    if not isinstance(row, dict):
-        return None, None
-    info = row.get("dataset_info") if isinstance(row.get("dataset_info"), dict) else {}
-    split = row.get("split", info.get("split", default_split))
-    n = row.get("num_sources")
-    if n is None and isinstance(row.get("sources"), (list, dict)):
-        sources = row["sources"]
-        n = len(sources) if isinstance(sources, list) else len(next(iter(sources.values()), []))
-    return split, n
-
-
-def selection_counts(source: str | os.PathLike | MetadataSource, *, revision: str | None = None,
-                     config: str | None = None) -> Counter | None:
-    """``Counter[(split, num_sources)]`` of the raw rows of a local source (cheap for Parquet: two
-    columns are read); None for a Hub id, whose rows are not counted without streaming them all."""
-    src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
-    if src.kind == "hub":
-        return None
-    counts: Counter = Counter()
-    for shard in src.shards():
-        if shard.kind == "memory":
-            from .metadata_memory import memory_batches
-
-            for batch in memory_batches(shard, columns=["split", "num_sources"]):
-                if "split" in batch.schema.names and "num_sources" in batch.schema.names:
-                    counts.update(zip((normalise_split(x) if isinstance(x, str) else x
-                                       for x in batch.column("split").to_pylist()),
-                                      batch.column("num_sources").to_pylist()))
-                else:
-                    for r in _iter_memory_rows(shard, None, None):
-                        sp, n = _raw_split_count(r, None)
-                        counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
-                    break
-            continue
-        if shard.kind == "parquet":
-            pf = open_parquet(shard.location, "metadata file", MetadataSourceError)
-            names = pf.schema_arrow.names
-            cols = [c for c in ("split", "num_sources") if c in names]
-            if len(cols) < 2:  # an unusual layout: count the rows themselves
-                rows = ((_raw_split_count(r, shard.split)) for r in _iter_parquet_rows(shard.location, None, None))
-                counts.update((normalise_split(sp) if isinstance(sp, str) else sp, n) for sp, n in rows)
-                continue
-            for batch in iter_parquet_batches(pf, f"metadata file {shard.location}", MetadataSourceError,
-                                              batch_size=_PARQUET_BATCH, columns=cols):
-                counts.update(zip((normalise_split(x) if isinstance(x, str) else x
-                                   for x in batch.column("split").to_pylist()),
-                                  batch.column("num_sources").to_pylist()))
-        else:
-            for row in iter_raw_rows(shard):
-                sp, n = _raw_split_count(row, shard.split)
-                counts[(normalise_split(sp) if isinstance(sp, str) else sp, n)] += 1
-    return counts
-
-
-def _describe(counter: Counter, what: str) -> str:
-    order = {s: i for i, s in enumerate(SPLITS)}
-    keys = sorted(counter, key=lambda k: (0, order.get(k, len(order)), str(k)) if isinstance(k, str)
-                  else (1, k if isinstance(k, int) else 0, str(k)))
-    return ", ".join(f"{what.format(k)} ({counter[k]})" for k in keys) or "no rows at all"
-
-
-def _where(source: Any) -> str:
-    if isinstance(source, MetadataSource):
-        return source.location
-    if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
-    return f"<in-memory {type(source).__name__}>"
-
-
-def check_selection(source: str | os.PathLike | MetadataSource, split: str | None = None,
-                    num_sources: int | None = None, *, revision: str | None = None,
-                    config: str | None = None) -> int | None:
-    """Raise :class:`EmptySelectionError` when ``split`` / ``num_sources`` match no row of a local
-    source, listing what the metadata has; else return the number of rows matched (None: a Hub id,
-    not counted)."""
-    if split is None and num_sources is None:
-        return None
-    counts = selection_counts(source, revision=revision, config=config)
-    if counts is None:
-        return None
-    want = normalise_split(split) if split is not None else None
-    by_split: Counter = Counter()
-    for (sp, _), c in counts.items():
-        by_split[sp] += c
-    if want is not None and by_split[want] == 0:
-        raise EmptySelectionError(
-            f"{_where(source)}: no mixtures "
-            f"with split {split!r}; the metadata has {_describe(by_split, '{}')}; pass one of these to --split")
-    by_n: Counter = Counter()
-    for (sp, n), c in counts.items():
-        if want is None or sp == want:
-            by_n[n] += c
-    if num_sources is not None and by_n[num_sources] == 0:
-        where = f" in split {want!r}" if want is not None else ""
-        raise EmptySelectionError(
-            f"{_where(source)}: no mixtures "
-            f"with {num_sources} sources{where}; the metadata{where} has {_describe(by_n, '{} sources')}; "
-            "pass one of these counts to --num-sources")
-    return by_n[num_sources] if num_sources is not None else by_split[want]
-
-
-# ---- writing ---------------------------------------------------------------------------------
-def write_parquet(records: Iterable[MixtureRecord], path: str | os.PathLike, *,
-                  row_group_size: int = 10_000) -> int:
-    """Write records with the exact Hub schema (streaming, atomic). Returns the row count."""
-    target = AtomicFile(path)
-    n = 0
-    try:
-        with pq.ParquetWriter(target.tmp, HUB_ARROW_SCHEMA, compression="zstd") as writer:
-            buf: list[MixtureRecord] = []
-            for rec in records:
-                buf.append(rec)
-                if len(buf) >= row_group_size:
-                    writer.write_table(records_to_arrow(buf), row_group_size=row_group_size)
-                    n += len(buf)
-                    buf = []
-            if buf or n == 0:
-                writer.write_table(records_to_arrow(buf), row_group_size=row_group_size)
-                n += len(buf)
-        target.commit()
-    finally:
-        target.abort()
-    return n
-
-
-def write_hub_folder(records: Iterable[MixtureRecord], folder: str | os.PathLike, *,
-                     rows_per_file: int = 100_000) -> dict[str, int]:
-    """Write ``folder/data/{split}-{i:05d}-of-{n:05d}.parquet`` (the layout ``load_dataset``
-    infers splits from). Records of one split must be contiguous or not; memory is bounded by
-    ``rows_per_file`` per split. Returns rows per split."""
-    folder = Path(folder)
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    buffers: dict[str, list[MixtureRecord]] = defaultdict(list)
-    parts: dict[str, list[Path]] = defaultdict(list)
-    counts: dict[str, int] = defaultdict(int)
-
-    def flush(split: str) -> None:
-        part = data / f".{split}-part{len(parts[split]):05d}.parquet"
-        write_parquet(buffers[split], part)
-        parts[split].append(part)
-        counts[split] += len(buffers[split])
-        buffers[split] = []
-
-    for rec in records:
-        buffers[rec.split].append(rec)
-        if len(buffers[rec.split]) >= rows_per_file:
-            flush(rec.split)
-    for split in list(buffers):
-        if buffers[split]:
-            flush(split)
-    for split, files in parts.items():
-        for old in data.glob(f"{split}-*-of-*.parquet"):
-            old.unlink()
-        for i, part in enumerate(files):
-            os.replace(part, data / f"{split}-{i:05d}-of-{len(files):05d}.parquet")
-    return dict(counts)
-
-
-def write_legacy_json(records: Iterable[MixtureRecord], folder: str | os.PathLike, *,
-                      records_per_file: int = 1000) -> dict[str, int]:
-    """Write the reference layout ``folder/{train,val,test}/{n}mix/{split}_{n}mix_metadata_tarNNNN.json``.
-
-    Memory is bounded by ``records_per_file`` per (split, n) group. Returns files per group.
-    """
-    folder = Path(folder)
-    buffers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    files: dict[tuple[str, int], int] = defaultdict(int)
-
-    def flush(group: tuple[str, int]) -> None:
-        split, n = group
-        legacy = LEGACY_SPLIT_DIR.get(split, split)
-        files[group] += 1
-        out = folder / legacy / f"{n}mix" / f"{legacy}_{n}mix_metadata_tar{files[group]:04d}.json"
-        with atomic_open(out, "w") as fh:
-            json.dump(buffers[group], fh, ensure_ascii=False, indent=1)
-        buffers[group] = []
-
-    for rec in records:
-        group = (rec.split, rec.num_sources)
-        buffers[group].append(rec.to_legacy_dict())
-        if len(buffers[group]) >= records_per_file:
-            flush(group)
-    for group in list(buffers):
-        if buffers[group]:
-            flush(group)
-    return {f"{s}/{n}mix": c for (s, n), c in files.items()}
-
-
-def write_jsonl(records: Iterable[MixtureRecord], path: str | os.PathLike) -> int:
-    n = 0
-    with atomic_open(path, "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec.to_flat_dict(), ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
+#: the names before issue 20 ("shard" now means only an output shard of ``hive render``)
+read_shard = read_metadata_file
+read_shard_arrow = read_metadata_file_arrow

@@ -2,7 +2,7 @@
 
 ``load_dataset("ShandaAI/Hive", split="train").filter(...)`` is the natural way to choose mixtures;
 every reader of metadata accepts such an object wherever it accepts a file or a Hub id. It becomes
-one :class:`~mixing.metadata_source.MetadataShard` of kind ``"memory"`` whose ``data`` is
+one :class:`~mixing.metadata_source.MetadataFile` of kind ``"memory"`` whose ``data`` is
 
 * a ``datasets.Dataset`` in the ``"arrow"`` format (it pickles as its cache files plus an
   indices mapping, so a filtered dataset travels cheaply into DataLoader workers), or
@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from .errors import MetadataSourceError
-from .metadata_source import MetadataShard
+from .metadata_source import MetadataFile
 
 KIND = "memory"
 _BATCH = 8192
@@ -53,8 +53,8 @@ def _narrow(table: pa.Table) -> pa.Table:
     return table if schema.equals(table.schema) else table.cast(schema)
 
 
-def memory_shard(obj: Any) -> MetadataShard:
-    """``obj`` as a shard of kind ``"memory"`` (raises for the in-memory forms that are not rows)."""
+def memory_file(obj: Any) -> MetadataFile:
+    """``obj`` as a file of kind ``"memory"`` (raises for the in-memory forms that are not rows)."""
     ds = sys.modules.get("datasets")
     if ds is not None and isinstance(obj, ds.DatasetDict):
         raise MetadataSourceError(f"metadata is a DatasetDict with splits {list(obj)}; pass one split "
@@ -79,32 +79,32 @@ def memory_shard(obj: Any) -> MetadataShard:
             raise MetadataSourceError(f"metadata DataFrame cannot be read as Hive rows ({exc}); expected the "
                                       "columns of the Hub's metadata (mix_id, split, sources, ...)") from exc
         where = f"<in-memory pandas.DataFrame, {len(obj)} rows>"
-    return MetadataShard(KIND, where, None, data=data)
+    return MetadataFile(KIND, where, None, data=data)
 
 
-def num_rows(shard: MetadataShard) -> int:
-    data = shard.data
+def num_rows(file: MetadataFile) -> int:
+    data = file.data
     return data.num_rows if isinstance(data, pa.Table) else len(data)
 
 
-def memory_table(shard: MetadataShard, start: int = 0, stop: int | None = None) -> pa.Table:
-    """Rows ``[start, stop)`` of the shard as an Arrow table."""
-    n = num_rows(shard)
+def memory_table(file: MetadataFile, start: int = 0, stop: int | None = None) -> pa.Table:
+    """Rows ``[start, stop)`` of the file as an Arrow table."""
+    n = num_rows(file)
     stop = n if stop is None else min(stop, n)
     start = min(max(0, start), stop)
-    data = shard.data
+    data = file.data
     if isinstance(data, pa.Table):
         return data.slice(start, stop - start)
     return _narrow(data[start:stop])
 
 
-def memory_batches(shard: MetadataShard, start: int = 0, stop: int | None = None,
+def memory_batches(file: MetadataFile, start: int = 0, stop: int | None = None,
                    columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """Rows ``[start, stop)`` in record batches of at most 8192 rows."""
-    n = num_rows(shard)
+    n = num_rows(file)
     stop = n if stop is None else min(stop, n)
     for a in range(start, stop, _BATCH):
-        table = memory_table(shard, a, min(stop, a + _BATCH))
+        table = memory_table(file, a, min(stop, a + _BATCH))
         if columns is not None:
             table = table.select([c for c in columns if c in table.schema.names])
         yield from table.combine_chunks().to_batches()
@@ -115,7 +115,7 @@ def fingerprint(obj: Any) -> str:
     fp = getattr(obj, "_fingerprint", None)
     if isinstance(fp, str):
         return f"dataset:{fp}"
-    table = memory_shard(obj).data
+    table = memory_file(obj).data
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

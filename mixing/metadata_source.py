@@ -13,8 +13,8 @@ A metadata location is one of (:func:`classify_location`):
 
 The README YAML header is read once (:func:`readme_configs`); config names are listed by
 :func:`config_names` and one config is picked by :func:`choose_config` with one rule for local
-folders and Hub ids alike. :func:`local_shards` and :func:`hub_split_files` turn a location and a
-config into :class:`MetadataShard` objects (one file, or one whole Hub split, each). Nothing here
+folders and Hub ids alike. :func:`local_files` and :func:`hub_split_files` turn a location and a
+config into :class:`MetadataFile` objects (one file, or one whole Hub split, each). Nothing here
 reads a metadata row; :mod:`mixing.metadata_io` reads them, :mod:`mixing.streaming` plans work on them.
 """
 
@@ -37,8 +37,11 @@ _YAML_HEADER = re.compile(r"^---\s*\n(.*?)\n---\s*(\n|$)", re.S)
 
 
 @dataclass(frozen=True)
-class MetadataShard:
-    """One unit of metadata that can be read independently (a file, or a whole Hub split)."""
+class MetadataFile:
+    """One metadata file: what can be read independently (a local or Hub Parquet/JSON/JSONL file, a
+    whole Hub split that ``datasets`` streams, or an in-memory table). Not a *work unit* (what
+    the stream renders in one process: :class:`mixing.work_units.WorkUnit`) nor an *output shard*
+    (a tar or Parquet file ``hive render`` writes)."""
 
     kind: str  # "parquet" | "json" | "jsonl" | "hub" | "memory"
     location: str
@@ -50,6 +53,10 @@ class MetadataShard:
 
     def __str__(self) -> str:
         return self.location
+
+
+#: the name before issue 20 ("shard" now means only an output shard of ``hive render``)
+MetadataShard = MetadataFile
 
 
 @dataclass(frozen=True)
@@ -252,7 +259,7 @@ def _glob_files(folder: Path, pattern: str, where: str) -> list[Path]:
     return sorted(f for f in folder.glob(pattern) if f.is_file())
 
 
-def _config_shards(loc: Location, config: str | None, num_sources: int | None) -> list[MetadataShard]:
+def _config_files(loc: Location, config: str | None, num_sources: int | None) -> list[MetadataFile]:
     folder = loc.path
     if folder is None:
         raise MetadataSourceError(f"{loc.location}: not a local folder")
@@ -261,39 +268,39 @@ def _config_shards(loc: Location, config: str | None, num_sources: int | None) -
     name = choose_config(str(readme), [c.name for c in loc.configs], config, default=default,
                          num_sources=num_sources)
     chosen = next(c for c in loc.configs if c.name == name)
-    shards: list[MetadataShard] = []
+    files: list[MetadataFile] = []
     for split, pattern in chosen.data_files:
         for f in _glob_files(folder, pattern, str(readme)):
-            shards.append(MetadataShard(_file_kind(f, str(readme)), str(f),
+            files.append(MetadataFile(_file_kind(f, str(readme)), str(f),
                                         split or split_from_path(f.relative_to(folder)), config=chosen.name))
-    if not shards:
+    if not files:
         raise MetadataSourceError(f"{folder}: config {chosen.name!r} matches no data file (README.md lists "
                                   f"{[p for _, p in chosen.data_files]}); check the patterns or the files")
-    return shards
+    return files
 
 
-def local_shards(loc: Location, *, config: str | None = None, num_sources: int | None = None) -> list[MetadataShard]:
+def local_files(loc: Location, *, config: str | None = None, num_sources: int | None = None) -> list[MetadataFile]:
     """The files of a local location, in a deterministic order (configs folder: the chosen config's
     files in README order; Parquet folder: by path; legacy folder: split, sources, name)."""
     path = loc.path
     if path is None or loc.kind == "hub":
         raise MetadataSourceError(f"{loc.location}: a Hub id has no local files; use hub_split_files")
     if loc.kind == "configs":
-        return _config_shards(loc, config, num_sources)
+        return _config_files(loc, config, num_sources)
     if path.is_file():
-        return [MetadataShard(loc.kind, str(path), split_from_path(Path(path.name)))]
+        return [MetadataFile(loc.kind, str(path), split_from_path(Path(path.name)))]
     if loc.kind == "parquet":
-        return [MetadataShard("parquet", str(p), split_from_path(p.relative_to(path)))
+        return [MetadataFile("parquet", str(p), split_from_path(p.relative_to(path)))
                 for p in sorted(p for p in path.rglob("*.parquet") if p.is_file())]
-    return [MetadataShard(p.suffix.lower().lstrip("."), str(p), split_from_path(p.relative_to(path)))
+    return [MetadataFile(p.suffix.lower().lstrip("."), str(p), split_from_path(p.relative_to(path)))
             for p in _legacy_order(path, _legacy_files(path))]
 
 
 def hub_split_files(location: str, *, revision: str | None = None, config: str | None = None,
-                    num_sources: int | None = None) -> dict[str, list[MetadataShard]]:
-    """``{split: shards}`` of one config of a Hub dataset, resolved the way ``datasets`` resolves it
-    (``load_dataset_builder(...).config.data_files``): Parquet files become one shard each (read
-    with range requests); other data files one ``hub`` shard per split (streamed by ``datasets``)."""
+                    num_sources: int | None = None) -> dict[str, list[MetadataFile]]:
+    """``{split: files}`` of one config of a Hub dataset, resolved the way ``datasets`` resolves it
+    (``load_dataset_builder(...).config.data_files``): Parquet files become one file each (read
+    with range requests); other data files one ``hub`` file per split (streamed by ``datasets``)."""
     import datasets
 
     names, default = _hub_config_names(location, revision)
@@ -303,14 +310,14 @@ def hub_split_files(location: str, *, revision: str | None = None, config: str |
     except Exception as exc:  # noqa: BLE001
         raise MetadataSourceError(f"{location}: cannot resolve config {config!r} ({exc}); check the "
                                   "Hub id, revision and config name") from exc
-    out: dict[str, list[MetadataShard]] = {}
+    out: dict[str, list[MetadataFile]] = {}
     for split_name, files in (builder.config.data_files or {}).items():
         split = normalise_split(str(split_name))
         files = [str(f) for f in files]
         if files and all(f.lower().endswith(".parquet") for f in files):
-            out[split] = [MetadataShard("parquet", f, split, revision, config) for f in files]
+            out[split] = [MetadataFile("parquet", f, split, revision, config) for f in files]
         else:
-            out[split] = [MetadataShard("hub", location, split, revision, config)]
+            out[split] = [MetadataFile("hub", location, split, revision, config)]
     if not out:
         raise MetadataSourceError(f"{location}: config {config!r} has no data files")
     return out

@@ -1,3 +1,4 @@
+# Over 400 lines: the two output-shard writers (tar, Parquet) share one byte-identical encoding and ledger contract.
 """Shard writers for rendered mixtures: WebDataset tar and Parquet with ``datasets.Audio`` columns.
 
 Both are byte-identical run to run: tar members in a fixed order with fixed headers (mtime 0,

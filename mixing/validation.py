@@ -1,3 +1,4 @@
+# Over 400 lines: the one validator of untrusted metadata rows (slow and fast paths must agree, so they sit together).
 """Validation of untrusted metadata: any raw row (Hub struct-of-lists, list of dicts, legacy JSON)
 into a typed :class:`~mixing.metadata.MixtureRecord`, or a typed :class:`InvalidRecordError`.
 

@@ -26,10 +26,10 @@ from datasets.distributed import split_dataset_by_node
 import hive
 from mixing.cli import main as hive_main
 from mixing.errors import MissingSourceAudioError
-from mixing.metadata_io import MetadataShard, open_metadata, read_shard, write_parquet
+from mixing.metadata_io import MetadataFile, open_metadata, read_metadata_file, write_parquet
 from mixing.render import Renderer
 from mixing.shards import rendered_features
-from mixing.streaming import AUTO_SHARD_MULTIPLE, RenderSpec, iter_unit_records, plan_units, resolve_metadata
+from mixing.streaming import AUTO_UNIT_MULTIPLE, RenderSpec, iter_unit_records, plan_units, resolve_metadata
 from mixing.toy import build_toy_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +214,7 @@ def test_hub_layout_folder_with_yaml_configs(corpus, records, rendered, hub_fold
     for ex in ds:
         _assert_example_equals_render(ex, samples[ex["mix_id"]])
     # and the numpy stream of one config
-    stream = hive.stream_mixtures(hub_folder, corpus.dataset_paths, split="test", num_sources=2)
+    stream = hive.stream_mixtures(hub_folder, corpus.dataset_paths, split="test", options=hive.StreamOptions(num_sources=2))
     got = [ex["mix_id"] for ex in stream]
     assert got == _ids(records, "test", 2)
 
@@ -222,7 +222,7 @@ def test_hub_layout_folder_with_yaml_configs(corpus, records, rendered, hub_fold
 def test_legacy_json_metadata_gives_the_same_examples(corpus, records, rendered, tmp_path):
     _, samples = rendered("consistent")
     builder = _builder(tmp_path, config_name="4mix", metadata=str(corpus.legacy_dir),
-                       dataset_paths=str(corpus.dataset_paths), num_shards=5)
+                       dataset_paths=str(corpus.dataset_paths), num_units=5)
     for split in SPLITS:
         got = sorted(ex["mix_id"] for ex in builder.as_streaming_dataset(split=split)
                      if _assert_example_equals_render(ex, samples[ex["mix_id"]]) is None)
@@ -251,7 +251,7 @@ def test_config_handling(corpus, tmp_path):
 def test_stream_arrays_equal_hive_render_without_encoding(corpus, records, rendered):
     _, samples = rendered("consistent")
     ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="train")
-    assert isinstance(ds, datasets.IterableDataset) and ds.num_shards == AUTO_SHARD_MULTIPLE
+    assert isinstance(ds, datasets.IterableDataset) and ds.num_shards == AUTO_UNIT_MULTIPLE
     got = []
     for ex in ds:
         sample = samples[ex["mix_id"]]
@@ -265,12 +265,13 @@ def test_stream_arrays_equal_hive_render_without_encoding(corpus, records, rende
 
 
 # 240 % 2 == 0: ranks get whole units; 3 and 1: datasets skips examples. Shuffled: units and a buffer.
-@pytest.mark.parametrize("num_shards,shuffle", [(None, False), (3, False), (1, False), (None, True), (3, True)])
-def test_dataloader_workers_and_ranks_cover_each_record_once(corpus, records, num_shards, shuffle):
+@pytest.mark.parametrize("num_units,shuffle", [(None, False), (3, False), (1, False), (None, True), (3, True)])
+def test_dataloader_workers_and_ranks_cover_each_record_once(corpus, records, num_units, shuffle):
     torch = pytest.importorskip("torch")
-    ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="train", num_shards=num_shards,
-                              as_torch=True, seed=7 if shuffle else None, shuffle_shards=shuffle,
-                              shuffle_buffer=8 if shuffle else 0)
+    ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="train", as_torch=True,
+                              options=hive.StreamOptions(num_units=num_units))
+    if shuffle:
+        ds = ds.shuffle(seed=7, buffer_size=8)
     ds.set_epoch(1)
     per_rank = []
     for rank in range(2):
@@ -307,12 +308,12 @@ def test_collate_pads_sources_into_a_batch(corpus, records, workers):
         assert seen == _ids(records, "validation")
 
 
-@pytest.mark.parametrize("num_shards", [None, 3])
-def test_dataloader_and_ranks_with_an_unrenderable_record(corpus, records, broken_paths, tmp_path, num_shards):
+@pytest.mark.parametrize("num_units", [None, 3])
+def test_dataloader_and_ranks_with_an_unrenderable_record(corpus, records, broken_paths, tmp_path, num_units):
     torch = pytest.importorskip("torch")
     paths, bad = broken_paths
-    ds = hive.stream_mixtures(corpus.parquet_dir, paths, split="train", num_shards=num_shards,
-                              failure_dir=tmp_path / "failures")
+    ds = hive.stream_mixtures(corpus.parquet_dir, paths, split="train",
+                              options=hive.StreamOptions(num_units=num_units, failure_dir=tmp_path / "failures"))
     ids = []
     for rank in range(2):
         loader = torch.utils.data.DataLoader(split_dataset_by_node(ds, rank=rank, world_size=2),
@@ -334,7 +335,7 @@ def test_failure_policies(corpus, records, broken_paths, tmp_path):
     assert report.rendered == len(got) and report.failures == Counter({"missing_file": len(bad)})
     assert {e["mix_id"] for e in report.examples} == bad
     with pytest.raises(MissingSourceAudioError) as err:
-        list(hive.iter_mixtures(corpus.parquet_dir, paths, split="train", on_failure="raise"))
+        list(hive.iter_mixtures(corpus.parquet_dir, paths, split="train", options={"on_failure": "raise"}))
     assert any(n.startswith("while rendering mixture") for n in err.value.__notes__)
     # the builder: skipped, counted, and the manifest kept with the prepared data
     builder = _builder(tmp_path, metadata=str(corpus.parquet_dir), dataset_paths=str(paths), splits=("train",))
@@ -348,20 +349,21 @@ def test_failure_policies(corpus, records, broken_paths, tmp_path):
 
 
 def test_order_is_deterministic_and_shuffling_is_seeded(corpus, records):
-    def ids(**kw):
-        return [ex["mix_id"] for ex in hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths,
-                                                            split="validation", **kw)]
+    def ids(seed=None):
+        ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="validation")
+        return [ex["mix_id"] for ex in (ds if seed is None else ds.shuffle(seed=seed, buffer_size=4))]
 
     plain = ids()
     assert plain == ids() == _ids(records, "validation")
-    shuffled = ids(seed=3, shuffle_shards=True, shuffle_buffer=4)
-    assert shuffled == ids(seed=3, shuffle_shards=True, shuffle_buffer=4)
+    shuffled = ids(seed=3)
+    assert shuffled == ids(seed=3)
     assert shuffled != plain and sorted(shuffled) == sorted(plain)
     a = [e["mix_id"] for e in hive.iter_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="validation",
-                                                  seed=5, shuffle_shards=True)]
+                                                  options=hive.StreamOptions(seed=5, shuffle_units=True))]
     assert sorted(a) == sorted(plain) and a != plain
-    halves = [[e["mix_id"] for e in hive.iter_mixtures(corpus.parquet_dir, corpus.dataset_paths,
-                                                       split="validation", rank=r, world_size=2)] for r in (0, 1)]
+    halves = [[e["mix_id"] for e in hive.iter_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="validation",
+                                                       options=hive.StreamOptions(rank=r, world_size=2))]
+              for r in (0, 1)]
     assert sorted(halves[0] + halves[1]) == sorted(plain) and not set(halves[0]) & set(halves[1])
 
 
@@ -429,8 +431,10 @@ assert not hive.audio_codec_available()
 wds = hive.load_rendered({str(rendered("consistent")[0])!r}, split="validation")
 assert wds.features["mix.wav"] == hive.datasets.Value("binary")
 assert len(wds) == len(ids) and all(ex["mix.wav"][:4] == b"RIFF" for ex in wds)
-text = hive.describe_first_example({str(corpus.parquet_dir)!r}, {str(corpus.dataset_paths)!r},
-                                   cache_dir={str(tmp_path / "cache")!r})
+from dataset_card.card import CardConfig, write_card_folder  # the demo's step 5, on the top floor
+from dataset_card.demo import describe_first_example
+write_card_folder({str(corpus.parquet_dir)!r}, {str(tmp_path / "hub")!r}, CardConfig(plots=False))
+text = describe_first_example({str(tmp_path / "hub")!r}, {str(corpus.dataset_paths)!r})
 assert not any(m.split(".")[0] in ("torch", "torchcodec") for m in sys.modules), "torch was imported"
 print(",".join(ids))
 print(text)
@@ -478,16 +482,16 @@ def test_load_rendered_webdataset_and_parquet(corpus, records, rendered):
 
 
 # ---- planning ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("num_shards", [1, 2, 3, 7, 31, 240])
-def test_units_partition_the_metadata_exactly(corpus, num_shards):
+@pytest.mark.parametrize("num_units", [1, 2, 3, 7, 31, 240])
+def test_units_partition_the_metadata_exactly(corpus, num_units):
     spec = RenderSpec.make(corpus.dataset_paths)
     for meta in (corpus.parquet_dir, corpus.legacy_dir):
-        files = resolve_metadata(meta)
-        for split, shards in files.items():
-            units = plan_units(shards, split, num_shards)
-            assert len(units) == num_shards and [u.index for u in units] == list(range(num_shards))
+        by_split = resolve_metadata(meta)
+        for split, files in by_split.items():
+            units = plan_units(files, split, num_units)
+            assert len(units) == num_units and [u.index for u in units] == list(range(num_units))
             got = [r.mix_id for u in units for r in iter_unit_records(u, spec, [])]
-            want = [r.mix_id for s in shards for r in read_shard(s, split=split)]
+            want = [r.mix_id for f in files for r in read_metadata_file(f, split=split)]
             assert sorted(got) == sorted(want) and len(got) == len(set(got))
             if meta == corpus.parquet_dir:
                 assert got == want  # contiguous row ranges keep metadata order
@@ -496,7 +500,7 @@ def test_units_partition_the_metadata_exactly(corpus, num_shards):
 def test_parquet_file_urls_are_read_through_fsspec(corpus, records):
     """Hub data files are URLs (``hf://datasets/...``); a ``file://`` URL takes the same path."""
     path = next(corpus.parquet_dir.glob("data/train-*.parquet"))
-    shard = MetadataShard("parquet", path.as_uri(), "train")
-    units = plan_units([shard], "train", 4)
+    file = MetadataFile("parquet", path.as_uri(), "train")
+    units = plan_units([file], "train", 4)
     got = [r.mix_id for u in units for r in iter_unit_records(u, RenderSpec.make(corpus.dataset_paths), [])]
     assert got == _ids(records, "train")

@@ -47,7 +47,7 @@ def test_same_seed_and_epoch_give_identical_audio_across_workers_and_ranks(toy_c
     pytest.importorskip("torch")
 
     def make():
-        return hive.dynamic_mixtures(toy_corpus.pool, store, seed=4, epoch=1, num_mixtures=24, num_shards=8)
+        return hive.dynamic_mixtures(toy_corpus.pool, store, seed=4, epoch=1, num_mixtures=24, num_units=8)
 
     one = _loader_audio(make(), 1)
     two = _loader_audio(make(), 2)
@@ -62,7 +62,7 @@ def test_same_seed_and_epoch_give_identical_audio_across_workers_and_ranks(toy_c
     # another epoch draws other mixtures; the same epoch again the same ones
     again = {ex["mix_id"]: ex["mix"] for ex in make()}
     assert all(np.array_equal(again[k], one[k][0]) for k in one)
-    later = hive.dynamic_mixtures(toy_corpus.pool, store, seed=4, epoch=2, num_mixtures=24, num_shards=8)
+    later = hive.dynamic_mixtures(toy_corpus.pool, store, seed=4, epoch=2, num_mixtures=24, num_units=8)
     later = {ex["mix_id"].replace("_e0002_", "_e0001_"): ex for ex in later}
     assert set(later) == set(one)
     assert sum(np.array_equal(later[k]["mix"], one[k][0]) for k in one) == 0

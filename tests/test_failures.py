@@ -94,7 +94,7 @@ def test_every_command_names_the_same_broken_inputs_alike(corpus):
 
     # stream (hive.py / mixing.streaming): failure manifests
     fdir = tmp_path / "stream-failures"
-    ids = [ex["mix_id"] for ex in hive.iter_mixtures(str(meta), str(dp), split="train", failure_dir=fdir)]
+    ids = [ex["mix_id"] for ex in hive.iter_mixtures(str(meta), str(dp), split="train", options={"failure_dir": fdir})]
     assert ids == ["m_ok"]
     streamed = [json.loads(line) for p in sorted(fdir.glob("*.jsonl")) for line in p.read_text().splitlines()]
     assert {f["mix_id"]: f["reason"] for f in streamed} == by_mix

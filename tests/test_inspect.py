@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dataset_card.inspect_media import write_wav
-from dataset_card.inspect_select import choose, sample_key
+from dataset_card.inspect.media import write_wav
+from dataset_card.inspect.select import choose, sample_key
 from mixing.cli import main
 from mixing.metadata_io import iter_records, write_parquet
 from mixing.render import Renderer

@@ -23,7 +23,7 @@ from mixing.metadata import (
     MixtureRecord, SourceRecord, hub_features, records_to_arrow,
 )
 from mixing.metadata_io import (
-    MetadataShard, iter_records, open_metadata, read_shard, write_hub_folder, write_jsonl,
+    MetadataFile, iter_records, open_metadata, read_metadata_file, write_hub_folder, write_jsonl,
     write_legacy_json, write_parquet,
 )
 from mixing.validation import parse_mixture
@@ -253,7 +253,7 @@ def test_three_readers_yield_identical_records(tmp_path, records):
     from_parquet = list(iter_records(hub))
     from_legacy = list(iter_records(legacy))
     # the code path of a Hub id: datasets.load_dataset(<id>, streaming=True), here a local folder
-    from_hub = list(read_shard(MetadataShard("hub", str(hub))))
+    from_hub = list(read_metadata_file(MetadataFile("hub", str(hub))))
 
     expected = by_id(records)
     assert len(from_parquet) == len(from_legacy) == len(from_hub) == len(records)
@@ -269,9 +269,9 @@ def test_hub_reader_with_missing_splits(tmp_path, records):
     hub = tmp_path / "hub"
     train = [r for r in records if r.split == "train"]
     write_hub_folder(train, hub)
-    assert by_id(read_shard(MetadataShard("hub", str(hub)))) == by_id(train)
+    assert by_id(read_metadata_file(MetadataFile("hub", str(hub)))) == by_id(train)
     with pytest.raises(MetadataSourceError, match="test"):
-        list(read_shard(MetadataShard("hub", str(hub)), split="test"))
+        list(read_metadata_file(MetadataFile("hub", str(hub)), split="test"))
 
 
 @pytest.mark.parametrize("layout", ["parquet", "legacy", "jsonl", "hub"])
@@ -288,7 +288,7 @@ def test_split_and_num_sources_filtering(tmp_path, records, layout):
         if layout == "hub":
             if not any((tmp_path / "m").glob("data/*.parquet")):
                 write_hub_folder(records, tmp_path / "m")
-            return list(read_shard(MetadataShard("hub", str(tmp_path / "m")), **kw))
+            return list(read_metadata_file(MetadataFile("hub", str(tmp_path / "m")), **kw))
         return list(iter_records(tmp_path / "m", **kw))
 
     for split in ("train", "validation", "test"):
@@ -308,11 +308,11 @@ def test_legacy_source_splits_and_shards(tmp_path, records):
     src = open_metadata(tmp_path / "legacy")
     assert src.kind == "json"
     assert src.splits() == ["train", "validation", "test"]
-    val_shards = src.shards("val")
+    val_shards = src.files("val")
     assert val_shards and all(s.split == "validation" for s in val_shards)
     assert all("/val/" in s.location for s in val_shards)
     # legacy order: splits train, validation, test; then by number of sources
-    order = [(s.split, Path(s.location).parent.name) for s in src.shards()]
+    order = [(s.split, Path(s.location).parent.name) for s in src.files()]
     assert order == sorted(order, key=lambda t: (["train", "validation", "test"].index(t[0]), t[1]))
 
 
@@ -357,9 +357,9 @@ def test_open_metadata_recognises_hub_id_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", no_load)
     src = open_metadata("ShandaAI/Hive", revision="v1.0", config="2mix")
     assert src.kind == "hub" and src.location == "ShandaAI/Hive"
-    (shard,) = src.shards()
-    assert shard == MetadataShard("hub", "ShandaAI/Hive", None, "v1.0", "2mix")
-    (val,) = src.shards("val")
+    (shard,) = src.files()
+    assert shard == MetadataFile("hub", "ShandaAI/Hive", None, "v1.0", "2mix")
+    (val,) = src.files("val")
     assert val.split == "validation" and val.revision == "v1.0" and val.config == "2mix"
     # a local folder of the same name wins over the Hub id
     (tmp_path / "ShandaAI" / "Hive").mkdir(parents=True)
@@ -420,8 +420,8 @@ def test_readme_configs_choose_files(tmp_path, records):
 
     two = open_metadata(folder, config="2mix")
     assert two.kind == "parquet"
-    assert {Path(s.location).parent.name for s in two.shards()} == {"2mix"}
-    assert {s.config for s in two.shards()} == {"2mix"}
+    assert {Path(s.location).parent.name for s in two.files()} == {"2mix"}
+    assert {s.config for s in two.files()} == {"2mix"}
     assert two.splits() == ["train", "test"]
     assert by_id(two.records()) == by_id(groups["2mix"])
     assert by_id(two.records("test")) == by_id(r for r in groups["2mix"] if r.split == "test")
@@ -459,7 +459,7 @@ def test_invalid_row_in_parquet_raises_by_default(tmp_path, records):
 def test_unreachable_hub_dataset_is_one_clear_error(monkeypatch):
     import datasets
 
-    from mixing.metadata_io import MetadataShard, read_shard
+    from mixing.metadata_io import MetadataFile, read_metadata_file
 
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'ORG/NAME' on the Hub (OfflineModeIsEnabled)")
@@ -467,6 +467,6 @@ def test_unreachable_hub_dataset_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     for split in ("validation", None):
         with pytest.raises(MetadataSourceError) as info:
-            list(read_shard(MetadataShard("hub", "ORG/NAME", revision="v1"), split=split))
+            list(read_metadata_file(MetadataFile("hub", "ORG/NAME", revision="v1"), split=split))
         msg = str(info.value)
         assert "ORG/NAME (revision v1)" in msg and "OfflineModeIsEnabled" in msg and "local folder" in msg

@@ -13,7 +13,7 @@ import pytest
 from mixing.errors import HiveError, MetadataSourceError
 from mixing.metadata_io import open_metadata, write_jsonl, write_legacy_json, write_parquet
 from mixing.metadata_source import (
-    ConfigSpec, MetadataShard, choose_config, classify_location, config_names, hub_split_files, local_shards,
+    ConfigSpec, MetadataFile, choose_config, classify_location, config_names, hub_split_files, local_files,
     location_files, readme_configs,
 )
 from mixing.streaming import resolve_metadata
@@ -72,13 +72,13 @@ def test_every_location_kind_is_recognised(tmp_path, records, monkeypatch):
     write_jsonl(records[:2], tmp_path / "ShandaAI" / "Hive" / "m.jsonl")
     assert classify_location("ShandaAI/Hive").kind == "json"
     # legacy folder: train, validation, test order, then number of sources
-    shards = local_shards(classify_location(tmp_path / "legacy"))
+    shards = local_files(classify_location(tmp_path / "legacy"))
     order = {"train": 0, "validation": 1, "test": 2}
     keys = [(order[s.split], int(Path(s.location).parent.name[0])) for s in shards]
     assert keys == sorted(keys) and {s.kind for s in shards} == {"json"}
     # single files carry the split their name gives (or none)
-    assert local_shards(classify_location(tmp_path / "one.jsonl")) == [
-        MetadataShard("jsonl", str(tmp_path / "one.jsonl"), None)]
+    assert local_files(classify_location(tmp_path / "one.jsonl")) == [
+        MetadataFile("jsonl", str(tmp_path / "one.jsonl"), None)]
 
 
 @pytest.mark.parametrize("bad, expected", [
@@ -106,16 +106,16 @@ def test_readme_with_configs_lists_and_resolves_them(tmp_path, records):
                                                   ("test", "data/all/test-*.parquet")))
     loc = classify_location(folder)
     assert config_names(loc) == ["all", "2mix", "3mix"]
-    shards = local_shards(loc, config="3mix")
+    shards = local_files(loc, config="3mix")
     assert [(Path(s.location).relative_to(folder).as_posix(), s.split, s.config) for s in shards] == [
         ("data/3mix/train-00000-of-00001.parquet", "train", "3mix"),
         ("data/3mix/test-00000-of-00001.parquet", "test", "3mix")]
     assert by_id(open_metadata(folder, config="3mix").records()) == by_id(r for r in records if r.num_sources == 3
                                                                          and r.split in ("train", "test"))
     # the default rule: {n}mix for num_sources, else the declared default
-    assert {s.config for s in local_shards(loc, num_sources=2)} == {"2mix"}
-    assert {s.config for s in local_shards(loc, num_sources=5)} == {"all"}  # no 5mix: the default
-    assert {s.config for s in local_shards(loc)} == {"all"}
+    assert {s.config for s in local_files(loc, num_sources=2)} == {"2mix"}
+    assert {s.config for s in local_files(loc, num_sources=5)} == {"all"}  # no 5mix: the default
+    assert {s.config for s in local_files(loc)} == {"all"}
 
 
 def test_choose_config_rule():
@@ -132,7 +132,7 @@ def test_choose_config_rule():
 def test_unknown_config_lists_the_known_ones(tmp_path, records):
     folder = tmp_path / "cfg"
     _configs_folder(folder, records)
-    for call in (lambda: local_shards(classify_location(folder), config="7mix"),
+    for call in (lambda: local_files(classify_location(folder), config="7mix"),
                  lambda: open_metadata(folder, config="7mix"),
                  lambda: resolve_metadata(folder, config="7mix"),
                  lambda: hub_split_files(str(folder), config="7mix")):
@@ -151,7 +151,7 @@ def test_readme_without_configs_is_a_plain_parquet_folder(tmp_path, records):
         assert readme_configs(folder) is None
         loc = classify_location(folder)
         assert loc.kind == "parquet" and config_names(loc) == []
-        (shard,) = local_shards(loc)
+        (shard,) = local_files(loc)
         assert shard.split == "train" and shard.config is None
 
 
@@ -175,11 +175,11 @@ def test_config_matching_no_file_and_json_data_files(tmp_path, records):
     write_jsonl([r for r in records if r.split == "train"], folder / "meta" / "train.jsonl")
     _readme(folder, "---\nconfigs:\n- config_name: j\n  data_files:\n  - split: train\n    path: meta/*.jsonl\n"
                     "- config_name: none\n  data_files: nothing/*.parquet\n---\n")
-    (shard,) = local_shards(classify_location(folder), config="j")
+    (shard,) = local_files(classify_location(folder), config="j")
     assert shard.kind == "jsonl" and shard.split == "train"  # the suffix decides how it is read
     assert by_id(open_metadata(folder, config="j").records()) == by_id(r for r in records if r.split == "train")
     with pytest.raises(MetadataSourceError, match=r"config 'none' matches no data file .*nothing/\*\.parquet"):
-        local_shards(classify_location(folder), config="none")
+        local_files(classify_location(folder), config="none")
     # patterns must stay inside the folder
     write_parquet(records[:2], tmp_path / "outside.parquet")
     for pattern in ("../*.parquet", str(tmp_path / "*.parquet")):
@@ -196,7 +196,7 @@ def test_local_readme_and_datasets_resolution_agree(tmp_path, records):
     loc = classify_location(folder)
     for config in (None, "all", "2mix", "3mix"):
         mine: dict[str, list[str]] = {}
-        for s in local_shards(loc, config=config):
+        for s in local_files(loc, config=config):
             mine.setdefault(s.split, []).append(Path(s.location).resolve().as_posix())
         theirs = {split: [Path(s.location).resolve().as_posix() for s in shards]
                   for split, shards in hub_split_files(str(folder), config=config).items()}

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from mixing.errors import InvalidRecordError
 from mixing.metadata import SOURCE_FIELDS, SOURCE_FLOAT_FIELDS, SOURCE_STRING_FIELDS, MixtureRecord
-from mixing.metadata_io import MetadataShard, iter_records, read_shard
+from mixing.metadata_io import MetadataFile, iter_records, read_metadata_file
 from mixing.validation import (
     RecordWarning, ValidationReport, check_metadata_path, check_mix_id, parse_mixture,
 )
@@ -376,7 +376,7 @@ def test_split_aliases(alias, expected):
     assert parse_mixture(valid(2, split=alias)).split == expected
 
 
-# ---- read_shard: skip-and-report vs raise ------------------------------------------------------
+# ---- read_metadata_file: skip-and-report vs raise ------------------------------------------------------
 def _jsonl_with_bad_lines(path) -> tuple[list[str], dict[str, int]]:
     good_ids = []
     lines = []
@@ -418,7 +418,7 @@ def test_read_shard_skip_reports_bad_lines_by_field(tmp_path):
     path = tmp_path / "m.jsonl"
     good_ids, counts = _jsonl_with_bad_lines(path)
     report = ValidationReport()
-    recs = list(read_shard(MetadataShard("jsonl", str(path)), on_error="skip", report=report))
+    recs = list(read_metadata_file(MetadataFile("jsonl", str(path)), on_error="skip", report=report))
     assert [r.mix_id for r in recs] == good_ids
     assert report.valid == len(good_ids)
     assert report.invalid == sum(counts.values()) == 8
@@ -436,7 +436,7 @@ def test_read_shard_raise_stops_at_first_bad_line(tmp_path):
     path = tmp_path / "m.jsonl"
     _jsonl_with_bad_lines(path)
     with pytest.raises(InvalidRecordError) as info:
-        list(read_shard(MetadataShard("jsonl", str(path)), on_error="raise"))
+        list(read_metadata_file(MetadataFile("jsonl", str(path)), on_error="raise"))
     assert info.value.field == "<json>"
     assert "m.jsonl:2" in str(info.value)
     with pytest.raises(InvalidRecordError):
@@ -447,7 +447,7 @@ def test_read_shard_rejects_unknown_on_error(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps(valid(2)) + "\n")
     with pytest.raises(ValueError, match="on_error"):
-        list(read_shard(MetadataShard("jsonl", str(path)), on_error="ignore"))
+        list(read_metadata_file(MetadataFile("jsonl", str(path)), on_error="ignore"))
 
 
 def test_report_caps_examples_but_counts_everything(tmp_path):

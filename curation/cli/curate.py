@@ -11,6 +11,9 @@ import argparse
 from mixing.cli import argtypes as at
 
 
+HELP = "score mixtures with an audio LLM and keep the best"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metadata", required=True, help="Hub id (ORG/NAME), Parquet file/folder, or legacy JSON folder")
     p.add_argument("--revision", help="Hub revision when --metadata is a Hub id")

@@ -16,6 +16,9 @@ from mixing import numbers
 from mixing.cli import argtypes as at
 
 
+HELP = "run one stage of the six-stage single-event mining pipeline"
+
+
 def _failure_rate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-failure-rate", type=at.fraction, default=0.5, metavar="F",
                    help="exit non-zero when the model (judge, tagger, ...) failed for all items or for "

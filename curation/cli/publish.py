@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 
+HELP = "publish a Hub-layout folder as a new revision"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", metavar="DIR", help="Hub-layout folder written by `hive card` (README.md, data/, assets/)")
     p.add_argument("--repo", required=True, metavar="ORG/NAME", help="the Hub dataset repository")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mixing.audio import resample, resampled_length
+from mixing.audio import resampled_length
 from mixing.corpora import DatasetPaths
 from mixing.resume import AtomicFile
 
@@ -33,15 +33,6 @@ from .base import (
 
 TARGET_RATE = 44100
 LENGTH_TOLERANCE = 10  # frames a backend may be off before the clip is refused
-
-
-class ResampleBackend:
-    """The built-in super-resolution: plain soxr HQ resampling (the renderer's resampler)."""
-
-    model_id = "resample:soxr-hq"
-
-    def process(self, y: np.ndarray, sr: int) -> np.ndarray:
-        return resample(y, sr, TARGET_RATE)
 
 
 @dataclass
@@ -69,8 +60,8 @@ class SuperResStage(Stage):
         if "/" in self.prefix or "\\" in self.prefix or self.prefix in (".", ".."):
             raise StageError(f"--prefix {self.prefix!r} is not a corpus prefix; expected one folder "
                              "name such as Hive_superres")
-        self._backend = ResampleBackend() if self.backend == "resample" else \
-            load_backend("superres", self.backend, self.device)
+        # every backend, the built-in ``resample`` (soxr HQ, no model) included, comes from the registry
+        self._backend = load_backend("superres", self.backend, self.device)
 
     def models(self) -> dict:
         b = getattr(self, "_backend", None)

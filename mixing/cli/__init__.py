@@ -1,30 +1,19 @@
-"""The ``hive`` command. Subcommands live in the room that owns them and are imported lazily,
-so ``hive --help`` stays fast and a subcommand's heavy dependencies load only when it runs."""
+"""The ``hive`` command. Its subcommands are registered by the rooms that own them as entry points
+(group ``hive.commands``; see :mod:`mixing.cli.registry`) and imported lazily, so ``hive --help``
+stays fast, a subcommand's heavy dependencies load only when it runs, and ``mixing`` names nothing
+of the floors above it."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 
-#: name -> (module, one-line help). Each module defines ``add_arguments(parser)``, ``run(args) -> int`` and
-#: ``io(args)``: what the run reads and writes, checked by the output-folder rule before it runs.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("mixing.cli.demo", "build the embedded toy corpus and run the whole loop on it (offline)"),
-    "check": ("mixing.cli.check", "report which referenced corpus files are missing or unreadable"),
-    "store": ("mixing.cli.store", "build, describe or verify a source store (every source chunk decoded once)"),
-    "render": ("mixing.cli.render", "render mixtures and stems into WebDataset or Parquet shards"),
-    "verify": ("mixing.cli.verify", "check rendered shards for completeness and consistency"),
-    "eval": ("mixing.cli.eval", "evaluate a query-based separator (SI-SDR, SI-SDRi, SDR) on rendered mixtures"),
-    "synthesize": ("mixing.cli.synthesize", "synthesize new mixture metadata from a single-event pool"),
-    "mine": ("curation.cli.mine", "run one stage of the six-stage single-event mining pipeline"),
-    "curate": ("curation.cli.curate", "score mixtures with an audio LLM and keep the best"),
-    "card": ("dataset_card.cli", "write the Hub layout and dataset card with statistics"),
-    "publish": ("curation.cli.publish", "publish a Hub-layout folder as a new revision"),
-    "inspect": ("mixing.cli.inspect", "static HTML pages to listen to and look at mixtures and their statistics"),
-}
+from mixing.cli.registry import CommandLoadError, Registry
+
+#: name -> :class:`mixing.cli.registry.Command`, from the ``hive.commands`` entry points (read on first use)
+SUBCOMMANDS = Registry()
 
 
 def version() -> str:
@@ -40,8 +29,8 @@ def version() -> str:
 
 
 def _load(name: str):
-    module, _ = SUBCOMMANDS[name]
-    return importlib.import_module(module)
+    """The module of subcommand ``name`` (:class:`~mixing.cli.registry.CommandLoadError` if it cannot be loaded)."""
+    return SUBCOMMANDS.load(name)
 
 
 def verbosity_parent() -> argparse.ArgumentParser:
@@ -63,8 +52,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     parser.add_argument("--version", action="version", version=f"hive {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text, parents=[verbosity])
+    for name, command in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help, parents=[verbosity])
         if name == only:
             _load(name).add_arguments(p)
     return parser
@@ -82,10 +71,16 @@ def setup_logging(verbosity: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not SUBCOMMANDS:
+        print(f"hive: error: {SUBCOMMANDS.missing_message()}", file=sys.stderr)
+        return 2
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in SUBCOMMANDS:
         command = None
-    parser = build_parser(command)
+    try:
+        parser = build_parser(command)
+    except CommandLoadError as exc:
+        return _refuse(command or "", str(exc))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a usage error (one line already printed) returns its status;
@@ -156,7 +151,7 @@ def _check_args(args: argparse.Namespace) -> None:
     metadata = getattr(args, "metadata", None)
     split, num_sources = getattr(args, "split", None), getattr(args, "num_sources", None)
     if metadata and (split is not None or num_sources is not None):
-        from mixing.metadata_io import check_selection
+        from mixing.metadata_selection import check_selection
 
         check_selection(metadata, split, num_sources, revision=getattr(args, "revision", None),
                         config=getattr(args, "config", None))

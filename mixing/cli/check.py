@@ -8,6 +8,9 @@ import argparse
 from mixing.cli import argtypes as at
 
 
+HELP = "report which referenced corpus files are missing or unreadable"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mixing import failures as f
 

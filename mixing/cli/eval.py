@@ -10,6 +10,9 @@ from mixing.cli import argtypes as at
 from mixing.cli.label_args import add_label_arguments, label_filter
 
 
+HELP = "evaluate a query-based separator (SI-SDR, SI-SDRi, SDR) on rendered mixtures"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--rendered", metavar="DIR", help="the --output folder of 'hive render'")

@@ -9,6 +9,9 @@ from mixing.cli import argtypes as at
 from mixing.cli.label_args import add_label_arguments, label_filter
 
 
+HELP = "render mixtures and stems into WebDataset or Parquet shards"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from mixing import failures as f
 

@@ -13,6 +13,9 @@ import argparse
 from mixing.cli import argtypes as at
 
 
+HELP = "build, describe or verify a source store (every source chunk decoded once)"
+
+
 def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metadata", help="mixture metadata: Hub id (ORG/NAME), Parquet file/folder, legacy JSON "
                    "folder or JSONL")

@@ -9,6 +9,8 @@ import argparse
 from mixing.cli import argtypes as at
 from mixing.cli.label_args import add_label_arguments, label_settings
 
+HELP = "synthesize new mixture metadata from a single-event pool"
+
 #: flag dest -> config field, for the flags that override the config (None = not given)
 _OVERRIDES = ("split", "num_mixtures", "duration", "seed", "num_workers", "sample_rate", "mix_id_prefix",
               "min_sources", "max_sources", "label_sampling", "compatibility", "snr_low", "snr_high")

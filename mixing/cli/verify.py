@@ -10,6 +10,9 @@ import argparse
 from mixing.cli import argtypes as at
 
 
+HELP = "check rendered shards for completeness and consistency"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", help="the --output folder of 'hive render'")
     p.add_argument("--metadata", help="cross-check against this metadata (Hub id, Parquet file/folder, "

@@ -1,6 +1,6 @@
 """``hive inspect``: static HTML pages to listen to and look at mixtures (audio players for the
 mix and every stem, spectrograms, labels, SNRs, weights, source paths) and an index with the
-statistics of the whole input. The work is in ``dataset_card.inspect_run``."""
+statistics of the whole input. The work is in :mod:`dataset_card.inspect.run`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import argparse
 
 from mixing.cli import argtypes as at
 from mixing.cli.label_args import add_label_arguments, label_filter
+
+HELP = "static HTML pages to listen to and look at mixtures and their statistics"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,7 +49,7 @@ def io(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataset_card.inspect_run import inspect
+    from .run import inspect
 
     result = inspect(args.input, args.output, dataset_paths=args.dataset_paths, store=args.store, mix_ids=args.mix_ids,
                      sample=args.sample, seed=args.seed, split=args.split, num_sources=args.num_sources,

@@ -31,11 +31,11 @@ from tqdm.auto import tqdm
 from mixing import numbers, optional
 from mixing.resume import remove_stale_tmp_of
 
-from .inspect_html import Media, MixturePage, index_html, mixture_html
-from .inspect_input import InspectError, InspectInput, Inspected, open_input
-from .inspect_media import stft_db, write_spectrogram, write_wav
-from .inspect_select import Selector
-from .inspect_stats import InspectStats, plot_chunk_durations
+from .html import Media, MixturePage, index_html, mixture_html
+from .input import InspectError, InspectInput, Inspected, open_input
+from .media import stft_db, write_spectrogram, write_wav
+from .select import Selector
+from .stats import InspectStats, plot_chunk_durations
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_p
 
 
 def _write_index_plots(stats: InspectStats, assets: Path) -> dict[str, str]:
-    from .plots import plot_label_distribution, plot_snr_histogram, plot_source_counts
+    from ..plots import plot_label_distribution, plot_snr_histogram, plot_source_counts
 
     assets.mkdir(parents=True, exist_ok=True)
     # labels are untrusted: every plot draws text literally (mixing.plotting.literal_text)

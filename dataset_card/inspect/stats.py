@@ -13,7 +13,7 @@ from pathlib import Path
 from mixing.metadata import MixtureRecord
 from mixing.plotting import literal_text
 
-from .stats import CardStats
+from ..stats import CardStats
 
 #: chunk-duration histogram: 1 s bins over [0, CHUNK_MAX_S); longer chunks go to the last bin
 CHUNK_MAX_S = 60
@@ -87,7 +87,7 @@ def human_bytes(n: int) -> str:
 @literal_text
 def plot_chunk_durations(stats: InspectStats, path: str | os.PathLike) -> Path:
     """Bars: sources per 1 s bin of chunk duration."""
-    from .plots import _figure, _save
+    from ..plots import _figure, _save
 
     fig = _figure(7.0, 3.2)
     ax = fig.add_subplot(1, 1, 1)
