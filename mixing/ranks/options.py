@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..numbers import NumberError
 from .world import Ranks
 
 #: the names the command line gives the two numbers in messages
@@ -34,3 +35,12 @@ def ranks_of_args(args: argparse.Namespace) -> Ranks | None:
     if rank is None or world is None:
         return None
     return Ranks.of(rank, world, names=CLI_NAMES)
+
+
+def rank_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the parsed ``--rank`` / ``--world-size`` (one line), or None."""
+    try:
+        ranks_of_args(args)
+    except NumberError as exc:
+        return str(exc)
+    return None

@@ -32,7 +32,8 @@ def checked(rank: Any, world_size: Any, names: tuple[str, str] = API_NAMES,
     world_size = numbers.WORLD_SIZE.check(world_size, names[1], error)
     if rank >= world_size:
         raise error(f"{names[0]} is {rank} but {names[1]} is {world_size}; expected a rank in "
-                    f"0..{world_size - 1}")
+                    f"0..{world_size - 1}: give each process its own rank below the number of ranks "
+                    "(accelerate launch sets both)")
     return rank, world_size
 
 
