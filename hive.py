@@ -476,12 +476,9 @@ def iter_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "tra
     ``report`` (a :class:`StreamReport`) receives counts of rendered and left-out mixtures and
     the store's hits and misses; ``store``/``store_only``, ``targets``, ``labels`` and
     ``exclude_labels`` as in :func:`stream_mixtures`."""
-    from mixing import numbers
+    from mixing.ranks import Ranks
 
-    rank = numbers.RANK.check(rank, "rank")
-    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    ranks = Ranks.of(rank, world_size)  # checked in the rank executor, as every command's ranks
     spec = _stream_spec(dataset_paths, stems=stems, sample_rate=sample_rate, store=store, store_only=store_only,
                         num_sources=num_sources, on_failure=on_failure, failure_dir=failure_dir, targets=targets,
                         labels=labels, exclude_labels=exclude_labels)
@@ -489,7 +486,7 @@ def iter_mixtures(metadata: Any, dataset_paths: Any = None, *, split: str = "tra
     if shuffle_shards:
         order = np.random.default_rng(seed).permutation(len(units))
         units = [units[i] for i in order]
-    yield from iter_examples((r for _, _, r in iter_rendered(units[rank::world_size], spec, report=report)), spec)
+    yield from iter_examples((r for _, _, r in iter_rendered(ranks.share(units), spec, report=report)), spec)
 
 
 # ---- rendered shards -------------------------------------------------------------------------

@@ -134,8 +134,9 @@ class RunConfig:
     poll_interval: float = 0.5
 
     def __post_init__(self) -> None:
-        numbers.check_fields(self, {"rank": numbers.RANK, "world_size": numbers.WORLD_SIZE,
-                                    "batch_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION,
+        ranks = Ranks.of(self.rank, self.world_size)  # the rank executor's one check of ranks
+        self.rank, self.world_size = ranks.rank, ranks.world_size
+        numbers.check_fields(self, {"batch_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION,
                                     "wait_timeout": numbers.SECONDS, "poll_interval": numbers.SECONDS},
                              where="run setting")
 
