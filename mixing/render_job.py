@@ -42,7 +42,7 @@ from .failures import DUPLICATE_MIX_ID, INVALID_RECORD
 from .label_filter import LabelFilter
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
-from .ranks import Ranks, RankRun, invalid_record_failure, mixture_failure, write_manifest
+from .ranks import RankRun, Ranks, invalid_record_failure, mixture_failure, write_manifest
 from .recipe import RenderRecipe
 from .render import Renderer
 from .resume import RankMarkers, atomic_write_json, discard_tmp, read_marker, write_marker
@@ -64,7 +64,7 @@ class RenderLockedError(FolderLockedError):
 LOCK_KINDS = {"activity": "rendered", "error": RenderLockedError}
 
 
-def RenderLock(output: str | Path, rank: int, world_size: int) -> RankLock:  # noqa: N802 - reads as a lock class
+def RenderLock(output: str | Path, rank: int, world_size: int) -> RankLock:  # reads as a lock class
     """The render's exclusive per-rank lock of ``output`` (:class:`mixing.locks.RankLock`)."""
     return RankLock(output, rank, world_size, **LOCK_KINDS)
 

@@ -12,12 +12,11 @@ import threading
 
 import pytest
 
-import mixing.ranks.world as world
 from mixing.cli import argtypes as at
 from mixing.cli import build_parser, main
 from mixing.errors import HiveError
 from mixing.numbers import NumberError
-from mixing.ranks import RankRun, Ranks, Wait, failure_record, write_manifest
+from mixing.ranks import RankRun, Ranks, Wait, failure_record, world, write_manifest
 from mixing.ranks.options import add_rank_options
 from mixing.resume import RankMarkers
 
@@ -116,8 +115,8 @@ COMMANDS = ["render", "store build", "mine chunk", "curate"]
     (["--world-size", "1e20"], {}, "--world-size: 1e20 is not a number of ranks in 1..65536"),
     (["--world-size", "0"], {}, "--world-size: 0 is not a number of ranks in 1..65536"),
     (["--rank", "2", "--world-size", "2"], {},
-     "--rank is 2 but --world-size is 2; expected a rank in 0..1: give each process its own rank below the "
-     "number of ranks"),
+     ("--rank is 2 but --world-size is 2; expected a rank in 0..1: give each process its own rank below the "
+      "number of ranks")),
 ])
 def test_every_command_refuses_bad_ranks_in_one_line_before_any_work(toy_corpus, ontology, tmp_path, capsys,
                                                                       monkeypatch, spy, command, extra, env,
@@ -158,12 +157,11 @@ def test_every_command_takes_its_rank_options_from_the_executor(command):
 def _entry_points(toy, ontology, out):
     from curation.curate.job import CurateConfig, run_curate
     from curation.runner import RunConfig
+    from hive import iter_mixtures
     from mixing.dynamic import DynamicSpec  # noqa: F401 - the stream's dynamic side imports the executor
     from mixing.recipe import RenderRecipe
     from mixing.render_job import RenderConfig, run_render
     from mixing.store.build import StoreBuildConfig
-
-    from hive import iter_mixtures
 
     def render(rank, world):
         run_render(str(toy.parquet_dir), RenderConfig(output=str(out), recipe=RenderRecipe.make(toy.dataset_paths)),
@@ -209,7 +207,7 @@ def test_only_the_last_rank_to_finish_merges(tmp_path):
     for r in range(3):
         with RankRun(tmp_path, Ranks(r, 3), markers=_markers(tmp_path, 3)) as run:
             run.mark_done({"rank": r})
-            done = run.merge_once(lambda: merges.append(r) or "merged")
+            done = run.merge_once(lambda r=r: merges.append(r) or "merged")
         assert done.merged == (r == 2)
     assert merges == [2] and done.result == "merged"
     assert not (tmp_path / "_locks").exists()  # a finished run leaves no lock behind
@@ -237,7 +235,7 @@ def test_with_a_barrier_rank_zero_merges_after_every_rank(tmp_path):
                 run.mark_done({"rank": r})
                 merged.append((r, run.merge_once(lambda: sorted(p.name for p in (tmp_path / "_ranks").iterdir()),
                                                  barrier=barrier.wait)))
-        except Exception as exc:  # pragma: no cover - reported below
+        except HiveError as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in (1, 0)]

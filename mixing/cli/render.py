@@ -6,8 +6,8 @@ import argparse
 import os
 
 from mixing.cli import argtypes as at
-from mixing.ranks.options import add_rank_options
 from mixing.cli.label_args import add_label_arguments, label_filter
+from mixing.ranks.options import add_rank_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ store build``, ``hive mine``, ``hive curate``, the stream) does it, in one place
 * :mod:`~mixing.ranks.world`: :class:`Ranks`, this process's rank and the world size, from keyword
   arguments, ``$RANK``/``$WORLD_SIZE`` or accelerate's ``PartialState``, checked once by the
   checked-number rule; this rank's share of sorted work (``items[rank::world]``,
-  ``index % world == rank``); :func:`this_rank_units` for the stream's work units.
+  ``index % world == rank``; the stream's work units, dynamic mixing's virtual shards).
 * :mod:`~mixing.ranks.options`: ``--rank`` / ``--world-size`` of every command.
 * :mod:`~mixing.ranks.run`: :class:`RankRun`, one rank's run over an output folder: the per-rank
   lock, stale temporaries, completion markers written last, and the merge run once when every
@@ -19,10 +19,10 @@ from .failure_records import (
     MESSAGE_CHARS, failure_record, invalid_record_failure, mixture_failure, one_line, write_manifest,
 )
 from .run import AUTO, Merge, RankRun, RanksNotDoneError, Wait, group_barrier
-from .world import Ranks, checked, this_rank_units
+from .world import Ranks, checked
 
 __all__ = [
     "AUTO", "MESSAGE_CHARS", "Merge", "RankRun", "Ranks", "RanksNotDoneError", "Wait", "checked",
     "failure_record", "group_barrier", "invalid_record_failure", "mixture_failure", "one_line",
-    "this_rank_units", "write_manifest",
+    "write_manifest",
 ]

@@ -98,7 +98,3 @@ class Ranks:
     def __str__(self) -> str:
         return f"{self.rank}/{self.world_size}"
 
-
-def this_rank_units(units: Sequence[T], rank: Any = 0, world_size: Any = 1) -> list[T]:
-    """The work units of rank ``rank`` of ``world_size`` (checked): ``units[rank::world_size]``."""
-    return Ranks.of(rank, world_size).share(units)

@@ -37,7 +37,7 @@ from .. import __version__, numbers
 from ..corpora import DatasetPaths
 from ..errors import HiveError, StoreStaleError
 from ..locks import FolderLockedError, RankLock
-from ..ranks import Ranks, RankRun, failure_record, write_manifest
+from ..ranks import RankRun, Ranks, failure_record, write_manifest
 from ..render import resampled_chunk
 from ..resume import AtomicFile, atomic_write_json, discard_tmp, remove_stale_tmp
 from ..workers import map_unordered
@@ -60,7 +60,7 @@ class StoreLockedError(FolderLockedError):
 LOCK_KINDS = {"activity": "built", "error": StoreLockedError}
 
 
-def StoreLock(output: str | Path, rank: int, world_size: int, *,  # noqa: N802 - reads as a lock class
+def StoreLock(output: str | Path, rank: int, world_size: int, *,  # reads as a lock class
               identity: dict[str, Any] | None = None) -> RankLock:
     """The store build's exclusive per-rank lock of ``output`` (:class:`mixing.locks.RankLock`)."""
     return RankLock(output, rank, world_size, identity=identity, **LOCK_KINDS)
