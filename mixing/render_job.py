@@ -31,7 +31,7 @@ import re
 import sys
 from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -42,7 +42,7 @@ from .failures import DUPLICATE_MIX_ID, INVALID_RECORD
 from .label_filter import LabelFilter
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
-from .ranks import RankRun, Ranks, invalid_record_failure, mixture_failure, write_manifest
+from .ranks import RankRun, Ranks, RankSummary, invalid_record_failure, mixture_failure, write_manifest
 from .recipe import RenderRecipe
 from .render import Renderer
 from .resume import RankMarkers, atomic_write_json, discard_tmp, read_marker, write_marker
@@ -105,20 +105,14 @@ class ShardTask:
 
 
 @dataclass
-class RenderSummary:
+class RenderSummary(RankSummary):
     shards_total: int = 0
     shards_rendered: int = 0
     shards_skipped: int = 0
     mixtures_rendered: int = 0
-    failures: Counter = field(default_factory=Counter)
-    complete: bool = False
     #: source chunks read from the store / decoded because the store lacks them (this run)
     store_hits: int = 0
     store_misses: int = 0
-
-    @property
-    def num_failures(self) -> int:
-        return sum(self.failures.values())
 
 
 def shard_path(output: Path, fmt: str, split: str, n: int, number: int) -> Path:

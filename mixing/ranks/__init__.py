@@ -18,11 +18,11 @@ Worker processes within a rank come from :func:`mixing.workers.process_pool` (th
 from .failure_records import (
     MESSAGE_CHARS, failure_record, invalid_record_failure, mixture_failure, one_line, write_manifest,
 )
-from .run import AUTO, Merge, RankRun, RanksNotDoneError, Wait, group_barrier
+from .run import AUTO, Merge, RankRun, RankSummary, RanksNotDoneError, Wait, group_barrier
 from .world import Ranks, checked
 
 __all__ = [
-    "AUTO", "MESSAGE_CHARS", "Merge", "RankRun", "Ranks", "RanksNotDoneError", "Wait", "checked",
+    "AUTO", "MESSAGE_CHARS", "Merge", "RankRun", "RankSummary", "Ranks", "RanksNotDoneError", "Wait", "checked",
     "failure_record", "group_barrier", "invalid_record_failure", "mixture_failure", "one_line",
     "write_manifest",
 ]

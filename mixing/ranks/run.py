@@ -26,7 +26,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
@@ -42,6 +43,19 @@ AUTO = "auto"
 
 class RanksNotDoneError(HiveError):
     """The merge was due but some ranks have not finished (their markers are missing)."""
+
+
+@dataclass(kw_only=True)
+class RankSummary:
+    """What one rank's run of a job reports (a job's summary adds its own counts): the failures of
+    this rank's work by reason, and whether this rank ran the merge (``complete``)."""
+
+    failures: Counter = field(default_factory=Counter)
+    complete: bool = False
+
+    @property
+    def num_failures(self) -> int:
+        return sum(self.failures.values())
 
 
 @dataclass(frozen=True)

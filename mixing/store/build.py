@@ -25,8 +25,7 @@ import os
 import sys
 import time
 import zlib
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -37,7 +36,7 @@ from .. import __version__, numbers
 from ..corpora import DatasetPaths
 from ..errors import HiveError, StoreStaleError
 from ..locks import FolderLockedError, RankLock
-from ..ranks import RankRun, Ranks, failure_record, write_manifest
+from ..ranks import RankRun, Ranks, RankSummary, failure_record, write_manifest
 from ..render import resampled_chunk
 from ..resume import AtomicFile, atomic_write_json, discard_tmp, remove_stale_tmp
 from ..workers import map_unordered
@@ -93,7 +92,7 @@ class StoreBuildConfig:
 
 
 @dataclass
-class StoreBuildSummary:
+class StoreBuildSummary(RankSummary):
     plan_id: str = ""
     sample_rate: int = 0
     chunks_wanted: int = 0
@@ -104,13 +103,7 @@ class StoreBuildSummary:
     chunks_added: int = 0
     bytes_added: int = 0
     seconds_added: float = 0.0
-    failures: Counter = field(default_factory=Counter)
-    complete: bool = False
     elapsed_s: float = 0.0
-
-    @property
-    def num_failures(self) -> int:
-        return sum(self.failures.values())
 
     def describe(self) -> str:
         fails = (", failures: " + ", ".join(f"{k}={v}" for k, v in sorted(self.failures.items()))
