@@ -456,15 +456,16 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
 
     dropped_info = json.loads((run.work / "dropped.json").read_text())
 
-    def judge_failures() -> Iterator[dict[str, Any]]:  # model failures: not cached, asked again by the next run
-        for p in paths:
+    def failures() -> Iterator[dict[str, Any]]:  # streamed: the judge may have failed for many sources
+        yield from dropped_info["failures"]
+        for p in paths:  # model failures: not cached, asked again by the next run
             for m in _iter_scores(p):
                 for src in m.sources:
                     if src.reason == "judge_failed":
                         yield failure_record("judge_failed", "the judge gave no answer; asked again by the next run",
                                              mix_id=m.mix_id, source_id=src.source_id, model_failure=True)
 
-    write_manifest(out / "failures.jsonl", [*dropped_info["failures"], *judge_failures()])
+    write_manifest(out / "failures.jsonl", failures())
 
     summary = summary_builder.result(dropped_info["counts"])
     summary["metadata_rows_written"] = dict(sorted(counts.items()))
