@@ -37,7 +37,6 @@ import logging
 import os
 import platform
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -46,7 +45,9 @@ from typing import Any
 
 from mixing import numbers
 from mixing.errors import HiveError
-from mixing.resume import RankMarkers, atomic_open, atomic_write_json, remove_stale_tmp
+from mixing.locks import FolderLockedError
+from mixing.ranks import AUTO, RankRun, Ranks, Wait
+from mixing.resume import RankMarkers, atomic_open, atomic_write_json
 
 from .manifest import OUTPUT_NAME, dumps, read_items, write_jsonl, write_parquet
 from .stages import make_stage
@@ -74,6 +75,10 @@ class RunConfigMismatch(HiveError):
 
 class IncompleteRunError(HiveError):
     """Merging was asked for before every rank finished."""
+
+
+class MineLockedError(FolderLockedError):
+    """Another live process runs the same rank of a stage into the folder (or another run does)."""
 
 
 class LedgerError(HiveError):
@@ -129,8 +134,9 @@ class RunConfig:
     poll_interval: float = 0.5
 
     def __post_init__(self) -> None:
-        numbers.check_fields(self, {"rank": numbers.RANK, "world_size": numbers.WORLD_SIZE,
-                                    "batch_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION,
+        ranks = Ranks.of(self.rank, self.world_size)  # the rank executor's one check of ranks
+        self.rank, self.world_size = ranks.rank, ranks.world_size
+        numbers.check_fields(self, {"batch_size": numbers.COUNT, "max_failure_rate": numbers.FRACTION,
                                     "wait_timeout": numbers.SECONDS, "poll_interval": numbers.SECONDS},
                              where="run setting")
 
@@ -333,58 +339,31 @@ def _first_failure(failures: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def run_stage(stage: Stage, opts: RunConfig) -> RunSummary:
-    """Run ``stage`` for rank ``opts.rank``; on rank 0 (with ``merge``) wait for all and merge."""
-    if not (isinstance(opts.world_size, int) and opts.world_size >= 1 and 0 <= opts.rank < opts.world_size):
-        raise HiveError(f"rank {opts.rank} of world size {opts.world_size}; expected 0 <= rank < world size")
+    """Run ``stage`` for rank ``opts.rank``; on rank 0 (with ``merge``) wait for all and merge.
+    The ranks, the rank's lock, its marker and the merge are the rank executor's
+    (:class:`mixing.ranks.RankRun`)."""
+    ranks = Ranks.of(opts.rank, opts.world_size)
     output = Path(opts.output)
-    output.mkdir(parents=True, exist_ok=True)
     items = read_items(opts.input)
     cfg = _config(stage, opts, items)
-    _check_config(output, cfg, opts)
-    if opts.world_size == 1:  # temporaries of killed earlier runs (dead PIDs only)
-        remove_stale_tmp(output)
-    shard = items[opts.rank::opts.world_size]
-    summary = RunSummary(stage.name, opts.rank, opts.world_size, items=len(shard))
-    markers = _done_markers(output, opts.world_size)
-    done_info = markers.read(opts.rank, {"config": _config_hash(cfg)}) or {}
-    if done_info and not done_info.get("failed"):
-        summary.skipped_rank = True
-        summary.resumed = len(shard)
-        stats_path = output / RANK_STATS.format(opts.rank)
-        st = _read_json(stats_path)
-        if st.get("processed"):  # this run processed nothing here: the merged rate counts this run only
-            st["processed"] = 0
-            atomic_write_json(stats_path, st)
-        log.info("%s rank %d: already done, skipped", stage.name, opts.rank)
-    else:
-        markers.clear(opts.rank)
-        earlier_models = _run_shard(stage, opts, output, shard, summary)
-        stats = rank_stats(output, opts.rank, opts.world_size, len(shard), summary.processed)
-        stats["provenance"] = stage.provenance()
-        stats["device"] = opts.device
-        if not stage._ready:  # nothing left to do: the models an earlier run used, from the ledger
-            stats["provenance"]["models"] = earlier_models
-        atomic_write_json(output / RANK_STATS.format(opts.rank), stats)
-        markers.write(opts.rank, {"rank": opts.rank, "world_size": opts.world_size,
-                                  "config": _config_hash(cfg), "kept": stats["kept"],
-                                  "dropped": stats["dropped_total"], "failed": stats["failed_total"]})
-    st = _read_json(output / RANK_STATS.format(opts.rank))
-    summary.kept, summary.dropped = st["kept"], st["dropped"]
-    summary.failed = st.get("failed", {}) if not summary.skipped_rank else {}
-    if opts.merge and opts.world_size > 1:
-        # A rank rerun to retry its model failures still has the marker of its earlier run until it
-        # finishes; under a launcher with a process group, rank 0 merges after every rank's run.
-        barrier = _torch_barrier(opts.world_size)
-        if barrier is not None:
-            barrier()
-    if opts.merge and opts.rank == 0:
-        wait_for_ranks(output, opts.world_size, _config_hash(cfg), opts.wait_timeout, opts.poll_interval)
-        summary.merged = merge_outputs(output, parquet=opts.parquet)
-        check, where = summary.merged, output / FAILURES_NAME
-    elif not opts.merge:  # this rank alone: the merge (hive mine merge) checks all of them
-        check, where = st, output / RANK_FAILURES.format(opts.rank)
-    else:
-        return summary  # rank 0 checks the counts of every rank after its merge
+    expect = {"config": _config_hash(cfg)}
+    with RankRun(output, ranks, markers=_done_markers(output, ranks.world_size), identity=expect,
+                 activity="mined", error=MineLockedError) as run:
+        _check_config(output, cfg, opts)
+        summary = _stage_rank(run, stage, opts, items, expect)
+        if opts.merge:
+            # A rank rerun to retry its model failures still has the marker of its earlier run until it
+            # finishes; under a launcher with a process group, rank 0 merges after every rank's run.
+            wait = Wait(opts.wait_timeout, opts.poll_interval, error=IncompleteRunError,
+                        hint=f"rerun them (finished work is kept), then run 'hive mine merge --output {output}'")
+            done = run.merge_once(lambda: merge_outputs(output, parquet=opts.parquet), expect=expect,
+                                  barrier=AUTO, wait=wait)
+            if not done.merged:
+                return summary  # rank 0 checks the counts of every rank after its merge
+            summary.merged = done.result
+            check, where = summary.merged, output / FAILURES_NAME
+        else:  # this rank alone: the merge (hive mine merge) checks all of them
+            check, where = _read_json(output / RANK_STATS.format(ranks.rank)), output / RANK_FAILURES.format(ranks.rank)
     if opts.max_failure_rate is not None:  # a skipped rank has no failures: it passes
         message = failure_message(check, opts.max_failure_rate, str(where))
         if message:
@@ -394,12 +373,39 @@ def run_stage(stage: Stage, opts: RunConfig) -> RunSummary:
     return summary
 
 
-def _torch_barrier(world: int):
-    """``torch.distributed.barrier`` when the launcher set up a group of ``world`` ranks, else None."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is None or not dist.is_available() or not dist.is_initialized():
-        return None
-    return dist.barrier if dist.get_world_size() == world else None
+def _stage_rank(run: RankRun, stage: Stage, opts: RunConfig, items: list[Item],
+                expect: dict[str, Any]) -> RunSummary:
+    """This rank's share of ``items``: skipped when its marker says it is done without failures,
+    else processed (resuming from the ledger) and marked done."""
+    rank, world = run.ranks.rank, run.ranks.world_size
+    output = run.output
+    shard = run.share(items)
+    summary = RunSummary(stage.name, rank, world, items=len(shard))
+    done_info = run.done(expect) or {}
+    if done_info and not done_info.get("failed"):
+        summary.skipped_rank = True
+        summary.resumed = len(shard)
+        stats_path = output / RANK_STATS.format(rank)
+        st = _read_json(stats_path)
+        if st.get("processed"):  # this run processed nothing here: the merged rate counts this run only
+            st["processed"] = 0
+            atomic_write_json(stats_path, st)
+        log.info("%s rank %d: already done, skipped", stage.name, rank)
+    else:
+        run.clear_done()
+        earlier_models = _run_shard(stage, opts, output, shard, summary)
+        stats = rank_stats(output, rank, world, len(shard), summary.processed)
+        stats["provenance"] = stage.provenance()
+        stats["device"] = opts.device
+        if not stage._ready:  # nothing left to do: the models an earlier run used, from the ledger
+            stats["provenance"]["models"] = earlier_models
+        atomic_write_json(output / RANK_STATS.format(rank), stats)
+        run.mark_done({"rank": rank, "world_size": world, **expect, "kept": stats["kept"],
+                       "dropped": stats["dropped_total"], "failed": stats["failed_total"]})
+    st = _read_json(output / RANK_STATS.format(rank))
+    summary.kept, summary.dropped = st["kept"], st["dropped"]
+    summary.failed = st.get("failed", {}) if not summary.skipped_rank else {}
+    return summary
 
 
 def _run_shard(stage: Stage, opts: RunConfig, output: Path, shard: list[Item],
@@ -447,21 +453,6 @@ def _run_shard(stage: Stage, opts: RunConfig, output: Path, shard: list[Item],
 # ---- waiting and merging --------------------------------------------------------------------------
 def _missing_ranks(output: Path, world_size: int, config_hash: str | None) -> list[int]:
     return _done_markers(output, world_size).missing(None if config_hash is None else {"config": config_hash})
-
-
-def wait_for_ranks(output: Path, world_size: int, config_hash: str | None = None,
-                   timeout: float | None = None, poll: float = 0.5) -> None:
-    start = time.monotonic()
-    while True:
-        missing = _missing_ranks(output, world_size, config_hash)
-        if not missing:
-            return
-        if timeout is not None and time.monotonic() - start > timeout:
-            raise IncompleteRunError(
-                f"{output}: ranks {missing[:20]} of {world_size} have not finished after {timeout:.0f} s; "
-                "rerun them (finished work is kept), then run 'hive mine merge --output "
-                f"{output}'")
-        time.sleep(poll)
 
 
 def _merge_models(per_rank: list[dict[str, Any]]) -> dict[str, Any]:

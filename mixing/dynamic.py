@@ -44,6 +44,7 @@ from .levels import measure_levels
 from .metadata import MixtureRecord
 from .pool import PoolEntry
 from .queries import ExampleConfig, QueryMaker
+from .ranks import Ranks
 from .recipe import RenderRecipe
 from .streaming import AUTO_UNIT_MULTIPLE, RENDER_ERRORS, array_example
 from .validation import parse_mixture
@@ -153,9 +154,8 @@ class DynamicSpec:
              report: DynamicReport | None = None) -> Iterator[dict[str, Any]]:
         """Examples of ``units`` (default: every unit; ``rank``/``world_size`` take every
         ``world_size``-th of them), in the form ``examples`` asks for; ``report`` counts."""
-        if not 0 <= rank < world_size:
-            raise DynamicMixingError(f"rank {rank} is not in 0..{world_size - 1}")
-        units = list(range(self.num_units))[rank::world_size] if units is None else units
+        ranks = Ranks.of(rank, world_size, error=DynamicMixingError)
+        units = ranks.share(range(self.num_units)) if units is None else units
         return iter_dynamic(self, units, report)
 
 

@@ -1,5 +1,5 @@
 """Per-rank locks of an output folder, shared by every command that splits work across ranks
-(render, store build).
+(render, store build, mine, curate: taken by :class:`mixing.ranks.RankRun`).
 
 One process per rank and folder: rank ``r`` holds an exclusive ``flock`` on
 ``<folder>/_locks/rank-{r:05d}.lock`` for its whole run. The kernel drops the lock when the
@@ -36,7 +36,12 @@ class RankLock:
     error: type[FolderLockedError] = FolderLockedError
 
     def __init__(self, output: str | os.PathLike, rank: int, world_size: int, *,
-                 identity: dict[str, Any] | None = None):
+                 identity: dict[str, Any] | None = None, activity: str | None = None,
+                 error: type[FolderLockedError] | None = None):
+        if activity is not None:
+            self.activity = activity
+        if error is not None:
+            self.error = error
         self.folder = Path(output) / "_locks"
         self.path = self.folder / f"rank-{rank:05d}.lock"
         self.rank, self.world_size = rank, world_size

@@ -11,10 +11,12 @@
   so they are identical whether or not the run was interrupted; so is ``_warnings.jsonl``, one
   line per file that clipped (``--audio-format pcm16`` only: mix_id, member, clipped_samples,
   peak), absent when nothing clipped.
-* One process per rank and output folder: rank ``r`` holds an exclusive ``flock`` on
+* Ranks, the per-rank lock, the completion markers and the merge are the rank executor's
+  (:class:`mixing.ranks.RankRun`): rank ``r`` holds an exclusive ``flock`` on
   ``_locks/rank-{r:05d}.lock`` for the whole run (the kernel drops it when the process dies, even
   by ``kill -9``); a second render of the same rank, or one with another world size, is refused
-  with :class:`RenderLockedError` instead of deleting the first one's temporary files.
+  with :class:`RenderLockedError` instead of deleting the first one's temporary files. Each rank
+  writes ``_ranks/rank-{r:05d}-of-{w:05d}.json`` last; the rank that finds them all merges.
 * Worker processes die with their parent (``PR_SET_PDEATHSIG`` on Linux, and a watchdog thread
   that notices the parent is gone), so a killed render leaves no orphans rendering on.
 """
@@ -29,22 +31,21 @@ import re
 import sys
 from collections import Counter, defaultdict, deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from . import __version__, numbers
 from .errors import HiveError, InvalidRecordError
 from .locks import FolderLockedError, RankLock
-from .failures import DUPLICATE_MIX_ID, INVALID_RECORD, reason_of
+from .failures import DUPLICATE_MIX_ID, INVALID_RECORD
 from .label_filter import LabelFilter
 from .metadata import MixtureRecord
 from .metadata_io import open_metadata
+from .ranks import RankRun, Ranks, RankSummary, invalid_record_failure, mixture_failure, write_manifest
 from .recipe import RenderRecipe
 from .render import Renderer
-from .resume import (
-    RankMarkers, atomic_open, atomic_write_json, discard_tmp, read_marker, remove_stale_tmp, write_marker,
-)
+from .resume import RankMarkers, atomic_write_json, discard_tmp, read_marker, write_marker
 from .shards import PIECE_MIXTURES, SHARD_SUFFIX, assemble_shard, make_writer
 from .validation import ValidationReport
 from .workers import process_pool
@@ -59,11 +60,13 @@ class RenderLockedError(FolderLockedError):
     """Another live process is rendering the same rank (or another world size) into the folder."""
 
 
-class RenderLock(RankLock):
-    """Exclusive per-rank lock of a render's output folder (:class:`mixing.locks.RankLock`)."""
+#: what the render's per-rank lock calls its work, and its refusal
+LOCK_KINDS = {"activity": "rendered", "error": RenderLockedError}
 
-    activity = "rendered"
-    error = RenderLockedError
+
+def RenderLock(output: str | Path, rank: int, world_size: int) -> RankLock:  # reads as a lock class
+    """The render's exclusive per-rank lock of ``output`` (:class:`mixing.locks.RankLock`)."""
+    return RankLock(output, rank, world_size, **LOCK_KINDS)
 
 
 @dataclass(frozen=True)
@@ -102,20 +105,14 @@ class ShardTask:
 
 
 @dataclass
-class RenderSummary:
+class RenderSummary(RankSummary):
     shards_total: int = 0
     shards_rendered: int = 0
     shards_skipped: int = 0
     mixtures_rendered: int = 0
-    failures: Counter = field(default_factory=Counter)
-    complete: bool = False
     #: source chunks read from the store / decoded because the store lacks them (this run)
     store_hits: int = 0
     store_misses: int = 0
-
-    @property
-    def num_failures(self) -> int:
-        return sum(self.failures.values())
 
 
 def shard_path(output: Path, fmt: str, split: str, n: int, number: int) -> Path:
@@ -153,13 +150,6 @@ def _init_worker(opts: RenderConfig) -> None:
     _WORKER["opts"] = opts
 
 
-def _failure(rec: MixtureRecord, exc: BaseException) -> dict[str, Any]:
-    i = getattr(exc, "source_index", None)
-    return {"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
-            "source": None if i is None else rec.sources[i].source_id,
-            "path": getattr(exc, "source_path", None), "reason": reason_of(exc), "message": str(exc)[:500]}
-
-
 def _duplicates(task: ShardTask) -> tuple[list[MixtureRecord | None], list[dict[str, Any]]]:
     """The shard's records with repeated mix_ids replaced by None (a repeated key would merge two
     samples in WebDataset readers), and their failure entries."""
@@ -168,10 +158,8 @@ def _duplicates(task: ShardTask) -> tuple[list[MixtureRecord | None], list[dict[
     failures = []
     for rec in task.records:
         if rec.mix_id in seen:
-            failures.append({"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
-                             "source": None, "path": None, "reason": DUPLICATE_MIX_ID,
-                             "message": f"mix_id {rec.mix_id!r} appears twice in shard {task.name}; "
-                                        "the first is rendered, this one is left out"})
+            failures.append(mixture_failure(rec, DUPLICATE_MIX_ID, f"mix_id {rec.mix_id!r} appears twice in shard "
+                                            f"{task.name}; the first is rendered, this one is left out"))
             out.append(None)
             continue
         seen.add(rec.mix_id)
@@ -187,7 +175,7 @@ def _render_into(writer, records: list[MixtureRecord | None], renderer: Renderer
             try:
                 writer.add(renderer.render(rec))
             except (HiveError, OSError, ValueError, RuntimeError) as exc:
-                failures.append(_failure(rec, exc))
+                failures.append(mixture_failure(rec, exc))
         if k % PIECE_MIXTURES == 0 and k < len(records):
             writer.end_piece()
 
@@ -296,7 +284,8 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     atomic_write_json(path, obj, ensure_ascii=True)
 
 
-def _rank_markers(output: Path, world_size: int) -> RankMarkers:
+def rank_markers(output: Path, world_size: int) -> RankMarkers:
+    """The ranks' completion markers ``_ranks/rank-{r:05d}-of-{w:05d}.json``."""
     return RankMarkers(output / "_ranks", "rank-{rank:05d}-of-{world:05d}.json", world_size, ensure_ascii=True)
 
 
@@ -410,13 +399,11 @@ def merge_outputs(output: Path) -> dict[str, Any]:
     invalid = json.loads(invalid_path.read_text()) if invalid_path.is_file() else []
     failures = invalid + [f for e in entries for f in e["failures"]]
     warnings = [w for e in entries for w in e.get("warnings", [])]
-    for name, rows in (("_failures.jsonl", failures), ("_warnings.jsonl", warnings)):
-        if name == "_warnings.jsonl" and not rows:
-            (output / name).unlink(missing_ok=True)
-            continue
-        with atomic_open(output / name) as fh:
-            for f in rows:
-                fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
+    write_manifest(output / "_failures.jsonl", failures)
+    if warnings:
+        write_manifest(output / "_warnings.jsonl", warnings)
+    else:
+        (output / "_warnings.jsonl").unlink(missing_ok=True)
     per_group: dict[str, int] = defaultdict(int)
     for e in entries:
         per_group[str(Path(e["shard"]).parent)] += e["count"]
@@ -431,23 +418,6 @@ def merge_outputs(output: Path) -> dict[str, Any]:
     return summary
 
 
-def _locked(fn):
-    """Run ``fn(metadata, opts, *, rank=, world_size=, ...)`` holding the output
-    folder's lock for its rank (:class:`RenderLock`)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(metadata, opts: RenderConfig, **kw):
-        rank, world_size = kw.get("rank", 0), kw.get("world_size", 1)
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-        with RenderLock(Path(opts.output), rank, world_size):
-            return fn(metadata, opts, **kw)
-
-    return wrapper
-
-
-@_locked
 def run_render(metadata: str, opts: RenderConfig, *,
                split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
                rank: int = 0, world_size: int = 1, overwrite: bool = False,
@@ -455,21 +425,24 @@ def run_render(metadata: str, opts: RenderConfig, *,
                total: int | None = None) -> RenderSummary:
     """Render ``metadata`` into shards; ``total`` (mixtures of this rank, if known) gives the bar an ETA."""
     num_workers = numbers.WORKERS.check(num_workers, "num_workers")
-    rank = numbers.RANK.check(rank, "rank")
-    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    ranks = Ranks.of(rank, world_size)
     output = Path(opts.output)
-    output.mkdir(parents=True, exist_ok=True)
-    if world_size == 1:  # temporaries of killed earlier runs (dead PIDs; ranks discard their shards' own)
-        remove_stale_tmp(output)
-    if rank == 0:
+    with RankRun(output, ranks, markers=rank_markers(output, ranks.world_size), **LOCK_KINDS) as run:
+        return _render_rank(run, metadata, opts, split=split, num_sources=num_sources, num_workers=num_workers,
+                            overwrite=overwrite, progress=progress, revision=revision, total=total)
+
+
+def _render_rank(run: RankRun, metadata: str, opts: RenderConfig, *, split: str | None, num_sources: int | None,
+                 num_workers: int, overwrite: bool, progress: bool | None, revision: str | None,
+                 total: int | None) -> RenderSummary:
+    output, rank, world_size = run.output, run.ranks.rank, run.ranks.world_size
+    if run.ranks.main:
         _check_config(output, opts, str(metadata), overwrite)
     source = open_metadata(metadata, revision=revision)
     invalid: list[dict[str, Any]] = []
 
     def on_invalid(err: InvalidRecordError) -> None:
-        invalid.append({**err.to_dict(), "message": str(err)[:500]})
+        invalid.append(invalid_record_failure(err))
 
     report = ValidationReport(listener=on_invalid)
     records = source.records(split, num_sources, on_error="skip", report=report)
@@ -479,7 +452,7 @@ def run_render(metadata: str, opts: RenderConfig, *,
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="mix", desc=f"render[{rank}/{world_size}]", disable=not show, smoothing=0.05)
+    bar = tqdm(total=total, unit="mix", desc=f"render[{run.ranks}]", disable=not show, smoothing=0.05)
 
     def account(entry: dict[str, Any], rendered: bool, store: dict[str, int] | None = None) -> None:
         summary.failures.update(f["reason"] for f in entry["failures"])
@@ -496,7 +469,7 @@ def run_render(metadata: str, opts: RenderConfig, *,
     def mine() -> Iterator[ShardTask]:
         for task in plan_shards(records, opts.shard_size):
             summary.shards_total += 1
-            if task.index % world_size != rank:
+            if not run.owns(task.index):
                 continue
             done = _done(output, task, opts.format)
             if done is not None:
@@ -512,14 +485,11 @@ def run_render(metadata: str, opts: RenderConfig, *,
     else:
         _run_pool(mine(), opts, num_workers, account)
     bar.close()
-    if rank == 0:
+    if run.ranks.main:
         _write_json_atomic(output / "_ledger" / "_invalid_records.json", invalid)
         summary.failures.update(INVALID_RECORD for _ in invalid)
-    markers = _rank_markers(output, world_size)
-    markers.write(rank, {"rank": rank, "world_size": world_size, "shards": summary.shards_total,
-                         "rendered": summary.shards_rendered, "skipped": summary.shards_skipped,
-                         "store_hits": summary.store_hits, "store_misses": summary.store_misses})
-    if not markers.missing():
-        merge_outputs(output)
-        summary.complete = True
+    run.mark_done({"rank": rank, "world_size": world_size, "shards": summary.shards_total,
+                   "rendered": summary.shards_rendered, "skipped": summary.shards_skipped,
+                   "store_hits": summary.store_hits, "store_misses": summary.store_misses})
+    summary.complete = run.merge_once(lambda: merge_outputs(output)).merged
     return summary

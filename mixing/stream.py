@@ -25,6 +25,7 @@ from .label_selection import check_label_selection
 from .metadata import normalise_split
 from .metadata_splits import resolve_metadata
 from .queries import ExampleConfig
+from .ranks import Ranks
 from .render_spec import RenderSpec
 from .stream_options import StreamOptions, StreamOptionsError
 from .streaming import StreamReport, generate_arrays, iter_examples, iter_rendered
@@ -121,5 +122,5 @@ def iter_mixtures(metadata: Metadata, dataset_paths: Paths = None, *, split: str
     if options.shuffle_units:
         order = np.random.default_rng(options.seed).permutation(len(units))
         units = [units[i] for i in order]
-    mine = units[options.rank::options.world_size]
+    mine = Ranks(options.rank, options.world_size).share(units)
     return iter_examples((r for _, _, r in iter_rendered(mine, spec, report=report)), spec)

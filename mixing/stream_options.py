@@ -19,6 +19,7 @@ from . import numbers
 from .errors import HiveError
 from .label_filter import LabelFilter
 from .queries import ExampleConfig
+from .ranks.world import checked
 from .recipe import STEM_MODES, RenderRecipe
 from .render_spec import FAILURE_POLICIES, RenderSpec
 from .validation import MAX_SOURCES
@@ -61,8 +62,9 @@ class StreamOptions:
     def __post_init__(self) -> None:
         numbers.check_fields(self, {"num_units": numbers.COUNT, "seed": numbers.SEED},
                              where="stream option", error=StreamOptionsError)
-        numbers.check_fields(self, {"rank": numbers.RANK, "world_size": numbers.WORLD_SIZE},
-                             where="stream option", error=StreamOptionsError, optional=False)
+        rank, world_size = checked(self.rank, self.world_size, error=StreamOptionsError)  # the rank executor's rule
+        object.__setattr__(self, "rank", rank)
+        object.__setattr__(self, "world_size", world_size)
         if self.num_sources is not None:
             n = self.num_sources
             if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_SOURCES:
@@ -75,9 +77,6 @@ class StreamOptions:
         for name in ("store_only", "shuffle_units"):
             if not isinstance(getattr(self, name), bool):
                 raise StreamOptionsError(f"{name} is {getattr(self, name)!r}; expected True or False")
-        if not self.rank < self.world_size:
-            raise StreamOptionsError(f"rank {self.rank} is not in 0..{self.world_size - 1} (world_size "
-                                     f"{self.world_size}); give a rank below world_size")
         if self.failure_dir is not None:
             if not isinstance(self.failure_dir, (str, os.PathLike)):
                 raise StreamOptionsError(f"failure_dir is a {type(self.failure_dir).__name__}; expected a folder path")

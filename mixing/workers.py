@@ -6,6 +6,7 @@ holding its memory and open files. Every command that starts worker processes (`
 ``synthesize``, ``verify``) makes its pool with :func:`process_pool`, whose workers first call
 :func:`die_with_parent`: the kernel's parent-death signal on Linux, and a watchdog thread polling
 ``getppid`` elsewhere (and for a parent that died before the worker got this far).
+:func:`map_unordered` runs a list of jobs over such a pool (in this process for one worker).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-__all__ = ["die_with_parent", "process_pool"]
+__all__ = ["die_with_parent", "map_unordered", "process_pool"]
+
+T = TypeVar("T")
 
 
 def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
@@ -55,3 +58,23 @@ def process_pool(max_workers: int, *, initializer: Callable[..., Any] | None = N
     (a module-level function, as the pool needs)."""
     return ProcessPoolExecutor(max_workers, mp_context=mp_context, initializer=_start_worker,
                                initargs=(os.getpid(), initializer, tuple(initargs)))
+
+
+def map_unordered(fn: Callable[[Any], T], jobs: Sequence[Any], num_workers: int) -> Iterator[T]:
+    """``fn(job)`` of every job, in the order they finish: over :func:`process_pool` with at most
+    ``2 * num_workers`` jobs in flight (memory stays bounded), or here, in order, for one worker
+    or one job. ``fn`` is a module-level function, as the pool needs."""
+    if num_workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield fn(job)
+        return
+    with process_pool(num_workers) as pool:
+        pending: set = set()
+        for job in jobs:
+            pending.add(pool.submit(fn, job))
+            if len(pending) >= 2 * num_workers:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    yield f.result()
+        for f in pending:
+            yield f.result()

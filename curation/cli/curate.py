@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mixing.cli import argtypes as at
+from mixing.ranks.options import add_rank_options
 
 
 HELP = "score mixtures with an audio LLM and keep the best"
@@ -72,10 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or more than this fraction of the sources it was asked about (default 0.5); a run "
                         "in which no source could be judged always fails. Failed answers are never cached, "
                         "so a rerun asks exactly those again")
-    p.add_argument("--rank", type=at.rank, default=at.env_int("RANK", 0),
-                   help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
-                   help="number of ranks (default $WORLD_SIZE)")
+    add_rank_options(p)
     at.add_max_memory(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -14,6 +14,7 @@ import sys
 
 from mixing import numbers
 from mixing.cli import argtypes as at
+from mixing.ranks.options import add_rank_options
 
 
 HELP = "run one stage of the six-stage single-event mining pipeline"
@@ -27,10 +28,7 @@ def _failure_rate(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rank", type=at.rank, default=at.env_int("RANK", 0),
-                   help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
-                   help="number of ranks (default $WORLD_SIZE)")
+    add_rank_options(p)
 
 
 def _stage_options(p: argparse.ArgumentParser, cls) -> None:

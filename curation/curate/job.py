@@ -50,20 +50,20 @@ from mixing import __version__, numbers
 from mixing.corpora import DatasetPaths
 from mixing.errors import HiveError, InvalidRecordError
 from mixing.input_files import load_json_file
+from mixing.locks import FolderLockedError
 from mixing.metadata import MixtureRecord
 from mixing.metadata_io import MetadataSource, open_metadata, write_hub_folder
-from mixing.output_folder import remove_own_files
 from mixing.ontology import Ontology
-from mixing.resume import (
-    AtomicFile, RankMarkers, atomic_open, atomic_write_json, file_sha256, remove_stale_tmp, tmp_path,
-)
+from mixing.output_folder import remove_own_files
+from mixing.ranks import AUTO, RankRun, Ranks, failure_record, invalid_record_failure, write_manifest
+from mixing.resume import AtomicFile, RankMarkers, atomic_write_json, file_sha256, tmp_path
 from mixing.validation import ValidationReport
 
 from .audio import RenderedStems, StemSource, TarStems
 from .cache import AnswerCache
 from .policy import Candidate, Decision, KeepPolicy
 from .pools import PoolBuilder
-from .prompt import PromptError, PromptConfig
+from .prompt import PromptConfig, PromptError
 from .report import ScoresWriter, SummaryBuilder, format_summary
 from .scoring import SCORED, UNSCORED, AudioJudge, MixtureScore, Scorer
 
@@ -72,6 +72,10 @@ log = logging.getLogger(__name__)
 
 class CurateError(HiveError):
     """The curation job cannot run as asked."""
+
+
+class CurateLockedError(FolderLockedError):
+    """Another live process curates the same rank into the folder (or another run does)."""
 
 
 class CurateFailedError(CurateError):
@@ -264,20 +268,20 @@ class _Run:
         return RankMarkers(self.work, "done-{rank:05d}-of-{world:05d}.json", world)
 
 
-def _partition(run: _Run, rank: int, world: int) -> tuple[set[str], dict[str, int], list[dict[str, Any]]]:
+def _partition(run: _Run, ranks: Ranks) -> tuple[set[str], dict[str, int], list[dict[str, Any]]]:
     """This rank's mix ids; counts and manifest of records dropped before scoring."""
     failures: list[dict[str, Any]] = []
 
     def on_invalid(err: InvalidRecordError) -> None:
-        failures.append({**err.to_dict(), "message": str(err)[:500]})
+        failures.append(invalid_record_failure(err))
 
     ids: set[str] = set()
     dropped = Counter()
     for rec in run.records(ValidationReport(listener=on_invalid)):
         if rec.mix_id in ids:
             dropped["duplicate_mix_id"] += 1
-            failures.append({"mix_id": rec.mix_id, "reason": "duplicate_mix_id",
-                             "message": "a later record repeats this mix_id; the first one is curated"})
+            failures.append(failure_record("duplicate_mix_id", "a later record repeats this mix_id; the first one "
+                                           "is curated", mix_id=rec.mix_id))
             continue
         ids.add(rec.mix_id)
     dropped["invalid_record"] = sum(1 for f in failures if f.get("reason") == "invalid_record")
@@ -287,7 +291,7 @@ def _partition(run: _Run, rank: int, world: int) -> tuple[set[str], dict[str, in
         raise CurateError(f"--metadata {run.config.metadata}: no valid mixture record{split} to curate"
                           + (f" ({len(failures)} invalid; the first: {first[:200]})" if first else "")
                           + "; check the metadata")
-    mine = set(sorted(ids)[rank::world])
+    mine = set(ranks.share(sorted(ids)))
     return mine, {k: v for k, v in dropped.items() if v}, failures
 
 
@@ -299,11 +303,12 @@ def _own_records(run: _Run, mine: set[str]) -> Iterator[MixtureRecord]:
             yield rec
 
 
-def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> CurateResult:
+def _score_rank(run: _Run, rank_run: RankRun, progress: bool | None) -> CurateResult:
+    rank, world = rank_run.ranks.rank, rank_run.ranks.world_size
     result = CurateResult(rank, world)
-    scores_path, marker = run.rank_files(rank, world)
-    marker.unlink(missing_ok=True)
-    mine, dropped, failures = _partition(run, rank, world)
+    scores_path, _ = run.rank_files(rank, world)
+    rank_run.clear_done()
+    mine, dropped, failures = _partition(run, rank_run.ranks)
     cache = AnswerCache(run.config.cache_folder, rank)
     concurrency = run.config.concurrency or max(1, int(getattr(run.judge, "concurrency", 1) or 1))
     scorer = Scorer(run.pools, run.judge, cache, run.audio(), answer_retries=run.config.answer_retries,
@@ -327,14 +332,9 @@ def _score_rank(run: _Run, rank: int, world: int, progress: bool | None) -> Cura
     result.stats = scorer.stats
     if rank == 0:
         atomic_write_json(run.work / "dropped.json", {"counts": dropped, "failures": failures})
-    run.markers(world).write(rank, {"identity": run.identity(), "rank": rank, "world_size": world,
-                                    "mixtures": result.mixtures, "stats": dict(scorer.stats),
-                                    "first_error": scorer.first_error})
+    rank_run.mark_done({"identity": run.identity(), "rank": rank, "world_size": world,
+                        "mixtures": result.mixtures, "stats": dict(scorer.stats), "first_error": scorer.first_error})
     return result
-
-
-def _all_done(run: _Run, world: int) -> bool:
-    return not run.markers(world).missing({"identity": run.identity()})
 
 
 def _iter_scores(path: Path) -> Iterator[MixtureScore]:
@@ -455,17 +455,17 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
                 stale.unlink()
 
     dropped_info = json.loads((run.work / "dropped.json").read_text())
-    with atomic_open(out / "failures.jsonl") as fh:
-        for f in dropped_info["failures"]:
-            fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
+
+    def failures() -> Iterator[dict[str, Any]]:  # streamed: the judge may have failed for many sources
+        yield from dropped_info["failures"]
         for p in paths:  # model failures: not cached, asked again by the next run
             for m in _iter_scores(p):
                 for src in m.sources:
                     if src.reason == "judge_failed":
-                        fh.write(json.dumps({"mix_id": m.mix_id, "source_id": src.source_id,
-                                             "reason": "judge_failed", "model_failure": True,
-                                             "message": "the judge gave no answer; asked again by the next run"},
-                                            sort_keys=True) + "\n")
+                        yield failure_record("judge_failed", "the judge gave no answer; asked again by the next run",
+                                             mix_id=m.mix_id, source_id=src.source_id, model_failure=True)
+
+    write_manifest(out / "failures.jsonl", failures())
 
     summary = summary_builder.result(dropped_info["counts"])
     summary["metadata_rows_written"] = dict(sorted(counts.items()))
@@ -508,12 +508,12 @@ def merge(run: _Run, world: int) -> tuple[dict[str, Any], str]:
     return summary, text
 
 
-def _torch_barrier(world: int) -> Callable[[], None] | None:
-    """A barrier when the launcher already set up a torch.distributed group of ``world`` ranks."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is None or not dist.is_available() or not dist.is_initialized():
-        return None
-    return dist.barrier if dist.get_world_size() == world else None
+def _close_judge(run: _Run, given: AudioJudge | None) -> None:
+    """Close a judge this job built (once: a closed judge is forgotten)."""
+    close = getattr(run.judge, "close", None)
+    if given is None and callable(close) and not getattr(run, "_judge_closed", False):
+        run._judge_closed = True
+        close()
 
 
 def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judge: AudioJudge | None = None,
@@ -524,33 +524,30 @@ def run_curate(config: CurateConfig, *, rank: int = 0, world_size: int = 1, judg
     ``judge`` and ``audio`` replace the backend built from ``config.judge`` and the stems of
     ``config.dataset_paths``/``config.rendered`` (library use, tests). ``barrier`` is called
     after scoring when ``world_size > 1``; then rank 0 merges (default: a torch.distributed
-    barrier when the launcher set one up, else whichever rank finds every marker merges)."""
-    if not 0 <= rank < world_size:
-        raise CurateError(f"rank {rank} is not in 0..{world_size - 1} (world size {world_size})")
+    barrier when the launcher set one up, else whichever rank finds every marker merges). The
+    ranks, the rank's lock, its marker and the merge are the rank executor's
+    (:class:`mixing.ranks.RankRun`)."""
+    ranks = Ranks.of(rank, world_size, error=CurateError)
     run = _Run(config, judge, audio)
-    if world_size == 1:  # temporaries of killed earlier runs (dead PIDs only)
-        remove_stale_tmp(run.output)
+    this_run = {"identity": run.identity()}  # what every rank's marker of this run holds
     try:
-        run.load_corpora()
-        result = _score_rank(run, rank, world_size, progress)
+        with RankRun(run.output, ranks, markers=run.markers(ranks.world_size), activity="curated",
+                     error=CurateLockedError, identity=this_run) as rank_run:
+            run.load_corpora()
+            result = _score_rank(run, rank_run, progress)
+            _close_judge(run, judge)
+            try:
+                done = rank_run.merge_once(lambda: merge(run, ranks.world_size),
+                                           expect=this_run,
+                                           barrier=AUTO if barrier is None else barrier)
+            except CurateFailedError as exc:
+                exc.result = result
+                result.merged = True
+                result.summary = json.loads((run.output / "summary.json").read_text())
+                raise
     finally:
-        close = getattr(run.judge, "close", None)
-        if judge is None and callable(close):  # a judge this job built
-            close()
-    if world_size > 1 and barrier is None:
-        barrier = _torch_barrier(world_size)
-    if barrier is not None and world_size > 1:
-        barrier()
-        do_merge = rank == 0
-    else:
-        do_merge = _all_done(run, world_size)
-    if do_merge:
-        try:
-            result.summary, result.summary_text = merge(run, world_size)
-        except CurateFailedError as exc:
-            exc.result = result
-            result.merged = True
-            result.summary = json.loads((run.output / "summary.json").read_text())
-            raise
+        _close_judge(run, judge)
+    if done.merged:
+        result.summary, result.summary_text = done.result
         result.merged = True
     return result

@@ -122,16 +122,11 @@ def env_int(name: str, default: int) -> str:
 
 
 def check_rank(args: argparse.Namespace) -> str | None:
-    """The problem with ``--rank`` / ``--world-size`` (None when fine or absent): the rank must be
-    in ``0 .. world_size - 1``."""
-    rank_, world = getattr(args, "rank", None), getattr(args, "world_size", None)
-    if rank_ is None or world is None:
-        return None
-    if world < 1:
-        return f"--world-size is {world}; expected a positive number of ranks"
-    if not 0 <= rank_ < world:
-        return f"--rank is {rank_} but --world-size is {world}; expected a rank in 0..{world - 1}"
-    return None
+    """The problem with ``--rank`` / ``--world-size`` (None when fine or absent): checked by the rank
+    executor, the one place ranks are checked (:func:`mixing.ranks.options.rank_problem`)."""
+    from mixing.ranks.options import rank_problem
+
+    return rank_problem(args)
 
 
 def numeric_actions(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action]]:

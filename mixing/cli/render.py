@@ -7,6 +7,7 @@ import os
 
 from mixing.cli import argtypes as at
 from mixing.cli.label_args import add_label_arguments, label_filter
+from mixing.ranks.options import add_rank_options
 
 
 HELP = "render mixtures and stems into WebDataset or Parquet shards"
@@ -41,10 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-rate", type=at.sample_rate, help="render directly at this rate instead of the record's")
     p.add_argument("--shard-size", type=at.positive_int, default=1000, help="mixtures per shard (default 1000)")
     p.add_argument("--num-workers", type=at.workers, default=1, help="worker processes on this machine")
-    p.add_argument("--rank", type=at.rank, default=at.env_int("RANK", 0),
-                   help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
-                   help="number of ranks (default $WORLD_SIZE)")
+    add_rank_options(p)
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some mixtures failed")
     p.add_argument("--overwrite", action="store_true", help="discard a ledger made with other parameters")
     p.add_argument("--force", action="store_true",

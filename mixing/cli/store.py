@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from mixing.cli import argtypes as at
+from mixing.ranks.options import add_rank_options
 
 
 HELP = "build, describe or verify a source store (every source chunk decoded once)"
@@ -33,10 +34,7 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segment-mb", type=at.positive_int, default=256,
                    help="largest segment file in MiB (default 256)")
     p.add_argument("--probe-jobs", type=at.positive_int, default=8, help="threads probing source files (default 8)")
-    p.add_argument("--rank", type=at.non_negative_int, default=at.env_int("RANK", 0),
-                   help="this process's rank (default $RANK; set by accelerate launch)")
-    p.add_argument("--world-size", type=at.positive_int, default=at.env_int("WORLD_SIZE", 1),
-                   help="number of ranks (default $WORLD_SIZE)")
+    add_rank_options(p)
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even if some chunks could not be added")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -10,8 +10,9 @@
 * When every unit of the plan has its part, the rank that notices merges all parts into
   ``index.parquet`` and rewrites ``_failures.jsonl``. Building later for more metadata extends
   the store: a new plan holds only the chunks the store lacks.
-* One process per rank: ``_locks/rank-{r:05d}.lock`` (:class:`mixing.locks.RankLock`); a second
-  build of the same rank, or a peer working on another plan or world size, is refused.
+* Ranks, the per-rank lock and the merge are the rank executor's (:class:`mixing.ranks.RankRun`):
+  ``_locks/rank-{r:05d}.lock``; a second build of the same rank, or a peer working on another
+  plan or world size, is refused. The index parts are the completion markers.
 * A chunk whose file is missing, unreadable, refused, too short, or changed while it was being
   read is left out with a named reason (``_failures.jsonl``); the build then exits 1.
 """
@@ -24,23 +25,21 @@ import os
 import sys
 import time
 import zlib
-from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from .. import __version__
+from .. import __version__, numbers
 from ..corpora import DatasetPaths
 from ..errors import HiveError, StoreStaleError
-from ..failures import reason_of
 from ..locks import FolderLockedError, RankLock
+from ..ranks import RankRun, Ranks, RankSummary, failure_record, write_manifest
 from ..render import resampled_chunk
-from ..resume import AtomicFile, atomic_open, atomic_write_json, discard_tmp, remove_stale_tmp
-from ..workers import process_pool
+from ..resume import AtomicFile, atomic_write_json, discard_tmp, remove_stale_tmp
+from ..workers import map_unordered
 from .index import INDEX_SCHEMA, ChunkIndex, concat, read_table, rows_table
 from .layout import (
     FAILURES, INDEX, INDEX_PARTS, PLANS, SEGMENT_SUFFIX, SEGMENTS, create_or_check, manifest_path, read_manifest,
@@ -56,9 +55,14 @@ class StoreLockedError(FolderLockedError):
     """Another live build works on the same rank of the store, or on another plan."""
 
 
-class StoreLock(RankLock):
-    activity = "built"
-    error = StoreLockedError
+#: what the store build's per-rank lock calls its work, and its refusal
+LOCK_KINDS = {"activity": "built", "error": StoreLockedError}
+
+
+def StoreLock(output: str | Path, rank: int, world_size: int, *,  # reads as a lock class
+              identity: dict[str, Any] | None = None) -> RankLock:
+    """The store build's exclusive per-rank lock of ``output`` (:class:`mixing.locks.RankLock`)."""
+    return RankLock(output, rank, world_size, identity=identity, **LOCK_KINDS)
 
 
 @dataclass(frozen=True)
@@ -74,16 +78,21 @@ class StoreBuildConfig:
     probe_jobs: int = 8
 
     def __post_init__(self) -> None:
-        if not 0 <= self.rank < self.world_size:
-            raise HiveError(f"rank {self.rank} is not in 0..{self.world_size - 1}; expected 0 <= rank < world size")
-        if self.num_workers < 1 or self.probe_jobs < 1:
-            raise HiveError(f"num_workers ({self.num_workers}) and probe_jobs ({self.probe_jobs}) must be >= 1")
+        ranks = Ranks.of(self.rank, self.world_size)
+        object.__setattr__(self, "rank", ranks.rank)
+        object.__setattr__(self, "world_size", ranks.world_size)
+        numbers.check_fields(self, {"num_workers": numbers.WORKERS, "probe_jobs": numbers.WORKERS},
+                             where="store build setting")
         if self.segment_bytes < 1 << 20:
             raise HiveError(f"segment_bytes is {self.segment_bytes}; expected at least 1 MiB")
 
+    @property
+    def ranks(self) -> Ranks:
+        return Ranks(self.rank, self.world_size)
+
 
 @dataclass
-class StoreBuildSummary:
+class StoreBuildSummary(RankSummary):
     plan_id: str = ""
     sample_rate: int = 0
     chunks_wanted: int = 0
@@ -94,13 +103,7 @@ class StoreBuildSummary:
     chunks_added: int = 0
     bytes_added: int = 0
     seconds_added: float = 0.0
-    failures: Counter = field(default_factory=Counter)
-    complete: bool = False
     elapsed_s: float = 0.0
-
-    @property
-    def num_failures(self) -> int:
-        return sum(self.failures.values())
 
     def describe(self) -> str:
         fails = (", failures: " + ", ".join(f"{k}={v}" for k, v in sorted(self.failures.items()))
@@ -143,8 +146,7 @@ def build_unit(root: str, plan_id: str, unit: int, chunks: list[PlannedChunk], s
                     raise HiveError(f"{f.local}: chunk [{c.start}, {c.stop}) resampled to {len(y)} samples, "
                                     f"expected {c.length}")
             except (HiveError, OSError, ValueError, RuntimeError) as exc:
-                failures.append({"path": f.path, "reason": reason_of(exc), "chunks": 1, "start": c.start,
-                                 "stop": c.stop, "message": " ".join(str(exc).split())[:500]})
+                failures.append(failure_record(exc, path=f.path, chunks=1, start=c.start, stop=c.stop))
                 continue
             data = memoryview(y).cast("B")
             fh.write(data)
@@ -180,7 +182,6 @@ def unit_done(root: Path, plan_id: str, unit: int) -> dict[str, Any] | None:
     return {"unit": unit, "chunks": table.num_rows, "samples": samples, "failures": failures}
 
 
-# ---- workers ---------------------------------------------------------------------------------
 def _build_in_worker(args: tuple) -> dict[str, Any]:
     return build_unit(*args)
 
@@ -212,12 +213,20 @@ def drop_segments(table, names: set[str]):
     return table.filter(pc.invert(pc.is_in(table.column("segment"), value_set=pa.array(sorted(names)))))
 
 
-def merge_index(root: Path, plan: Plan, probe_failures: list[dict[str, Any]]) -> bool:
-    """When every unit of ``plan`` is done: merge every index part into ``index.parquet`` and
-    rewrite ``_failures.jsonl`` (idempotent; a concurrent merge by another rank writes the same
-    bytes). Returns whether the plan was complete."""
+def units_done(root: Path, plan: Plan) -> list[dict[str, Any]] | None:
+    """Every unit's summary (:func:`unit_done`), or None while some unit of ``plan`` is not built."""
     done = [unit_done(root, plan.plan_id, u) for u in range(len(plan.units))]
-    if any(d is None for d in done):
+    return None if any(d is None for d in done) else done
+
+
+def merge_index(root: Path, plan: Plan, probe_failures: list[dict[str, Any]],
+                done: list[dict[str, Any]] | None = None) -> bool:
+    """When every unit of ``plan`` is done (``done``: :func:`units_done`, read here when not
+    given): merge every index part into ``index.parquet`` and rewrite ``_failures.jsonl``
+    (idempotent; a concurrent merge by another rank writes the same bytes). Returns whether the
+    plan was complete."""
+    done = units_done(root, plan) if done is None else done
+    if done is None:
         return False
     names = index_part_names(root)
     index_path = root / INDEX
@@ -230,10 +239,7 @@ def merge_index(root: Path, plan: Plan, probe_failures: list[dict[str, Any]]) ->
         with AtomicFile(index_path) as af:
             pq.write_table(table.cast(INDEX_SCHEMA.with_metadata(table.schema.metadata)), af.tmp,
                            compression="zstd")
-    failures = list(probe_failures) + [f for d in done for f in d["failures"]]
-    with atomic_open(root / FAILURES) as fh:
-        for f in failures:
-            fh.write(json.dumps(f, ensure_ascii=False, sort_keys=True) + "\n")
+    write_manifest(root / FAILURES, list(probe_failures) + [f for d in done for f in d["failures"]])
     return True
 
 
@@ -302,7 +308,8 @@ def build_store(records: Iterable[Any], dataset_paths: DatasetPaths | str | dict
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 
-    with tqdm(total=len({r[0] for r in refs}), unit="file", desc=f"store probe[{cfg.rank}]", disable=not show) as bar:
+    ranks = cfg.ranks
+    with tqdm(total=len({r[0] for r in refs}), unit="file", desc=f"store probe[{ranks.rank}]", disable=not show) as bar:
         plan = make_plan(refs, paths, rate, merged_keys=merged.keys(),
                          other_parts_keys=_other_parts_keys(root, merged_names), known=merged.files,
                          segment_bytes=cfg.segment_bytes, jobs=cfg.probe_jobs, progress=bar)
@@ -311,42 +318,28 @@ def build_store(records: Iterable[Any], dataset_paths: DatasetPaths | str | dict
     atomic_write_json(root / PLANS / f"{plan.plan_id}.json",
                       {"plan": plan.plan_id, "sample_rate": rate, "units": len(plan.units),
                        "chunks": plan.num_chunks, "bytes": plan.num_bytes})
-    with StoreLock(root, cfg.rank, cfg.world_size, identity={"plan": plan.plan_id}):
+    with RankRun(root, ranks, identity={"plan": plan.plan_id}, clean_tmp=False, **LOCK_KINDS) as run:
         mine = []
-        for u in range(cfg.rank, len(plan.units), cfg.world_size):
-            done = unit_done(root, plan.plan_id, u)
-            if done is not None:
+        for u in ranks.indices(len(plan.units)):
+            built = unit_done(root, plan.plan_id, u)
+            if built is not None:
                 summary.units_skipped += 1
-                summary.failures.update(f["reason"] for f in done["failures"])
+                summary.failures.update(f["reason"] for f in built["failures"])
             else:
                 mine.append(u)
-        bar = tqdm(total=sum(len(plan.units[u]) for u in mine), unit="chunk", desc=f"store build[{cfg.rank}]",
+        bar = tqdm(total=sum(len(plan.units[u]) for u in mine), unit="chunk", desc=f"store build[{ranks.rank}]",
                    disable=not show)
-
-        def account(res: dict[str, Any]) -> None:
+        jobs = [(str(root), plan.plan_id, u, plan.units[u], rate) for u in mine]
+        for res in map_unordered(_build_in_worker, jobs, cfg.num_workers):  # workers die with this process
             summary.units_built += 1
             summary.chunks_added += res["chunks"]
             summary.bytes_added += res["samples"] * 4
             summary.seconds_added += res["samples"] / rate
             summary.failures.update(f["reason"] for f in res["failures"])
             bar.update(res["chunks"] + len(res["failures"]))
-
-        jobs = [(str(root), plan.plan_id, u, plan.units[u], rate) for u in mine]
-        if cfg.num_workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                account(build_unit(*job))
-        else:
-            with process_pool(cfg.num_workers) as pool:  # workers die with this process
-                pending = set()
-                for job in jobs:
-                    pending.add(pool.submit(_build_in_worker, job))
-                    if len(pending) >= 2 * cfg.num_workers:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in finished:
-                            account(f.result())
-                for f in pending:
-                    account(f.result())
         bar.close()
-        summary.complete = merge_index(root, plan, plan.failures)
+        done = units_done(root, plan)  # the index parts are the markers: every unit of the plan has one
+        summary.complete = run.merge_once(lambda: merge_index(root, plan, plan.failures, done),
+                                          ready=lambda: done is not None).merged
     summary.elapsed_s = time.perf_counter() - t0
     return summary

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from ..audio import chunk_frames, probe, resampled_length
 from ..corpora import DatasetPaths
 from ..errors import HiveError, MissingSourceAudioError
-from ..failures import reason_of
+from ..ranks import failure_record
 
 #: smallest and largest unit (segment) sizes; a build aims at >= TARGET_UNITS units so that
 #: every worker of a small build has work
@@ -95,7 +95,7 @@ def chunk_refs_of_records(records: Iterable[Any]) -> Iterator[ChunkRef]:
 
 
 def _failure(path: str, exc: BaseException, chunks: int) -> dict[str, Any]:
-    return {"path": path, "reason": reason_of(exc), "chunks": chunks, "message": " ".join(str(exc).split())[:500]}
+    return failure_record(exc, path=path, chunks=chunks)
 
 
 def probe_files(paths: Iterable[str], dataset_paths: DatasetPaths, known: Mapping[str, Any] | None = None,
