@@ -105,8 +105,8 @@ def test_batched_separator_gets_batches_of_queries_on_its_device(toy_render, sep
 
 
 def test_a_module_factory_runs_on_its_device(toy_render, seps, tmp_path):
-    res = evaluate(toy_render(), tmp_path / "m", split="validation", separator=f"{seps}:load", with_sdr=False,
-                   plot=False, progress=False, limit=3, options=EvalOptions(batch_size=4, device="cpu"))
+    res = evaluate(toy_render(), tmp_path / "m", split="validation", separator=f"{seps}:load",
+                   options=EvalOptions(batch_size=4, device="cpu", with_sdr=False, plot=False, progress=False, limit=3))
     assert res.interface == "batched" and not res.failed_batches
     assert res.summary.mean("separator") == pytest.approx(0.0, abs=1e-5)
     mod = sys.modules["_hive_separator_bseps"]

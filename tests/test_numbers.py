@@ -185,9 +185,9 @@ def test_api_render_refuses_an_unbounded_world_size_before_any_work(toy, tmp_pat
     from mixing.numbers import NumberError
 
     with pytest.raises(NumberError, match="world_size is 100000000000000000000; expected a number of ranks"):
-        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", world_size=10**20)
+        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", options=api.RenderOptions(world_size=10**20))
     with pytest.raises(NumberError, match="rank is 'abc'"):
-        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", rank="abc")
+        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", options=api.RenderOptions(rank="abc"))
     assert not (tmp_path / "out").exists()
 
 

@@ -39,8 +39,8 @@ def test_readme_eval_oracle_rows_are_what_hive_eval_gives(toy_render, tmp_path):
     mixtures, sources = int(m.group(1)), int(m.group(2))
     stated = {("mixture", "si_sdr"): m.group(3), ("mixture", "si_sdri"): m.group(4),
               ("irm", "si_sdr"): m.group(5), ("irm", "si_sdri"): m.group(6)}
-    result = api.evaluate(toy_render(), tmp_path / "eval", split="validation", with_sdr=False, plot=False,
-                          progress=False)
+    result = api.evaluate(toy_render(), tmp_path / "eval", split="validation",
+                          options=api.EvalOptions(with_sdr=False, plot=False, progress=False))
     assert (result.mixtures, result.sources) == (mixtures, sources)
     got = {key: f"{result.summary.mean(*key):.2f}" for key in stated}
     assert {k: f"{_number(v):.2f}" for k, v in stated.items()} == got

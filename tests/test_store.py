@@ -483,7 +483,8 @@ def test_inspect_eval_and_curate_audio_read_the_store(toy_corpus, toy_store, tmp
                  "--mix-id", rec.mix_id, "--no-progress"]) == 0
     page = next((tmp_path / "ins").rglob(f"*{rec.mix_id}*.html")).read_text()
     assert "source store" in page
-    via_store = api.evaluate(None, tmp_path / "ev", metadata=toy_corpus.parquet_dir, store=store, split="validation",
-                             with_sdr=False, plot=False, progress=False)
+    via_store = api.evaluate(None, tmp_path / "ev", metadata=toy_corpus.parquet_dir,
+                             recipe=api.RenderRecipe.make(None, store=store), split="validation",
+                             options=api.EvalOptions(with_sdr=False, plot=False, progress=False))
     assert via_store.mixtures == 16 and not via_store.render_failures
     assert abs(via_store.summary.mean("mixture")) < 1e-9 and via_store.summary.mean("irm") > 10
