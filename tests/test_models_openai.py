@@ -105,7 +105,7 @@ def _judge(url, **kw):
     opts = dict(url=url, model="tiny-omni", timeout=0.3, concurrency=4, retries=2,
                 backoff=0.01, api_key_env="HIVE_TEST_KEY")
     opts.update(kw)
-    return OpenAIJudge(**opts)
+    return OpenAIJudge(OpenAIJudge.Settings(**opts))
 
 
 def test_correct_answers_in_order_and_request_body(server, monkeypatch):

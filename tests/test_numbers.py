@@ -213,7 +213,11 @@ def test_judge_constructor_refuses_nan_deadline():
     from curation.models.registry import BackendSpecError
 
     with pytest.raises(BackendSpecError, match="deadline is nan"):
-        OpenAIJudge("http://127.0.0.1:9/v1", "m", deadline=math.nan)
+        OpenAIJudge.Settings("http://127.0.0.1:9/v1", "m", deadline=math.nan)
+    with pytest.raises(BackendSpecError, match=r"settings is a dict; expected OpenAIJudge\.Settings"):
+        OpenAIJudge({"url": "http://127.0.0.1:9/v1", "model": "m"})
+    judge = OpenAIJudge(OpenAIJudge.Settings("http://127.0.0.1:9/v1/", "m", timeout=2))
+    assert (judge.url, judge.timeout, judge.deadline) == ("http://127.0.0.1:9/v1", 2.0, 8.0)
 
 
 def test_environment_numbers_are_checked_never_silently_defaulted(monkeypatch):
