@@ -56,6 +56,7 @@ from .failures import (
 )
 from .metadata import SPLITS
 from .metadata_io import MetadataSource, open_metadata
+from .moved_arguments import moved
 from .resume import atomic_write_json, remove_stale_tmp_of
 from .validation import MAX_SOURCES, ValidationReport
 
@@ -416,6 +417,7 @@ def _probe_all(file_paths: list[str], paths: DatasetPaths, jobs: int, progress: 
 
 
 # ---- the check ----------------------------------------------------------------------------------
+@moved(revision="source=open_metadata(location, revision=...)", config="source=open_metadata(location, config=...)")
 def check_corpora(source: str | os.PathLike | MetadataSource,
                   dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike,
                   split: str | None = None, num_sources: int | None = None, *,

@@ -88,12 +88,28 @@ def outer():
                    "m.py:8 Public.method (11 parameters)", "m.py:10 Public.static (11 parameters)"]
 
 
-def test_moved_keywords_of_inspect_are_refused_naming_the_new_place(tmp_path):
+def test_moved_keywords_are_refused_naming_the_new_place(tmp_path):
+    """The public functions whose options moved into a config object refuse the old keywords in one
+    line naming the new place, before any work (nothing is written)."""
     import pytest
 
     from dataset_card.inspect_run import inspect
+    from mixing.check import check_corpora
+    from mixing.evaluate import evaluate
     from mixing.moved_arguments import MovedArgumentError
+    from mixing.synthesis.labelled import build_pool_from_labels
 
-    with pytest.raises(MovedArgumentError, match=r"sample= moved to choice=InspectChoice\(sample=\.\.\.\)"):
-        inspect(tmp_path / "nothing", tmp_path / "out", sample=3)
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    calls = [
+        (lambda: inspect(tmp_path / "nothing", out, sample=3), r"inspect: sample= moved to choice=InspectChoice\(sample="),
+        (lambda: check_corpora(tmp_path / "m", {}, revision="v1"),
+         r"check_corpora: revision= moved to source=open_metadata\(location, revision=\.\.\.\)"),
+        (lambda: evaluate(tmp_path, out, with_sdr=False), r"evaluate: with_sdr= moved to options=EvalOptions"),
+        (lambda: build_pool_from_labels(tmp_path / "l.csv", {}, prefix="ESC50", chunk_seconds=5),
+         r"prefix= moved to config=LabelledListConfig\(\.\.\.\); chunk_seconds= moved to config=LabelledListConfig"),
+    ]
+    for call, message in calls:
+        with pytest.raises(MovedArgumentError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value) and "docs/python-api.md" in str(info.value)
+    assert not out.exists()

@@ -30,6 +30,7 @@ from .metrics import check_dependencies
 from .options import EvalOptions
 from .rendered import count_rendered, iter_from_metadata, iter_rendered
 from ..memory_estimate import check_mixture_memory
+from ..moved_arguments import moved
 from ..resume import atomic_write_text, remove_stale_tmp_of
 from .report import ResultsWriter, Summary, markdown_table, plot_summary, write_summary_csv
 from .scoring import Scorer, ScoreTask
@@ -122,6 +123,7 @@ def _selected(samples: Iterator[Any], opts: EvalOptions, seen: Counter, counts: 
         yield sample, (list(range(sample.num_sources)) if lf is None else lf.passing(sample.labels))
 
 
+@moved(**{k: "options=EvalOptions(...)" for k in ("name", "with_sdr", "allow_missing", "limit", "plot", "progress")})
 def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Separator | str | None = None,
              estimates: str | Path | None = None, split: str | None = None, metadata: Any = None,
              recipe: Any = None, options: EvalOptions | None = None) -> EvalResult:

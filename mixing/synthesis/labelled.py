@@ -29,6 +29,7 @@ from ..audio import probe
 from ..errors import CorpusError, HiveError
 from ..failures import reason_of
 from ..metadata import normalise_split
+from ..moved_arguments import moved
 from ..ontology import Ontology
 from ..pool import PoolEntry
 from .splits import assign_split
@@ -143,6 +144,9 @@ class LabelledListConfig:
                                         "non-negative ratio with a positive sum, e.g. {'train': 0.8, 'test': 0.2}")
 
 
+@moved(**{k: "config=LabelledListConfig(...)" for k in (
+    "prefix", "path_column", "label_column", "split_column", "group_column", "split_ratios", "seed", "chunk_seconds",
+    "hop_seconds", "min_last_seconds", "min_file_seconds")})
 def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPaths | Mapping | str,
                            config: LabelledListConfig | None = None, *,
                            ontology: Ontology | None = None) -> LabelledPool:
