@@ -106,7 +106,7 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     index = work / "inspect" / "index.html"
     assert "9. hive inspect" in out and f"open {index}" in out
     assert len(json.loads((work / "inspect" / "_inspect.json").read_text())["chosen"]) == 2
-    # what it writes is what the README says (MB, rounded as stated; the audio is deterministic)
+    # what it writes is what docs/setup.md says (MB, rounded as stated; the audio is deterministic)
     from test_readme_numbers import folder_mb, readme_demo_sizes
 
     stated = readme_demo_sizes()
