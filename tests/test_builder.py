@@ -406,6 +406,7 @@ def test_audio_feature_decoding_with_torchcodec(corpus, rendered, tmp_path):
     assert streamed["mix"].get_all_samples().data.shape == (1, 176400)
 
 
+@pytest.mark.slow
 def test_numpy_path_needs_neither_torch_nor_torchcodec(corpus, records, rendered, tmp_path):
     # hide torch and torchcodec as if they were not installed (find_spec -> None, import fails)
     script = f"""

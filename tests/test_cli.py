@@ -40,6 +40,7 @@ def test_verbosity_before_or_after_the_subcommand():
     assert build_parser("check").parse_args([*base, "-vv"]).verbose == 2
 
 
+@pytest.mark.slow
 def test_console_script_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "mixing", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "usage: hive" in r.stdout
@@ -57,6 +58,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
             if p.is_file() and "_ranks" not in p.parts and p.name != "_render_config.json"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_render_equals_one_process(toy_corpus, tmp_path):
     common = ["--metadata", str(toy_corpus.parquet_dir), "--dataset-paths", str(toy_corpus.dataset_paths),

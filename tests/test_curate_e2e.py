@@ -416,6 +416,7 @@ def test_always_answering_the_first_option_scores_chance(server, tmp_path):
 
 
 # ---- accelerate ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
 def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy, ontology, server, tmp_path):
     """Two CPU processes on the validation split (groups never span splits, so its kept set is
@@ -549,6 +550,7 @@ def test_curation_reads_a_pcm16_reference_render(toy, ontology, server, request,
     assert sum(s["correct"] for s in judged) >= 0.9 * len(judged)  # clipped stems still recognised
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
 def test_accelerate_launch_with_a_failing_judge_exits_non_zero_and_keeps_nothing(toy, ontology, server, tmp_path):
     out = tmp_path / "acc_error"

@@ -102,3 +102,15 @@ def test_the_two_setup_commands_are_the_makefiles_and_ci_runs_them():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     ran = re.findall(r'"\$make_bin" (\w[\w-]*)\)', ci)
     assert ran == ["demo", "test"], ran
+
+
+def test_test_fast_leaves_out_only_the_slow_marker_and_make_test_runs_everything():
+    import tomllib
+
+    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    assert any(m.startswith("slow:") for m in markers), markers
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipes = {m.group(1): m.group(2) for m in re.finditer(r"^([\w-]+):[^\n]*\n((?:\t[^\n]*\n)+)", makefile, re.M)}
+    assert '-m pytest -q -m "not slow"' in recipes["test-fast"]
+    assert "-m pytest -q" in recipes["test"] and " -m " not in recipes["test"].split("pytest", 1)[1]
+    assert "make test-fast" in README.read_text(encoding="utf-8")

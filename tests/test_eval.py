@@ -222,6 +222,7 @@ def test_parquet_render_gives_the_same_rows(toy_render, tmp_path):
     assert ra == rb and len(ra) > 0
 
 
+@pytest.mark.slow
 def test_cli_subprocess_on_rendered_toy(toy_render, tmp_path):
     """The real ``hive eval`` in a subprocess, with a separator module on PYTHONPATH, SDR included."""
     (tmp_path / "sepmod.py").write_text(SEPARATOR_MODULE)

@@ -89,6 +89,7 @@ def test_a_hostile_separator_is_refused_in_one_line(small_render, tmp_path, caps
     assert not (tmp_path / "out" / "results.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_separator_calling_sys_exit_does_not_end_hive_with_status_0(small_render, tmp_path):
     rendered, _ = small_render
     sep = _separator(tmp_path, "import sys\ndef separate(mix, sr, label):\n    sys.exit(0)\n")

@@ -221,6 +221,7 @@ def test_wav_is_16_bit_pcm_unless_it_would_clip(tmp_path):
 
 
 # ---- the CLI -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_version_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
@@ -264,6 +265,7 @@ def _assert_media_ok(result: dict, where: str, duration: float | None = None) ->
         assert img["naturalWidth"] > 0, (where, img)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (apt-get install chromium; "
                     "`make system-packages` does it)")
 def test_pages_load_and_every_audio_element_plays_in_headless_chromium(toy_render, toy_corpus, tmp_path, serve,

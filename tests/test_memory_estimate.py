@@ -147,6 +147,7 @@ def test_the_stream_counts_a_mixture_over_the_cap(toy_corpus, long_records, monk
     assert got == [] and report.failures == Counter({"over_memory_cap": 1})
 
 
+@pytest.mark.slow
 def test_a_bad_cap_is_one_line(toy_corpus, tmp_path, capsys):
     from mixing.memory_estimate import parse_size
 

@@ -211,6 +211,7 @@ def test_connection_refused_names_the_server(toy, tmp_path, capsys):
     assert f"connection error to {url}" in line and f"{N} of {N} items" in line
 
 
+@pytest.mark.slow
 def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
     """Rank 1 alone is fine-ish, but over both ranks the judge failed for too many items: rank 0
     (which merges) exits non-zero; the other rank only reports its own share."""
@@ -237,6 +238,7 @@ def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
     assert main(["mine", "merge", "--output", str(out), "--max-failure-rate", "0.9"]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy, judge, tmp_path):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
@@ -255,6 +257,7 @@ def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy
     assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == N
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_path):
     """Only rank 1 had failures: on the rerun rank 0 has nothing to do, yet must not merge rank 1's

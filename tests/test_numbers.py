@@ -97,6 +97,7 @@ def _render(toy, out: Path) -> list[str]:
             "--output", str(out), "--no-progress"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,expected", [
     (["--seed", "-1"], "--seed: -1 is not a seed in 0..9223372036854775807"),
     (["--snr-high", "1e308"], "--snr-high: 1e308 is not a level in dB in [-200, 200]"),
@@ -111,6 +112,7 @@ def test_synthesize_refuses_hostile_numbers_in_one_line(toy, tmp_path, extra, ex
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,env,expected", [
     (["--world-size", BIG], {}, f"--world-size: {BIG} is not a number of ranks in 1..65536"),
     (["--world-size", "1e20"], {}, "--world-size: 1e20 is not a number of ranks"),
@@ -125,6 +127,7 @@ def test_ranks_from_flags_and_environment_are_checked(toy, tmp_path, extra, env,
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,command,expected", [
     (["mine", "chunk", "--window", "nan"], "mine chunk", "--window: nan is not a number of seconds"),
     (["mine", "chunk", "--hop", "inf"], "mine chunk", "--hop: inf is not a number of seconds"),
@@ -140,6 +143,7 @@ def test_mine_stage_options_are_checked(tmp_path, argv, command, expected):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,command,expected", [
     (["inspect", "X", "--output", "{tmp}/o", "--sample", "-1"], "inspect", "--sample: -1 is not a positive integer"),
     (["inspect", "X", "--output", "{tmp}/o", "--seed", "-5"], "inspect", "--seed: -5 is not a seed"),

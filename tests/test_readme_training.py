@@ -30,6 +30,7 @@ def _blocks() -> tuple[str, list[list[str]]]:
     return code, commands
 
 
+@pytest.mark.slow
 def test_readme_example_trains_and_evaluates(toy_corpus, toy_store, tmp_path):
     pytest.importorskip("torch")
     code, commands = _blocks()

@@ -319,6 +319,7 @@ def baseline_small_shards(toy_corpus, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_kill_mid_render_then_resume_is_byte_identical(toy_corpus, baseline_small_shards, tmp_path):
     total = len(ledger_entries(baseline_small_shards))
     assert total >= 20
@@ -358,6 +359,7 @@ def test_two_workers_give_identical_output(toy_corpus, baseline_small_shards, tm
     assert_same_tree(out, baseline_small_shards)
 
 
+@pytest.mark.slow
 def test_two_ranks_in_one_folder_equal_one_process(toy_corpus, baseline_small_shards, tmp_path):
     out = tmp_path / "ranks"
     env = subprocess_env()
@@ -585,6 +587,7 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has exited (nobody reaped it yet)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_kill_9_of_a_render_leaves_no_worker_processes(toy_corpus, tmp_path):
     out = tmp_path / "out"
@@ -617,6 +620,7 @@ def test_kill_9_of_a_render_leaves_no_worker_processes(toy_corpus, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
 
 
+@pytest.mark.slow
 def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(
         toy_corpus, baseline_small_shards, tmp_path, capsys):
     out = tmp_path / "out"

@@ -270,6 +270,7 @@ def _private_mount_works(tmp_path: Path) -> bool:
                           capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_registers_nothing_half_written(toy_corpus, tmp_path):
     if not _private_mount_works(tmp_path):
         pytest.skip("no private mount namespace (unshare -rm) on this machine")
@@ -291,6 +292,7 @@ def test_a_full_disk_is_one_line_and_registers_nothing_half_written(toy_corpus, 
     assert "READ" in r.stdout, r.stderr  # every chunk the index names reads back whole
 
 
+@pytest.mark.slow
 def test_kill_9_mid_build_then_rerun_gives_the_same_store(toy_corpus, tmp_path):
     args = ["store", "build", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
             str(toy_corpus.dataset_paths), "--no-progress", "--segment-mb", "1"]
@@ -311,6 +313,7 @@ def test_kill_9_mid_build_then_rerun_gives_the_same_store(toy_corpus, tmp_path):
 
 
 # ---- parallel builds --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_workers_and_ranks_build_the_same_store(toy_corpus, tmp_path):
     args = ["store", "build", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
             str(toy_corpus.dataset_paths), "--no-progress", "--segment-mb", "1"]
@@ -329,6 +332,7 @@ def test_workers_and_ranks_build_the_same_store(toy_corpus, tmp_path):
     assert tree(ranks) == tree(one)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None and
                     __import__("importlib").util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_builds_the_same_store(toy_corpus, tmp_path):
