@@ -114,3 +114,23 @@ def test_test_fast_leaves_out_only_the_slow_marker_and_make_test_runs_everything
     assert '-m pytest -q -m "not slow"' in recipes["test-fast"]
     assert "-m pytest -q" in recipes["test"] and " -m " not in recipes["test"].split("pytest", 1)[1]
     assert "make test-fast" in README.read_text(encoding="utf-8")
+
+
+def test_the_quickstart_commands_parse_with_the_real_cli(tmp_path):
+    """Every `hive ...` line of the README's quickstart is accepted by the command's own parser
+    (flags renamed or removed fail here), and the Python line names functions `hive` exports."""
+    import shlex
+
+    import hive
+    from mixing.cli import build_parser
+
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Quickstart"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    lines = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.startswith("hive ")]
+    assert [line[1] for line in lines] == ["check", "store", "render"]
+    for argv in lines:
+        args = build_parser(argv[1]).parse_args(argv[1:])
+        assert args.command == argv[1]
+    python = re.search(r"from hive import (\w+)", block).group(1)
+    assert callable(getattr(hive, python))
