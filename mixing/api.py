@@ -87,10 +87,12 @@ def check(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Dat
     """
     from . import numbers
     from .check import check_corpora
+    from .corpora import DatasetPaths
     from .metadata_io import open_metadata
 
     jobs = numbers.WORKERS.check(jobs, "jobs")
     examples = numbers.NON_NEGATIVE.check(examples, "examples")
+    DatasetPaths.coerce(dataset_paths)  # a missing or bad dataset_paths.json is refused first, as before
     source = open_metadata(metadata, revision=revision, config=config)
     return check_corpora(source, dataset_paths, split=split, num_sources=num_sources, progress=progress,
                          jobs=jobs, examples=examples)
