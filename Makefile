@@ -63,8 +63,8 @@ demo: setup-core
 test: setup-test
 	$(PYTHON) -m pytest -q
 
-# the tests not marked slow (no subprocess, accelerate, Chromium or kill/resume test), in the
-# environment `make test` installed: under a minute on 2 cores (docs/development.md)
+# the tests not marked slow (no subprocess, accelerate, Chromium, kill/resume or end-to-end test), in
+# the environment `make test` installed: under a minute on 2 cores (docs/development.md)
 test-fast:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make test-fast: $(PYTHON) not found; run make test once to install everything" >&2; exit 2; }
 	$(PYTHON) -m pytest -q -m "not slow"

@@ -32,6 +32,7 @@ def test_api_is_reachable_from_the_package_and_documented():
         assert fn.__doc__ and len(fn.__doc__) > 80, fn.__name__
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_check(toy_corpus):
     report = api.check(toy_corpus.parquet_dir, toy_corpus.dataset_paths, split="validation", progress=False)
     assert report.total_mixtures == toy_corpus.num_mixtures["validation"]
@@ -41,6 +42,7 @@ def test_check(toy_corpus):
         api.check(toy_corpus.parquet_dir, toy_corpus.dataset_paths, jobs=0)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_render_estimate_progress_and_bytes_equal_the_cli(toy_corpus, toy_render, tmp_path, capsys):
     seen = []
     out = tmp_path / "r"
@@ -81,12 +83,14 @@ def test_render_refuses_when_the_estimate_exceeds_free_space(toy_corpus, tmp_pat
     assert list((tmp_path / "out").rglob("*.tar"))
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_verify(toy_corpus, toy_render):
     report = api.verify(toy_render(), metadata=toy_corpus.parquet_dir, progress=False)
     assert report.samples > 0
     assert report.clean, report.summary()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_verify_finds_a_damaged_shard(toy_render, tmp_path):
     import shutil
 
@@ -116,6 +120,7 @@ def test_synthesize_settings_precedence(toy_corpus, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_card(toy_corpus, tmp_path):
     result = card(toy_corpus.parquet_dir, tmp_path / "card", provenance={"seed": 7}, top_labels=5)
     assert result.stats.num_mixtures == sum(toy_corpus.num_mixtures.values())
@@ -128,6 +133,7 @@ def test_card(toy_corpus, tmp_path):
         card(toy_corpus.parquet_dir, tmp_path / "bad", rows_per_file=0)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_evaluate(toy_render, tmp_path):
     result = api.evaluate(toy_render(), tmp_path, split="validation", separator=lambda mix, sr, q: mix,
                           options=api.EvalOptions(with_sdr=False, plot=False, limit=1, progress=False))

@@ -56,6 +56,7 @@ def _closure() -> set[str]:
     return names
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_constraints_pin_every_dependency_at_the_tested_version():
     pins = _pins()
     assert pins["torch"] == "2.13.0" and pins["torchcodec"] == "0.13.0"

@@ -82,6 +82,7 @@ def test_accelerate_launch_render_equals_one_process(toy_corpus, tmp_path):
     assert _tree(launched) == _tree(single)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     work = tmp_path / "demo"
     assert main(["demo", "--workdir", str(work), "--num-workers", "1"]) == 0

@@ -247,6 +247,7 @@ def test_output_that_is_a_file_is_one_line(toy, tmp_path, capsys):
     _one_error_line(capsys, "synthesize")
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_unwritable_report_is_one_line(toy_render, capsys):
     """/sys refuses new files even to root."""
     assert main(["verify", str(toy_render()), "--report", "/sys/hive-report.json", "--no-progress"]) == 2

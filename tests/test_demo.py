@@ -4,11 +4,13 @@ data/{config}/{split}-*.parquet files and a README.md whose configs `load_datase
 from __future__ import annotations
 
 import datasets
+import pytest
 
 from mixing.cli.demo import write_hub_layout_without_plots
 from mixing.metadata_io import iter_records
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_hub_layout_without_plots_loads_per_config(toy_corpus, tmp_path):
     out = tmp_path / "hub"
     write_hub_layout_without_plots(toy_corpus.parquet_dir, out)

@@ -19,6 +19,9 @@ from mixing.evaluate.estimates import load_separator
 from mixing.evaluate.metrics import MAX_DB, irm_estimates, sdr, sdr_available, si_sdr
 from mixing.evaluate.rendered import iter_rendered
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 #: metrics without SDR, no plot, no progress bar: what most tests here need
 QUIET = EvalOptions(with_sdr=False, plot=False, progress=False)
@@ -57,6 +60,7 @@ def test_si_sdr_undefined_and_degenerate():
         si_sdr(ref, ref[:50])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.skipif(not sdr_available(), reason="torchmetrics (extra 'eval') not installed")
 def test_sdr_known_noise_and_filtered_reference():
     rng = np.random.default_rng(3)
@@ -89,6 +93,7 @@ def validation_eval(toy_render, tmp_path_factory):
     return evaluate(toy_render(), out, split="validation", options=QUIET)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_oracle_rows_mixture_zero_and_irm_above(validation_eval):
     res = validation_eval
     out = res.output
@@ -141,6 +146,7 @@ def broken(mix, sr, query_label):
 '''
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_separator_callable_module_file(toy_render, tmp_path):
     mod = tmp_path / "my_sep.py"
     mod.write_text(SEPARATOR_MODULE)
@@ -162,6 +168,7 @@ def test_separator_callable_module_file(toy_render, tmp_path):
     assert not (tmp_path / "bad" / "results.csv").exists()  # no partial results left as if complete
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_estimates_folder(toy_render, tmp_path):
     root = tmp_path / "est"
     samples = list(iter_rendered(toy_render(), "validation"))[:4]
@@ -213,6 +220,7 @@ def test_bad_inputs(toy_render, tmp_path):
         evaluate(toy_render(), tmp_path / "o", separator=lambda m, sr, q: m, estimates=tmp_path)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_parquet_render_gives_the_same_rows(toy_render, tmp_path):
     a = evaluate(toy_render(), tmp_path / "a", split="validation", options=replace(QUIET, limit=4))
     b = evaluate(toy_render(format="parquet"), tmp_path / "b", split="validation", options=replace(QUIET, limit=4))
@@ -250,6 +258,7 @@ def test_cli_subprocess_on_rendered_toy(toy_render, tmp_path):
     assert bad.stderr.startswith("hive eval: error: --rendered") and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_cli_in_process_estimates_missing_exit_1(toy_render, tmp_path, capsys):
     (tmp_path / "est").mkdir()
     rc = main(["eval", "--rendered", str(toy_render()), "--output", str(tmp_path / "o"), "--split",

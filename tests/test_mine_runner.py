@@ -25,6 +25,9 @@ from mixing.cli import main
 from mixing.corpora import DatasetPaths
 from mixing.toy import TOY_CLASSES, build_toy_corpus, write_toy_ontology
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = packaged.data_path("hive_ontology.json").parent
 AUDIOSET_ONT = DATA / "audioset_ontology.json"
@@ -139,6 +142,7 @@ def test_accelerate_launch_two_processes(toy, single, tmp_path):
     check_same_as_single(out, single, 2)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_merge_waits_for_every_rank_and_can_run_later(toy, single, tmp_path):
     out = tmp_path / "later"
     stage = make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)})
@@ -271,6 +275,7 @@ def test_manifest_formats_round_trip(toy, single, tmp_path):
 
 
 # ---- the whole pipeline -----------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_end_to_end_labels_csv_to_pool(toy, tmp_path):
     hive_ont = write_toy_ontology(tmp_path / "hive_toy_ontology.json")
     dp = str(toy.dataset_paths)

@@ -142,6 +142,7 @@ def test_plan_windows(seconds, expected):
     assert all(e - s >= 5 * sr for s, e in got[1:])  # a short final piece is at least 5 s
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_chunk_matches_toy_pool_and_reports_energy_of_the_mono_downmix(toy, chunked):
     paths = DatasetPaths.from_json(toy.dataset_paths)
     out = [json.loads(line) for line in open(chunked / "output.jsonl")]

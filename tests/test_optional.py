@@ -166,6 +166,7 @@ OPTIONAL = {"torch", "torchmetrics", "torchcodec", "scipy", "matplotlib", "trans
             "sherpa_onnx", "httpx", "librosa", "sklearn", "onnx"}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_every_optional_import_in_the_package_goes_through_the_helper():
     """No ``import torch`` / ``from scipy... import`` in mixing/, curation/, dataset_card/: an
     optional package is imported with mixing.optional.require (one error, naming the extra)."""

@@ -57,6 +57,7 @@ def build(items, dp, out: Path, **kw):
 
 
 # ---- exactness -------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("rate", [44100, 16000])
 def test_store_render_equals_the_reference_formula_on_every_format_and_rate(toy_corpus, toy_store, rate):
     store = SourceStore(toy_store(rate))
@@ -106,6 +107,7 @@ def test_stream_builder_and_store_alone_give_the_store_less_samples(toy_corpus, 
     assert sr == 44100 and np.abs(mix - plain[ex["mix_id"]]["mix"]).max() <= 2e-6
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_render_cli_from_the_store_verifies_and_counts_no_miss(toy_corpus, toy_store, tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["render", "--metadata", str(toy_corpus.parquet_dir), "--store", str(toy_store()), "--output",
@@ -351,6 +353,7 @@ def test_accelerate_launch_builds_the_same_store(toy_corpus, tmp_path):
     assert tree(launched) == tree(one)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_later_build_extends_the_store_with_what_it_lacks(toy_corpus, tmp_path, capsys):
     store = tmp_path / "store"
     base = ["store", "build", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
@@ -454,6 +457,7 @@ def _big_metadata(corpus, path: Path, copies: int = 3) -> int:
     return len(recs)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 def test_fewer_shards_than_workers_keep_every_worker_busy_and_the_same_bytes(toy_corpus, toy_store, tmp_path, fmt):
     meta = tmp_path / "meta.jsonl"
@@ -473,6 +477,7 @@ def test_fewer_shards_than_workers_keep_every_worker_busy_and_the_same_bytes(toy
     assert main(["verify", str(three), "--checksums", "--no-progress"]) == 0
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_inspect_eval_and_curate_audio_read_the_store(toy_corpus, toy_store, tmp_path):
     from curation.curate.audio import RenderedStems
     from mixing import api
