@@ -21,7 +21,7 @@ APT_PACKAGES = ffmpeg libsndfile1 chromium
 APT_INSTALL = if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: demo test venv setup-core setup-test system-packages bench
+.PHONY: demo test test-fast venv setup-core setup-test system-packages bench
 
 # the virtualenv (nothing to do when $VIRTUAL_ENV is active); python3-venv when ensurepip is missing
 $(VENV)/bin/python:
@@ -62,6 +62,12 @@ demo: setup-core
 
 test: setup-test
 	$(PYTHON) -m pytest -q
+
+# the tests not marked slow (no subprocess, accelerate, Chromium, kill/resume or end-to-end test), in
+# the environment `make test` installed: under a minute on 2 cores (docs/development.md)
+test-fast:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make test-fast: $(PYTHON) not found; run make test once to install everything" >&2; exit 2; }
+	$(PYTHON) -m pytest -q -m "not slow"
 
 bench: setup-test
 	$(PYTHON) benchmarks/run_all.py

@@ -68,8 +68,9 @@ def make_metadata(corpus, folder: Path, scale: float) -> list:
     records = []
     for split, n in SPLITS.items():
         out = folder / f"synth-{split}"
-        api.synthesize(corpus.pool, out, dataset_paths=corpus.dataset_paths, split=split,
-                       num_mixtures=max(10, int(n * scale)), duration=4.0, seed=1, num_workers=2)
+        api.synthesize(corpus.pool, out, api.synthesis_config(split=split, num_mixtures=max(10, int(n * scale)),
+                                                              duration=4.0, seed=1, num_workers=2),
+                       dataset_paths=corpus.dataset_paths)
         records += list(open_metadata(out / "data").records())
     write_hub_folder(records, folder / "meta", rows_per_file=len(records))
     return records

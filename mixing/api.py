@@ -1,14 +1,32 @@
-"""The Python API: one function per ``hive`` command, with the command's options as keyword
-arguments. The CLI (``mixing/cli/*.py``) only parses flags and calls these.
+"""The Python API: one function per ``hive`` command. The CLI (``mixing/cli/*.py``) only parses
+flags and calls these.
+
+Each function takes its inputs, the ``split`` (and Hub ``revision``) to use, and the rest of the
+command's options in one checked config object, the same objects everywhere:
+
+* :class:`~mixing.recipe.RenderRecipe` — how records become audio (dataset paths, source store,
+  ``stems``, ``sample_rate``, ``audio_format``, ``store_only``): ``render``, ``evaluate``, inspect,
+  the stream and the builder;
+* :class:`~mixing.render_options.RenderOptions`, :class:`~mixing.evaluate.EvalOptions`,
+  :class:`~mixing.synthesis.config.SynthesisConfig` — the options of ``render``, ``evaluate`` and
+  ``synthesize``.
+
+All of them (and :class:`~mixing.label_filter.LabelFilter`, :class:`~mixing.queries.ExampleConfig`)
+can be imported from here.
 
 >>> from mixing import api
+>>> from mixing.api import RenderOptions, RenderRecipe
 >>> report = api.check("metadata/", "dataset_paths.json", split="test")
 >>> summary = api.render("metadata/", "dataset_paths.json", "rendered/", split="test")
+>>> summary = api.render("metadata/", RenderRecipe.make("dataset_paths.json", store="store/"), "rendered16k/",
+...                      options=RenderOptions(format="parquet", num_workers=4))
 >>> report = api.verify("rendered/", metadata="metadata/")
->>> result, stats = api.synthesize("pool.jsonl", "new_metadata/", ontology="hive_ontology.json",
-...                                dataset_paths="dataset_paths.json", split="train", num_mixtures=1000)
+>>> result, stats = api.synthesize("pool.jsonl", "new_metadata/", api.synthesis_config(split="train",
+...                                num_mixtures=1000), dataset_paths="dataset_paths.json")
 >>> result = api.evaluate("rendered/", "eval/", separator="mypkg.model:separate", split="test")
 
+A keyword argument that moved into a config object in issue 20 is refused with one line naming
+its new place (:mod:`mixing.moved_arguments`; docs/python-api.md lists every move).
 ``hive card`` is :func:`dataset_card.api.card` (the card room imports this one, not the reverse).
 The functions are not re-exported as ``mixing.render`` / ``mixing.check`` / ``mixing.verify``:
 those names are the modules that implement them.
@@ -18,19 +36,36 @@ Heavy modules are imported inside each function, so ``import mixing`` stays ligh
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .errors import HiveError
+from .moved_arguments import moved
 
 if TYPE_CHECKING:  # pragma: no cover
     from .check import CheckReport
     from .corpora import DatasetPaths
     from .evaluate import EvalOptions, EvalResult
-    from .label_filter import LabelFilter
+    from .recipe import RenderRecipe
     from .render_job import RenderSummary
+    from .render_options import RenderOptions
     from .synthesis.config import SynthesisConfig
     from .synthesis import SynthesisResult
     from .verify import VerifyReport
 
 PathLike = str | os.PathLike
+
+#: the config objects the API takes, importable from here (loaded on first use)
+CONFIGS = {"RenderRecipe": "mixing.recipe", "RenderOptions": "mixing.render_options",
+           "EvalOptions": "mixing.evaluate.options", "SynthesisConfig": "mixing.synthesis.config",
+           "LabelFilter": "mixing.label_filter", "ExampleConfig": "mixing.queries"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in CONFIGS:
+        import importlib
+
+        return getattr(importlib.import_module(CONFIGS[name]), name)
+    raise AttributeError(f"module 'mixing.api' has no attribute {name!r}")
 
 
 def check(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths", *,
@@ -52,81 +87,79 @@ def check(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | Dat
     """
     from . import numbers
     from .check import check_corpora
+    from .corpora import DatasetPaths
+    from .metadata_io import open_metadata
 
     jobs = numbers.WORKERS.check(jobs, "jobs")
     examples = numbers.NON_NEGATIVE.check(examples, "examples")
-    return check_corpora(metadata, dataset_paths, split=split, num_sources=num_sources, progress=progress,
-                         jobs=jobs, examples=examples, revision=revision, config=config)
+    DatasetPaths.coerce(dataset_paths)  # a missing or bad dataset_paths.json is refused first, as before
+    source = open_metadata(metadata, revision=revision, config=config)
+    return check_corpora(source, dataset_paths, split=split, num_sources=num_sources, progress=progress,
+                         jobs=jobs, examples=examples)
 
 
-def render(metadata: PathLike, dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None", output: PathLike, *,
-           split: str | None = None, num_sources: int | None = None,
-           format: Literal["webdataset", "parquet"] = "webdataset",
-           stems: Literal["consistent", "reference"] = "consistent", audio_format: Literal["wav", "flac"] = "wav",
-           sample_rate: int | None = None, shard_size: int = 1000, num_workers: int = 1, rank: int = 0,
-           world_size: int = 1, overwrite: bool = False, revision: str | None = None, force: bool = False,
-           progress: bool | None = None, on_estimate: Callable[[Any], None] | None = None,
-           store: PathLike | None = None, store_only: bool = False,
-           labels: "LabelFilter | Sequence[str] | None" = None) -> "RenderSummary":
+@moved(**{k: "options=RenderOptions(...)" for k in ("num_sources", "format", "shard_size", "num_workers", "rank",
+                                                      "world_size", "overwrite", "force", "progress", "on_estimate",
+                                                      "labels")},
+       **{k: "recipe=RenderRecipe.make(dataset_paths, ...)" for k in ("dataset_paths", "stems", "audio_format",
+                                                                      "sample_rate", "store", "store_only")})
+def render(metadata: PathLike, recipe: "RenderRecipe | PathLike | Mapping[str, str] | DatasetPaths", output: PathLike,
+           *, split: str | None = None, revision: str | None = None,
+           options: "RenderOptions | None" = None) -> "RenderSummary":
     """Render mixtures and stems into WebDataset (``tar``) or Parquet shards under ``output``.
 
     Before rendering, the output size is estimated (mixtures x (1 + sources) x samples x bytes per
     sample) and compared with the free space of ``output``'s filesystem; a render that would not fit
-    raises :class:`mixing.render_estimate.InsufficientSpaceError` unless ``force=True``. The
-    estimate (a :class:`mixing.render_estimate.RenderEstimate`) is passed to ``on_estimate``.
+    raises :class:`mixing.render_estimate.InsufficientSpaceError` unless ``options.force``. The
+    estimate (a :class:`mixing.render_estimate.RenderEstimate`) is passed to ``options.on_estimate``.
 
     Args:
         metadata: Hub dataset id, Parquet file/folder or legacy JSON folder.
-        dataset_paths: ``dataset_paths.json`` or the prefix -> folder mapping.
+        recipe: how records become audio, a :class:`mixing.recipe.RenderRecipe`
+            (``RenderRecipe.make(dataset_paths, store=..., stems=..., sample_rate=...,
+            audio_format=..., store_only=...)``); or just the ``dataset_paths.json`` (or its prefix ->
+            folder mapping) for the default recipe: consistent stems, each record's rate, float WAV.
+            With a store, chunks are sliced from it instead of decoded (same samples; output at the
+            store's rate); ``RenderRecipe.make(None, store=...)`` renders from the store alone.
         output: output folder (resumable: finished shards are skipped on a rerun).
-        split, num_sources: render only this split / this number of sources.
-        format: ``webdataset`` or ``parquet``; audio_format: ``wav`` (32-bit float) or ``flac`` (24-bit).
-        stems: ``consistent`` (stems sum to the mix) or ``reference`` (as the reference release).
-        sample_rate: render at this rate instead of the record's; shard_size: mixtures per shard.
-        num_workers: processes on this machine; rank, world_size: this process's share.
-        overwrite: discard a ledger made with other parameters; revision: Hub revision.
-        force: start even if the estimate exceeds the free space.
-        progress: progress bar with total and ETA (default: when stderr is a terminal).
-        store: a source store (``hive store build`` output): chunks are sliced from it instead of
-            decoded (same samples; output at the store's rate); ``dataset_paths=None`` renders from
-            the store alone. store_only: a chunk the store lacks fails as ``not_in_store``.
-        labels: only the mixtures of a label subset (a :class:`mixing.label_filter.LabelFilter`, or
-            names/mids); one that keeps nothing of local metadata is refused at once.
+        split: render only this split; revision: the Hub revision of ``metadata``.
+        options: a :class:`mixing.render_options.RenderOptions`: ``format`` (``webdataset`` or
+            ``parquet``), ``shard_size``, ``num_sources``, ``labels`` (a label subset; one that keeps
+            nothing of local metadata is refused at once), ``num_workers``, ``rank``/``world_size``,
+            ``overwrite``, ``force``, ``progress``, ``on_estimate``.
 
     Returns:
         A :class:`mixing.render_job.RenderSummary` (shards rendered / skipped, mixtures, failures,
         store hits and misses).
     """
-    from . import numbers
     from .recipe import RenderRecipe
     from .render_estimate import check_render_memory, check_space, estimate_render
     from .render_job import RenderConfig, run_render
+    from .render_options import RenderOptions
 
-    from .label_filter import LabelFilter
     from .label_selection import check_label_selection
     from .metadata_io import open_metadata
 
-    num_workers = numbers.WORKERS.check(num_workers, "num_workers")
-    rank = numbers.RANK.check(rank, "rank")
-    world_size = numbers.WORLD_SIZE.check(world_size, "world_size")
-    recipe = RenderRecipe.make(dataset_paths, store=store, stems=stems, sample_rate=sample_rate,
-                               audio_format=audio_format, store_only=store_only)
-    label_filter = LabelFilter.make(labels)
-    if label_filter is not None:
-        check_label_selection(open_metadata(metadata, revision=revision).files(split), split, num_sources,
-                              label_filter, f"--metadata {metadata}" + (f" (split {split!r})" if split else ""))
-    opts = RenderConfig(output=os.fspath(output), recipe=recipe, format=format, shard_size=shard_size,
-                        labels=label_filter)
-    est = estimate_render(metadata, output, split=split, num_sources=num_sources, audio_format=audio_format,
-                          sample_rate=recipe.sample_rate, revision=revision)
-    if on_estimate is not None:
-        on_estimate(est)
-    check_space(est, output, force=force)
-    check_render_memory(est, num_workers)
+    opts = options if options is not None else RenderOptions()
+    if not isinstance(opts, RenderOptions):
+        raise HiveError(f"options is a {type(opts).__name__}; expected a RenderOptions(format=..., num_workers=...)")
+    recipe = RenderRecipe.coerce(recipe)
+    if opts.labels is not None:
+        check_label_selection(open_metadata(metadata, revision=revision).files(split), split, opts.num_sources,
+                              opts.labels, f"--metadata {metadata}" + (f" (split {split!r})" if split else ""))
+    config = RenderConfig(output=os.fspath(output), recipe=recipe, format=opts.format, shard_size=opts.shard_size,
+                          labels=opts.labels)
+    est = estimate_render(metadata, output, split=split, num_sources=opts.num_sources,
+                          audio_format=recipe.audio_format, sample_rate=recipe.sample_rate, revision=revision)
+    if opts.on_estimate is not None:
+        opts.on_estimate(est)
+    check_space(est, output, force=opts.force)
+    check_render_memory(est, opts.num_workers)
+    world_size = opts.world_size
     total = est.mixtures if world_size <= 1 else -(-est.mixtures // world_size)  # ranks share shards round-robin
-    return run_render(os.fspath(metadata), opts, split=split, num_sources=num_sources,
-                      num_workers=num_workers, rank=rank, world_size=world_size, overwrite=overwrite,
-                      progress=progress, revision=revision, total=total)
+    return run_render(os.fspath(metadata), config, split=split, num_sources=opts.num_sources,
+                      num_workers=opts.num_workers, rank=opts.rank, world_size=world_size, overwrite=opts.overwrite,
+                      progress=opts.progress, revision=revision, total=total)
 
 
 def verify(directory: PathLike, *, metadata: PathLike | None = None, revision: str | None = None,
@@ -164,45 +197,52 @@ def verify(directory: PathLike, *, metadata: PathLike | None = None, revision: s
 
 def synthesis_config(config: "SynthesisConfig | PathLike | None" = None, **settings: Any) -> "SynthesisConfig":
     """A validated :class:`mixing.synthesis.config.SynthesisConfig`: defaults < ``config`` (an object or a
-    YAML file) < ``settings`` whose value is not None (keys are the config's field names)."""
+    YAML file) < ``settings`` whose value is not None (keys are the config's field names; ``labels``
+    may also be a :class:`mixing.label_filter.LabelFilter`, which sets ``labels``, ``exclude_labels``,
+    ``include_descendants`` and ``label_match``)."""
+    from .label_filter import LabelFilter
     from .synthesis.config import SynthesisConfig
 
     if config is None:
         cfg = SynthesisConfig()
     elif isinstance(config, SynthesisConfig):
         cfg = config
-    else:
+    elif isinstance(config, (str, os.PathLike)):
         cfg = SynthesisConfig.from_yaml(config)
+    else:
+        raise HiveError(f"config is a {type(config).__name__}; expected a SynthesisConfig, the path of a YAML file "
+                        "of settings, or None")
+    if isinstance(settings.get("labels"), LabelFilter):
+        settings = {**settings, **_label_settings(settings["labels"])}
     changes = {k: v for k, v in settings.items() if v is not None}
     return cfg.updated(changes, "arguments").validate() if changes else cfg.validate()
 
 
-def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = None,
+@moved(**{k: "config=api.synthesis_config(...) (a SynthesisConfig)" for k in (
+    "split", "num_mixtures", "duration", "seed", "num_workers", "sample_rate", "mix_id_prefix", "min_sources",
+    "max_sources", "label_sampling", "compatibility", "exclude_siblings", "snr_low", "snr_high", "legacy_json",
+    "labels")})
+def synthesize(pool: PathLike, output: PathLike, config: "SynthesisConfig | PathLike | None" = None, *,
+               ontology: PathLike | None = None,
                dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None" = None,
-               config: "SynthesisConfig | PathLike | None" = None, split: str | None = None,
-               num_mixtures: int | None = None, duration: float | None = None, seed: int | None = None,
-               num_workers: int | None = None, sample_rate: int | None = None, mix_id_prefix: str | None = None,
-               min_sources: int | None = None, max_sources: int | None = None,
-               label_sampling: Literal["uniform", "proportional"] | None = None, compatibility: str | None = None,
-               exclude_siblings: bool | None = None, snr_low: float | None = None, snr_high: float | None = None,
-               legacy_json: bool | None = None, labels: "LabelFilter | Sequence[str] | None" = None,
                dry_run: bool = False) -> "tuple[SynthesisResult, dict[str, Any]]":
     """Synthesize new mixture metadata from a single-event pool.
 
-    Settings: :class:`mixing.synthesis.config.SynthesisConfig` defaults < ``config`` (object or YAML
-    path) < the keyword arguments given here (None = not given). Outputs under ``output``:
-    ``data/<split>-*.parquet`` (Hub layout), ``synthesis_stats_<split>.json``,
-    ``synthesis_config_<split>.yaml``, ``_failures_<split>.jsonl``.
+    Settings are one :class:`mixing.synthesis.config.SynthesisConfig` (``split``, ``num_mixtures``,
+    ``seed``, ``duration``, ``sample_rate``, source counts, label rules and subset, SNR, levels,
+    ``num_workers``, ...): ``config`` is the object, a YAML file of settings, or None for the
+    defaults; :func:`synthesis_config` merges them (defaults < YAML/object < keyword settings), e.g.
+    ``synthesize(pool, out, synthesis_config("synth.yaml", split="train", num_mixtures=1000))``.
+    Outputs under ``output``: ``data/<split>-*.parquet`` (Hub layout),
+    ``synthesis_stats_<split>.json``, ``synthesis_config_<split>.yaml``, ``_failures_<split>.jsonl``.
 
     Args:
         pool: single-event pool (``.jsonl``/``.parquet``/folder) or a labelled ``.csv`` list.
         output: output folder.
+        config: the settings (a ``SynthesisConfig``, a YAML path, or None: the defaults).
         ontology: AudioSet-format ontology JSON (default: the Hive ontology shipped with the package).
         dataset_paths: corpus prefix -> folder (levels are measured on the audio; optional with
             ``dry_run``).
-        labels: a label subset (a :class:`mixing.label_filter.LabelFilter`, or names/mids): only these
-            pool labels are drawn (``label_match="any"``: every mixture holds at least one of them); it
-            sets the config's ``labels``, ``exclude_labels``, ``include_descendants``, ``label_match``.
         dry_run: sample parameters only; write and return the stats, no metadata.
 
     Returns:
@@ -211,12 +251,7 @@ def synthesize(pool: PathLike, output: PathLike, *, ontology: PathLike | None = 
     """
     from .synthesis import run_synthesis
 
-    cfg = synthesis_config(config, split=split, num_mixtures=num_mixtures, duration=duration, seed=seed,
-                           num_workers=num_workers, sample_rate=sample_rate, mix_id_prefix=mix_id_prefix,
-                           min_sources=min_sources, max_sources=max_sources, label_sampling=label_sampling,
-                           compatibility=compatibility, exclude_siblings=exclude_siblings,
-                           snr_low=snr_low, snr_high=snr_high, legacy_json=legacy_json,
-                           **_label_settings(labels))
+    cfg = synthesis_config(config)
     if ontology is None:
         from .packaged import hive_ontology_path
         ontology = hive_ontology_path()
@@ -235,29 +270,32 @@ def _label_settings(labels: Any) -> dict[str, Any]:
             "include_descendants": lf.include_descendants, "label_match": lf.label_match}
 
 
+@moved(**{k: "options=EvalOptions(...)" for k in ("name", "with_sdr", "allow_missing", "limit", "plot", "progress")},
+       **{k: "recipe=RenderRecipe.make(dataset_paths, store=..., sample_rate=...)"
+          for k in ("dataset_paths", "store", "sample_rate")})
 def evaluate(rendered: PathLike | None, output: PathLike, *,
              separator: "Callable[[Any, int, str], Any] | str | None" = None, estimates: PathLike | None = None,
-             split: str | None = None, name: str | None = None, with_sdr: bool = True,
-             allow_missing: bool = False, limit: int | None = None, plot: bool = True,
-             progress: bool | None = None, metadata: PathLike | None = None,
-             dataset_paths: "PathLike | Mapping[str, str] | DatasetPaths | None" = None,
-             store: PathLike | None = None, sample_rate: int | None = None,
+             split: str | None = None, metadata: "PathLike | Any | None" = None,
+             recipe: "RenderRecipe | PathLike | Mapping[str, str] | DatasetPaths | None" = None,
              options: "EvalOptions | None" = None) -> "EvalResult":
     """Evaluate a query-based separator on a render output (``hive eval``), or on ``metadata``
-    rendered on the fly from a source ``store`` and/or the corpora (``dataset_paths``; consistent
-    stems); see :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows.
-    ``options`` (:class:`mixing.evaluate.EvalOptions`): batch size and device of a batched
-    separator, metric workers, number of sources, label subset."""
-    from . import numbers
+    rendered on the fly with ``recipe`` (a :class:`mixing.recipe.RenderRecipe`, e.g.
+    ``RenderRecipe.make(None, store="store/")``, or the dataset paths; consistent stems); see
+    :func:`mixing.evaluate.evaluate` for the arguments, outputs and the oracle rows. ``options``
+    (:class:`mixing.evaluate.EvalOptions`): batch size and device of a batched separator, metric
+    workers, number of sources, label subset, the system's name, SDR, missing estimates, limit,
+    plot, progress."""
     from .evaluate import evaluate as _evaluate
 
-    limit = numbers.COUNT.check_optional(limit, "limit")
-    recipe = None
     if metadata is not None:
         from .recipe import RenderRecipe
 
-        recipe = RenderRecipe.make(dataset_paths, store=store, sample_rate=sample_rate)
-    return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split, name=name,
-                     with_sdr=with_sdr, allow_missing=allow_missing, limit=limit, plot=plot, progress=progress,
+        if recipe is None:
+            raise HiveError("metadata is rendered on the fly: pass recipe=RenderRecipe.make(dataset_paths, "
+                            "store=...) (or the dataset paths)")
+        recipe = RenderRecipe.coerce(recipe)
+    elif recipe is not None:
+        raise HiveError("recipe goes with metadata (render on the fly), not with a render folder")
+    return _evaluate(rendered, output, separator=separator, estimates=estimates, split=split,
                      metadata=os.fspath(metadata) if isinstance(metadata, (str, os.PathLike)) else metadata,
                      recipe=recipe, options=options)

@@ -57,6 +57,7 @@ from .failures import (
 )
 from .metadata import SPLITS
 from .metadata_io import MetadataSource, open_metadata
+from .moved_arguments import moved
 from .validation import MAX_SOURCES, ValidationReport
 
 logger = logging.getLogger(__name__)
@@ -190,18 +191,19 @@ def _probe_all(file_paths: list[str], paths: DatasetPaths, jobs: int, progress: 
 
 
 # ---- the check ----------------------------------------------------------------------------------
+@moved(revision="source=open_metadata(location, revision=...)", config="source=open_metadata(location, config=...)")
 def check_corpora(source: str | os.PathLike | MetadataSource,
                   dataset_paths: DatasetPaths | Mapping[str, str] | str | os.PathLike,
                   split: str | None = None, num_sources: int | None = None, *,
                   progress: bool = True, jobs: int = 8, examples: int = 5,
-                  max_sources: int = MAX_SOURCES, revision: str | None = None,
-                  config: str | None = None, decode_tail: bool = True) -> CheckReport:
+                  max_sources: int = MAX_SOURCES, decode_tail: bool = True) -> CheckReport:
     """Check that every file the metadata references is present, readable and long enough.
 
     ``decode_tail``: also decode the last frames of each file (finds truncated FLAC/MP3 whose
     header still claims the full length; a seek and a few frames per file).
 
-    ``source``: anything :func:`~mixing.metadata_io.open_metadata` accepts; ``dataset_paths``: a
+    ``source``: anything :func:`~mixing.metadata_io.open_metadata` accepts, or what it returns
+    (``open_metadata(location, revision=..., config=...)`` for a Hub revision or README config); ``dataset_paths``: a
     :class:`DatasetPaths`, a mapping or the path of ``dataset_paths.json``. ``examples`` example
     paths are kept per prefix and reason. Never raises for bad records or files: they are counted.
     """
@@ -213,7 +215,7 @@ def check_corpora(source: str | os.PathLike | MetadataSource,
         raise ValueError(f"examples is {examples}; expected >= 0")
     dp_label = str(dataset_paths) if isinstance(dataset_paths, (str, os.PathLike)) else "<mapping>"
     paths = DatasetPaths.coerce(dataset_paths)
-    src = source if isinstance(source, MetadataSource) else open_metadata(source, revision=revision, config=config)
+    src = source if isinstance(source, MetadataSource) else open_metadata(source)
     timings: dict[str, float] = {}
 
     # 1. metadata pass

@@ -103,13 +103,13 @@ class CropBeyondChunkError(CorpusError, ValueError):
     the stem would be all zeros. The record does not fit the local file (or was made wrong)."""
 
     @classmethod
-    def of(cls, src: Any, chunk_frames: int, out_sr: int) -> "CropBeyondChunkError":
+    def of(cls, src: Any, chunk_frames: int, sample_rate: int) -> "CropBeyondChunkError":
         """The error for source record ``src`` whose chunk holds ``chunk_frames`` samples at
-        ``out_sr`` Hz (after resampling)."""
+        ``sample_rate`` Hz (after resampling)."""
         return cls(
             f"source {src.source_id!r} ({src.path}): crop [{src.crop_start_second}, {src.crop_end_second}) s "
             f"starts at or after the end of its chunk [{src.chunk_start_second}, {src.chunk_end_second}) s, "
-            f"which holds {chunk_frames / out_sr:.6g} s ({chunk_frames} samples at {out_sr} Hz) of this file: "
+            f"which holds {chunk_frames / sample_rate:.6g} s ({chunk_frames} samples at {sample_rate} Hz) of this file: "
             "the stem would be all zeros; expected a crop that starts inside the chunk: fix the record's crop "
             "or chunk, or check that the local file is the one the metadata was made from")
 

@@ -37,7 +37,7 @@ STORE_CORRUPT = "store_corrupt"
 #: an unexpected error while rendering (a bug or an environment problem; see the message)
 RENDER_ERROR = "render_error"
 
-#: reason -> one-line description (README and ``--help`` texts)
+#: reason -> one-line description (docs/failure-reasons.md and ``--help`` texts)
 DESCRIPTIONS: dict[str, str] = {
     MISSING_FILE: "the referenced corpus file is not on disk",
     UNREADABLE_AUDIO: "the file exists but cannot be decoded: corrupt, truncated, or not a regular file",

@@ -97,6 +97,22 @@ class RenderRecipe:
             sample_rate = rate
         return cls(corpora, allow, stems, sample_rate, audio_format, store_path, bool(store_only))
 
+    @classmethod
+    def coerce(cls, value: "RenderRecipe | DatasetPaths | Mapping[str, str] | str | os.PathLike") -> "RenderRecipe":
+        """``value`` itself when it is a recipe, else the default recipe over those dataset paths
+        (``dataset_paths.json``, its mapping or a :class:`~mixing.corpora.DatasetPaths`): what the
+        API's ``recipe`` arguments accept, so ``api.render(meta, "dataset_paths.json", out)`` works."""
+        if isinstance(value, cls):
+            return value
+        if value is None:
+            raise HiveError("a render needs a recipe: RenderRecipe.make(dataset_paths, store=...) or the "
+                            "dataset_paths.json (corpus prefix -> local folder); got None")
+        if not isinstance(value, (str, os.PathLike, Mapping, DatasetPaths)):
+            raise HiveError(f"recipe is a {type(value).__name__}; expected a RenderRecipe (RenderRecipe.make("
+                            "dataset_paths, store=..., stems=..., sample_rate=...)) or dataset paths (a "
+                            "dataset_paths.json file or its prefix -> folder mapping)")
+        return cls.make(value)
+
     def with_(self, **changes: Any) -> "RenderRecipe":
         return replace(self, **changes)
 

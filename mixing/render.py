@@ -1,10 +1,10 @@
 """The render formula of the reference release, fast.
 
-Per source *i* (``sr`` = the file's native rate, ``SR`` = the output rate):
+Per source *i* (``sr`` = the file's native rate, ``sample_rate`` = the output rate):
 read frames ``[int(chunk_start*sr), int(chunk_end*sr))`` (≤ 10 frames past EOF tolerated), mean
-over channels, resample to ``SR`` (soxr HQ, as ``librosa.resample`` does), zero-pad to
-``int(crop_end*SR)``, take ``[int(crop_start*SR), int(crop_end*SR))``, pad/trim to
-``int(target_duration*SR)``, multiply by ``applied_weight``; mix = Σ sources ×
+over channels, resample to ``sample_rate`` (soxr HQ, as ``librosa.resample`` does), zero-pad to
+``int(crop_end*sample_rate)``, take ``[int(crop_start*sample_rate), int(crop_end*sample_rate))``, pad/trim to
+``int(target_duration*sample_rate)``, multiply by ``applied_weight``; mix = Σ sources ×
 ``global_normalization_factor``.
 
 Speed comes from reading only the frames the crop needs plus a resampler margin, with the
@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import numbers
 from .audio import (
     AudioInfo, chunk_frames, probe, read_frames, resample, resampled_length, seek_is_exact, to_mono,
 )
@@ -85,17 +86,17 @@ def _mono(data: np.ndarray, exact: bool = False) -> np.ndarray:
     return out
 
 
-def resampled_chunk(local: str, start: int, stop: int, out_sr: int, info: AudioInfo | None = None) -> np.ndarray:
-    """The reference's whole-chunk step, as float32 mono at ``out_sr``: open the file afresh, seek
+def resampled_chunk(local: str, start: int, stop: int, sample_rate: int, info: AudioInfo | None = None) -> np.ndarray:
+    """The reference's whole-chunk step, as float32 mono at ``sample_rate``: open the file afresh, seek
     to frame ``start``, read ``[start, stop)``, mean over channels, resample the whole chunk with
     soxr HQ. This is what a source store holds for each chunk. Samples of 8/16/24-bit PCM and
     float files are read as float32 (exact; see the module docstring), others as float64."""
     info = probe(local) if info is None else info
     dtype = "float32" if info.subtype in _FLOAT32_EXACT else "float64"
     data, sr = read_frames(local, start, stop, dtype)
-    if sr == out_sr:
+    if sr == sample_rate:
         return _mono(data, exact=True).astype(np.float32)
-    y = resample(_mono(data), sr, out_sr)
+    y = resample(_mono(data), sr, sample_rate)
     return y.astype(np.float32, copy=False)
 
 
@@ -141,18 +142,18 @@ class RenderedMixture:
     stem_scale: float
 
 
-def crop_span(src: SourceRecord, out_sr: int, num_frames: int) -> tuple[int, int]:
+def crop_span(src: SourceRecord, sample_rate: int, num_frames: int) -> tuple[int, int]:
     """Output-sample span ``[c0, c0 + used)`` of the (padded) resampled chunk that lands in the
     output, before zero padding to ``num_frames``."""
-    c0 = int(src.crop_start_second * out_sr)
-    c1 = int(src.crop_end_second * out_sr)
+    c0 = int(src.crop_start_second * sample_rate)
+    c1 = int(src.crop_end_second * sample_rate)
     return c0, max(c0, min(c1, c0 + num_frames))
 
 
-def segment_from_chunk(chunk: np.ndarray, src: SourceRecord, out_sr: int, num_frames: int) -> np.ndarray:
+def segment_from_chunk(chunk: np.ndarray, src: SourceRecord, sample_rate: int, num_frames: int) -> np.ndarray:
     """The straightforward crop of a whole resampled chunk (reference semantics)."""
-    c0 = int(src.crop_start_second * out_sr)
-    c1 = int(src.crop_end_second * out_sr)
+    c0 = int(src.crop_start_second * sample_rate)
+    c1 = int(src.crop_end_second * sample_rate)
     if c1 > len(chunk):
         chunk = np.pad(chunk, (0, c1 - len(chunk)))
     seg = chunk[c0:c1]
@@ -188,8 +189,7 @@ class Renderer:
             raise ValueError(f"stem mode {stems!r} is not one of {STEM_MODES}")
         if method not in ("window", "full"):
             raise ValueError(f"method {method!r} is not 'window' or 'full'")
-        if sample_rate is not None and (not isinstance(sample_rate, int) or sample_rate <= 0):
-            raise ValueError(f"sample_rate is {sample_rate!r}; expected a positive integer (Hz) or None")
+        sample_rate = numbers.SAMPLE_RATE.check_optional(sample_rate, "sample_rate", ValueError)  # the CLI's limits
         from .store.layout import check_rate
         from .store.reader import open_store
 
@@ -251,22 +251,22 @@ class Renderer:
         return y
 
     # ---- one source --------------------------------------------------------------------------
-    def source_segment(self, src: SourceRecord, out_sr: int, num_frames: int,
+    def source_segment(self, src: SourceRecord, sample_rate: int, num_frames: int,
                        out: np.ndarray | None = None) -> np.ndarray:
-        """Unweighted, cropped, padded source at ``out_sr`` (float64, length ``num_frames``),
+        """Unweighted, cropped, padded source at ``sample_rate`` (float64, length ``num_frames``),
         written into ``out`` when given (a float64 array of that length)."""
         if self.store is not None:
-            row = self._store_row(src, out_sr)
+            row = self._store_row(src, sample_rate)
             if row is not None:
                 if out is None:
                     out = np.empty(num_frames, dtype=np.float64)
-                c0, e = self._store_span(src, row, out_sr, num_frames)
+                c0, e = self._store_span(src, row, sample_rate, num_frames)
                 out[: e - c0] = self.store.read(row, c0, e)
                 out[e - c0:] = 0.0
                 return out
-        return self._decode_segment(src, out_sr, num_frames, out)
+        return self._decode_segment(src, sample_rate, num_frames, out)
 
-    def _decode_segment(self, src: SourceRecord, out_sr: int, num_frames: int,
+    def _decode_segment(self, src: SourceRecord, sample_rate: int, num_frames: int,
                         out: np.ndarray | None = None) -> np.ndarray:
         """:meth:`source_segment` decoded from the source file (no store)."""
         local = str(self.paths.resolve(src.path))
@@ -275,8 +275,8 @@ class Renderer:
         start, stop = chunk_frames(src.chunk_start_second, src.chunk_end_second, sr, info.frames, local)
         if self.method == "full":
             data, _ = read_frames(local, start, stop)
-            chunk = resample(to_mono(data), sr, out_sr)
-            seg = segment_from_chunk(chunk, src, out_sr, num_frames)
+            chunk = resample(to_mono(data), sr, sample_rate)
+            seg = segment_from_chunk(chunk, src, sample_rate, num_frames)
             if out is None:
                 return seg
             out[:] = seg
@@ -284,14 +284,14 @@ class Renderer:
         exact = seek_is_exact(info)
         dtype = "float32" if info.subtype in _FLOAT32_EXACT else "float64"
         n = stop - start
-        length = resampled_length(n, sr, out_sr)
-        c0, c_end = crop_span(src, out_sr, num_frames)
+        length = resampled_length(n, sr, sample_rate)
+        c0, c_end = crop_span(src, sample_rate, num_frames)
         if out is None:
             out = np.empty(num_frames, dtype=np.float64)
         e = min(c_end, length)
         if e <= c0:
             if c0 >= length:  # wholly beyond the chunk: an all-zero stem is a record error
-                raise CropBeyondChunkError.of(src, length, out_sr)
+                raise CropBeyondChunkError.of(src, length, sample_rate)
             out[:] = 0.0
             return out  # the crop lies entirely in the zero padding
 
@@ -302,16 +302,16 @@ class Renderer:
                 return _mono(data, exact=exact_mean)
             return self.chunk_mono(local, start, stop)[a:b]
 
-        if sr == out_sr:
+        if sr == sample_rate:
             out[: e - c0] = mono(c0, e, exact_mean=True)
             out[e - c0:] = 0.0
             return out
-        g = math.gcd(sr, out_sr)
-        step_in, step_out = sr // g, out_sr // g  # grid period in input / output samples
-        a = (int(c0 * sr / out_sr) - RESAMPLER_MARGIN) // step_in * step_in
+        g = math.gcd(sr, sample_rate)
+        step_in, step_out = sr // g, sample_rate // g  # grid period in input / output samples
+        a = (int(c0 * sr / sample_rate) - RESAMPLER_MARGIN) // step_in * step_in
         a = max(0, a)
-        b = min(n, int(math.ceil(e * sr / out_sr)) + RESAMPLER_MARGIN)
-        y = resample(mono(a, b), sr, out_sr)
+        b = min(n, int(math.ceil(e * sr / sample_rate)) + RESAMPLER_MARGIN)
+        y = resample(mono(a, b), sr, sample_rate)
         offset = a // step_in * step_out
         lo, hi = c0 - offset, e - offset
         got = y[lo:hi]
@@ -341,12 +341,12 @@ class Renderer:
                 "`hive store build` again (it adds the new version), or restore the file")
         return version
 
-    def _store_row(self, src: SourceRecord, out_sr: int) -> int | None:
+    def _store_row(self, src: SourceRecord, sample_rate: int) -> int | None:
         """The store row of ``src``'s chunk, or None when the store lacks it (then the chunk is
         decoded, unless ``store_only`` or no corpora: :class:`NotInStoreError`)."""
-        if out_sr != self.store.sample_rate:
+        if sample_rate != self.store.sample_rate:
             raise StoreRateError(f"source store {self.store.root} holds {self.store.sample_rate} Hz audio; this "
-                                 f"render asks for {out_sr} Hz: pass --sample-rate {self.store.sample_rate}")
+                                 f"render asks for {sample_rate} Hz: pass --sample-rate {self.store.sample_rate}")
         now = time.monotonic()
         cached = self._store_files.get(src.path)
         if cached is None or now - cached[0] > STAT_TTL_S:
@@ -372,15 +372,15 @@ class Renderer:
         self.store_stats["misses"] += 1
         return None
 
-    def _store_span(self, src: SourceRecord, row: int, out_sr: int, num_frames: int) -> tuple[int, int]:
+    def _store_span(self, src: SourceRecord, row: int, sample_rate: int, num_frames: int) -> tuple[int, int]:
         """Samples ``[c0, e)`` of the stored chunk that land in the output (the rest is zeros)."""
-        c0, c_end = crop_span(src, out_sr, num_frames)
+        c0, c_end = crop_span(src, sample_rate, num_frames)
         if c0 >= self.store.length(row):  # wholly beyond the chunk: an all-zero stem is a record error
-            raise CropBeyondChunkError.of(src, self.store.length(row), out_sr)
+            raise CropBeyondChunkError.of(src, self.store.length(row), sample_rate)
         e = min(c_end, self.store.length(row))
         return c0, max(c0, e)
 
-    def _render_from_store(self, rec: MixtureRecord, out_sr: int) -> RenderedMixture:
+    def _render_from_store(self, rec: MixtureRecord, sample_rate: int) -> RenderedMixture:
         """The render formula on stored chunks, in float32 at memory speed: each stem is read
         straight into the output array and scaled once (weight, and in consistent mode the global
         factor); the mix is their sum. Equal to the float64 formula within float32 rounding. The
@@ -401,22 +401,22 @@ class Renderer:
         :meth:`mix_store_crops` scales (with ``store_only`` or without corpora it raises
         :class:`NotInStoreError`). Dynamic mixing measures levels on these crops, then renders
         them with :meth:`mix_store_crops`: the same samples as :meth:`render` of the final record."""
-        out_sr = self.store.sample_rate
+        sample_rate = self.store.sample_rate
         T = stems.shape[1]
         consistent = self.stems == "consistent"
         used: list[int | None] = []
         for i, src in enumerate(rec.sources):
             try:
-                row = self._store_row(src, out_sr)
+                row = self._store_row(src, sample_rate)
                 if row is None:  # decoded (and counted as a miss)
                     with np.errstate(over="ignore", invalid="ignore"):
-                        seg = self._decode_segment(src, out_sr, T)
+                        seg = self._decode_segment(src, sample_rate, T)
                         seg *= src.applied_weight * rec.global_normalization_factor if consistent \
                             else src.applied_weight
                         stems[i] = seg
                     used.append(None)
                     continue
-                c0, e = self._store_span(src, row, out_sr, T)
+                c0, e = self._store_span(src, row, sample_rate, T)
                 k = e - c0
                 if k > 0:
                     self.store.read_into(row, c0, stems[i, :k])
@@ -432,7 +432,7 @@ class Renderer:
         """The render of ``rec`` from the crops :meth:`read_store_crops` read into ``out[1:]``
         (``used``: its return value): scaled in place (weight, and in consistent mode the global
         factor); the mix, their sum, goes to ``out[0]``."""
-        out_sr = self.store.sample_rate
+        sample_rate = self.store.sample_rate
         consistent = self.stems == "consistent"
         gnf = rec.global_normalization_factor
         mix, stems = out[0], out[1:]
@@ -451,37 +451,37 @@ class Renderer:
             finite = math.isfinite(float(np.dot(mix, mix)))
         if not finite:
             return self._render_decoded(rec)
-        return RenderedMixture(rec, mix, stems, out_sr, self.stems, gnf if consistent else 1.0)
+        return RenderedMixture(rec, mix, stems, sample_rate, self.stems, gnf if consistent else 1.0)
 
     # ---- one mixture -------------------------------------------------------------------------
     def weighted_sources(self, rec: MixtureRecord) -> tuple[np.ndarray, int]:
         """``(n, T)`` float64 weighted sources (before the global factor) and the output rate.
         Raises :class:`NonFiniteAudioError` when a weighted source holds a NaN or an infinity."""
-        out_sr = self.sample_rate or rec.sample_rate
-        T = int(rec.target_duration * out_sr)
+        sample_rate = self.sample_rate or rec.sample_rate
+        T = int(rec.target_duration * sample_rate)
         arr = np.empty((rec.num_sources, T), dtype=np.float64)
         for i, src in enumerate(rec.sources):
             try:
-                self.source_segment(src, out_sr, T, out=arr[i])
+                self.source_segment(src, sample_rate, T, out=arr[i])
                 with np.errstate(over="ignore", invalid="ignore"):
                     arr[i] *= src.applied_weight
                 if not np.isfinite(arr[i]).all():
-                    raise _non_finite_source(rec, i, self.source_segment(src, out_sr, T))
+                    raise _non_finite_source(rec, i, self.source_segment(src, sample_rate, T))
             except Exception as exc:  # tag which source failed, then let the caller classify it
                 exc.source_index = i  # type: ignore[attr-defined]
                 exc.source_path = src.path  # type: ignore[attr-defined]
                 raise
-        return arr, out_sr
+        return arr, sample_rate
 
     def render(self, rec: MixtureRecord) -> RenderedMixture:
-        out_sr = self.sample_rate or rec.sample_rate  # the memory check, before anything is allocated
-        check_mixture_memory("render", rec.mix_id, int(rec.target_duration * out_sr), rec.num_sources, out_sr)
+        sample_rate = self.sample_rate or rec.sample_rate  # the memory check, before anything is allocated
+        check_mixture_memory("render", rec.mix_id, int(rec.target_duration * sample_rate), rec.num_sources, sample_rate)
         if self.store is not None:
             return self._render_from_store(rec, self.sample_rate)
         return self._render_decoded(rec)
 
     def _render_decoded(self, rec: MixtureRecord) -> RenderedMixture:
-        weighted, out_sr = self.weighted_sources(rec)
+        weighted, sample_rate = self.weighted_sources(rec)
         gnf = rec.global_normalization_factor
         with np.errstate(over="ignore", invalid="ignore"):
             if self.stems == "consistent":
@@ -496,7 +496,7 @@ class Renderer:
             stems32 = weighted.astype(np.float32)
         if not (np.isfinite(mix32).all() and np.isfinite(stems32).all()):
             raise _non_finite_output(rec, stems32, self.stems)
-        return RenderedMixture(rec, mix32, stems32, out_sr, self.stems, scale)
+        return RenderedMixture(rec, mix32, stems32, sample_rate, self.stems, scale)
 
 
 def _non_finite_output(rec: MixtureRecord, stems32: np.ndarray, mode: str) -> NonFiniteAudioError:

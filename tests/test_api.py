@@ -32,6 +32,7 @@ def test_api_is_reachable_from_the_package_and_documented():
         assert fn.__doc__ and len(fn.__doc__) > 80, fn.__name__
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_check(toy_corpus):
     report = api.check(toy_corpus.parquet_dir, toy_corpus.dataset_paths, split="validation", progress=False)
     assert report.total_mixtures == toy_corpus.num_mixtures["validation"]
@@ -41,11 +42,12 @@ def test_check(toy_corpus):
         api.check(toy_corpus.parquet_dir, toy_corpus.dataset_paths, jobs=0)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_render_estimate_progress_and_bytes_equal_the_cli(toy_corpus, toy_render, tmp_path, capsys):
     seen = []
     out = tmp_path / "r"
-    summary = api.render(toy_corpus.parquet_dir, toy_corpus.dataset_paths, out, split="validation", shard_size=8,
-                         progress=True, on_estimate=seen.append)
+    summary = api.render(toy_corpus.parquet_dir, toy_corpus.dataset_paths, out, split="validation",
+                         options=api.RenderOptions(shard_size=8, progress=True, on_estimate=seen.append))
     est = seen[0]
     n = toy_corpus.num_mixtures["validation"]
     assert est.mixtures == n and summary.mixtures_rendered + summary.num_failures == n
@@ -56,8 +58,8 @@ def test_render_estimate_progress_and_bytes_equal_the_cli(toy_corpus, toy_render
     # the API writes what the CLI writes (the CLI render of every split, same shard size)
     assert _shards(out, "validation") == _shards(toy_render(), "validation")
     # rerun: the estimate counts the shards already there, nothing is rendered again
-    again = api.render(toy_corpus.parquet_dir, toy_corpus.dataset_paths, out, split="validation", shard_size=8,
-                       progress=False, on_estimate=seen.append)
+    again = api.render(toy_corpus.parquet_dir, api.RenderRecipe.make(toy_corpus.dataset_paths), out, split="validation",
+                       options=api.RenderOptions(shard_size=8, progress=False, on_estimate=seen.append))
     assert again.shards_rendered == 0 and seen[1].needed_bytes < 0.01 * est.bytes
 
 
@@ -81,12 +83,14 @@ def test_render_refuses_when_the_estimate_exceeds_free_space(toy_corpus, tmp_pat
     assert list((tmp_path / "out").rglob("*.tar"))
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_verify(toy_corpus, toy_render):
     report = api.verify(toy_render(), metadata=toy_corpus.parquet_dir, progress=False)
     assert report.samples > 0
     assert report.clean, report.summary()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_verify_finds_a_damaged_shard(toy_render, tmp_path):
     import shutil
 
@@ -101,19 +105,22 @@ def test_synthesize_settings_precedence(toy_corpus, tmp_path):
     ontology = write_toy_ontology(tmp_path / "onto.json")
     cfg_file = tmp_path / "synth.yaml"
     cfg_file.write_text(yaml.safe_dump({"num_mixtures": 3, "seed": 4, "split": "train"}))
-    result, stats = api.synthesize(toy_corpus.pool, tmp_path / "a", ontology=ontology,
-                                   dataset_paths=toy_corpus.dataset_paths, config=cfg_file)
+    result, stats = api.synthesize(toy_corpus.pool, tmp_path / "a", cfg_file, ontology=ontology,
+                                   dataset_paths=toy_corpus.dataset_paths)
     assert len(result.records) == 3 and stats["num_mixtures"] == 3
     assert len(list(iter_records(tmp_path / "a", split="train"))) == 3
-    result, _ = api.synthesize(toy_corpus.pool, tmp_path / "b", ontology=ontology,
-                               dataset_paths=toy_corpus.dataset_paths, config=SynthesisConfig(num_mixtures=9, seed=4),
-                               num_mixtures=2, max_sources=2)
+    merged = api.synthesis_config(SynthesisConfig(num_mixtures=9, seed=4), num_mixtures=2, max_sources=2)
+    assert (merged.num_mixtures, merged.seed, merged.max_sources) == (2, 4, 2)  # defaults < config < settings
+    result, _ = api.synthesize(toy_corpus.pool, tmp_path / "b", merged, ontology=ontology,
+                               dataset_paths=toy_corpus.dataset_paths)
     assert len(result.records) == 2 and all(r.num_sources == 2 for r in result.records)
     with pytest.raises(HiveError):
-        api.synthesize(toy_corpus.pool, tmp_path / "c", ontology=ontology, dataset_paths=toy_corpus.dataset_paths,
-                       num_mixtures=2, min_sources=4, max_sources=2)
+        api.synthesize(toy_corpus.pool, tmp_path / "c", SynthesisConfig(num_mixtures=2, min_sources=4, max_sources=2),
+                       ontology=ontology, dataset_paths=toy_corpus.dataset_paths)
+    assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_card(toy_corpus, tmp_path):
     result = card(toy_corpus.parquet_dir, tmp_path / "card", provenance={"seed": 7}, top_labels=5)
     assert result.stats.num_mixtures == sum(toy_corpus.num_mixtures.values())
@@ -126,7 +133,59 @@ def test_card(toy_corpus, tmp_path):
         card(toy_corpus.parquet_dir, tmp_path / "bad", rows_per_file=0)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_evaluate(toy_render, tmp_path):
     result = api.evaluate(toy_render(), tmp_path, split="validation", separator=lambda mix, sr, q: mix,
-                          with_sdr=False, plot=False, limit=1, progress=False)
+                          options=api.EvalOptions(with_sdr=False, plot=False, limit=1, progress=False))
     assert result.mixtures == 1 and result.summary.mean("separator") == pytest.approx(0.0, abs=1e-6)
+
+
+def test_moved_keywords_are_refused_naming_their_new_place(toy_corpus, tmp_path):
+    """Issue 20 moved options into config objects; an old call gets one line saying where each went,
+    before any work, and the signatures (what help() and an IDE show) are the new ones."""
+    import inspect
+
+    from mixing.moved_arguments import MovedArgumentError
+
+    meta, paths, out = toy_corpus.parquet_dir, toy_corpus.dataset_paths, tmp_path / "o"
+    cases = [
+        (lambda: api.render(meta, paths, out, num_workers=2, store="s/"),
+         r"num_workers= moved to options=RenderOptions\(\.\.\.\); store= moved to recipe=RenderRecipe\.make"),
+        (lambda: api.synthesize(toy_corpus.pool, out, num_mixtures=3), r"num_mixtures= moved to config=api\.synthesis_config"),
+        (lambda: api.evaluate(out, out, with_sdr=False), r"with_sdr= moved to options=EvalOptions"),
+        (lambda: api.evaluate(None, out, metadata=meta, store="s/"), r"store= moved to recipe=RenderRecipe\.make"),
+    ]
+    for call, message in cases:
+        with pytest.raises(MovedArgumentError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value) and "docs/python-api.md" in str(info.value)
+        assert isinstance(info.value, (HiveError, TypeError))
+    assert not out.exists()
+    assert list(inspect.signature(api.render).parameters) == ["metadata", "recipe", "output", "split", "revision",
+                                                             "options"]
+    assert list(inspect.signature(api.synthesize).parameters) == ["pool", "output", "config", "ontology",
+                                                                 "dataset_paths", "dry_run"]
+
+
+def test_render_options_and_recipe_are_checked_when_made(toy_corpus):
+    from mixing.numbers import NumberError
+
+    with pytest.raises(HiveError, match=r"rank is 2 but world_size is 2; expected a rank in 0\.\.1"):
+        api.RenderOptions(rank=2, world_size=2)
+    with pytest.raises(HiveError, match=r"format is 'zip'; expected one of \('webdataset', 'parquet'\)"):
+        api.RenderOptions(format="zip")
+    with pytest.raises(NumberError, match="render option shard_size is 0"):
+        api.RenderOptions(shard_size=0)
+    with pytest.raises(NumberError, match="render option num_workers is None"):
+        api.RenderOptions(num_workers=None)
+    opts = api.RenderOptions(labels=["Dog"], num_sources=2.0)
+    assert isinstance(opts.labels, api.LabelFilter) and opts.num_sources == 2 and isinstance(opts.num_sources, int)
+    recipe = api.RenderRecipe.make(toy_corpus.dataset_paths, stems="reference")
+    assert api.RenderRecipe.coerce(recipe) is recipe
+    assert api.RenderRecipe.coerce(str(toy_corpus.dataset_paths)) == api.RenderRecipe.make(toy_corpus.dataset_paths)
+    with pytest.raises(HiveError, match="recipe is a int; expected a RenderRecipe"):
+        api.RenderRecipe.coerce(42)
+    with pytest.raises(HiveError, match="expected a RenderOptions"):
+        api.render(toy_corpus.parquet_dir, recipe, "unused", options={"num_workers": 2})
+    with pytest.raises(HiveError, match="recipe goes with metadata"):
+        api.evaluate("rendered", "unused", recipe=recipe)

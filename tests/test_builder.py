@@ -32,6 +32,9 @@ from mixing.shards import rendered_features
 from mixing.streaming import AUTO_UNIT_MULTIPLE, RenderSpec, iter_unit_records, plan_units, resolve_metadata
 from mixing.toy import build_toy_corpus
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "validation", "test")
 
@@ -159,6 +162,7 @@ def _builder(tmp_path, **kw):
 
 
 # ---- the builder -----------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_prepare_equals_hive_render(corpus, records, rendered, tmp_path):
     _, samples = rendered("consistent")
     builder = _builder(tmp_path, metadata=str(corpus.parquet_dir), dataset_paths=str(corpus.dataset_paths))
@@ -175,6 +179,7 @@ def test_prepare_equals_hive_render(corpus, records, rendered, tmp_path):
             _assert_example_equals_render(ex, samples[ex["mix_id"]])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("stems", ["consistent", "reference"])
 def test_streaming_builder_equals_hive_render(corpus, records, rendered, tmp_path, stems):
     _, samples = rendered(stems)
@@ -190,6 +195,7 @@ def test_streaming_builder_equals_hive_render(corpus, records, rendered, tmp_pat
         assert got == _ids(records, split)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_hub_layout_folder_with_yaml_configs(corpus, records, rendered, hub_folder, tmp_path):
     """A folder in the Hub layout with README YAML configs is read config by config (the files its
     README lists for the chosen config, ``{n}mix`` for a ``{n}mix`` builder config)."""
@@ -248,6 +254,7 @@ def test_config_handling(corpus, tmp_path):
 
 
 # ---- the training stream ---------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_stream_arrays_equal_hive_render_without_encoding(corpus, records, rendered):
     _, samples = rendered("consistent")
     ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="train")
@@ -287,6 +294,7 @@ def test_dataloader_workers_and_ranks_cover_each_record_once(corpus, records, nu
     assert all(per_rank)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("workers", [0, 2])
 def test_collate_pads_sources_into_a_batch(corpus, records, workers):
     torch = pytest.importorskip("torch")
@@ -327,6 +335,7 @@ def test_dataloader_and_ranks_with_an_unrenderable_record(corpus, records, broke
     assert {e["reason"] for e in manifest} == {"missing_file"}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_failure_policies(corpus, records, broken_paths, tmp_path):
     paths, bad = broken_paths
     report = hive.StreamReport()
@@ -348,6 +357,7 @@ def test_failure_policies(corpus, records, broken_paths, tmp_path):
                  on_failure="raise").download_and_prepare()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_order_is_deterministic_and_shuffling_is_seeded(corpus, records):
     def ids(seed=None):
         ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="validation")
@@ -367,6 +377,7 @@ def test_order_is_deterministic_and_shuffling_is_seeded(corpus, records):
     assert sorted(halves[0] + halves[1]) == sorted(plain) and not set(halves[0]) & set(halves[1])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_direct_16k_rendering(corpus, records, rendered, tmp_path):
     ds = hive.stream_mixtures(corpus.parquet_dir, corpus.dataset_paths, split="test", sample_rate=16000)
     renderer = Renderer(corpus.dataset_paths, sample_rate=16000)
@@ -408,6 +419,7 @@ def test_audio_feature_decoding_with_torchcodec(corpus, rendered, tmp_path):
     assert streamed["mix"].get_all_samples().data.shape == (1, 176400)
 
 
+@pytest.mark.slow
 def test_numpy_path_needs_neither_torch_nor_torchcodec(corpus, records, rendered, tmp_path):
     # hide torch and torchcodec as if they were not installed (find_spec -> None, import fails)
     script = f"""
@@ -448,6 +460,7 @@ print(text)
 
 
 # ---- rendered shards -------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_load_rendered_webdataset_and_parquet(corpus, records, rendered):
     out, samples = rendered("consistent")
     ds = hive.load_rendered(out, split="train", decode=False)

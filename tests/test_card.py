@@ -18,6 +18,9 @@ from mixing.metadata import hub_features
 from mixing.metadata_io import iter_records
 from mixing.toy import SPLIT_SIZES, build_toy_corpus
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROVENANCE = {"synthesis": {"seed": 1234, "snr_range_db": [-5, 5]}, "curation": {"judge": "toy-judge",
                                                                                   "keep_ratio": 0.8}}
@@ -56,6 +59,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_every_config_and_split_loads_with_the_counts_the_card_states(card_dir, card, tmp_path, monkeypatch):
     import datasets
 
@@ -159,6 +163,7 @@ def test_layout_reads_back_with_our_reader(toy, card_dir):
         r.mix_id for r in iter_records(toy.parquet_dir) if r.num_sources == 3)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_rerun_is_byte_identical_and_removes_stale_files(toy, tmp_path):
     out = tmp_path / "out"
     options = CardConfig(repo_id="hive-test/hive-meta", rows_per_file=10)
@@ -174,12 +179,14 @@ def test_rerun_is_byte_identical_and_removes_stale_files(toy, tmp_path):
     assert not stale.parent.exists()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_legacy_json_input_gives_the_same_counts(toy, card, tmp_path):
     result = write_card_folder(toy.legacy_dir, tmp_path / "from_legacy", CardConfig(rows_per_file=20))
     assert {c: {s["name"]: s["num_examples"] for s in i["splits"]} for c, i in _infos(result.card).items()} == {
         c: {s["name"]: s["num_examples"] for s in i["splits"]} for c, i in _infos(card).items()}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_errors(toy, tmp_path, capsys):
     # empty metadata: refused, and an earlier layout is not wiped
     out = tmp_path / "out"
@@ -246,6 +253,7 @@ def test_card_and_builder_cite_the_paper(card_dir, tmp_path):
             f'"{PAPER_TITLE}". arXiv:2601.22599, 2026.') in body
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("keep", [
     lambda r: r.split == "train",                          # a train-only release: no "test" split
     lambda r: r.split == "validation" and r.num_sources == 2,  # one split, no 3mix config

@@ -29,6 +29,9 @@ from mixing.metadata_io import iter_records, open_metadata, write_parquet
 from mixing.toy import build_toy_corpus
 from mixing.validation import ValidationReport, fast_valid_mask, parse_mixture
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 
 # ---- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
@@ -102,6 +105,7 @@ def _expected(records, broken_files: set[str], paths: DatasetPaths):
 
 
 # ---- hive check -----------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_broken_corpus_is_reported_exactly(broken, tmp_path, capsys):
     rc, rep = _run(tmp_path, broken["root"] / "metadata" / "parquet", broken["root"] / "dataset_paths.json",
                    "--examples", "100")
@@ -187,6 +191,7 @@ def test_num_sources_restricts(toy, tmp_path):
     assert rep["mixtures"] == {"train": {"3mix": {"total": 12, "renderable": 12}}}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_unknown_prefix_unsafe_paths_and_escaping_symlink(toy, tmp_path, capsys):
     root = _copy(toy, tmp_path / "toy")
     records = _records(root)
@@ -338,6 +343,7 @@ def _variant_schema() -> pa.Schema:
                       pa.field("note", pa.string())])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("variant", ["hub", "variant"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_arrow_batches_equal_records(tmp_path, variant, seed):
@@ -392,6 +398,7 @@ def test_fast_mask_only_accepts_rows_that_parse_cleanly():
     assert fast_valid_mask(legacy) is None
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_row_fast_path_equals_full_path(monkeypatch):
     rows = _fuzz_rows(3000, 11)
     for row in rows[:300]:  # also non-Arrow shapes: tuples, ints, bools, str subclasses

@@ -56,6 +56,7 @@ def _closure() -> set[str]:
     return names
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_constraints_pin_every_dependency_at_the_tested_version():
     pins = _pins()
     assert pins["torch"] == "2.13.0" and pins["torchcodec"] == "0.13.0"
@@ -81,6 +82,7 @@ def _dry_run(target: str, *flags: str, **env: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+@pytest.mark.slow
 @HAS_MAKE
 @pytest.mark.parametrize("target", ["test", "demo"])
 def test_make_installs_with_the_constraints_into_a_venv(target, tmp_path):
@@ -139,6 +141,7 @@ def _fake_system(tmp_path: Path, uid: int) -> tuple[dict, Path]:
     return env, tmp_path / "calls"
 
 
+@pytest.mark.slow
 @HAS_MAKE
 @pytest.mark.parametrize("uid,sudo", [(0, ""), (1000, "sudo ")])
 def test_make_venv_installs_python3_venv_when_missing_as_root_or_through_sudo(tmp_path, uid, sudo):
@@ -167,6 +170,7 @@ def test_make_venv_installs_python3_venv_when_missing_as_root_or_through_sudo(tm
     assert again.returncode == 0 and again.stdout == "" and calls.read_text() == before
 
 
+@pytest.mark.slow
 @HAS_MAKE
 def test_make_refuses_a_python3_older_than_the_pins_allow(tmp_path):
     env, calls = _fake_system(tmp_path, 0)
@@ -241,6 +245,7 @@ def _records(log: Path) -> list[dict[str, str]]:
             for block in log.read_text().split("--\n") if block.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 @pytest.mark.parametrize("demo,test,status", [(0, 0, 0), (0, 1, 1), (0, 5, 5), (2, 0, 2), (3, 1, 3)])
 def test_ci_run_sets_up_fresh_clones_with_the_readme_commands(checkout, tmp_path, demo, test, status):

@@ -40,6 +40,7 @@ def test_verbosity_before_or_after_the_subcommand():
     assert build_parser("check").parse_args([*base, "-vv"]).verbose == 2
 
 
+@pytest.mark.slow
 def test_console_script_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "mixing", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "usage: hive" in r.stdout
@@ -57,6 +58,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
             if p.is_file() and "_ranks" not in p.parts and p.name != "_render_config.json"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_render_equals_one_process(toy_corpus, tmp_path):
     common = ["--metadata", str(toy_corpus.parquet_dir), "--dataset-paths", str(toy_corpus.dataset_paths),
@@ -80,6 +82,7 @@ def test_accelerate_launch_render_equals_one_process(toy_corpus, tmp_path):
     assert _tree(launched) == _tree(single)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     work = tmp_path / "demo"
     assert main(["demo", "--workdir", str(work), "--num-workers", "1"]) == 0
@@ -106,7 +109,7 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     index = work / "inspect" / "index.html"
     assert "9. hive inspect" in out and f"open {index}" in out
     assert len(json.loads((work / "inspect" / "_inspect.json").read_text())["chosen"]) == 2
-    # what it writes is what the README says (MB, rounded as stated; the audio is deterministic)
+    # what it writes is what docs/setup.md says (MB, rounded as stated; the audio is deterministic)
     from test_readme_numbers import folder_mb, readme_demo_sizes
 
     stated = readme_demo_sizes()

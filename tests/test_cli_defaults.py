@@ -88,6 +88,7 @@ class _FirstOptionJudge:
         self.httpd.server_close()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_curate_without_ontology_uses_the_shipped_hive_ontology(toy_corpus, tmp_path):
     judge = _FirstOptionJudge()
     try:

@@ -135,6 +135,15 @@ def test_rank_from_a_garbage_environment_is_refused_naming_the_variable(toy, tmp
     assert not (tmp_path / "o").exists()
     assert main(["render", *_common(toy), "--output", str(tmp_path / "o"), "--split", "test",
                  "--num-sources", "2", "--no-progress", "--rank", "0"]) == 0
+    out, err = capsys.readouterr()
+    from mixing.metadata_io import open_metadata
+
+    wanted = sum(1 for _ in open_metadata(str(toy.parquet_dir)).records("test", 2))
+    assert wanted > 0 and "error" not in err
+    # rank 0 of 1 (the explicit --rank, not the variable) rendered every selected mixture
+    assert f"rank 0/1: 1 shards rendered, 0 already done, {wanted} mixtures written to {tmp_path / 'o'}" in out
+    summary = json.loads((tmp_path / "o" / "_summary.json").read_text())
+    assert (summary["mixtures"], summary["failures"]) == (wanted, 0)
 
 
 # ---- invalid UTF-8 and deeply nested JSON --------------------------------------------------------
@@ -238,6 +247,7 @@ def test_output_that_is_a_file_is_one_line(toy, tmp_path, capsys):
     _one_error_line(capsys, "synthesize")
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_unwritable_report_is_one_line(toy_render, capsys):
     """/sys refuses new files even to root."""
     assert main(["verify", str(toy_render()), "--report", "/sys/hive-report.json", "--no-progress"]) == 2
@@ -266,6 +276,7 @@ def _hive_in_private_mount(tmp_path: Path, mount_opts: str, args: list[str]) -> 
                           timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opts,expected", [("ro", "Read-only file system"), ("size=4k", "no space left")])
 def test_read_only_or_full_output_is_one_line(toy, toy_ontology, tmp_path, opts, expected):
     if not _private_mount_works(tmp_path):
@@ -303,6 +314,7 @@ def _dead_pid() -> int:
     return p.pid
 
 
+@pytest.mark.slow
 def test_synthesize_removes_only_its_own_stale_tmp_files(toy, toy_ontology, tmp_path, capsys):
     out = tmp_path / "s"
     (out / "data").mkdir(parents=True)
@@ -412,6 +424,7 @@ def test_json_input_offsets_depth_and_strings(tmp_path):
     assert isinstance(rows[3][1], BadLine) and "nested deeper" in rows[3][1].message
 
 
+@pytest.mark.slow
 def test_bugs_still_show_a_traceback_and_vv_logs_refusals(toy, tmp_path, capsys, monkeypatch):
     """Only project errors and OS errors become one line; anything else is a bug and propagates."""
     import mixing.cli.check as check_cli

@@ -255,6 +255,7 @@ META_PATHS = (
 )
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(META_PATHS)
 def test_fuzz_resolve_stays_inside_root(meta_path):

@@ -15,6 +15,9 @@ import pytest
 from mixing.cli import main
 from mixing.metadata_io import iter_records, write_jsonl
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
@@ -58,6 +61,7 @@ def test_the_predicate_uses_the_renderers_arithmetic():
     assert got.tolist() == [False, True]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_check_names_the_crop(toy, records, tmp_path, capsys):
     metadata, _, beyond, _ = records
     report = tmp_path / "check.json"
@@ -98,6 +102,7 @@ def test_the_stream_counts_it(toy, records):
     assert report.failures == Counter({"crop_beyond_chunk": 1})
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_inspect_shows_it_and_fails(toy, records, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     metadata, _, beyond, _ = records

@@ -62,6 +62,7 @@ def hostile_render(toy_corpus, tmp_path_factory):
     return out, [s.label for r in labelled for s in r.sources]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_eval_writes_labels_neutralised_and_they_round_trip(hostile_render, tmp_path):
     rendered, labels = hostile_render
     out = tmp_path / "eval"

@@ -38,6 +38,9 @@ from mixing.toy import write_toy_ontology
 
 from tests.test_curate import prompt_options  # one independent parser of the prompts
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 HIVE_ONTOLOGY = packaged.hive_ontology_path()
 _STRIDE = 11  # the oracle compares every 11th sample: plenty to tell the toy stems apart
@@ -214,6 +217,7 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 
 # ---- the oracle ----------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_oracle_judge_is_always_right_and_the_top_half_of_every_group_is_kept(oracle_run, records):
     out, requests = oracle_run
     sources = _table(out / "scores" / "sources.parquet")
@@ -267,6 +271,7 @@ def test_another_keep_fraction_or_threshold_reuses_the_cache(oracle_run, toy, on
     assert prov["policy"] == {**prov["policy"], "name": "min_score", "min_score": 1.0}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_refreshed_metadata_loads_with_datasets_and_renders(oracle_run, toy, tmp_path):
     import datasets
 
@@ -283,6 +288,7 @@ def test_refreshed_metadata_loads_with_datasets_and_renders(oracle_run, toy, tmp
     assert json.loads((tmp_path / "render" / "_summary.json").read_text())["mixtures"] == len(kept)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_stems_read_from_rendered_shards(toy, rendered_toy, ontology, server, tmp_path):
     rendered = rendered_toy
     rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--rendered", str(rendered),
@@ -297,6 +303,7 @@ def test_stems_read_from_rendered_shards(toy, rendered_toy, ontology, server, tm
 
 
 # ---- failing judges ------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, oracle_run, tmp_path, capsys):
     """No source judged: the run fails with one line, keeps nothing and writes no metadata (and
     removes an earlier run's, which would claim success)."""
@@ -343,6 +350,7 @@ def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, ora
     assert server.total() - before == len(non_trivial)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_sources_the_judge_failed_for_are_asked_again_and_only_they(toy, ontology, server, oracle_run, tmp_path,
                                                                     capsys):
     out = tmp_path / "flaky"
@@ -368,6 +376,7 @@ def test_sources_the_judge_failed_for_are_asked_again_and_only_they(toy, ontolog
     assert not any(json.loads(x).get("model_failure") for x in (out / "failures.jsonl").read_text().splitlines())
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_max_failure_rate_fails_a_run_with_too_many_judge_failures(toy, ontology, server, tmp_path, capsys):
     out = tmp_path / "strict"
     server.flaky = True
@@ -383,6 +392,7 @@ def test_max_failure_rate_fails_a_run_with_too_many_judge_failures(toy, ontology
 
 
 # ---- position carries no information ------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_always_answering_the_first_option_scores_chance(server, tmp_path):
     from curation.curate.cache import AnswerCache
     from curation.curate.pools import PoolBuilder
@@ -416,6 +426,7 @@ def test_always_answering_the_first_option_scores_chance(server, tmp_path):
 
 
 # ---- accelerate ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
 def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy, ontology, server, tmp_path):
     """Two CPU processes on the validation split (groups never span splits, so its kept set is
@@ -445,6 +456,7 @@ def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy
 
 
 # ---- request settings: the reference's by default, each one configurable ----------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_request_body_has_the_reference_prompt_and_system_and_settings_change_the_cache(
         toy, ontology, server, tmp_path, capsys):
     from curation.curate.prompt import REFERENCE_TEMPLATE, build_prompt
@@ -530,6 +542,7 @@ def test_reference_keep_rule_keeps_the_top_half_of_each_shard(oracle_run, toy, o
     assert rc != 0 and err.startswith("hive curate: error: ") and "--keep" in err and "\n" not in err
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_curation_reads_a_pcm16_reference_render(toy, ontology, server, request, tmp_path):
     """Stems rendered as the reference wrote them (16-bit PCM, reference stems) feed the judge."""
     try:
@@ -549,6 +562,7 @@ def test_curation_reads_a_pcm16_reference_render(toy, ontology, server, request,
     assert sum(s["correct"] for s in judged) >= 0.9 * len(judged)  # clipped stems still recognised
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
 def test_accelerate_launch_with_a_failing_judge_exits_non_zero_and_keeps_nothing(toy, ontology, server, tmp_path):
     out = tmp_path / "acc_error"

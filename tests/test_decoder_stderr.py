@@ -89,11 +89,13 @@ def noisy_metadata(toy_corpus, noisy_chunks, tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_libmpg123_really_prints_on_these_chunks(noisy_chunks):
     """The premise, checked by the fixture: a plain soundfile read of these chunks prints."""
     assert all(p.suffix == ".mp3" for p, _ in noisy_chunks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["check", "render", "store build"])
 def test_check_render_and_store_keep_the_decoder_off_stderr_and_log_it_with_vv(toy_corpus, noisy_metadata, tmp_path,
                                                                                 command):
@@ -113,6 +115,7 @@ def test_check_render_and_store_keep_the_decoder_off_stderr_and_log_it_with_vv(t
     assert [ln for ln in loud.stderr.splitlines() if ln.startswith("[src/")] == []
 
 
+@pytest.mark.slow
 def test_mine_chunk_keeps_the_decoder_off_stderr(toy_corpus, tmp_path):
     done = hive(["mine", "chunk", "--input", str(toy_corpus.labels_csv), "--output", str(tmp_path / "m"),
                  "--dataset-paths", str(toy_corpus.dataset_paths), "--no-progress"], tmp_path)
@@ -120,6 +123,7 @@ def test_mine_chunk_keeps_the_decoder_off_stderr(toy_corpus, tmp_path):
     assert decoder_lines(done.stderr) == [], done.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_threads_share_one_capture_and_lose_no_other_stderr_output(noisy_chunks, tmp_path):
     """8 threads decode the noisy MP3 chunks (each read captured) while another thread writes
     numbered lines to stderr, through Python and straight to fd 2: every numbered line arrives

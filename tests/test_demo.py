@@ -5,6 +5,7 @@ README.md whose configs `load_dataset` follows; and the demo's on-the-fly step."
 from __future__ import annotations
 
 import datasets
+import pytest
 
 from dataset_card.card import CardConfig, write_card_folder
 from dataset_card.demo import describe_first_example, write_hub_metadata
@@ -12,6 +13,7 @@ from mixing import optional
 from mixing.metadata_io import iter_records
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_card_without_plots_loads_per_config(toy_corpus, tmp_path):
     out = tmp_path / "hub"
     result = write_card_folder(toy_corpus.parquet_dir, out, CardConfig(repo_id="local/hive-toy", plots=False))

@@ -43,6 +43,7 @@ def _loader_audio(ds, workers: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_same_seed_and_epoch_give_identical_audio_across_workers_and_ranks(toy_corpus, store):
     pytest.importorskip("torch")
 
@@ -153,6 +154,7 @@ def test_negative_queries_come_from_the_pool_labels(toy_corpus, store):
         assert ex["label"] not in present and not ex["target"].any()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_endless_stream_and_reports(toy_corpus, store):
     spec = DynamicSpec.make(toy_corpus.pool, store, seed=0)
     report = DynamicReport()

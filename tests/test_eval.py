@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,17 @@ import pytest
 import soundfile as sf
 
 from mixing.cli import main
-from mixing.evaluate import EvalError, evaluate
+from mixing.evaluate import EvalError, EvalOptions, evaluate
 from mixing.evaluate.estimates import load_separator
 from mixing.evaluate.metrics import MAX_DB, irm_estimates, sdr, sdr_available, si_sdr
 from mixing.evaluate.rendered import iter_rendered
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
+#: metrics without SDR, no plot, no progress bar: what most tests here need
+QUIET = EvalOptions(with_sdr=False, plot=False, progress=False)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -54,6 +60,7 @@ def test_si_sdr_undefined_and_degenerate():
         si_sdr(ref, ref[:50])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.skipif(not sdr_available(), reason="torchmetrics (extra 'eval') not installed")
 def test_sdr_known_noise_and_filtered_reference():
     rng = np.random.default_rng(3)
@@ -83,9 +90,10 @@ def test_irm_recovers_disjoint_sources_and_beats_the_mixture():
 def validation_eval(toy_render, tmp_path_factory):
     """One oracle-only evaluation of the whole validation split (shared: the machine is small)."""
     out = tmp_path_factory.mktemp("eval") / "out"
-    return evaluate(toy_render(), out, split="validation", with_sdr=False, plot=False, progress=False)
+    return evaluate(toy_render(), out, split="validation", options=QUIET)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_oracle_rows_mixture_zero_and_irm_above(validation_eval):
     res = validation_eval
     out = res.output
@@ -138,12 +146,13 @@ def broken(mix, sr, query_label):
 '''
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_separator_callable_module_file(toy_render, tmp_path):
     mod = tmp_path / "my_sep.py"
     mod.write_text(SEPARATOR_MODULE)
     fn = load_separator(f"{mod}:separate")
-    res = evaluate(toy_render(), tmp_path / "out", split="validation", separator=fn, name="scaled",
-                   with_sdr=False, plot=False, progress=False, limit=3)
+    res = evaluate(toy_render(), tmp_path / "out", split="validation", separator=fn,
+                   options=replace(QUIET, name="scaled", limit=3))
     calls = sys.modules["_hive_separator_my_sep"].CALLS
     samples = list(iter_rendered(toy_render(), "validation"))[:3]
     assert [c[2] for c in calls] == [lab for s in samples for lab in s.labels]
@@ -152,15 +161,14 @@ def test_separator_callable_module_file(toy_render, tmp_path):
     assert len(rows) == res.sources == sum(s.num_sources for s in samples)
     assert all(abs(float(r["si_sdri"])) <= 1e-6 for r in rows)
     with pytest.raises(EvalError, match=r"shape \(3,\), expected"):
-        evaluate(toy_render(), tmp_path / "bad", split="validation", separator=f"{mod}:oracle_leak",
-                 with_sdr=False, plot=False, progress=False)
+        evaluate(toy_render(), tmp_path / "bad", split="validation", separator=f"{mod}:oracle_leak", options=QUIET)
     with pytest.raises(EvalError, match="separator raised RuntimeError: model not loaded") as info:
-        evaluate(toy_render(), tmp_path / "bad", split="validation", separator=f"{mod}:broken",
-                 with_sdr=False, plot=False, progress=False)
+        evaluate(toy_render(), tmp_path / "bad", split="validation", separator=f"{mod}:broken", options=QUIET)
     assert isinstance(info.value.__cause__, RuntimeError)
     assert not (tmp_path / "bad" / "results.csv").exists()  # no partial results left as if complete
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_estimates_folder(toy_render, tmp_path):
     root = tmp_path / "est"
     samples = list(iter_rendered(toy_render(), "validation"))[:4]
@@ -172,17 +180,16 @@ def test_estimates_folder(toy_render, tmp_path):
             noise = rng.standard_normal(ref.shape[0])
             noise *= np.sqrt((ref.astype(np.float64) ** 2).sum() / (noise ** 2).sum() / 10)  # ~10 dB
             sf.write(d / f"s{i}.wav", (ref + noise).astype(np.float32), s.sample_rate, subtype="FLOAT")
-    res = evaluate(toy_render(), tmp_path / "out", split="validation", estimates=root, with_sdr=False,
-                   plot=False, progress=False, limit=4)
+    res = evaluate(toy_render(), tmp_path / "out", split="validation", estimates=root,
+                   options=replace(QUIET, limit=4))
     rows = [r for r in _rows(tmp_path / "out" / "results.csv") if r["system"] == "estimates"]
     assert len(rows) == res.sources
     assert all(abs(float(r["si_sdr"]) - 10.0) < 0.5 for r in rows)
     # a folder that lacks the later mixtures: clear error, or skipped and counted with allow_missing
     with pytest.raises(EvalError, match="no estimate .*s1.wav.*--allow-missing"):
-        evaluate(toy_render(), tmp_path / "o2", split="validation", estimates=root, with_sdr=False, plot=False,
-                 progress=False)
-    res = evaluate(toy_render(), tmp_path / "o3", split="validation", estimates=root, with_sdr=False,
-                   plot=False, progress=False, allow_missing=True, limit=6)
+        evaluate(toy_render(), tmp_path / "o2", split="validation", estimates=root, options=QUIET)
+    res = evaluate(toy_render(), tmp_path / "o3", split="validation", estimates=root,
+                   options=replace(QUIET, allow_missing=True, limit=6))
     assert sum(res.missing.values()) == res.sources - len(rows)
 
 
@@ -192,12 +199,10 @@ def test_estimates_wrong_rate_or_length(toy_render, tmp_path):
     d.mkdir(parents=True)
     sf.write(d / "s1.wav", s.stems[0], 16000)
     with pytest.raises(EvalError, match=f"16000 Hz, expected {s.sample_rate} Hz"):
-        evaluate(toy_render(), tmp_path / "o", split="validation", estimates=tmp_path / "est", with_sdr=False,
-                 plot=False, progress=False)
+        evaluate(toy_render(), tmp_path / "o", split="validation", estimates=tmp_path / "est", options=QUIET)
     sf.write(d / "s1.wav", s.stems[0][:-7], s.sample_rate)
     with pytest.raises(EvalError, match=rf"shape \({s.mix.shape[0] - 7},\), expected \({s.mix.shape[0]},\)"):
-        evaluate(toy_render(), tmp_path / "o", split="validation", estimates=tmp_path / "est", with_sdr=False,
-                 plot=False, progress=False)
+        evaluate(toy_render(), tmp_path / "o", split="validation", estimates=tmp_path / "est", options=QUIET)
 
 
 def test_bad_inputs(toy_render, tmp_path):
@@ -210,22 +215,22 @@ def test_bad_inputs(toy_render, tmp_path):
     with pytest.raises(EvalError, match="cannot import"):
         evaluate(toy_render(), tmp_path / "o", separator="no_such_module_xyz:separate")
     with pytest.raises(EvalError, match="reserved"):
-        evaluate(toy_render(), tmp_path / "o", separator=lambda m, sr, q: m, name="irm")
+        evaluate(toy_render(), tmp_path / "o", separator=lambda m, sr, q: m, options=EvalOptions(name="irm"))
     with pytest.raises(EvalError, match="not both"):
         evaluate(toy_render(), tmp_path / "o", separator=lambda m, sr, q: m, estimates=tmp_path)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_parquet_render_gives_the_same_rows(toy_render, tmp_path):
-    a = evaluate(toy_render(), tmp_path / "a", split="validation", with_sdr=False, plot=False, progress=False,
-                 limit=4)
-    b = evaluate(toy_render(format="parquet"), tmp_path / "b", split="validation", with_sdr=False, plot=False,
-                 progress=False, limit=4)
+    a = evaluate(toy_render(), tmp_path / "a", split="validation", options=replace(QUIET, limit=4))
+    b = evaluate(toy_render(format="parquet"), tmp_path / "b", split="validation", options=replace(QUIET, limit=4))
     key = lambda r: (r["system"], r["mix_id"], r["source_index"])  # noqa: E731
     ra = sorted(_rows(a.files["results"]), key=key)
     rb = sorted(_rows(b.files["results"]), key=key)
     assert ra == rb and len(ra) > 0
 
 
+@pytest.mark.slow
 def test_cli_subprocess_on_rendered_toy(toy_render, tmp_path):
     """The real ``hive eval`` in a subprocess, with a separator module on PYTHONPATH, SDR included."""
     (tmp_path / "sepmod.py").write_text(SEPARATOR_MODULE)
@@ -253,6 +258,7 @@ def test_cli_subprocess_on_rendered_toy(toy_render, tmp_path):
     assert bad.stderr.startswith("hive eval: error: --rendered") and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_cli_in_process_estimates_missing_exit_1(toy_render, tmp_path, capsys):
     (tmp_path / "est").mkdir()
     rc = main(["eval", "--rendered", str(toy_render()), "--output", str(tmp_path / "o"), "--split",

@@ -87,6 +87,7 @@ def _eval(toy_render, seps, out, name, *extra):
                  "--separator", f"{seps}:{name}", "--no-sdr", "--no-plot", "--no-progress", *extra])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_batched_separator_gets_batches_of_queries_on_its_device(toy_render, seps, tmp_path):
     assert _eval(toy_render, seps, tmp_path / "b", "separate", "--batch-size", "5", "--device", "cpu") == 0
     calls = sys.modules["_hive_separator_bseps"].CALLS
@@ -104,9 +105,10 @@ def test_batched_separator_gets_batches_of_queries_on_its_device(toy_render, sep
         [(r["mix_id"], r["source_index"], r["si_sdr"][:7]) for r in rows]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_module_factory_runs_on_its_device(toy_render, seps, tmp_path):
-    res = evaluate(toy_render(), tmp_path / "m", split="validation", separator=f"{seps}:load", with_sdr=False,
-                   plot=False, progress=False, limit=3, options=EvalOptions(batch_size=4, device="cpu"))
+    res = evaluate(toy_render(), tmp_path / "m", split="validation", separator=f"{seps}:load",
+                   options=EvalOptions(batch_size=4, device="cpu", with_sdr=False, plot=False, progress=False, limit=3))
     assert res.interface == "batched" and not res.failed_batches
     assert res.summary.mean("separator") == pytest.approx(0.0, abs=1e-5)
     mod = sys.modules["_hive_separator_bseps"]
@@ -119,6 +121,7 @@ def test_a_module_factory_runs_on_its_device(toy_render, seps, tmp_path):
         SeparatorRunner(mod.separate, "gpu-please")
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("name,reason,detail", [
     ("wrong_shape", "wrong_shape", "returned shape [5, 176399]; expected [5, 176400]"),
     ("wrong_dtype", "wrong_dtype", "returned dtype torch.bfloat16; expected torch.float32"),
@@ -133,6 +136,7 @@ def test_bad_outputs_are_named_per_batch_and_exit_1(toy_render, seps, tmp_path, 
     assert {r["system"] for r in rows} == {"mixture", "irm"}  # no estimate from a refused batch
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_nan_in_one_batch_spares_the_others(toy_render, seps, tmp_path, capsys):
     assert _eval(toy_render, seps, tmp_path / "n", "nan_for_dogs", "--batch-size", "3") == 1
     out = capsys.readouterr().out
@@ -155,6 +159,7 @@ def test_a_separator_that_raises_is_one_error_line(toy_render, seps, tmp_path, c
     assert "the separator called sys.exit(0)" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_metric_workers_give_the_same_rows(toy_render, seps, tmp_path):
     extra = [] if sdr_available() else ["--no-sdr"]
     args = ["eval", "--rendered", str(toy_render()), "--split", "validation", "--separator", f"{seps}:separate",

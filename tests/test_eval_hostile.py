@@ -59,6 +59,7 @@ def _eval(rendered: Path, out: Path, *extra: str) -> int:
     return main(["eval", "--rendered", str(rendered), "--output", str(out), "--no-sdr", "--no-progress", *extra])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_bfloat16_separator_is_evaluated(small_render, tmp_path):
     pytest.importorskip("torch")
     rendered, _ = small_render
@@ -89,6 +90,7 @@ def test_a_hostile_separator_is_refused_in_one_line(small_render, tmp_path, caps
     assert not (tmp_path / "out" / "results.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_separator_calling_sys_exit_does_not_end_hive_with_status_0(small_render, tmp_path):
     rendered, _ = small_render
     sep = _separator(tmp_path, "import sys\ndef separate(mix, sr, label):\n    sys.exit(0)\n")
@@ -180,6 +182,7 @@ def test_estimates_with_infinite_or_huge_samples_are_refused(small_render, tmp_p
     assert expected in _one_error_line(capsys, "eval")
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_card_and_inspect_draw_a_mathtext_label_literally(small_render, toy_corpus, tmp_path):
     pytest.importorskip("matplotlib")
     rendered, metadata = small_render
@@ -190,6 +193,7 @@ def test_card_and_inspect_draw_a_mathtext_label_literally(small_render, toy_corp
     assert main(["inspect", str(rendered), "--output", str(tmp_path / "pages2"), "--no-progress"]) == 0
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_every_plotting_function_draws_text_literally():
     """One rule for every plot: each function that builds a figure is decorated with
     mixing.plotting.literal_text (a new plot cannot forget it)."""

@@ -136,10 +136,10 @@ def test_unknown_errors_get_the_default_of_each_command():
     assert failures.reason_of(FileNotFoundError("x"), default="other") == "other"
 
 
-def test_readme_and_help_list_every_shared_reason():
+def test_docs_and_help_list_every_shared_reason():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "failure-reasons.md").read_text(encoding="utf-8")
     text = failures.help_text()
     for name, description in failures.DESCRIPTIONS.items():
         assert f"`{name}`" in readme, name

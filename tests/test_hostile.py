@@ -26,6 +26,8 @@ import pytest
 from mixing.cli import SUBCOMMANDS
 from tests.hostile_inputs import Case, Servers, World, build_world, catalogue
 
+pytestmark = pytest.mark.slow  # every subcommand run as a process on ~280 hostile inputs
+
 ROOT = Path(__file__).resolve().parents[1]
 #: subprocesses at once (the suite runs on 2 cores; most of a case is interpreter start-up and I/O)
 WORKERS = int(os.environ.get("HIVE_HOSTILE_WORKERS", "3"))

@@ -58,6 +58,7 @@ def test_sample_is_a_function_of_the_id_set_and_seed():
 
 
 # ---- rendered folders ----------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 def test_inspect_rendered_folder_writes_pages_audio_and_statistics(fmt, toy_render, toy_corpus, tmp_path, capsys):
     rendered = toy_render(fmt)
@@ -97,6 +98,7 @@ def test_inspect_rendered_folder_writes_pages_audio_and_statistics(fmt, toy_rend
     assert sum(counts.values()) == 80 and counts["train/2mix"] == 12
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_inspect_by_mix_id_keeps_the_given_order(toy_render, tmp_path, capsys):
     rendered = toy_render("parquet")
     out = tmp_path / "page"
@@ -113,6 +115,7 @@ def test_inspect_by_mix_id_keeps_the_given_order(toy_render, tmp_path, capsys):
     assert len(list((out / "mixtures").glob("*.html"))) == 1
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_split_and_source_count_narrow_a_rendered_folder(toy_render, tmp_path, capsys):
     out = tmp_path / "page"
     rc, _, _ = _run(["inspect", str(toy_render()), "--output", str(out), "--split", "validation",
@@ -148,6 +151,7 @@ def test_refuses_an_output_folder_that_is_not_its_own(toy_render, tmp_path, caps
 
 
 # ---- metadata rendered on the fly ------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_inspect_metadata_renders_the_chosen_mixtures(toy_corpus, tmp_path, capsys):
     out = tmp_path / "page"
     rc, _, _ = _run(["inspect", str(toy_corpus.parquet_dir), "--dataset-paths", str(toy_corpus.dataset_paths),
@@ -186,6 +190,7 @@ def _hostile_metadata(toy_corpus, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_untrusted_metadata_is_escaped_and_missing_audio_is_reported(toy_corpus, tmp_path, capsys):
     meta = _hostile_metadata(toy_corpus, tmp_path)
     out = tmp_path / "page"
@@ -221,6 +226,7 @@ def test_wav_is_16_bit_pcm_unless_it_would_clip(tmp_path):
 
 
 # ---- the CLI -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_version_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
@@ -264,6 +270,7 @@ def _assert_media_ok(result: dict, where: str, duration: float | None = None) ->
         assert img["naturalWidth"] > 0, (where, img)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (apt-get install chromium; "
                     "`make system-packages` does it)")
 def test_pages_load_and_every_audio_element_plays_in_headless_chromium(toy_render, toy_corpus, tmp_path, serve,

@@ -113,6 +113,7 @@ def _tar_ids(folder: Path) -> set[str]:
     return ids
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_commands_take_label_flags(toy_corpus, store, records, tmp_path, capsys):
     val = [r for r in records if r.split == "validation"]
     want = {r.mix_id for r in val if set(r.labels) & INSTRUMENTS}

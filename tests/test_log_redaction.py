@@ -62,6 +62,7 @@ def echo():
     srv.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_name,token", [
     ("HIVE_JUDGE_VALUE", "hf_EchoedBackSecret0123456789"),  # a Hugging Face token shape, any variable name
     ("MY_JUDGE_TOKEN", "plain-secret-value-42"),  # no known shape: found as a secret variable's value

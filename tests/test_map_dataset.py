@@ -52,6 +52,7 @@ def test_items_equal_the_stream(toy_corpus, store, stream, targets):
         ds[len(ds)]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_over_a_render_folder_webdataset_and_parquet(toy_corpus, store, toy_render):
     # the render was made from the corpora (no store): the same renderer gives the same samples
     ref = {ex["mix_id"]: ex for ex in HiveMapDataset.from_metadata(toy_corpus.parquet_dir, None, toy_corpus.dataset_paths,
@@ -70,6 +71,7 @@ def test_over_a_render_folder_webdataset_and_parquet(toy_corpus, store, toy_rend
         HiveMapDataset.from_rendered(toy_render(), split="test", labels=["Cat"])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_dataloader_workers_shuffle_and_epochs(toy_corpus, store):
     ds = HiveMapDataset.from_metadata(toy_corpus.parquet_dir, store, split="validation", targets="each")
     seen = Counter()

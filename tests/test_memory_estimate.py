@@ -73,6 +73,7 @@ def test_the_default_cap_is_a_fraction_of_the_available_memory(toy_corpus, long_
     assert "over the cap of" in line and "(80% of the" in line and "available)" in line
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_cap_that_allows_it_renders_and_the_flag_does_not_outlive_the_command(
         toy_corpus, long_records, tmp_path, monkeypatch):
     _, ten = long_records
@@ -91,6 +92,7 @@ def ten_minute_render(toy_corpus, long_records, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("extra,expected", [
     ([], "mixture 'ten' (28800000 frames x 2 sources) needs about"),
     (["--no-sdr"], "mixture 'ten' (28800000 frames x 2 sources) needs about"),
@@ -104,6 +106,7 @@ def test_eval_of_a_ten_minute_mixture_is_refused_before_decoding_under_a_small_c
     assert not (tmp_path / "eval" / "results.csv").exists()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_eval_estimate_counts_sdr(ten_minute_render, tmp_path, capsys):
     """Between the two estimates: without SDR it runs, with SDR it is refused."""
     from mixing.memory_estimate import BASE_BYTES, mixture_bytes
@@ -118,6 +121,7 @@ def test_eval_estimate_counts_sdr(ten_minute_render, tmp_path, capsys):
     assert "needs about" in _one_error_line(capsys, "eval")
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_inspect_refuses_over_the_cap(ten_minute_render, toy_corpus, long_records, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     _, ten = long_records
@@ -147,6 +151,7 @@ def test_the_stream_counts_a_mixture_over_the_cap(toy_corpus, long_records, monk
     assert got == [] and report.failures == Counter({"over_memory_cap": 1})
 
 
+@pytest.mark.slow
 def test_a_bad_cap_is_one_line(toy_corpus, tmp_path, capsys):
     from mixing.memory_estimate import parse_size
 

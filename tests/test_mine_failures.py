@@ -130,6 +130,7 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_failed_items_are_not_dropped_for_good_and_the_next_run_retries_only_them(toy, judge, tmp_path, capsys):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     ref = tmp_path / "ref"
@@ -168,6 +169,7 @@ def test_failed_items_are_not_dropped_for_good_and_the_next_run_retries_only_the
     assert sum(judge.asked.values()) == 0
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_judge_that_is_down_fails_the_run_with_one_line_and_is_retried(toy, judge, tmp_path, capsys):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     out = tmp_path / "down"
@@ -187,6 +189,7 @@ def test_a_judge_that_is_down_fails_the_run_with_one_line_and_is_retried(toy, ju
     assert len(judge.asked) == N and _jsonl(out / "failures.jsonl") == []
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_max_failure_rate_is_the_threshold(toy, judge, tmp_path, capsys):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     judge.mode = "flaky"
@@ -201,6 +204,7 @@ def test_max_failure_rate_is_the_threshold(toy, judge, tmp_path, capsys):
     assert "--max-failure-rate" in err and "1.5" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_connection_refused_names_the_server(toy, tmp_path, capsys):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     srv = SwitchableJudge()
@@ -211,6 +215,7 @@ def test_connection_refused_names_the_server(toy, tmp_path, capsys):
     assert f"connection error to {url}" in line and f"{N} of {N} items" in line
 
 
+@pytest.mark.slow
 def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
     """Rank 1 alone is fine-ish, but over both ranks the judge failed for too many items: rank 0
     (which merges) exits non-zero; the other rank only reports its own share."""
@@ -237,6 +242,7 @@ def test_two_ranks_combine_their_counts_at_the_merge(toy, judge, tmp_path):
     assert main(["mine", "merge", "--output", str(out), "--max-failure-rate", "0.9"]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy, judge, tmp_path):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
@@ -255,6 +261,7 @@ def test_accelerate_launch_fails_when_the_judge_is_down_and_a_rerun_recovers(toy
     assert len(_jsonl(out / "output.jsonl")) + len(_jsonl(out / "drops.jsonl")) == N
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_rerun_merges_after_the_rank_that_retries(toy, judge, tmp_path):
     """Only rank 1 had failures: on the rerun rank 0 has nothing to do, yet must not merge rank 1's
@@ -299,6 +306,7 @@ class SwitchableTagger:
         return [[("Dog", "/m/0bt9lr", 0.9)] for _ in clips]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_tagger_that_raises_is_a_model_failure_and_retried(toy, tmp_path, monkeypatch, capsys):
     N = _items(toy)  # the toy pool's single-event items (two ranks: N // 2 each)
     out = tmp_path / "tag"

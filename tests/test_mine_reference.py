@@ -124,7 +124,7 @@ def test_leaf_any_parent_rule_is_the_option_and_differs(clip):
             ("ask", [c.name for c in d.choices]) if d.action == "ask" else ("drop", None)
         if ours != ref:
             kinds.setdefault((ref[0], ours[0]), []).append(item.label)
-    # the numbers the README states: 49 other outcomes, 9 other option lists
+    # the numbers docs/reference-differences.md states: 49 other outcomes, 9 other option lists
     assert {k: len(v) for k, v in kinds.items()} == {
         ("drop", "ask"): 36, ("keep", "keep"): 7, ("drop", "keep"): 2, ("keep", "ask"): 4, ("ask", "ask"): 9}
     assert sorted(kinds[("keep", "ask")]) == ["Bicycle", "Ocean", "Splash, splatter", "Steam"]

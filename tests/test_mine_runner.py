@@ -25,6 +25,9 @@ from mixing.cli import main
 from mixing.corpora import DatasetPaths
 from mixing.toy import TOY_CLASSES, build_toy_corpus, write_toy_ontology
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = packaged.data_path("hive_ontology.json").parent
 AUDIOSET_ONT = DATA / "audioset_ontology.json"
@@ -109,6 +112,7 @@ def check_same_as_single(out: Path, single: Path, world: int) -> None:
 
 
 # ---- ranks -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_ranks_as_two_processes_equal_one_process(toy, single, tmp_path):
     out = tmp_path / "two"
     procs = [subprocess.Popen([sys.executable, "-m", "mixing", "mine", *chunk_cmd(toy, out), "--rank", str(r),
@@ -123,6 +127,7 @@ def test_two_ranks_as_two_processes_equal_one_process(toy, single, tmp_path):
     assert prov["thresholds"]["silence_threshold"] == 5e-4 and "numpy" in prov["packages"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_two_processes(toy, single, tmp_path):
     out = tmp_path / "accel"
@@ -137,6 +142,7 @@ def test_accelerate_launch_two_processes(toy, single, tmp_path):
     check_same_as_single(out, single, 2)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_merge_waits_for_every_rank_and_can_run_later(toy, single, tmp_path):
     out = tmp_path / "later"
     stage = make_stage("chunk", {"dataset_paths": str(toy.dataset_paths)})
@@ -189,6 +195,7 @@ def test_a_cut_done_marker_is_not_done_and_the_rank_resumes_from_its_ledger(toy,
     assert (out / "output.jsonl").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_without_duplicates(toy, single, tmp_path):
     ref = tmp_path / "ref"
     base = ["single-event", "--input", str(single), "--dataset-paths", str(toy.dataset_paths),
@@ -268,7 +275,7 @@ def test_manifest_formats_round_trip(toy, single, tmp_path):
 
 
 # ---- the whole pipeline -----------------------------------------------------------------------------------
-@pytest.mark.skipif(not AUDIOSET_ONT.is_file(), reason="../shared/data/audioset_ontology.json absent")
+@pytest.mark.slow  # end to end over the toy corpus
 def test_end_to_end_labels_csv_to_pool(toy, tmp_path):
     hive_ont = write_toy_ontology(tmp_path / "hive_toy_ontology.json")
     dp = str(toy.dataset_paths)

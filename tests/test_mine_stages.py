@@ -26,8 +26,6 @@ from mixing.toy import build_toy_corpus, write_toy_ontology
 DATA = packaged.data_path("hive_ontology.json").parent
 HIVE_ONT = DATA / "hive_ontology.json"
 AUDIOSET_ONT = DATA / "audioset_ontology.json"
-needs_ontologies = pytest.mark.skipif(not (HIVE_ONT.is_file() and AUDIOSET_ONT.is_file()),
-                                      reason="../shared/data ontologies absent")
 ME = __name__  # fakes are named to the backend factory by dotted path
 
 
@@ -144,6 +142,7 @@ def test_plan_windows(seconds, expected):
     assert all(e - s >= 5 * sr for s, e in got[1:])  # a short final piece is at least 5 s
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_chunk_matches_toy_pool_and_reports_energy_of_the_mono_downmix(toy, chunked):
     paths = DatasetPaths.from_json(toy.dataset_paths)
     out = [json.loads(line) for line in open(chunked / "output.jsonl")]
@@ -355,7 +354,18 @@ def test_single_event_batch_failure_falls_back_to_clip_by_clip(toy):
 def test_single_event_wrong_answer_count_is_not_a_silent_drop(toy):
     script = [["True"], ["True"], ["False"]]  # one answer for a batch of two, then one by one
     stage, items, res = single_event(toy, script, retries=0, n=2)
-    assert [type(r[0]).__name__ for r in res] == ["Item", "Drop"]
+    (kept,), (dropped,) = res
+    # the short batch answer is used for no clip: each clip is asked again alone and gets its own answer
+    assert [c[0] for c in stage._judge.calls] == [2, 1, 1]
+    assert isinstance(kept, Item) and kept.clip_id == items[0].clip_id
+    assert kept.provenance["single_event"]["answers"] == ["True"]
+    assert kept.provenance["single_event"]["attempts"] == 1
+    assert isinstance(dropped, Drop) and dropped.clip_id == items[1].clip_id
+    assert (dropped.reason, dropped.detail) == ("multiple_events", "'False'")
+    assert dropped.info["judge"]["answers"] == ["False"]
+    # the clips asked alone are the clips themselves, at their own length
+    assert stage._judge.calls[1][2] == [len(stage.audio.read(items[0])[0])]
+    assert stage._judge.calls[2][2] == [len(stage.audio.read(items[1])[0])]
 
 
 # ---- tag ----------------------------------------------------------------------------------------
@@ -406,7 +416,6 @@ def test_parse_index_refuses(answer, error):
     assert type(info.value).__name__ == error
 
 
-@needs_ontologies
 def test_leaf_stage_on_the_real_ontologies(toy):
     from mixing.ontology import Ontology
 
@@ -443,7 +452,6 @@ def test_leaf_stage_on_the_real_ontologies(toy):
     assert sum('"Music"' in p for _, p, _ in stage._judge.calls) == 1
 
 
-@needs_ontologies
 def test_leaf_unparseable_and_no_judge(toy):
     base = items_of(toy, 1)[0].replace(label="Music", label_id="/m/04rlf")
     spec = f"{ME}.FakeJudge:" + json.dumps({"default": "banana"})

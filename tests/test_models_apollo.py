@@ -129,13 +129,15 @@ def test_apollo_identity_equals_resampled_input(apollo_code, tmp_path):
 def test_apollo_seams_with_gain_and_offset(apollo_code, tmp_path):
     ckpt = _checkpoint(tmp_path / "apollo.ckpt", scale=0.5, prefix="audio_model.")
     y = _signal(100_000, 44100)
-    sres = ApolloSuperResolver(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1, device="cpu", windowing="crossfade",
-                               **{"class": "fakeapollo.models:Shifted"})
+    sres = ApolloSuperResolver(ApolloSuperResolver.Settings(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1,
+                                                            device="cpu", windowing="crossfade",
+                                                            class_name="fakeapollo.models:Shifted"))
     out = sres.process(y, 44100)
     np.testing.assert_allclose(out, 0.5 * y + 0.25, atol=1e-6)  # no step at any seam
     # a model that shortens its output is aligned back to the window
-    sres = ApolloSuperResolver(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1, device="cpu", windowing="crossfade",
-                               **{"class": "fakeapollo.models:Shorter"})
+    sres = ApolloSuperResolver(ApolloSuperResolver.Settings(str(apollo_code), str(ckpt), chunk=0.5, overlap=0.1,
+                                                            device="cpu", windowing="crossfade",
+                                                            class_name="fakeapollo.models:Shorter"))
     assert len(sres.process(y, 44100)) == len(y)
 
 

@@ -105,7 +105,7 @@ def _judge(url, **kw):
     opts = dict(url=url, model="tiny-omni", timeout=0.3, concurrency=4, retries=2,
                 backoff=0.01, api_key_env="HIVE_TEST_KEY")
     opts.update(kw)
-    return OpenAIJudge(**opts)
+    return OpenAIJudge(OpenAIJudge.Settings(**opts))
 
 
 def test_correct_answers_in_order_and_request_body(server, monkeypatch):
@@ -153,6 +153,7 @@ def test_garbage_is_returned_raw(server):
     assert server.count("garbage") == 3  # a 200 answer is never retried here
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_slow_answers_time_out_retry_then_none(server):
     with _judge(server.url, retries=1) as judge:
         t0 = time.monotonic()
@@ -289,6 +290,7 @@ class HostileServer:
         self.server.close()
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_dribbling_server_is_cut_at_the_whole_request_deadline():
     # 4 kB at one byte per 50 ms would take 200 s; every single read is far below the timeout
     with HostileServer("dribble") as srv, _judge(srv.url, timeout=1.0, deadline=0.6, retries=0) as judge:
@@ -301,6 +303,7 @@ def test_a_dribbling_server_is_cut_at_the_whole_request_deadline():
     assert "deadline of 0.6 s" in judge.last_error and judge.failures == 1
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_server_dribbling_its_response_headers_is_cut_at_the_deadline():
     """Issue 19: the deadline used to start counting only at the body, so a server sending its
     headers one byte at a time held the request (and the whole run) for as long as it liked."""

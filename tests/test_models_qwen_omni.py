@@ -135,6 +135,7 @@ def _clips():
             (0.1 * rng.standard_normal(4000).astype(np.float32), 16000)]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_qwen3_omni_generate_end_to_end(qwen3_dir):
     judge = make_judge(f"qwen-omni:path={qwen3_dir},device=cpu,batch_size=2,max_new_tokens=3")
     assert isinstance(judge, QwenOmniJudge)

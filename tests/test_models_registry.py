@@ -166,6 +166,7 @@ def test_missing_dependency_of_a_user_backend_names_package_and_extra(tmp_path, 
     assert "pip install 'hive-uss[models]'" in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec,hidden,package", [
     ("openai:url=http://127.0.0.1:9/v1,model=m,retries=0", "httpx", "httpx"),
     ("sherpa:model=/nonexistent/m.onnx", "sherpa_onnx", "sherpa-onnx"),

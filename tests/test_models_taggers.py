@@ -234,6 +234,7 @@ def test_sherpa_tagger_names_with_commas_and_quotes_survive(small_model, tmp_pat
     assert list(private.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["issue11", "garbage_line", "fewer_rows", "more_rows"])
 def test_sherpa_tagger_bad_labels_never_kill_the_process(small_model, tmp_path, case):
     labels = tmp_path / "labels.csv"

@@ -97,6 +97,7 @@ def _render(toy, out: Path) -> list[str]:
             "--output", str(out), "--no-progress"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,expected", [
     (["--seed", "-1"], "--seed: -1 is not a seed in 0..9223372036854775807"),
     (["--snr-high", "1e308"], "--snr-high: 1e308 is not a level in dB in [-200, 200]"),
@@ -111,6 +112,7 @@ def test_synthesize_refuses_hostile_numbers_in_one_line(toy, tmp_path, extra, ex
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,env,expected", [
     (["--world-size", BIG], {}, f"--world-size: {BIG} is not a number of ranks in 1..65536"),
     (["--world-size", "1e20"], {}, "--world-size: 1e20 is not a number of ranks"),
@@ -125,6 +127,7 @@ def test_ranks_from_flags_and_environment_are_checked(toy, tmp_path, extra, env,
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,command,expected", [
     (["mine", "chunk", "--window", "nan"], "mine chunk", "--window: nan is not a number of seconds"),
     (["mine", "chunk", "--hop", "inf"], "mine chunk", "--hop: inf is not a number of seconds"),
@@ -140,6 +143,7 @@ def test_mine_stage_options_are_checked(tmp_path, argv, command, expected):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,command,expected", [
     (["inspect", "X", "--output", "{tmp}/o", "--sample", "-1"], "inspect", "--sample: -1 is not a positive integer"),
     (["inspect", "X", "--output", "{tmp}/o", "--seed", "-5"], "inspect", "--seed: -5 is not a seed"),
@@ -185,9 +189,9 @@ def test_api_render_refuses_an_unbounded_world_size_before_any_work(toy, tmp_pat
     from mixing.numbers import NumberError
 
     with pytest.raises(NumberError, match="world_size is 100000000000000000000; expected a number of ranks"):
-        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", world_size=10**20)
+        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", options=api.RenderOptions(world_size=10**20))
     with pytest.raises(NumberError, match="rank is 'abc'"):
-        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", rank="abc")
+        api.render(toy.parquet_dir, toy.dataset_paths, tmp_path / "out", options=api.RenderOptions(rank="abc"))
     assert not (tmp_path / "out").exists()
 
 
@@ -213,7 +217,11 @@ def test_judge_constructor_refuses_nan_deadline():
     from curation.models.registry import BackendSpecError
 
     with pytest.raises(BackendSpecError, match="deadline is nan"):
-        OpenAIJudge("http://127.0.0.1:9/v1", "m", deadline=math.nan)
+        OpenAIJudge.Settings("http://127.0.0.1:9/v1", "m", deadline=math.nan)
+    with pytest.raises(BackendSpecError, match=r"settings is a dict; expected OpenAIJudge\.Settings"):
+        OpenAIJudge({"url": "http://127.0.0.1:9/v1", "model": "m"})
+    judge = OpenAIJudge(OpenAIJudge.Settings("http://127.0.0.1:9/v1/", "m", timeout=2))
+    assert (judge.url, judge.timeout, judge.deadline) == ("http://127.0.0.1:9/v1", 2.0, 8.0)
 
 
 def test_environment_numbers_are_checked_never_silently_defaulted(monkeypatch):

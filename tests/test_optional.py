@@ -62,6 +62,7 @@ def assert_one_line_refusal(done: subprocess.CompletedProcess, command: str, pac
     return lines[0]
 
 
+@pytest.mark.slow
 def test_the_shim_really_hides_the_package(shim, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(shim), "HIVE_TEST_BLOCK_MODULES": "scipy"}
     done = subprocess.run([sys.executable, "-c", "import scipy.signal"], capture_output=True, text=True,
@@ -69,6 +70,7 @@ def test_the_shim_really_hides_the_package(shim, tmp_path):
     assert done.returncode == 1 and "ModuleNotFoundError: No module named 'scipy" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocked,flags,package,hint", [
     ("scipy", ["--no-sdr", "--no-plot"], "scipy", None),   # the IRM oracle row is always computed
     ("torchmetrics", ["--no-plot"], "torchmetrics", "--no-sdr"),
@@ -85,6 +87,7 @@ def test_eval_without_an_extra_package_is_one_line_naming_the_eval_extra(
     assert not out.exists()  # refused before any work
 
 
+@pytest.mark.slow
 def test_eval_needs_no_torch_without_sdr(shim, toy_render, tmp_path):
     """SI-SDR, SI-SDRi and the oracle rows need scipy and numpy only."""
     out = tmp_path / "eval"
@@ -95,6 +98,7 @@ def test_eval_needs_no_torch_without_sdr(shim, toy_render, tmp_path):
     assert (out / "summary.csv").stat().st_size > 0 and not (out / "si_sdri.png").exists()
 
 
+@pytest.mark.slow
 def test_card_and_inspect_without_matplotlib_name_the_card_extra(shim, toy_corpus, toy_render, tmp_path):
     card = hive_without(shim, "matplotlib", ["card", str(toy_corpus.parquet_dir), "--output",
                                              str(tmp_path / "card")], tmp_path)
@@ -105,6 +109,7 @@ def test_card_and_inspect_without_matplotlib_name_the_card_extra(shim, toy_corpu
     assert_one_line_refusal(page, "inspect", "matplotlib", "card")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,option,spec,blocked,package", [
     ("single-event", "--judge", "openai:url=http://127.0.0.1:9/v1,model=m,retries=0", "httpx", "httpx"),
     ("tag", "--tagger", "sherpa:model=/nonexistent/m.onnx", "sherpa_onnx", "sherpa-onnx"),
@@ -123,6 +128,7 @@ def test_mine_without_a_model_package_refuses_before_any_item(shim, toy_corpus, 
     assert not (out / "output.jsonl").exists() and not (out / "failures.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_curate_without_httpx_refuses_before_writing(shim, toy_corpus, tmp_path):
     out = tmp_path / "curated"
     done = hive_without(shim, "httpx", ["curate", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
@@ -160,6 +166,7 @@ OPTIONAL = {"torch", "torchmetrics", "torchcodec", "scipy", "matplotlib", "trans
             "sherpa_onnx", "httpx", "librosa", "sklearn", "onnx"}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_every_optional_import_in_the_package_goes_through_the_helper():
     """No ``import torch`` / ``from scipy... import`` in mixing/, curation/, dataset_card/: an
     optional package is imported with mixing.optional.require (one error, naming the extra)."""

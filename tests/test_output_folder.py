@@ -32,6 +32,7 @@ def _error_line(capsys, command: str) -> str:
 
 
 # ---- the two data losses of issue 19 -------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_inspect_never_deletes_a_render_inside_its_output(toy_render, tmp_path, capsys):
     """``hive inspect RENDER --output DIR`` with RENDER inside an earlier inspect folder DIR used to
     replace DIR as a whole: the render and the user's other files in DIR were deleted."""

@@ -16,7 +16,7 @@ from mixing.ontology import Ontology
 from mixing.pool import (
     InvalidPoolEntryError, PoolReport, read_pool, validate_pool_entry, write_pool,
 )
-from mixing.synthesis.labelled import LabelledListError, build_pool_from_labels, cut_chunks
+from mixing.synthesis.labelled import LabelledListConfig, LabelledListError, build_pool_from_labels, cut_chunks
 from mixing.synthesis.splits import assign_split, check_pool_splits
 
 
@@ -169,8 +169,8 @@ def test_pool_from_labelled_csv_assigns_splits_per_file(toy, tmp_path):
         w.writerow(["AudioSet/clips/absent2.wav", ""])
     onto_nodes = [{"id": "/m/0bt9lr", "name": "Dog"}, {"id": "/m/06mb1", "name": "Rain"}]
     onto = Ontology.from_records(onto_nodes)
-    built = build_pool_from_labels(listing, toy.dataset_paths, ontology=onto, seed=1,
-                                   split_ratios={"train": 0.5, "validation": 0.25, "test": 0.25})
+    config = LabelledListConfig(seed=1, split_ratios={"train": 0.5, "validation": 0.25, "test": 0.25})
+    built = build_pool_from_labels(listing, toy.dataset_paths, config, ontology=onto)
     assert built.dropped == Counter({"missing_file": 1, "missing_path_or_label": 1})
     assert built.warnings["label_not_in_ontology"] > 0
     dogs = [e for e in built.entries if e.label_id == "/m/0bt9lr"]
@@ -182,8 +182,7 @@ def test_pool_from_labelled_csv_assigns_splits_per_file(toy, tmp_path):
     long_file = [e for e in built.entries if "recording" in e.path]
     assert len(long_file) > 10 and len({e.split for e in long_file}) == 1
     assert len({e.split for e in built.entries}) == 3
-    again = build_pool_from_labels(listing, toy.dataset_paths, ontology=onto, seed=1,
-                                   split_ratios={"train": 0.5, "validation": 0.25, "test": 0.25})
+    again = build_pool_from_labels(listing, toy.dataset_paths, config, ontology=onto)
     assert again.entries == built.entries
 
 
@@ -199,8 +198,8 @@ def test_pool_from_labelled_csv_prefix_and_group_column(tmp_path):
             name = f"1-{100 + i // 3}-{'ABC'[i % 3]}-0.wav"
             sf.write(str(root / name), rng.normal(0, 0.1, 44100 * 5), 44100)
             w.writerow([name, 1, 0, "dog", "True", str(100 + i // 3), "ABC"[i % 3]])
-    built = build_pool_from_labels(listing, {"ESC50": str(tmp_path / "ESC-50-master")}, prefix="ESC50/audio",
-                                   group_column="src_file", seed=0)
+    built = build_pool_from_labels(listing, {"ESC50": str(tmp_path / "ESC-50-master")},
+                                   LabelledListConfig(prefix="ESC50/audio", group_column="src_file", seed=0))
     assert len(built.entries) == 12 and all(e.path.startswith("ESC50/audio/1-") for e in built.entries)
     assert all(e.chunk_end_second == 5.0 for e in built.entries)
     by_group = defaultdict(set)
@@ -208,4 +207,9 @@ def test_pool_from_labelled_csv_prefix_and_group_column(tmp_path):
         by_group[e.path.split("-")[1]].add(e.split)
     assert all(len(s) == 1 for s in by_group.values())
     with pytest.raises(LabelledListError, match="no column 'nope'"):
-        build_pool_from_labels(listing, {"ESC50": str(tmp_path)}, path_column="nope")
+        build_pool_from_labels(listing, {"ESC50": str(tmp_path)}, LabelledListConfig(path_column="nope"))
+    for bad, message in [({"chunk_seconds": 0}, "chunk_seconds is 0; expected a number of seconds"),
+                         ({"seed": -1}, "seed is -1; expected a seed"),
+                         ({"split_ratios": {"train": -1}}, "split_ratios is {'train': -1}")]:
+        with pytest.raises(LabelledListError, match=message):
+            LabelledListConfig(**bad)

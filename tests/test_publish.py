@@ -414,6 +414,7 @@ def test_git_blob_sha1_matches_git(tmp_path):
     assert git_blob_sha1(tmp_path / "g") == git_blob_sha1(p)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_card_then_publish_a_curated_revision(tmp_path, hub, capsys):
     """The loop's end: publish a card folder, curate (drop mixtures), republish: only what changed moves."""
     from dataset_card.card import CardConfig, write_card_folder

@@ -124,6 +124,7 @@ def test_example_config_refuses_bad_settings():
         hive.stream_mixtures("unused", None, store="unused", targets=ExampleConfig("one", query_templates="x"))
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("workers", [0, 2])
 def test_collate_every_form(toy_corpus, store, workers):
     torch = pytest.importorskip("torch")

@@ -137,6 +137,7 @@ def test_toy_metadata_crops_compressed_files_mid_file_and_near_chunk_ends(toy_co
 
 
 # ---- fidelity --------------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_reference_stems_match_the_straightforward_formula(toy_corpus, toy_records, toy_render):
     rendered = read_tar_samples(toy_render("webdataset", "reference"))
     assert sorted(rendered) == sorted(toy_records)
@@ -225,6 +226,7 @@ def test_every_format_and_rate_renders_the_reference_signal(tmp_path, fmt, sr):
     assert max(diff) <= 1e-5, f"max |render - reference| per stem and mix: {diff}"
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_decoded_chunk_cache_changes_nothing(toy_corpus, toy_records):
     """Compressed chunks are decoded once per renderer and reused: same samples as no cache."""
     from mixing.render import Renderer
@@ -246,6 +248,7 @@ def test_decoded_chunk_cache_changes_nothing(toy_corpus, toy_records):
         assert small._chunk_bytes <= 200_000
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_consistent_stems_sum_to_the_mix(toy_records, toy_render):
     consistent = read_tar_samples(toy_render("webdataset", "consistent"))
     reference = read_tar_samples(toy_render("webdataset", "reference"))
@@ -279,6 +282,7 @@ def test_sample_rate_option_renders_at_that_rate(toy_corpus, toy_records, tmp_pa
             assert np.max(np.abs(have - want)) <= 1e-5
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_parquet_output_loads_with_datasets(toy_records, toy_render, tmp_path):
     datasets = pytest.importorskip("datasets")
     out = toy_render("parquet", "consistent")
@@ -319,6 +323,7 @@ def baseline_small_shards(toy_corpus, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_kill_mid_render_then_resume_is_byte_identical(toy_corpus, baseline_small_shards, tmp_path):
     total = len(ledger_entries(baseline_small_shards))
     assert total >= 20
@@ -352,12 +357,14 @@ def test_kill_mid_render_then_resume_is_byte_identical(toy_corpus, baseline_smal
     pytest.fail("the render finished before it could be killed mid-way in 5 attempts")
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_two_workers_give_identical_output(toy_corpus, baseline_small_shards, tmp_path):
     out = tmp_path / "workers2"
     assert main(render_args(toy_corpus, out, "--shard-size", "2", "--num-workers", "2")) == 0
     assert_same_tree(out, baseline_small_shards)
 
 
+@pytest.mark.slow
 def test_two_ranks_in_one_folder_equal_one_process(toy_corpus, baseline_small_shards, tmp_path):
     out = tmp_path / "ranks"
     env = subprocess_env()
@@ -585,6 +592,7 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has exited (nobody reaped it yet)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_kill_9_of_a_render_leaves_no_worker_processes(toy_corpus, tmp_path):
     out = tmp_path / "out"
@@ -617,6 +625,7 @@ def test_kill_9_of_a_render_leaves_no_worker_processes(toy_corpus, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
 
 
+@pytest.mark.slow
 def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(
         toy_corpus, baseline_small_shards, tmp_path, capsys):
     out = tmp_path / "out"

@@ -21,6 +21,9 @@ from mixing.cli import main as hive
 from mixing.metadata_io import iter_records
 from mixing.render import Renderer
 
+# end to end over a toy corpus (and renders of it) built for these tests: `make test-fast` leaves them out
+pytestmark = pytest.mark.slow
+
 
 def reference_wav(x: np.ndarray, sr: int) -> bytes:
     """What the reference's ``create_wav_bytes`` produced for these samples (its arrays are float64)."""
@@ -58,6 +61,7 @@ def clipped_count(x: np.ndarray) -> int:
     return int(np.sum(x >= 1.0) + np.sum(x < -1.0))
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 @pytest.mark.parametrize("stems", ["reference", "consistent"])
 def test_pcm16_members_are_the_reference_quantisation_of_the_float_render(toy_corpus, toy_render, records,
@@ -96,6 +100,7 @@ def test_pcm16_members_are_the_reference_quantisation_of_the_float_render(toy_co
     assert summary["failures"] == 0
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 def test_hive_verify_accepts_a_pcm16_render(toy_corpus, toy_render, tmp_path, capsys, fmt):
     out = toy_render(fmt, "consistent", "pcm16")
@@ -121,6 +126,7 @@ def test_verify_reports_exactly_the_clipped_files(toy_corpus, toy_render, tmp_pa
     assert {p["mix_id"] for p in problems} == {m.split(".")[0] for m in warned}
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_verify_flags_a_member_that_is_not_16_bit(toy_corpus, toy_render, tmp_path):
     import shutil
 

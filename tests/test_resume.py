@@ -135,6 +135,7 @@ def test_file_sha256_matches_hashlib(tmp_path, size):
     assert resume.file_sha256(p) == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.slow
 def test_stale_cleanup_removes_only_dead_pids_files(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: its pid names no process (until reused, which a fresh pid makes unlikely)

@@ -18,6 +18,7 @@ def _render(toy, out: Path, *extra: str) -> int:
                  "--output", str(out), "--split", "test", "--no-progress", *extra])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_overwrite_with_another_shard_size_removes_the_old_shards_it_wrote(toy_corpus, tmp_path):
     from mixing.evaluate.rendered import iter_rendered
 

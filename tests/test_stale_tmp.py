@@ -43,6 +43,7 @@ def _kill_when(argv: list[str], appeared, timeout: float = 120) -> None:
             proc.kill()
 
 
+@pytest.mark.slow
 def test_eval_killed_then_rerun_leaves_no_temporary(toy_render, tmp_path, capsys):
     rendered = toy_render()
     out = tmp_path / "eval"
@@ -55,6 +56,7 @@ def test_eval_killed_then_rerun_leaves_no_temporary(toy_render, tmp_path, capsys
     assert (out / "results.csv").is_file()
 
 
+@pytest.mark.slow
 def test_inspect_killed_then_rerun_leaves_no_temporary(toy_render, tmp_path):
     pytest.importorskip("matplotlib")
     rendered = toy_render()
@@ -98,6 +100,7 @@ def toy(toy_corpus):
     return toy_corpus
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["check", "verify", "render", "card", "mine", "eval", "synthesize"])
 def test_each_command_removes_the_dead_writers_temporaries_of_its_outputs(command, toy, toy_render, tmp_path,
                                                                           live_pid):
@@ -128,6 +131,7 @@ def test_each_command_removes_the_dead_writers_temporaries_of_its_outputs(comman
     assert live.read_text() == "being written", "a live writer's temporary was touched"
 
 
+@pytest.mark.slow
 def test_remove_stale_tmp_of_touches_only_the_targets_temporaries(tmp_path):
     from mixing.resume import remove_stale_tmp_of
 

@@ -57,6 +57,7 @@ def build(items, dp, out: Path, **kw):
 
 
 # ---- exactness -------------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("rate", [44100, 16000])
 def test_store_render_equals_the_reference_formula_on_every_format_and_rate(toy_corpus, toy_store, rate):
     store = SourceStore(toy_store(rate))
@@ -106,6 +107,7 @@ def test_stream_builder_and_store_alone_give_the_store_less_samples(toy_corpus, 
     assert sr == 44100 and np.abs(mix - plain[ex["mix_id"]]["mix"]).max() <= 2e-6
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_render_cli_from_the_store_verifies_and_counts_no_miss(toy_corpus, toy_store, tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["render", "--metadata", str(toy_corpus.parquet_dir), "--store", str(toy_store()), "--output",
@@ -270,6 +272,7 @@ def _private_mount_works(tmp_path: Path) -> bool:
                           capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_registers_nothing_half_written(toy_corpus, tmp_path):
     if not _private_mount_works(tmp_path):
         pytest.skip("no private mount namespace (unshare -rm) on this machine")
@@ -291,6 +294,7 @@ def test_a_full_disk_is_one_line_and_registers_nothing_half_written(toy_corpus, 
     assert "READ" in r.stdout, r.stderr  # every chunk the index names reads back whole
 
 
+@pytest.mark.slow
 def test_kill_9_mid_build_then_rerun_gives_the_same_store(toy_corpus, tmp_path):
     args = ["store", "build", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
             str(toy_corpus.dataset_paths), "--no-progress", "--segment-mb", "1"]
@@ -311,6 +315,7 @@ def test_kill_9_mid_build_then_rerun_gives_the_same_store(toy_corpus, tmp_path):
 
 
 # ---- parallel builds --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_workers_and_ranks_build_the_same_store(toy_corpus, tmp_path):
     args = ["store", "build", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
             str(toy_corpus.dataset_paths), "--no-progress", "--segment-mb", "1"]
@@ -329,6 +334,7 @@ def test_workers_and_ranks_build_the_same_store(toy_corpus, tmp_path):
     assert tree(ranks) == tree(one)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None and
                     __import__("importlib").util.find_spec("accelerate") is None, reason="accelerate not installed")
 def test_accelerate_launch_builds_the_same_store(toy_corpus, tmp_path):
@@ -347,6 +353,7 @@ def test_accelerate_launch_builds_the_same_store(toy_corpus, tmp_path):
     assert tree(launched) == tree(one)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_a_later_build_extends_the_store_with_what_it_lacks(toy_corpus, tmp_path, capsys):
     store = tmp_path / "store"
     base = ["store", "build", "--metadata", str(toy_corpus.parquet_dir), "--dataset-paths",
@@ -450,6 +457,7 @@ def _big_metadata(corpus, path: Path, copies: int = 3) -> int:
     return len(recs)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 def test_fewer_shards_than_workers_keep_every_worker_busy_and_the_same_bytes(toy_corpus, toy_store, tmp_path, fmt):
     meta = tmp_path / "meta.jsonl"
@@ -469,6 +477,7 @@ def test_fewer_shards_than_workers_keep_every_worker_busy_and_the_same_bytes(toy
     assert main(["verify", str(three), "--checksums", "--no-progress"]) == 0
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_inspect_eval_and_curate_audio_read_the_store(toy_corpus, toy_store, tmp_path):
     from curation.curate.audio import RenderedStems
     from mixing import api
@@ -483,7 +492,8 @@ def test_inspect_eval_and_curate_audio_read_the_store(toy_corpus, toy_store, tmp
                  "--mix-id", rec.mix_id, "--no-progress"]) == 0
     page = next((tmp_path / "ins").rglob(f"*{rec.mix_id}*.html")).read_text()
     assert "source store" in page
-    via_store = api.evaluate(None, tmp_path / "ev", metadata=toy_corpus.parquet_dir, store=store, split="validation",
-                             with_sdr=False, plot=False, progress=False)
+    via_store = api.evaluate(None, tmp_path / "ev", metadata=toy_corpus.parquet_dir,
+                             recipe=api.RenderRecipe.make(None, store=store), split="validation",
+                             options=api.EvalOptions(with_sdr=False, plot=False, progress=False))
     assert via_store.mixtures == 16 and not via_store.render_failures
     assert abs(via_store.summary.mean("mixture")) < 1e-9 and via_store.summary.mean("irm") > 10

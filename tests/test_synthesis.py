@@ -363,6 +363,7 @@ def test_silent_and_missing_sources_are_redrawn_and_counted(toy, tmp_path):
     assert stats["reasons"]["redraw_silent_source"] == result.reasons["redraw_silent_source"]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_determinism_one_vs_two_workers_byte_identical(toy, tmp_path):
     corpus, ontology = toy
     outs = []

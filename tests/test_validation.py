@@ -541,6 +541,7 @@ JSONISH = st.recursive(
     max_leaves=40)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @FUZZ
 @given(JSONISH)
 def test_fuzz_arbitrary_json_values(value):
@@ -553,6 +554,7 @@ SMALL_JSONISH = st.recursive(
     max_leaves=10)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @FUZZ
 @given(st.dictionaries(KEYS, SMALL_JSONISH, max_size=10))
 def test_fuzz_arbitrary_objects(value):
@@ -591,6 +593,7 @@ def mutated_records(draw):
     return raw
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @FUZZ
 @given(mutated_records())
 def test_fuzz_mutated_valid_records(raw):

@@ -54,6 +54,7 @@ def first_key(members: list[tuple[str, bytes]]) -> str:
 
 
 # ---- clean renders -----------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
 @pytest.mark.parametrize("stems", ["consistent", "reference"])
 def test_clean_render_verifies(toy_corpus, toy_render, tmp_path, capsys, fmt, stems):
@@ -68,6 +69,7 @@ def test_clean_render_verifies(toy_corpus, toy_render, tmp_path, capsys, fmt, st
     assert all(s["clean"] for s in report["shard_reports"])
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_clean_flac_render_verifies(toy_corpus, toy_render, tmp_path):
     out = toy_render("webdataset", "consistent", "flac")
     rc, report = run_verify(out, "--metadata", str(toy_corpus.parquet_dir), tmp_path=tmp_path)
@@ -76,6 +78,7 @@ def test_clean_flac_render_verifies(toy_corpus, toy_render, tmp_path):
         toy_corpus.num_mixtures.values())
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_flac_reference_render_refuses_clipping_samples_whole(toy_corpus, toy_render, tmp_path):
     """Reference stems exceed 1.0 (no global factor): 24-bit FLAC refuses those samples by name,
     and no partial sample is left in a shard."""
@@ -102,6 +105,7 @@ def test_partial_render_is_checked_against_the_right_subset(toy_corpus, tmp_path
     assert rc == 0, report["problem_counts"]
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_verify_output_api_with_workers(toy_render):
     out = toy_render("webdataset", "consistent")
     serial = verify_output(out, progress=False)
@@ -112,6 +116,7 @@ def test_verify_output_api_with_workers(toy_render):
 
 
 # ---- corruption: WebDataset --------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_removed_member_is_found(toy_render, tmp_path, capsys):
     out = copy_render(toy_render("webdataset", "consistent"), tmp_path)
     tar = first_tar(out)
@@ -134,6 +139,7 @@ def test_removed_member_is_found(toy_render, tmp_path, capsys):
     assert bad["problem_counts"]["ledger_mismatch"] >= 1
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_scaled_stem_is_found(toy_render, tmp_path):
     out = copy_render(toy_render("webdataset", "consistent"), tmp_path)
     tar = first_tar(out)
@@ -157,6 +163,7 @@ def test_scaled_stem_is_found(toy_render, tmp_path):
     assert "missing_member" not in counts
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 @pytest.mark.parametrize("stems", ["consistent", "reference"])
 def test_scaled_mix_is_found_in_both_modes(toy_render, tmp_path, stems):
     out = copy_render(toy_render("webdataset", stems), tmp_path)
@@ -178,6 +185,7 @@ def test_scaled_mix_is_found_in_both_modes(toy_render, tmp_path, stems):
     assert report["problem_counts"]["clipping"] == 1
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_mismatched_json_is_found(toy_corpus, toy_render, tmp_path):
     out = copy_render(toy_render("webdataset", "consistent"), tmp_path)
 
@@ -210,6 +218,7 @@ def test_mismatched_json_is_found(toy_corpus, toy_render, tmp_path):
     assert any(m.endswith("in mix_id") for m in messages)
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_broken_json_wrong_length_stray_and_duplicate_members(toy_render, tmp_path):
     out = copy_render(toy_render("webdataset", "consistent"), tmp_path)
 
@@ -238,6 +247,7 @@ def test_broken_json_wrong_length_stray_and_duplicate_members(toy_render, tmp_pa
     assert counts["bad_json"] >= 1
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_leftover_temp_file_and_missing_shard_are_found(toy_render, tmp_path):
     out = copy_render(toy_render("webdataset", "consistent"), tmp_path)
     tar = first_tar(out)
@@ -251,6 +261,7 @@ def test_leftover_temp_file_and_missing_shard_are_found(toy_render, tmp_path):
     assert counts["summary_mismatch"] == 1
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_duplicate_sample_across_shards(toy_render, tmp_path):
     out = copy_render(toy_render("webdataset", "consistent"), tmp_path)
     tars = sorted(out.rglob("*.tar"))
@@ -267,6 +278,7 @@ def test_duplicate_sample_across_shards(toy_render, tmp_path):
 
 
 # ---- corruption: Parquet -------------------------------------------------------------------------
+@pytest.mark.slow  # end to end over the toy corpus
 def test_parquet_row_missing_a_source_is_found(toy_render, tmp_path):
     out = copy_render(toy_render("parquet", "consistent"), tmp_path)
     part = sorted(out.rglob("*.parquet"))[0]
@@ -282,6 +294,7 @@ def test_parquet_row_missing_a_source_is_found(toy_render, tmp_path):
     assert counts["ledger_mismatch"] >= 1
 
 
+@pytest.mark.slow  # end to end over the toy corpus
 def test_parquet_column_disagreeing_with_json_is_found(toy_render, tmp_path):
     out = copy_render(toy_render("parquet", "reference"), tmp_path)
     part = sorted(out.rglob("*.parquet"))[0]

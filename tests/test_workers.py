@@ -94,6 +94,7 @@ def toy(tmp_path_factory):
     return corpus
 
 
+@pytest.mark.slow
 def test_synthesize_workers_die_with_the_parent(toy, tmp_path):
     kill_parent_and_check_workers(
         ["synthesize", "--pool", str(toy.pool), "--ontology", str(toy.root / "toy_ontology.json"),
@@ -101,6 +102,7 @@ def test_synthesize_workers_die_with_the_parent(toy, tmp_path):
          "--num-workers", "2"])
 
 
+@pytest.mark.slow
 def test_verify_workers_die_with_the_parent(toy, tmp_path):
     from mixing.cli import main
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,50 +110,71 @@ def crossfade_windows(starts: list[int], chunk: int, overlap: int, n: int) -> li
     return windows
 
 
-class ApolloSuperResolver(LazyModel):
-    """``SuperResolver``: soxr upsampling to 44.1 kHz, then Apollo restoration, chunked.
+@dataclass(frozen=True)
+class ApolloSettings:
+    """The options of :class:`ApolloSuperResolver` (the spec keys), checked when made.
 
-    Options: ``code`` (local checkout of the Apollo code), ``checkpoint`` (weights file),
-    ``config`` (optional YAML whose ``model`` section gives the constructor arguments; a
-    ``_target_`` there names the class), ``class`` (``module:Class``), ``windowing``
+    ``code`` (local checkout of the Apollo code), ``checkpoint`` (weights file), ``config``
+    (optional YAML whose ``model`` section gives the constructor arguments; a ``_target_`` there
+    names the class), ``class`` (``module:Class``; the field ``class_name``), ``windowing``
     (``reference``, default, or ``crossfade``), ``chunk`` (seconds, both), ``tail`` (seconds of
-    zero weight, reference) and ``overlap`` (seconds, crossfade), ``batch_size`` (windows per forward pass), ``device`` (``auto``, ``cpu``,
-    ``cuda:N``), ``unsafe_load`` (``true`` to unpickle a checkpoint holding arbitrary objects;
-    only for files you trust).
-    """
+    zero weight, reference) and ``overlap`` (seconds, crossfade), ``batch_size`` (windows per
+    forward pass), ``device`` (``auto``, ``cpu``, ``cuda:N``), ``unsafe_load`` (``true`` to
+    unpickle a checkpoint holding arbitrary objects; only for files you trust)."""
 
-    backend = "apollo super-resolution"
-    requires = {"torch": "torch"}
+    code: str
+    checkpoint: str
+    config: str = ""
+    class_name: str = field(default="", metadata={"spec_key": "class"})
+    chunk: float = 10.0
+    overlap: float = 1.0
+    batch_size: int = 4
+    device: str = "auto"
+    unsafe_load: bool = False
+    windowing: str = "reference"
+    tail: float = 3.0
 
-    def __init__(self, code: str, checkpoint: str, config: str = "", chunk: float = 10.0,
-                 overlap: float = 1.0, batch_size: int = 4, device: str = "auto",
-                 unsafe_load: bool = False, windowing: str = "reference", tail: float = 3.0,
-                 **named: str):
-        class_name = named.pop("class", "")
-        if named:
-            raise BackendSpecError(f"apollo: unknown option(s) {', '.join(sorted(named))}")
+    def __post_init__(self) -> None:
+        chunk, overlap, tail = self.chunk, self.overlap, self.tail
         if chunk <= 0 or overlap < 0 or overlap * 2 > chunk:
             raise BackendSpecError(f"apollo: chunk={chunk} s and overlap={overlap} s; expected "
                                    "chunk > 0 and 0 <= overlap <= chunk / 2")
-        if batch_size <= 0:
-            raise BackendSpecError(f"apollo: batch_size={batch_size} must be > 0")
-        if windowing not in WINDOWINGS:
-            raise BackendSpecError(f"apollo: windowing={windowing!r}; expected one of "
+        if self.batch_size <= 0:
+            raise BackendSpecError(f"apollo: batch_size={self.batch_size} must be > 0")
+        if self.windowing not in WINDOWINGS:
+            raise BackendSpecError(f"apollo: windowing={self.windowing!r}; expected one of "
                                    f"{', '.join(WINDOWINGS)}")
-        if windowing == "reference" and not 0 <= tail * 2 <= chunk:
+        if self.windowing == "reference" and not 0 <= tail * 2 <= chunk:
             raise BackendSpecError(f"apollo: tail={tail} s with chunk={chunk} s; expected "
                                    "0 <= tail <= chunk / 2 (the next window must cover the tail)")
-        self.windowing = windowing
-        self.tail_s = float(tail)
-        self.code = str(code)
-        self.checkpoint = str(checkpoint)
-        self.config = str(config)
-        self.class_name = class_name
-        self.chunk_s = float(chunk)
-        self.overlap_s = float(overlap)
-        self.batch_size = int(batch_size)
-        self.device = device
-        self.unsafe_load = bool(unsafe_load)
+
+
+class ApolloSuperResolver(LazyModel):
+    """``SuperResolver``: soxr upsampling to 44.1 kHz, then Apollo restoration, chunked; built
+    from its :class:`ApolloSettings` (``ApolloSuperResolver.Settings``; the spec keys, e.g.
+    ``apollo:code=/src/Apollo,checkpoint=/models/apollo.bin``)."""
+
+    backend = "apollo super-resolution"
+    requires = {"torch": "torch"}
+    Settings = ApolloSettings
+
+    def __init__(self, settings: ApolloSettings):
+        if not isinstance(settings, ApolloSettings):
+            raise BackendSpecError(f"apollo: settings is a {type(settings).__name__}; expected "
+                                   "ApolloSuperResolver.Settings(code=..., checkpoint=..., ...) or build it from a "
+                                   "spec with curation.models.registry.make_superres('apollo:code=...,checkpoint=...')")
+        self.settings = settings
+        self.windowing = settings.windowing
+        self.tail_s = float(settings.tail)
+        self.code = str(settings.code)
+        self.checkpoint = str(settings.checkpoint)
+        self.config = str(settings.config)
+        self.class_name = settings.class_name
+        self.chunk_s = float(settings.chunk)
+        self.overlap_s = float(settings.overlap)
+        self.batch_size = int(settings.batch_size)
+        self.device = settings.device
+        self.unsafe_load = bool(settings.unsafe_load)
         self.model_id = f"apollo:{Path(self.checkpoint).name}"
 
     @property

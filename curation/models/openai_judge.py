@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -99,68 +100,95 @@ class _DeadlineWatchdog:
         self._timer.cancel()
 
 
-class OpenAIJudge(LazyModel):
-    """``AudioJudge`` backed by an OpenAI-compatible ``/chat/completions`` endpoint.
+def _checked(rule: numbers.Rule, name: str, value: Any) -> Any:  # the one checked-number rule
+    return rule.check(value, f"openai judge: option {name}", BackendSpecError)
 
-    Options (spec keys): ``url`` (base URL ending in ``/v1``), ``model`` (served model name),
-    ``timeout`` (seconds per request), ``concurrency`` (parallel requests), ``retries`` (extra
-    attempts after the first), ``backoff`` (first wait in seconds, doubled each retry, capped at
-    ``max_backoff``), ``max_tokens``, ``rate`` (resample clips to this rate before sending; 0 keeps
-    the clip's rate), ``wav`` (``pcm16`` or ``float``), ``system`` (optional system prompt),
-    ``api_key_env`` (environment variable holding a bearer token; unset → no header),
-    ``deadline`` (seconds one attempt may take in all; default ``4 * timeout``),
-    ``max_answer_bytes`` (largest answer body read; default 1 MiB).
-    """
+
+_SECONDS_BACKOFF = numbers.real(0.0, 3600.0, what="a number of seconds")
+
+
+@dataclass(frozen=True)
+class OpenAIJudgeSettings:
+    """The options of :class:`OpenAIJudge` (the spec keys), checked when made.
+
+    ``url`` (base URL ending in ``/v1``), ``model`` (served model name), ``timeout`` (seconds per
+    read), ``concurrency`` (parallel requests), ``retries`` (extra attempts after the first),
+    ``backoff`` (first wait in seconds, doubled each retry, capped at ``max_backoff``),
+    ``max_tokens``, ``rate`` (resample clips to this rate before sending; 0 keeps the clip's rate),
+    ``wav`` (``pcm16`` or ``float``), ``system`` (optional system prompt), ``api_key_env``
+    (environment variable holding a bearer token; unset → no header), ``deadline`` (seconds one
+    attempt may take in all; None: ``4 * timeout``), ``max_answer_bytes`` (largest answer body
+    read; default 1 MiB)."""
+
+    url: str
+    model: str
+    timeout: float = 60.0
+    concurrency: int = 4
+    retries: int = 3
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    max_tokens: int = 16
+    rate: int = 0
+    wav: str = "pcm16"
+    system: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    deadline: float | None = None
+    max_answer_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
+            raise BackendSpecError(f"openai judge: url {self.url!r} is not an http(s) URL; "
+                                   "expected e.g. http://127.0.0.1:8000/v1")
+        if not isinstance(self.wav, str) or self.wav.lower() not in ("pcm16", "float"):
+            raise BackendSpecError(f"openai judge: wav={self.wav!r}; expected 'pcm16' or 'float'")
+        rules = {"timeout": numbers.SECONDS, "concurrency": numbers.WORKERS,
+                 "deadline": numbers.SECONDS, "max_answer_bytes": numbers.integer(1, 1 << 30, "a number of bytes"),
+                 "retries": numbers.RETRIES, "backoff": _SECONDS_BACKOFF, "max_backoff": _SECONDS_BACKOFF,
+                 "max_tokens": numbers.integer(1, 1_000_000, "a number of tokens"),
+                 "rate": numbers.integer(0, numbers.MAX_SAMPLE_RATE, "a sample rate in Hz (0: keep)")}
+        for name, rule in rules.items():
+            value = getattr(self, name)
+            if value is not None or name != "deadline":
+                object.__setattr__(self, name, _checked(rule, name, value))
+
+
+class OpenAIJudge(LazyModel):
+    """``AudioJudge`` backed by an OpenAI-compatible ``/chat/completions`` endpoint, built from
+    its :class:`OpenAIJudgeSettings` (``OpenAIJudge.Settings``; the spec keys, e.g.
+    ``openai:url=http://127.0.0.1:8000/v1,model=qwen,timeout=60``)."""
 
     backend = "openai judge"
     requires = {"httpx": "httpx"}
+    Settings = OpenAIJudgeSettings
 
-    def __init__(self, url: str, model: str, timeout: float = 60.0, concurrency: int = 4,
-                 retries: int = 3, backoff: float = 1.0, max_backoff: float = 30.0,
-                 max_tokens: int = 16, rate: int = 0, wav: str = "pcm16", system: str = "",
-                 api_key_env: str = "OPENAI_API_KEY", deadline: float | None = None,
-                 max_answer_bytes: int = 1 << 20):
-        if not url.startswith(("http://", "https://")):
-            raise BackendSpecError(f"openai judge: url {url!r} is not an http(s) URL; "
-                                   "expected e.g. http://127.0.0.1:8000/v1")
-        if wav.lower() not in ("pcm16", "float"):
-            raise BackendSpecError(f"openai judge: wav={wav!r}; expected 'pcm16' or 'float'")
-
-        def checked(rule: numbers.Rule, name: str, value: Any) -> Any:  # the one checked-number rule
-            return rule.check(value, f"openai judge: option {name}", BackendSpecError)
-
-        timeout = checked(numbers.SECONDS, "timeout", timeout)
-        concurrency = checked(numbers.WORKERS, "concurrency", concurrency)
-        deadline = None if deadline is None else checked(numbers.SECONDS, "deadline", deadline)
-        max_answer_bytes = checked(numbers.integer(1, 1 << 30, "a number of bytes"), "max_answer_bytes",
-                                   max_answer_bytes)
-        retries = checked(numbers.RETRIES, "retries", retries)
-        backoff = checked(numbers.real(0.0, 3600.0, what="a number of seconds"), "backoff", backoff)
-        max_backoff = checked(numbers.real(0.0, 3600.0, what="a number of seconds"), "max_backoff", max_backoff)
-        max_tokens = checked(numbers.integer(1, 1_000_000, "a number of tokens"), "max_tokens", max_tokens)
-        rate = checked(numbers.integer(0, numbers.MAX_SAMPLE_RATE, "a sample rate in Hz (0: keep)"), "rate", rate)
-        self.url = url.rstrip("/")
-        self.model_name = model
-        self.timeout = float(timeout)
-        self.deadline = float(deadline) if deadline is not None else 4.0 * self.timeout
-        self.max_answer_bytes = int(max_answer_bytes)
+    def __init__(self, settings: OpenAIJudgeSettings):
+        if not isinstance(settings, OpenAIJudgeSettings):
+            raise BackendSpecError(f"openai judge: settings is a {type(settings).__name__}; expected "
+                                   "OpenAIJudge.Settings(url=..., model=..., ...) or build it from a spec with "
+                                   "curation.models.registry.make_judge('openai:url=...,model=...')")
+        self.settings = settings
+        self.url = settings.url.rstrip("/")
+        self.model_name = settings.model
+        self.timeout = float(settings.timeout)
+        self.deadline = float(settings.deadline) if settings.deadline is not None else 4.0 * self.timeout
+        self.max_answer_bytes = int(settings.max_answer_bytes)
         #: the cause of the last request that failed for good (None: none failed yet)
         self.last_error: str | None = None
         self.failures = 0
-        self.concurrency = int(concurrency)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.max_tokens = int(max_tokens)
-        self.rate = int(rate)
-        self.wav_subtype = "FLOAT" if wav.lower() == "float" else "PCM_16"
-        self.system = system
+        self.concurrency = int(settings.concurrency)
+        self.retries = int(settings.retries)
+        self.backoff = float(settings.backoff)
+        self.max_backoff = float(settings.max_backoff)
+        self.max_tokens = int(settings.max_tokens)
+        self.rate = int(settings.rate)
+        self.wav_subtype = "FLOAT" if settings.wav.lower() == "float" else "PCM_16"
+        self.system = settings.system
         #: sampling temperature sent with each request; None sends none (the server's default)
         self.temperature: float | None = 0.0
-        self.api_key_env = api_key_env
+        self.api_key_env = settings.api_key_env
         # the served model, not the server address: restarting a server elsewhere keeps the
         # answer caches valid (the URL is in the provenance)
-        self.model_id = f"openai:{model}"
+        self.model_id = f"openai:{settings.model}"
         self._lock = threading.Lock()
 
     @property

@@ -18,6 +18,7 @@ when it takes a ``device`` option the spec does not set, and must satisfy its ki
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
@@ -233,12 +234,41 @@ def _convert(spec_name: str, key: str, value: Any, default: Any, annotation: Any
     return value if isinstance(value, str) else str(value)
 
 
-def build_from_options(cls: type, spec_name: str, options: dict[str, Any]) -> Any:
-    """Instantiate ``cls`` from spec options, converting each to the type of its default."""
+class _Option(NamedTuple):
+    default: Any  # inspect.Parameter.empty: required
+    annotation: Any
+    argument: str  # the Settings field / constructor argument the spec key fills
+
+
+def settings_class(cls: Any) -> type | None:
+    """The ``Settings`` dataclass of a backend class (its spec options, checked when made), or None."""
+    settings = getattr(cls, "Settings", None)
+    return settings if isinstance(settings, type) and dataclasses.is_dataclass(settings) else None
+
+
+def accepted_options(cls: Any) -> tuple[dict[str, _Option], bool]:
+    """Spec key -> option of a registered class, and whether it takes other keys too. A class with
+    a ``Settings`` dataclass takes that dataclass's fields (``field(metadata={"spec_key": "class"})``
+    names a key that is not a Python name); any other class takes its constructor's arguments."""
+    settings = settings_class(cls)
+    if settings is not None:
+        out = {}
+        for f in dataclasses.fields(settings):
+            default = (f.default if f.default is not dataclasses.MISSING else
+                       f.default_factory() if f.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+                       else inspect.Parameter.empty)
+            out[f.metadata.get("spec_key", f.name)] = _Option(default, f.type, f.name)
+        return out, False
     params = inspect.signature(cls.__init__).parameters
-    accepted = {k: p for k, p in params.items()
+    accepted = {k: _Option(p.default, p.annotation, k) for k, p in params.items()
                 if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return accepted, any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def build_from_options(cls: type, spec_name: str, options: dict[str, Any]) -> Any:
+    """Instantiate ``cls`` from spec options, converting each to the type of its default: as
+    ``cls(cls.Settings(...))`` when the class declares its options as a ``Settings`` dataclass."""
+    accepted, takes_any = accepted_options(cls)
     unknown = sorted(set(options) - set(accepted))
     if unknown and not takes_any:
         raise BackendSpecError(
@@ -249,10 +279,12 @@ def build_from_options(cls: type, spec_name: str, options: dict[str, Any]) -> An
         raise BackendSpecError(
             f"backend {spec_name!r}: missing required option(s) {', '.join(missing)}, e.g. "
             f"'{spec_name}:{','.join(f'{k}=...' for k in missing)}'")
-    kwargs = {k: (_convert(spec_name, k, v, accepted[k].default, accepted[k].annotation)
-                  if k in accepted else str(v))  # names such as "class" reach **kwargs
+    kwargs = {(accepted[k].argument if k in accepted else k):
+              (_convert(spec_name, k, v, accepted[k].default, accepted[k].annotation)
+               if k in accepted else str(v))  # names such as "class" reach **kwargs
               for k, v in options.items()}
-    return cls(**kwargs)
+    settings = settings_class(cls)
+    return cls(settings(**kwargs)) if settings is not None else cls(**kwargs)
 
 
 # ---- loading --------------------------------------------------------------------------------------
@@ -294,6 +326,8 @@ def _resolve(kind: Kind, spec: BackendSpec, text: str) -> tuple[Callable[..., An
 
 
 def _takes_device(target: Callable[..., Any]) -> bool:
+    if settings_class(target) is not None:
+        return "device" in accepted_options(target)[0]
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):

@@ -49,10 +49,10 @@ def io(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .run import inspect
+    from .run import InspectChoice, inspect
 
-    result = inspect(args.input, args.output, dataset_paths=args.dataset_paths, store=args.store, mix_ids=args.mix_ids,
-                     sample=args.sample, seed=args.seed, split=args.split, num_sources=args.num_sources,
+    result = inspect(args.input, args.output, dataset_paths=args.dataset_paths, store=args.store,
+                     choice=InspectChoice(args.mix_ids, args.sample, args.seed), split=args.split, num_sources=args.num_sources,
                      revision=args.revision, progress=False if args.no_progress else None, labels=label_filter(args))
     print(f"wrote {len(result.pages)} mixture page(s); open {result.index}")
     if result.failed:

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mixing import numbers, optional
+from mixing.moved_arguments import moved
 from mixing.resume import remove_stale_tmp_of
 
 from .html import Media, MixturePage, index_html, mixture_html
@@ -136,12 +137,27 @@ def _write_mixture_media(item: Inspected, folder: Path, rel: str) -> list[Media]
     return media
 
 
+@dataclass(frozen=True)
+class InspectChoice:
+    """Which mixtures get pages: the ``mix_ids`` given, or ``sample`` of them drawn with ``seed``
+    (neither: :data:`DEFAULT_SAMPLE`)."""
+
+    mix_ids: Sequence[str] | None = None
+    sample: int | None = None
+    seed: int = 0
+
+
+@moved(mix_ids="choice=InspectChoice(mix_ids=...)", sample="choice=InspectChoice(sample=...)",
+       seed="choice=InspectChoice(seed=...)")
 def inspect(location: str | os.PathLike, output: str | os.PathLike, *, dataset_paths: str | None = None,
-            store: str | None = None, mix_ids: Sequence[str] | None = None, sample: int | None = None, seed: int = 0,
-            split: str | None = None, num_sources: int | None = None, revision: str | None = None,
-            progress: bool | None = None, labels: Any = None) -> InspectResult:
+            store: str | None = None, choice: InspectChoice | None = None, split: str | None = None,
+            num_sources: int | None = None, revision: str | None = None, progress: bool | None = None,
+            labels: Any = None) -> InspectResult:
     """Write the inspection pages of ``location`` (rendered folder or metadata) into ``output``;
-    ``labels`` (a :class:`mixing.label_filter.LabelFilter` or names) keeps a label subset."""
+    ``choice`` picks the mixtures, ``labels`` (a :class:`mixing.label_filter.LabelFilter` or
+    names) keeps a label subset."""
+    choice = choice if choice is not None else InspectChoice()
+    mix_ids, sample, seed = choice.mix_ids, choice.sample, choice.seed
     if mix_ids is not None and sample is not None:
         raise InspectError("give either --mix-id or --sample, not both")
     if mix_ids is None and sample is None:

@@ -74,16 +74,15 @@ def run(args: argparse.Namespace) -> int:
         raise HiveError("--metadata needs --store and/or --dataset-paths to render the mixtures")
     if args.rendered and (args.store or args.dataset_paths or args.sample_rate):
         raise HiveError("--store/--dataset-paths/--sample-rate go with --metadata, not with --rendered")
-    from mixing.evaluate import EvalOptions
-
-    options = EvalOptions(batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
-                          num_sources=args.num_sources, labels=label_filter(args))
+    options = api.EvalOptions(batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
+                              num_sources=args.num_sources, labels=label_filter(args), name=args.name,
+                              with_sdr=not args.no_sdr, allow_missing=args.allow_missing, limit=args.limit,
+                              plot=not args.no_plot, progress=False if args.no_progress else None)
+    recipe = None
+    if args.metadata:
+        recipe = api.RenderRecipe.make(args.dataset_paths, store=args.store, sample_rate=args.sample_rate)
     result = api.evaluate(args.rendered, args.output, separator=args.separator, estimates=args.estimates,
-                          split=args.split, name=args.name, with_sdr=not args.no_sdr,
-                          allow_missing=args.allow_missing, plot=not args.no_plot, limit=args.limit,
-                          progress=False if args.no_progress else None, metadata=args.metadata,
-                          dataset_paths=args.dataset_paths, store=args.store, sample_rate=args.sample_rate,
-                          options=options)
+                          split=args.split, metadata=args.metadata, recipe=recipe, options=options)
     print(f"evaluated {result.mixtures} mixtures ({result.sources} sources) from {args.rendered or args.metadata}")
     print(result.markdown())
     print("(per label and number of sources: summary.md / summary.csv; per source: results.csv)")

@@ -75,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
         if args.rank == 0:
             print(f"render estimate: {est.describe()}", flush=True)
 
-    s = api.render(args.metadata, args.dataset_paths, args.output, split=args.split, num_sources=args.num_sources,
-                   format=args.format, stems=args.stems, audio_format=args.audio_format,
-                   sample_rate=args.sample_rate, shard_size=args.shard_size, num_workers=args.num_workers,
-                   rank=args.rank, world_size=args.world_size, overwrite=args.overwrite, revision=args.revision,
-                   force=args.force, progress=False if args.no_progress else None, on_estimate=show,
-                   store=args.store, store_only=args.store_only, labels=label_filter(args))
+    recipe = api.RenderRecipe.make(args.dataset_paths, store=args.store, stems=args.stems,
+                                   sample_rate=args.sample_rate, audio_format=args.audio_format,
+                                   store_only=args.store_only)
+    options = api.RenderOptions(format=args.format, shard_size=args.shard_size, num_sources=args.num_sources,
+                                labels=label_filter(args), num_workers=args.num_workers, rank=args.rank,
+                                world_size=args.world_size, overwrite=args.overwrite, force=args.force,
+                                progress=False if args.no_progress else None, on_estimate=show)
+    s = api.render(args.metadata, recipe, args.output, split=args.split, revision=args.revision, options=options)
     print(f"rank {args.rank}/{args.world_size}: {s.shards_rendered} shards rendered, {s.shards_skipped} "
           f"already done, {s.mixtures_rendered} mixtures written to {args.output}")
     if args.store:

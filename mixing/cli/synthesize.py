@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    """The settings flags as keyword arguments of :func:`mixing.api.synthesize` (None = not given)."""
+    """The settings flags as keyword arguments of :func:`mixing.api.synthesis_config` (None = not given)."""
     return {**{name: getattr(args, name, None) for name in _OVERRIDES},
             "exclude_siblings": args.exclude_siblings, "legacy_json": args.legacy_json}
 
@@ -95,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
     from mixing import api
     from mixing.synthesis.stats import format_summary
 
-    result, stats = api.synthesize(args.pool, args.output, ontology=args.ontology, dataset_paths=args.dataset_paths,
-                                   config=args.config, dry_run=args.dry_run, labels=_labels(args), **_settings(args))
+    config = api.synthesis_config(args.config, labels=_labels(args), **_settings(args))
+    result, stats = api.synthesize(args.pool, args.output, config, ontology=args.ontology,
+                                   dataset_paths=args.dataset_paths, dry_run=args.dry_run)
     cfg = result.config
     mode = "sampled (dry run, no levels)" if args.dry_run else "synthesized"
     print(f"split {cfg.split}: {len(result.records)}/{cfg.num_mixtures} mixtures {mode} in {result.seconds:.1f} s "

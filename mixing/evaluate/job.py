@@ -30,6 +30,7 @@ from .metrics import check_dependencies
 from .options import EvalOptions
 from .rendered import count_rendered, iter_from_metadata, iter_rendered
 from ..memory_estimate import check_mixture_memory
+from ..moved_arguments import moved
 from ..resume import atomic_write_text, remove_stale_tmp_of
 from .report import ResultsWriter, Summary, markdown_table, plot_summary, write_summary_csv
 from .scoring import Scorer, ScoreTask
@@ -122,10 +123,9 @@ def _selected(samples: Iterator[Any], opts: EvalOptions, seen: Counter, counts: 
         yield sample, (list(range(sample.num_sources)) if lf is None else lf.passing(sample.labels))
 
 
+@moved(**{k: "options=EvalOptions(...)" for k in ("name", "with_sdr", "allow_missing", "limit", "plot", "progress")})
 def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Separator | str | None = None,
-             estimates: str | Path | None = None, split: str | None = None, name: str | None = None,
-             with_sdr: bool = True, allow_missing: bool = False, plot: bool = True,
-             limit: int | None = None, progress: bool | None = None, metadata: Any = None,
+             estimates: str | Path | None = None, split: str | None = None, metadata: Any = None,
              recipe: Any = None, options: EvalOptions | None = None) -> EvalResult:
     """Evaluate a query-based separator on a ``hive render`` folder, or on metadata rendered on
     the fly (``metadata`` with a :class:`mixing.recipe.RenderRecipe`, e.g. from a source store).
@@ -140,33 +140,28 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
             ``"module:function"`` (see :mod:`mixing.evaluate.separator`).
         estimates: instead of ``separator``, a folder ``{split}/{mix_id}/s{i}.wav|flac``.
         split: only this split (default: every split in the folder).
-        name: the evaluated system's name in the tables (default ``separator`` / ``estimates``).
-        with_sdr: also compute BSS-eval v4 SDR and SDRi (needs torchmetrics).
-        allow_missing: with ``estimates``, skip sources without an estimate file (counted in
-            ``result.missing``) instead of raising.
-        plot: write the PNG plot (matplotlib).
-        limit: stop after this many mixtures (a quick look; default all).
-        progress: tqdm bar (default: when stderr is a terminal).
-        options: :class:`~mixing.evaluate.options.EvalOptions` (batch size, device, metric
-            workers, number of sources, label filter).
+        metadata, recipe: instead of ``rendered``, metadata (any form ``--metadata`` takes, or an
+            in-memory table) and the :class:`~mixing.recipe.RenderRecipe` that renders it.
+        options: :class:`~mixing.evaluate.options.EvalOptions`: batch size, device, metric
+            workers, number of sources, label filter, the system's ``name``, ``with_sdr`` (BSS-eval
+            v4 SDR and SDRi, needs torchmetrics), ``allow_missing`` (with ``estimates``: sources
+            without a file are counted in ``result.missing`` instead of raising), ``limit``
+            (mixtures), ``plot`` (the PNG, matplotlib) and ``progress``.
 
     Only the oracle rows are computed when neither ``separator`` nor ``estimates`` is given.
     A batch of a batched separator whose output is refused is listed in ``result.failed_batches``.
     """
     opts = options or EvalOptions()
+    name, with_sdr, allow_missing, limit = opts.name, opts.with_sdr, opts.allow_missing, opts.limit
     if separator is not None and estimates is not None:
         raise EvalError("give a separator or an estimates folder, not both")
-    check_dependencies(with_sdr, plot)
+    check_dependencies(with_sdr, opts.plot)
     fn = load_separator(separator) if isinstance(separator, str) else separator
     folder = EstimatesFolder(estimates) if estimates is not None else None
     if name is not None and fn is None and folder is None:
         raise EvalError(f"--name {name!r} names the evaluated system, but none is given: add --separator or "
                         "--estimates (without them only the oracle rows mixture and irm are computed)")
     system = name or ("separator" if fn is not None else "estimates" if folder is not None else None)
-    if limit is not None and limit < 1:
-        raise EvalError(f"limit is {limit}; expected a positive number of mixtures (or none for all)")
-    if system in ("mixture", "irm"):
-        raise EvalError(f"system name {system!r} is reserved for an oracle row; choose another --name")
     if (rendered is None) == (metadata is None) or (metadata is not None and recipe is None):
         raise EvalError("give either a render output folder (--rendered) or metadata with a store and/or "
                         "dataset paths to render it on the fly (--metadata with --store/--dataset-paths)")
@@ -178,7 +173,7 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
     result = EvalResult(out, sdr=with_sdr, interface=None if runner is None else runner.interface)
     from tqdm.auto import tqdm
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = sys.stderr.isatty() if opts.progress is None else opts.progress
 
     def memory(rec, frames: int) -> None:  # before a sample is decoded or rendered: its peak under the cap
         check_mixture_memory("eval", rec.mix_id, frames, rec.num_sources, sdr=with_sdr)
@@ -255,7 +250,7 @@ def evaluate(rendered: str | Path | None, output: str | Path, *, separator: Sepa
     md = out / "summary.md"
     atomic_write_text(md, markdown_table(rows, sdr=with_sdr) + "\n")
     result.files["summary_md"] = md
-    if plot:
+    if opts.plot:
         result.files["plot"] = plot_summary(result.summary, out / "si_sdri.png")
     log.info("evaluated %d mixtures (%d sources) into %s", result.mixtures, result.sources, out)
     return result

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import numbers
 from ..corpora import DatasetPaths
 from ..audio import probe
 from ..errors import CorpusError, HiveError
 from ..failures import reason_of
 from ..metadata import normalise_split
+from ..moved_arguments import moved
 from ..ontology import Ontology
 from ..pool import PoolEntry
 from .splits import assign_split
@@ -38,7 +40,11 @@ SPLIT_COLUMNS = ("split", "subset")
 
 
 class LabelledListError(HiveError, ValueError):
-    """The labelled list cannot be read as path + label rows."""
+    """The labelled list cannot be read as path + label rows, or a setting of its reading is wrong."""
+
+
+#: a length in seconds that may be zero (the shortest last piece or file kept)
+_LENGTH = numbers.real(0.0, numbers.MAX_SECONDS, what="a number of seconds")
 
 
 @dataclass
@@ -101,21 +107,62 @@ def _clip_id(path: str, k: int) -> str:
     return f"{stem}_{digest}_c{k:03d}"
 
 
-def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPaths | Mapping | str, *,
-                           prefix: str | None = None, path_column: str | None = None,
-                           label_column: str | None = None, split_column: str | None = None,
-                           group_column: str | None = None, ontology: Ontology | None = None,
-                           split_ratios: Mapping[str, float] | None = None, seed: int = 0,
-                           chunk_seconds: float = 10.0, hop_seconds: float = 5.0,
-                           min_last_seconds: float = 5.0, min_file_seconds: float = 1.0) -> LabelledPool:
-    """Pool entries for every usable row of ``listing``.
+@dataclass(frozen=True)
+class LabelledListConfig:
+    """How a labelled list is read and cut (see the module docstring).
 
-    Paths are ``<prefix>/<relative>`` metadata paths, or paths relative to the corpus ``prefix``
-    when one is given (ESC-50's ``filename`` column with ``prefix="ESC50/audio"``). With an
-    ``ontology``, labels are matched to its classes (case-insensitively, ``_`` read as a space)
-    and ``label_id`` filled; unknown labels keep an empty ``label_id`` (counted as
+    ``prefix``: the list's paths are relative to this corpus prefix (ESC-50's ``filename`` column
+    with ``prefix="ESC50/audio"``); None: they are ``<prefix>/<relative>`` metadata paths.
+    ``path_column`` / ``label_column`` / ``split_column``: column names (None: the usual names,
+    :data:`PATH_COLUMNS`, :data:`LABEL_COLUMNS`, :data:`SPLIT_COLUMNS`); ``group_column``: files
+    of one value share a split (ESC-50's ``src_file``). ``split_ratios`` (None: train 0.8,
+    validation 0.1, test 0.1) and ``seed``: the split of a file without a split column.
+    ``chunk_seconds``, ``hop_seconds``, ``min_last_seconds``, ``min_file_seconds``: the cut."""
+
+    prefix: str | None = None
+    path_column: str | None = None
+    label_column: str | None = None
+    split_column: str | None = None
+    group_column: str | None = None
+    split_ratios: Mapping[str, float] | None = None
+    seed: int = 0
+    chunk_seconds: float = 10.0
+    hop_seconds: float = 5.0
+    min_last_seconds: float = 5.0
+    min_file_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        numbers.check_fields(self, {"seed": numbers.SEED, "chunk_seconds": numbers.SECONDS,
+                                    "hop_seconds": numbers.SECONDS, "min_last_seconds": _LENGTH,
+                                    "min_file_seconds": _LENGTH}, where="labelled list setting",
+                             error=LabelledListError, optional=False)
+        if self.split_ratios is not None:
+            ratios = dict(self.split_ratios)
+            if not ratios or any(numbers.NON_NEGATIVE_REAL.problem(r) for r in ratios.values()) \
+                    or sum(ratios.values()) <= 0:
+                raise LabelledListError(f"labelled list setting split_ratios is {ratios!r}; expected split name -> "
+                                        "non-negative ratio with a positive sum, e.g. {'train': 0.8, 'test': 0.2}")
+
+
+@moved(**{k: "config=LabelledListConfig(...)" for k in (
+    "prefix", "path_column", "label_column", "split_column", "group_column", "split_ratios", "seed", "chunk_seconds",
+    "hop_seconds", "min_last_seconds", "min_file_seconds")})
+def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPaths | Mapping | str,
+                           config: LabelledListConfig | None = None, *,
+                           ontology: Ontology | None = None) -> LabelledPool:
+    """Pool entries for every usable row of ``listing``, read and cut as ``config`` says
+    (:class:`LabelledListConfig`; None: the defaults).
+
+    With an ``ontology``, labels are matched to its classes (case-insensitively, ``_`` read as a
+    space) and ``label_id`` filled; unknown labels keep an empty ``label_id`` (counted as
     ``label_not_in_ontology``, not dropped).
     """
+    cfg = config if config is not None else LabelledListConfig()
+    if not isinstance(cfg, LabelledListConfig):
+        raise LabelledListError(f"config is a {type(cfg).__name__}; expected a LabelledListConfig(prefix=..., "
+                                "path_column=..., ...) or None")
+    prefix, path_column, label_column = cfg.prefix, cfg.path_column, cfg.label_column
+    split_column, group_column, seed, split_ratios = cfg.split_column, cfg.group_column, cfg.seed, cfg.split_ratios
     paths = DatasetPaths.coerce(dataset_paths)
     listing = Path(listing)
     where = str(listing)
@@ -160,7 +207,7 @@ def build_pool_from_labels(listing: str | os.PathLike, dataset_paths: DatasetPat
         else:
             group = (row.get(gcol) or "").strip() if gcol else ""
             split = assign_split(group or meta_path, seed, split_ratios)
-        chunks = cut_chunks(info.duration, chunk_seconds, hop_seconds, min_last_seconds, min_file_seconds)
+        chunks = cut_chunks(info.duration, cfg.chunk_seconds, cfg.hop_seconds, cfg.min_last_seconds, cfg.min_file_seconds)
         if not chunks:
             out.drop("too_short", line=lineno, path=meta_path, seconds=info.duration)
             continue
