@@ -24,6 +24,7 @@ from .label_filter import LabelFilter
 from .label_selection import check_label_selection
 from .metadata import normalise_split
 from .metadata_splits import resolve_metadata
+from .moved_arguments import moved
 from .queries import ExampleConfig
 from .ranks import Ranks
 from .render_spec import RenderSpec
@@ -52,6 +53,16 @@ def stream_units(metadata: Metadata, split: str, spec: RenderSpec, options: Stre
     return plan_units(files[split], split, options.num_units)
 
 
+_MOVED = {name: f"options=StreamOptions({name}=...)" for name in (
+    "num_sources", "stems", "store_only", "on_failure", "failure_dir", "revision", "metadata_config", "seed",
+    "rank", "world_size")}
+_MOVED.update(num_shards="options=StreamOptions(num_units=...)", exclude_labels="labels=LabelFilter(..., exclude_labels=...)")
+_STREAM_MOVED = dict(_MOVED, shuffle_shards="ds.shuffle(seed=..., buffer_size=...)",
+                     shuffle_buffer="ds.shuffle(seed=..., buffer_size=...)")
+_ITER_MOVED = dict(_MOVED, shuffle_shards="options=StreamOptions(shuffle_units=..., seed=...)")
+
+
+@moved(**_STREAM_MOVED)
 def stream_mixtures(metadata: Metadata, dataset_paths: Paths = None, *, split: str = "train", store: Any = None,
                     sample_rate: int | None = None, targets: str | ExampleConfig = "all",
                     labels: Sequence[str] | LabelFilter | None = None,
@@ -105,6 +116,7 @@ def stream_mixtures(metadata: Metadata, dataset_paths: Paths = None, *, split: s
     return ds.with_format("torch") if as_torch else ds
 
 
+@moved(**_ITER_MOVED)
 def iter_mixtures(metadata: Metadata, dataset_paths: Paths = None, *, split: str = "train", store: Any = None,
                   sample_rate: int | None = None, targets: str | ExampleConfig = "all",
                   labels: Sequence[str] | LabelFilter | None = None,

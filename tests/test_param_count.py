@@ -93,7 +93,7 @@ def test_moved_keywords_are_refused_naming_the_new_place(tmp_path):
     line naming the new place, before any work (nothing is written)."""
     import pytest
 
-    from dataset_card.inspect_run import inspect
+    from dataset_card.inspect.run import inspect
     from mixing.check import check_corpora
     from mixing.evaluate import evaluate
     from mixing.moved_arguments import MovedArgumentError
