@@ -134,6 +134,7 @@ def render(metadata: PathLike, recipe: "RenderRecipe | PathLike | Mapping[str, s
     """
     from .recipe import RenderRecipe
     from .render_estimate import check_render_memory, check_space, estimate_render
+    from .ranks import Ranks
     from .render_job import RenderConfig, run_render
     from .render_options import RenderOptions
 
@@ -158,7 +159,7 @@ def render(metadata: PathLike, recipe: "RenderRecipe | PathLike | Mapping[str, s
     world_size = opts.world_size
     total = est.mixtures if world_size <= 1 else -(-est.mixtures // world_size)  # ranks share shards round-robin
     return run_render(os.fspath(metadata), config, split=split, num_sources=opts.num_sources,
-                      num_workers=opts.num_workers, rank=opts.rank, world_size=world_size, overwrite=opts.overwrite,
+                      num_workers=opts.num_workers, ranks=Ranks(opts.rank, world_size), overwrite=opts.overwrite,
                       progress=opts.progress, revision=revision, total=total)
 
 

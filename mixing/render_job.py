@@ -420,12 +420,17 @@ def merge_outputs(output: Path) -> dict[str, Any]:
 
 def run_render(metadata: str, opts: RenderConfig, *,
                split: str | None = None, num_sources: int | None = None, num_workers: int = 1,
-               rank: int = 0, world_size: int = 1, overwrite: bool = False,
+               ranks: Ranks | None = None, overwrite: bool = False,
                progress: bool | None = None, revision: str | None = None,
                total: int | None = None) -> RenderSummary:
-    """Render ``metadata`` into shards; ``total`` (mixtures of this rank, if known) gives the bar an ETA."""
+    """Render ``metadata`` into shards as ``ranks`` (default: rank 0 of 1; a
+    :class:`~mixing.ranks.Ranks`, checked when made); ``total`` (mixtures of this rank, if known)
+    gives the bar an ETA."""
     num_workers = numbers.WORKERS.check(num_workers, "num_workers")
-    ranks = Ranks.of(rank, world_size)
+    if ranks is None:
+        ranks = Ranks()
+    elif not isinstance(ranks, Ranks):
+        raise TypeError(f"ranks is a {type(ranks).__name__}; expected mixing.ranks.Ranks(rank, world_size)")
     output = Path(opts.output)
     with RankRun(output, ranks, markers=rank_markers(output, ranks.world_size), **LOCK_KINDS) as run:
         return _render_rank(run, metadata, opts, split=split, num_sources=num_sources, num_workers=num_workers,

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from . import numbers
 from .errors import HiveError
 from .label_filter import LabelFilter
-from .ranks.world import checked
+from .ranks.world import Ranks
 
 FORMATS = ("webdataset", "parquet")
 
@@ -48,9 +48,9 @@ class RenderOptions:
         numbers.check_fields(self, {"shard_size": numbers.COUNT, "num_workers": numbers.WORKERS},
                              where="render option", optional=False)
         numbers.check_fields(self, {"num_sources": numbers.COUNT}, where="render option")
-        rank, world_size = checked(self.rank, self.world_size)  # the rank executor's rule
-        object.__setattr__(self, "rank", rank)
-        object.__setattr__(self, "world_size", world_size)
+        ranks = Ranks.of(self.rank, self.world_size)  # the rank executor's rule
+        object.__setattr__(self, "rank", ranks.rank)
+        object.__setattr__(self, "world_size", ranks.world_size)
         if self.labels is not None and not isinstance(self.labels, LabelFilter):
             object.__setattr__(self, "labels", LabelFilter.make(self.labels))
         if self.on_estimate is not None and not callable(self.on_estimate):

@@ -19,7 +19,7 @@ from . import numbers
 from .errors import HiveError
 from .label_filter import LabelFilter
 from .queries import ExampleConfig
-from .ranks.world import checked
+from .ranks.world import Ranks
 from .recipe import STEM_MODES, RenderRecipe
 from .render_spec import FAILURE_POLICIES, RenderSpec
 from .validation import MAX_SOURCES
@@ -62,9 +62,9 @@ class StreamOptions:
     def __post_init__(self) -> None:
         numbers.check_fields(self, {"num_units": numbers.COUNT, "seed": numbers.SEED},
                              where="stream option", error=StreamOptionsError)
-        rank, world_size = checked(self.rank, self.world_size, error=StreamOptionsError)  # the rank executor's rule
-        object.__setattr__(self, "rank", rank)
-        object.__setattr__(self, "world_size", world_size)
+        ranks = Ranks.of(self.rank, self.world_size, error=StreamOptionsError)  # the rank executor's rule
+        object.__setattr__(self, "rank", ranks.rank)
+        object.__setattr__(self, "world_size", ranks.world_size)
         if self.num_sources is not None:
             n = self.num_sources
             if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_SOURCES:

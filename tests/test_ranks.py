@@ -160,12 +160,13 @@ def _entry_points(toy, ontology, out):
     from hive import iter_mixtures
     from mixing.dynamic import DynamicSpec  # noqa: F401 - the stream's dynamic side imports the executor
     from mixing.recipe import RenderRecipe
-    from mixing.render_job import RenderConfig, run_render
+    from mixing import api
+    from mixing.render_options import RenderOptions
     from mixing.store.build import StoreBuildConfig
 
     def render(rank, world):
-        run_render(str(toy.parquet_dir), RenderConfig(output=str(out), recipe=RenderRecipe.make(toy.dataset_paths)),
-                   rank=rank, world_size=world)
+        api.render(str(toy.parquet_dir), RenderRecipe.make(toy.dataset_paths), str(out),
+                   options=RenderOptions(rank=rank, world_size=world))
 
     def curate(rank, world):
         run_curate(CurateConfig(metadata=str(toy.parquet_dir), ontology=str(ontology), judge=JUDGE,
@@ -177,7 +178,7 @@ def _entry_points(toy, ontology, out):
         "mine": lambda rank, world: RunConfig(str(toy.labels_csv), str(out), rank=rank, world_size=world),
         "curate": curate,
         "stream": lambda rank, world: next(iter_mixtures(str(toy.parquet_dir), str(toy.dataset_paths),
-                                                         rank=rank, world_size=world)),
+                                                         options={"rank": rank, "world_size": world})),
     }
 
 
