@@ -1,3 +1,4 @@
+# Over 400 lines: the stage runner's ledger, config check and merge are one resumable contract, read top to bottom.
 """The stage runner: one stage over the sorted input, split across ranks, resumable, merged.
 
 Rank ``r`` of ``w`` takes ``items[r::w]`` of the input sorted by ``clip_id`` and writes, in the

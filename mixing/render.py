@@ -1,3 +1,4 @@
+# Over 400 lines: the decode path and the store path of one Renderer must give the same samples, so they sit side by side.
 """The render formula of the reference release, fast.
 
 Per source *i* (``sr`` = the file's native rate, ``sample_rate`` = the output rate):

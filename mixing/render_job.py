@@ -1,3 +1,4 @@
+# Over 400 lines: planning, the worker pool, resume and the merge of a render are one ledger contract.
 """The render job: metadata -> shards, resumable, parallel, with a failure manifest.
 
 * Records are grouped by (split, num_sources); the k-th valid record of a group goes to shard
