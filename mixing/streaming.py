@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import HiveError, InvalidRecordError
-from .failures import reason_of
 from .metadata import MixtureRecord
 from .metadata_splits import resolve_metadata
+from .ranks.failure_records import (
+    invalid_record_failure,
+    mixture_failure,
+    write_manifest,
+)
 from .render import RenderedMixture
 from .render_spec import FAILURE_POLICIES, FailurePolicy, RenderSpec
-from .resume import atomic_open
 from .stream_examples import array_example, encoded_example, iter_examples
 from .unit_rows import iter_piece_rows
 from .validation import parse_mixture
@@ -74,13 +77,10 @@ class StreamReport:
 
 
 def _failure_entry(rec: MixtureRecord | None, exc: BaseException) -> dict[str, Any]:
+    """The stream's failure_dir entry, from the one builder of failure-manifest entries."""
     if isinstance(exc, InvalidRecordError):
-        return {**exc.to_dict(), "split": None, "num_sources": None, "source": None, "path": None,
-                "message": str(exc)[:500]}
-    i = getattr(exc, "source_index", None)
-    return {"mix_id": rec.mix_id, "split": rec.split, "num_sources": rec.num_sources,
-            "source": None if i is None or rec is None else rec.sources[i].source_id,
-            "path": getattr(exc, "source_path", None), "reason": reason_of(exc), "message": str(exc)[:500]}
+        return invalid_record_failure(exc, split=None, num_sources=None, source=None, path=None)
+    return mixture_failure(rec, exc)
 
 
 def iter_unit_records(unit: WorkUnit, spec: RenderSpec, failures: list[dict[str, Any]]) -> Iterator[MixtureRecord]:
@@ -114,9 +114,7 @@ def _write_failures(spec: RenderSpec, unit: WorkUnit, failures: list[dict[str, A
     if not failures:
         path.unlink(missing_ok=True)  # a rerun after the corpus was fixed
         return
-    with atomic_open(path, "w") as fh:
-        for entry in failures:
-            fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+    write_manifest(path, failures)
 
 
 def _close_unit(unit: WorkUnit, spec: RenderSpec, failures: list[dict[str, Any]],
