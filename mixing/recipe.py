@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from .corpora import DatasetPaths
 from .errors import HiveError
+from .render import STEM_MODES
 from .validation import MAX_SAMPLE_RATE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .render import Renderer
 
-STEM_MODES = ("consistent", "reference")
 AUDIO_FORMATS = ("wav", "flac", "pcm16")
 
 
@@ -87,7 +87,6 @@ class RenderRecipe:
         sample_rate = check_sample_rate(sample_rate)
         if store is not None:
             from .store.layout import check_rate, read_manifest
-
             from .store.reader import SourceStore
 
             root = store.root if isinstance(store, SourceStore) else store  # an open store or its folder

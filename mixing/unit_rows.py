@@ -1,4 +1,4 @@
-"""Reading the rows of one piece of a work unit (:class:`mixing.work_units.Piece`).
+"""Pieces of work units (:class:`Piece`: a row range of one metadata file) and reading their rows.
 
 A Parquet piece reads only the row groups its row range needs; a process keeps the last few row
 groups it decoded (consecutive units of one file then decode each row group once). Local paths
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -17,9 +18,7 @@ import pyarrow.parquet as pq
 
 from .errors import MetadataSourceError
 from .metadata_io import filter_batch, iter_raw_rows
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .work_units import Piece
+from .metadata_source import MetadataFile
 
 _BATCH = 1024
 
@@ -40,6 +39,16 @@ def open_parquet_location(location: str) -> tuple[pq.ParquetFile, Any]:
         return pq.ParquetFile(handle), handle
     except (OSError, pa.ArrowInvalid) as exc:
         raise MetadataSourceError(f"{location}: not a readable Parquet file ({exc}); re-download it") from exc
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows ``[start:stop:step]`` of one metadata file (Parquet: file rows; others: raw rows)."""
+
+    file: MetadataFile
+    start: int = 0
+    stop: int | None = None
+    step: int = 1
 
 
 def parquet_num_rows(location: str) -> int:
@@ -158,7 +167,7 @@ def _iter_local_parquet_range(location: str, start: int, stop: int | None, split
             return
 
 
-def iter_piece_rows(piece: "Piece", split: str | None, num_sources: int | None) -> Iterator[Any]:
+def iter_piece_rows(piece: Piece, split: str | None, num_sources: int | None) -> Iterator[Any]:
     """The raw rows of one piece of a work unit, pre-filtered by split and number of sources."""
     file = piece.file
     if file.kind == "memory" and piece.step == 1:

@@ -1,6 +1,6 @@
 """Work units: how the stream and the ``datasets`` builder cut the metadata files of a split.
 
-A :class:`WorkUnit` is a tuple of :class:`Piece` objects: a contiguous row range of a Parquet file
+A :class:`WorkUnit` is a tuple of :class:`~mixing.unit_rows.Piece` objects: a contiguous row range of a Parquet file
 (only the row groups it needs are read) or every ``step``-th row of another file. Units are what
 goes into the *list* in ``gen_kwargs`` (key ``units``), so ``num_proc``, ``split_dataset_by_node``
 and DataLoader workers divide the work by unit, and each unit is rendered by exactly one process.
@@ -19,22 +19,14 @@ from typing import Sequence
 from .metadata import normalise_split
 from .metadata_memory import num_rows as memory_num_rows
 from .metadata_source import MetadataFile
-from .unit_rows import parquet_num_rows
+from .unit_rows import Piece, parquet_num_rows
+
+__all__ = ["AUTO_UNIT_MULTIPLE", "Piece", "WorkUnit", "auto_num_units", "plan_units"]
 
 #: default number of work units per split is a multiple of this (divisible by 1-6, 8, 10, 12,
 #: 15, 16, 20, 24, 30, 40, 48, 60, 80, 120, 240 nodes x workers), so ``split_dataset_by_node``
 #: can give whole units to each node instead of skipping examples
 AUTO_UNIT_MULTIPLE = 240
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Rows ``[start:stop:step]`` of one metadata file (Parquet: file rows; others: raw rows)."""
-
-    file: MetadataFile
-    start: int = 0
-    stop: int | None = None
-    step: int = 1
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each rank scores the mixtures ``sorted(mix_id)[rank::N]``; after a barrier the main process
 merges every rank's scores and applies the keep policy. On CPU this script runs with
 ``PartialState(cpu=True)``. No logic here: it maps the launcher's ranks onto
-``hive curate --rank --world-size`` (:func:`mixing.ranks.launch.run_as_rank`).
+``hive curate --rank --world-size`` (:func:`mixing.cli.launch.run_as_rank`).
 """
 
 import sys
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not installed
 
-from mixing.ranks.launch import run_as_rank  # noqa: E402
+from mixing.cli.launch import run_as_rank  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_as_rank(["curate"]))

@@ -2,7 +2,7 @@
 
 Each rank builds its share of the plan's units (unit % world == rank); the last rank to finish
 merges the index. On CPU this script runs with ``PartialState(cpu=True)``. No logic here: it only
-maps the launcher's ranks onto ``hive store build --rank --world-size`` (:func:`mixing.ranks.launch.run_as_rank`).
+maps the launcher's ranks onto ``hive store build --rank --world-size`` (:func:`mixing.cli.launch.run_as_rank`).
 """
 
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not installed
 
-from mixing.ranks.launch import run_as_rank  # noqa: E402
+from mixing.cli.launch import run_as_rank  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_as_rank(["store", "build"]))

@@ -17,7 +17,7 @@ from mixing.cli import build_parser, main
 from mixing.errors import HiveError
 from mixing.numbers import NumberError
 from mixing.ranks import RankRun, Ranks, Wait, failure_record, world, write_manifest
-from mixing.ranks.options import add_rank_options
+from mixing.cli.rank_options import add_rank_options
 from mixing.resume import RankMarkers
 
 JUDGE = "openai:url=http://127.0.0.1:9/v1,model=x"
@@ -137,7 +137,7 @@ def test_every_command_refuses_bad_ranks_in_one_line_before_any_work(toy_corpus,
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_takes_its_rank_options_from_the_executor(command):
-    """The same options everywhere: made by :func:`mixing.ranks.options.add_rank_options`."""
+    """The same options everywhere: made by :func:`mixing.cli.rank_options.add_rank_options`."""
     reference = argparse.ArgumentParser()
     add_rank_options(reference)
     want = {a.dest: a for a in reference._actions if a.dest in ("rank", "world_size")}

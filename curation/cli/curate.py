@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mixing.cli import argtypes as at
-from mixing.ranks.options import add_rank_options
-
+from mixing.cli.rank_options import add_rank_options
 
 HELP = "score mixtures with an audio LLM and keep the best"
 
@@ -101,7 +100,12 @@ def _report(result, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from curation.curate.job import CurateConfig, CurateError, CurateFailedError, run_curate
+    from curation.curate.job import (
+        CurateConfig,
+        CurateError,
+        CurateFailedError,
+        run_curate,
+    )
     from mixing import packaged
 
     if args.keep_rule == "reference" and (args.keep is not None or args.min_score is not None):

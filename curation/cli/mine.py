@@ -14,8 +14,7 @@ import sys
 
 from mixing import numbers
 from mixing.cli import argtypes as at
-from mixing.ranks.options import add_rank_options
-
+from mixing.cli.rank_options import add_rank_options
 
 HELP = "run one stage of the six-stage single-event mining pipeline"
 
@@ -118,7 +117,12 @@ def io(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from curation.runner import (
-        FAILURES_NAME, ModelFailureError, RunConfig, failure_message, merge_outputs, run_stage,
+        FAILURES_NAME,
+        ModelFailureError,
+        RunConfig,
+        failure_message,
+        merge_outputs,
+        run_stage,
     )
     from curation.stages import STAGES
 

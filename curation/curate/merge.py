@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from mixing import __version__
 from mixing.metadata import MixtureRecord
@@ -28,8 +28,9 @@ from .policy import Candidate, Decision
 from .report import ScoresWriter, SummaryBuilder, format_summary
 from .scoring import SCORED, UNSCORED, MixtureScore
 
-if TYPE_CHECKING:
-    from .job import _Run
+#: the job's run state (:class:`curation.curate.job._Run`: config, policy, output, records, markers);
+#: named, not imported, so the job imports the merge and not the other way round
+_Run = Any
 
 
 def _iter_scores(path: Path) -> Iterator[MixtureScore]:

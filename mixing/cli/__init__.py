@@ -18,7 +18,8 @@ SUBCOMMANDS = Registry()
 
 def version() -> str:
     """The installed distribution's version (``hive-uss``), else the source tree's."""
-    from importlib.metadata import PackageNotFoundError, version as dist_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
     try:
         return dist_version("hive-uss")
@@ -92,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.verbose)
     from mixing.errors import HiveError, describe_os_error
-    from mixing.output_folder import release_all
-
     from mixing.memory_estimate import ENV as MEMORY_ENV
+    from mixing.output_folder import release_all
 
     previous_cap = os.environ.get(MEMORY_ENV)
     claims: list = []
@@ -142,10 +142,10 @@ def _refuse(command: str, message: str) -> int:
 def _check_args(args: argparse.Namespace) -> None:
     """Checks across flags, before any work: the rank fits the world size, and a --split /
     --num-sources filter of --metadata selects something (else the error lists what exists)."""
-    from mixing.cli.argtypes import check_rank
+    from mixing.cli.rank_options import rank_problem
     from mixing.errors import HiveError
 
-    problem = check_rank(args)
+    problem = rank_problem(args)
     if problem:
         raise HiveError(problem)
     metadata = getattr(args, "metadata", None)

@@ -121,14 +121,6 @@ def env_int(name: str, default: int) -> str:
     return n.env_text(name, default)
 
 
-def check_rank(args: argparse.Namespace) -> str | None:
-    """The problem with ``--rank`` / ``--world-size`` (None when fine or absent): checked by the rank
-    executor, the one place ranks are checked (:func:`mixing.ranks.options.rank_problem`)."""
-    from mixing.ranks.options import rank_problem
-
-    return rank_problem(args)
-
-
 def numeric_actions(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Action]]:
     """``(command path, action)`` of every option of ``parser`` and its subparsers that takes a
     number: a checked type, ``int``/``float`` as type, or a numeric default without a type."""

@@ -7,8 +7,7 @@ import os
 
 from mixing.cli import argtypes as at
 from mixing.cli.label_args import add_label_arguments, label_filter
-from mixing.ranks.options import add_rank_options
-
+from mixing.cli.rank_options import add_rank_options
 
 HELP = "render mixtures and stems into WebDataset or Parquet shards"
 

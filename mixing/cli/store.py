@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 
 from mixing.cli import argtypes as at
-from mixing.ranks.options import add_rank_options
-
+from mixing.cli.rank_options import add_rank_options
 
 HELP = "build, describe or verify a source store (every source chunk decoded once)"
 
@@ -78,8 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _inputs(args: argparse.Namespace) -> list:
     from mixing.errors import HiveError
-    from mixing.metadata_io import open_metadata
     from mixing.metadata import normalise_split
+    from mixing.metadata_io import open_metadata
     from mixing.validation import ValidationReport
 
     if not args.metadata and not args.pool:

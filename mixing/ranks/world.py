@@ -1,7 +1,7 @@
 """This process's rank and the world size, checked in one place, and this rank's share of the work.
 
 A :class:`Ranks` is made from keyword arguments (the Python API), the command line
-(:mod:`mixing.ranks.options`), ``$RANK``/``$WORLD_SIZE`` (:meth:`Ranks.from_env`) or accelerate's
+(:mod:`mixing.cli.rank_options`), ``$RANK``/``$WORLD_SIZE`` (:meth:`Ranks.from_env`) or accelerate's
 ``PartialState`` (:meth:`Ranks.from_accelerate`). Whichever way, both numbers pass the one
 checked-number rule (:data:`mixing.numbers.RANK`, :data:`mixing.numbers.WORLD_SIZE`: ``RANK=abc``
 and ``--world-size 1e20`` are refused) and the rank must lie in ``0 .. world_size - 1``.

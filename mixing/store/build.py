@@ -37,7 +37,7 @@ from ..corpora import DatasetPaths
 from ..errors import HiveError, StoreStaleError
 from ..locks import FolderLockedError, RankLock
 from ..ranks import RankRun, Ranks, RankSummary, failure_record, write_manifest
-from ..render import resampled_chunk
+from ..source_chunk import resampled_chunk
 from ..resume import AtomicFile, atomic_write_json, discard_tmp, remove_stale_tmp
 from ..workers import map_unordered
 from .index import INDEX_SCHEMA, ChunkIndex, concat, read_table, rows_table

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..corpora import DatasetPaths
 from ..errors import HiveError
-from ..render import resampled_chunk
+from ..source_chunk import resampled_chunk
 from .reader import SourceStore
 
 DEFAULT_SAMPLE = 32

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from .world import Ranks
+from mixing.ranks.world import Ranks
 
 
 def run_as_rank(command: Sequence[str], argv: Sequence[str] | None = None, *, gpu: bool = False) -> int:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..numbers import NumberError
-from .world import Ranks
+from mixing.numbers import NumberError
+from mixing.ranks.world import Ranks
+
+from . import argtypes as at
 
 #: the names the command line gives the two numbers in messages
 CLI_NAMES = ("--rank", "--world-size")
@@ -21,8 +23,6 @@ CLI_NAMES = ("--rank", "--world-size")
 
 def add_rank_options(p: argparse.ArgumentParser) -> None:
     """Add ``--rank`` and ``--world-size`` (defaults ``$RANK`` and ``$WORLD_SIZE``)."""
-    from mixing.cli import argtypes as at
-
     p.add_argument("--rank", type=at.rank, default=at.env_int("RANK", 0),
                    help="this process's rank (default $RANK; set by accelerate launch)")
     p.add_argument("--world-size", type=at.world_size, default=at.env_int("WORLD_SIZE", 1),
