@@ -20,15 +20,15 @@ def run_as_rank(command: Sequence[str], argv: Sequence[str] | None = None, *, gp
 
     ``gpu``: use CUDA when there is one, and give each process its own device (``--device
     cuda:<local index>``) unless the arguments name one (``merge`` takes no device)."""
-    from accelerate import PartialState
+    from mixing import optional
 
+    accelerate = optional.require("accelerate", "accelerate launch scripts/*.py", "models")
     args = list(sys.argv[1:] if argv is None else argv)
     cpu = True
     if gpu:
-        import torch
-
+        torch = optional.require("torch", "accelerate launch with GPUs", "models")
         cpu = not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)
+    state = accelerate.PartialState(cpu=cpu)
     full = [*command, *args, *Ranks.from_accelerate(state).flags()]
     if gpu and state.device.type == "cuda" and "--device" not in args and args[:1] != ["merge"]:
         full += ["--device", f"cuda:{state.local_process_index}"]

@@ -65,9 +65,9 @@ class Ranks:
     def from_accelerate(cls, state: Any = None, *, cpu: bool = False) -> "Ranks":
         """The ranks of an accelerate launch: ``state`` (a ``PartialState``), or one made here."""
         if state is None:
-            from accelerate import PartialState
+            from .. import optional
 
-            state = PartialState(cpu=cpu)
+            state = optional.require("accelerate", "Ranks.from_accelerate", "models").PartialState(cpu=cpu)
         return cls.of(state.process_index, state.num_processes, names=("process_index", "num_processes"))
 
     @property
