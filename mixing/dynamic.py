@@ -25,7 +25,6 @@ the entries) is loaded once per process and the synthesizer kept across epochs.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -43,6 +42,7 @@ from .label_filter import LabelFilter
 from .levels import measure_levels
 from .metadata import MixtureRecord
 from .pool import PoolEntry
+from .per_thread import per_thread_cache
 from .queries import ExampleConfig, QueryMaker
 from .ranks import Ranks
 from .recipe import RenderRecipe
@@ -237,7 +237,7 @@ def _in_store(store: Any, e: PoolEntry) -> bool:
     return store.find(version, start, stop) >= 0
 
 
-@functools.lru_cache(maxsize=4)
+@per_thread_cache(maxsize=4)
 def _state(pool: Any, store: str, config_json: str, ontology: str | None, examples: ExampleConfig) -> _State:
     return _State(pool, store, config_json, ontology, examples)
 

@@ -19,7 +19,6 @@ A recipe is small and hashable: it travels into process pools, ``datasets`` ``ge
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from .corpora import DatasetPaths
 from .errors import HiveError
+from .per_thread import per_thread_cache
 from .render import STEM_MODES
 from .validation import MAX_SAMPLE_RATE
 
@@ -126,8 +126,9 @@ class RenderRecipe:
         return {"stems": self.stems, "sample_rate": self.sample_rate, "audio_format": self.audio_format}
 
     def renderer(self) -> "Renderer":
-        """This process's renderer for this recipe (built once per process and kept, so its file
-        caches and open store survive across calls and epochs)."""
+        """This thread's renderer for this recipe (built once per thread of a process and kept, so
+        its file caches and open store survive across calls and epochs; a renderer is not shared
+        between threads: :mod:`mixing.per_thread`)."""
         return _renderer(self)
 
     def fresh_renderer(self) -> "Renderer":
@@ -142,6 +143,6 @@ def _build(recipe: RenderRecipe) -> "Renderer":
                     store=recipe.store, store_only=recipe.store_only)
 
 
-@functools.lru_cache(maxsize=4)
+@per_thread_cache(maxsize=4)
 def _renderer(recipe: RenderRecipe) -> "Renderer":
     return _build(recipe)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -65,7 +66,9 @@ def parquet_num_rows(location: str) -> int:
 class _RowGroupCache:
     """The last few row groups this process decoded (work units cut a file's row groups into
     row ranges, and one process often renders consecutive units of one file: each row group is
-    then decoded once, not once per unit). Local files only; keyed by path, size and mtime."""
+    then decoded once, not once per unit). Local files only; keyed by path, size and mtime.
+    One per thread (:func:`_row_groups`): a Parquet reader must not be shared between threads
+    (``datasets`` reads several units at once from threads; a shared reader fails or crashes)."""
 
     def __init__(self, size: int = 4):
         self.size = size
@@ -108,7 +111,17 @@ class _RowGroupCache:
         return entry
 
 
-_ROW_GROUPS = _RowGroupCache()
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        self.cache = _RowGroupCache()
+
+
+_CACHES = _PerThread()
+
+
+def _row_groups() -> _RowGroupCache:
+    """This thread's row-group cache."""
+    return _CACHES.cache
 
 
 def _iter_parquet_range(location: str, start: int, stop: int | None, split: str | None,
@@ -148,7 +161,7 @@ def _iter_parquet_range(location: str, start: int, stop: int | None, split: str 
 
 def _iter_local_parquet_range(location: str, start: int, stop: int | None, split: str | None,
                               num_sources: int | None) -> Iterator[Any]:
-    md = _ROW_GROUPS.file(location).metadata
+    md = _row_groups().file(location).metadata
     stop = md.num_rows if stop is None else min(stop, md.num_rows)
     offset = 0
     for g in range(md.num_row_groups):
@@ -159,7 +172,7 @@ def _iter_local_parquet_range(location: str, start: int, stop: int | None, split
             if offset >= stop:
                 return
             continue
-        table, rows = _ROW_GROUPS.row_group(location, g, split, num_sources)
+        table, rows = _row_groups().row_group(location, g, split, num_sources)
         i0, i1 = int(np.searchsorted(rows, lo)), int(np.searchsorted(rows, hi))
         for first in range(i0, i1, _BATCH):
             yield from table.slice(first, min(_BATCH, i1 - first)).to_pylist()

@@ -241,3 +241,37 @@ def test_builder_cache_key_follows_the_files_the_metadata_reads(tmp_path, record
     listed = folder / "data" / "2mix" / "train-00000-of-00001.parquet"
     os.utime(listed, ns=(1, 1))
     assert key() != first
+
+
+def test_row_ranges_of_one_file_read_from_many_threads_at_once(tmp_path):
+    """``datasets`` reads several work units at once from threads (a shuffled IterableDataset): the
+    row-group cache of one process must not share a Parquet reader between threads."""
+    import threading
+
+    from mixing.metadata_source import MetadataFile
+    from mixing.unit_rows import Piece, iter_piece_rows
+
+    path = tmp_path / "train.parquet"
+    write_parquet(make_records(600, seed=3), path, row_group_size=50)
+    pieces = [Piece(MetadataFile("parquet", str(path)), start, start + 75) for start in range(0, 600, 75)]
+    want = [[r["mix_id"] for r in iter_piece_rows(p, None, None)] for p in pieces]
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def read(k: int) -> None:
+        start.wait()
+        try:
+            for _ in range(40):
+                for i in (k, *range(len(pieces))):
+                    got = [r["mix_id"] for r in iter_piece_rows(pieces[i], None, None)]
+                    assert got == want[i]
+        except BaseException as exc:  # noqa: BLE001 - reported below with the thread's failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"{len(errors)} of 8 threads failed; first: {errors[0]!r}"
+    assert sum(len(w) for w in want) == 600

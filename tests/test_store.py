@@ -448,6 +448,41 @@ def test_the_recipe_is_the_only_way_production_code_builds_a_renderer():
     assert found == ["mixing/recipe.py:123"] or (len(found) == 1 and found[0].startswith("mixing/recipe.py")), found
 
 
+def test_each_thread_renders_with_its_own_renderer(toy_corpus, toy_store):
+    """``datasets`` renders several work units of one worker at once from threads; a renderer hands
+    out reused output buffers, so each thread has its own (and keeps it), and concurrent renders
+    give the samples of a serial one."""
+    import threading
+
+    from mixing.recipe import RenderRecipe
+
+    recipe = RenderRecipe.make(None, store=str(toy_store()))
+    recs = records(toy_corpus, "validation")[:12]
+    serial = {r.mix_id: recipe.renderer().render(r).stems.copy() for r in recs}
+    seen: dict[int, list] = {}
+    bad: list[str] = []
+    start = threading.Barrier(4)
+
+    def work(k: int) -> None:
+        start.wait()
+        for _ in range(5):
+            renderer = recipe.renderer()
+            seen.setdefault(k, []).append(renderer)
+            for r in recs:
+                got = renderer.render(r).stems
+                if not np.array_equal(got, serial[r.mix_id]):
+                    bad.append(f"thread {k}: {r.mix_id}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []
+    assert all(len({id(x) for x in v}) == 1 for v in seen.values())  # one renderer per thread, kept
+    assert len({id(v[0]) for v in seen.values()} | {id(recipe.renderer())}) == 5  # none shared
+
+
 def _big_metadata(corpus, path: Path, copies: int = 3) -> int:
     from mixing.metadata_io import write_jsonl
 
