@@ -21,7 +21,7 @@ from curation.stages.single_event import parse_bool
 from curation.stages.single_label import label_list
 from mixing.audio import probe, read_frames, resample, resampled_length, to_mono
 from mixing.corpora import DatasetPaths
-from mixing.toy import build_toy_corpus, write_toy_ontology
+from mixing.toy import write_toy_ontology
 
 DATA = packaged.data_path("hive_ontology.json").parent
 HIVE_ONT = DATA / "hive_ontology.json"
@@ -90,8 +90,8 @@ class FakeSuperResolver:
 
 # ---- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return build_toy_corpus(tmp_path_factory.mktemp("mine_stages") / "toy")
+def toy(toy_corpus):
+    return toy_corpus  # the session's toy corpus (read-only here: outputs go to their own folders)
 
 
 @pytest.fixture(scope="module")

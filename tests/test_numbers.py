@@ -82,10 +82,8 @@ def _refused(proc: subprocess.CompletedProcess, command: str, *expected: str) ->
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from mixing.toy import build_toy_corpus
-
-    return build_toy_corpus(tmp_path_factory.mktemp("numbers") / "toy")
+def toy(toy_corpus):
+    return toy_corpus  # the session's toy corpus (read-only here)
 
 
 def _synth(toy, out: Path) -> list[str]:
