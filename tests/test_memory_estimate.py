@@ -170,3 +170,18 @@ def test_a_bad_cap_is_one_line(toy_corpus, tmp_path, capsys):
     assert proc.returncode == 2, proc.stderr
     assert "environment variable HIVE_MAX_MEMORY: 'plenty' is not a memory size" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_available_memory_is_read_at_most_once_a_second_per_process(monkeypatch):
+    """The stream checks the cap for every mixture; reading /proc and the cgroup files each time
+    cost a fifth of its time, so a reading is reused for AVAILABLE_TTL_S seconds."""
+    from mixing import memory_estimate as me
+
+    reads = []
+    monkeypatch.setattr(me, "_last_reading", None)
+    monkeypatch.setattr(me, "_read_available_memory", lambda: reads.append(1) or 1000 * len(reads))
+    assert [me.available_memory() for _ in range(100)] == [1000] * 100 and len(reads) == 1
+    assert me.available_memory(max_age=0) == 2000 and len(reads) == 2  # a fresh reading when asked
+    clock = [me.time.monotonic() + me.AVAILABLE_TTL_S + 0.01]
+    monkeypatch.setattr(me.time, "monotonic", lambda: clock[0])
+    assert me.available_memory() == 3000 and len(reads) == 3  # an old reading is replaced
