@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mixing import optional
-from mixing.plotting import literal_text
+from mixing.plotting import literal_text, new_figure
 from mixing.resume import AtomicFile
 
 from .stats import SNR_MAX, SNR_MIN, CardStats
@@ -22,12 +21,7 @@ _PNG_METADATA = {"Software": None}
 
 
 def _figure(width: float, height: float):
-    what = "drawing the card's plots"
-    FigureCanvasAgg = optional.require("matplotlib.backends.backend_agg", what, "card").FigureCanvasAgg
-    Figure = optional.require("matplotlib.figure", what, "card").Figure
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height, "drawing the card's plots")
 
 
 @literal_text

@@ -34,3 +34,14 @@ def literal_text(fn: F) -> F:
 
     wrapper.__hive_literal_text__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def new_figure(width: float, height: float, what: str, extra: str = "card") -> Any:
+    """A matplotlib ``Figure`` of ``width`` x ``height`` inches at 100 dpi on the Agg canvas (no
+    display, no global pyplot state); a missing matplotlib is one line naming ``what`` and ``extra``."""
+    from . import optional
+
+    canvas = optional.require("matplotlib.backends.backend_agg", what, extra).FigureCanvasAgg
+    fig = optional.require("matplotlib.figure", what, extra).Figure(figsize=(width, height), dpi=100)
+    canvas(fig)
+    return fig

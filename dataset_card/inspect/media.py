@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mixing import optional
-from mixing.plotting import literal_text
+from mixing.plotting import literal_text, new_figure
 from mixing.resume import atomic_write_bytes
 from mixing.shards import float_wav_bytes
 
@@ -77,12 +76,7 @@ def stft_db(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
 
 
 def _figure(width: float, height: float):
-    what = "drawing spectrograms"
-    FigureCanvasAgg = optional.require("matplotlib.backends.backend_agg", what, "card").FigureCanvasAgg
-    Figure = optional.require("matplotlib.figure", what, "card").Figure
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height, 'drawing spectrograms')
 
 
 @literal_text
