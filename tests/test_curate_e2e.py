@@ -302,6 +302,25 @@ def test_stems_read_from_rendered_shards(toy, rendered_toy, ontology, server, tm
     assert json.loads((tmp_path / "o" / "provenance.json").read_text())["audio"].startswith("rendered: ")
 
 
+@pytest.mark.slow  # end to end over the toy corpus
+def test_stems_from_a_source_store_alone_score_as_from_the_corpora(toy, toy_store, ontology, server, oracle_run,
+                                                                   tmp_path):
+    """``hive curate --store`` without ``--dataset-paths``: stems rendered from the store (the
+    corpora are not needed); the oracle is right on every judged source, the same sources as with
+    the corpora."""
+    rc = hive(["curate", "--metadata", str(toy.parquet_dir), "--store", str(toy_store()),
+               "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(tmp_path / "s"),
+               "--no-progress"])
+    assert rc == 0
+    sources = _table(tmp_path / "s" / "scores" / "sources.parquet")
+    judged = [s for s in sources if s["status"] == "scored"]
+    assert judged and all(s["correct"] for s in judged)
+    with_corpora = _table(oracle_run[0] / "scores" / "sources.parquet")
+    assert [(s["mix_id"], s["source_id"], s["status"]) for s in sources] == \
+        [(s["mix_id"], s["source_id"], s["status"]) for s in with_corpora]
+    assert "source store" in json.loads((tmp_path / "s" / "provenance.json").read_text())["audio"]
+
+
 # ---- failing judges ------------------------------------------------------------------------------
 @pytest.mark.slow  # end to end over the toy corpus
 def test_garbage_answers_and_http_errors_end_unscored(toy, ontology, server, oracle_run, tmp_path, capsys):
