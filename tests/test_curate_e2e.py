@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import io
 import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -446,7 +448,7 @@ def test_always_answering_the_first_option_scores_chance(server, tmp_path):
 
 # ---- accelerate ----------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
 def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy, ontology, server, tmp_path):
     """Two CPU processes on the validation split (groups never span splits, so its kept set is
     the one the single-process run over every split chose)."""
@@ -456,8 +458,9 @@ def test_accelerate_launch_with_two_processes_keeps_the_same_set(oracle_run, toy
            "OMP_NUM_THREADS": "1"}
     before = server.total()
     proc = subprocess.run(
-        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "scripts" / "curate.py"),
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+         str(REPO / "scripts" / "curate.py"),
          "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
          "--ontology", str(ontology), "--judge", server.spec("oracle"), "--output", str(out),
          "--split", "validation", "--no-progress"],
@@ -582,14 +585,15 @@ def test_curation_reads_a_pcm16_reference_render(toy, ontology, server, request,
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
 def test_accelerate_launch_with_a_failing_judge_exits_non_zero_and_keeps_nothing(toy, ontology, server, tmp_path):
     out = tmp_path / "acc_error"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "scripts" / "curate.py"),
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+         str(REPO / "scripts" / "curate.py"),
          "--metadata", str(toy.parquet_dir), "--dataset-paths", str(toy.dataset_paths),
          "--ontology", str(ontology), "--judge", server.spec("error"), "--output", str(out),
          "--split", "validation", "--no-progress"],
