@@ -47,6 +47,7 @@ import soundfile as sf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mixing.corpora import DatasetPaths  # noqa: E402
 from mixing.metadata import MixtureRecord, SourceRecord  # noqa: E402
@@ -144,7 +145,7 @@ def build_metadata(root: Path, chunks: list[tuple[str, float, float]], num_mixtu
 # ---- (b) the straightforward implementation --------------------------------------------------------
 def straightforward(records: list[MixtureRecord], dataset_paths: Path, out: Path) -> None:
     """Per mixture, per source: whole-chunk read, librosa soxr_hq, crop, weight; consistent stems."""
-    import librosa
+    from reference_formula import reference_stems
 
     paths = DatasetPaths.from_json(dataset_paths)
     groups: dict[int, list[MixtureRecord]] = defaultdict(list)
@@ -153,24 +154,7 @@ def straightforward(records: list[MixtureRecord], dataset_paths: Path, out: Path
     for n, recs in sorted(groups.items()):
         writer = WebDatasetShardWriter(out / f"{n}mix.tar", "wav")
         for rec in recs:
-            T = int(rec.target_duration * SR)
-            weighted = []
-            for src in rec.sources:
-                local = str(paths.resolve(src.path))
-                info = sf.info(local)
-                sr = info.samplerate
-                a, b = int(src.chunk_start_second * sr), int(src.chunk_end_second * sr)
-                b = min(b, info.frames) if b - info.frames <= 10 else b
-                y, _ = sf.read(local, start=a, stop=b, dtype="float64", always_2d=True)
-                y = y.mean(axis=1)
-                y = librosa.resample(y, orig_sr=sr, target_sr=SR, res_type="soxr_hq")
-                c0, c1 = int(src.crop_start_second * SR), int(src.crop_end_second * SR)
-                if len(y) < c1:
-                    y = np.pad(y, (0, c1 - len(y)))
-                seg = y[c0:c1]
-                seg = np.pad(seg, (0, T - len(seg))) if len(seg) < T else seg[:T]
-                weighted.append(seg * src.applied_weight)
-            stems = np.stack(weighted) * rec.global_normalization_factor
+            stems = reference_stems(rec, paths, SR)
             writer.add(RenderedMixture(rec, stems.sum(axis=0).astype(np.float32), stems.astype(np.float32),
                                        SR, "consistent", rec.global_normalization_factor))
         writer.close()

@@ -97,29 +97,13 @@ def build(records, dp, out: Path, rate: int) -> dict:
 
 def reference_render(records, dp) -> int:
     """The reference release's formula written plainly, per mixture, per source (no caching)."""
-    import librosa
-    import soundfile as sf
+    from reference_formula import reference_stems
 
     from mixing.corpora import DatasetPaths
 
     paths = DatasetPaths.from_json(dp)
     for rec in records:
-        sr_out = rec.sample_rate
-        T = int(rec.target_duration * sr_out)
-        stems = []
-        for src in rec.sources:
-            local = str(paths.resolve(src.path))
-            info = sf.info(local)
-            sr = info.samplerate
-            a, b = int(src.chunk_start_second * sr), int(src.chunk_end_second * sr)
-            b = min(b, info.frames) if b - info.frames <= 10 else b
-            y, _ = sf.read(local, start=a, stop=b, dtype="float64", always_2d=True)
-            y = librosa.resample(y.mean(axis=1), orig_sr=sr, target_sr=sr_out, res_type="soxr_hq")
-            c0, c1 = int(src.crop_start_second * sr_out), int(src.crop_end_second * sr_out)
-            y = np.pad(y, (0, max(0, c1 - len(y))))[c0:c1]
-            y = np.pad(y, (0, max(0, T - len(y))))[:T]
-            stems.append(y * src.applied_weight * rec.global_normalization_factor)
-        stems = np.stack(stems)
+        stems = reference_stems(rec, paths)
         _ = (stems.sum(axis=0).astype(np.float32), stems.astype(np.float32))
     return len(records)
 
