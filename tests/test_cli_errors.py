@@ -17,17 +17,10 @@ import pytest
 
 from mixing.cli import main
 
+from cli_output import one_error_line as _one_error_line
+
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _one_error_line(capsys, command: str) -> str:
-    """The single stderr line of a refused command (and nothing that looks like a traceback)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"hive {command}: error: "), err
-    return lines[0]
 
 
 @pytest.fixture

@@ -18,16 +18,10 @@ import pytest
 from mixing.cli import main
 from mixing.metadata_io import iter_records, write_jsonl
 
+from cli_output import one_error_line as _one_error_line
+
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _one_error_line(capsys, command: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"hive {command}: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
