@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from mixing.errors import HiveError
+from mixing.memory_estimate import size_text
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +135,7 @@ class PublishResult:
 
 
 def _human(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} GB"  # pragma: no cover
+    return size_text(n, binary=False)
 
 
 # ---- token handling ------------------------------------------------------------------------------

@@ -56,12 +56,14 @@ class MemoryCapError(HiveError, MemoryError):
     """A request would need more memory than the cap allows (refused before anything is allocated)."""
 
 
-def size_text(n: float) -> str:
-    """``n`` bytes in binary units (``20.6 GiB``)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+def size_text(n: float, binary: bool = True) -> str:
+    """``n`` bytes for a person: binary units (``20.6 GiB``; memory), or with ``binary=False``
+    decimal ones (``50.8 MB``; files and disks). The one size formatter of the project."""
+    step, units = (1024, ("B", "KiB", "MiB", "GiB", "TiB")) if binary else (1000, ("B", "kB", "MB", "GB", "TB"))
+    for unit in units:
+        if abs(n) < step or unit == units[-1]:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        n /= step
     raise AssertionError  # pragma: no cover
 
 

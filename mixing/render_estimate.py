@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import HiveError
 from .memory_estimate import (
-    CHUNK_CACHE_BYTES, RENDER_PER_FRAME, MemoryCap, check_memory, describe_mixture,
+    CHUNK_CACHE_BYTES, RENDER_PER_FRAME, MemoryCap, check_memory, describe_mixture, size_text,
 )
 from .metadata_io import MetadataSource, open_metadata
 from .validation import ValidationReport
@@ -64,11 +64,7 @@ class RenderEstimate:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError  # pragma: no cover
+    return size_text(n, binary=False)
 
 
 def free_space(path: str | os.PathLike) -> int:

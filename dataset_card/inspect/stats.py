@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mixing.memory_estimate import size_text
 from mixing.metadata import MixtureRecord
 from mixing.plotting import literal_text
 
@@ -76,12 +77,7 @@ class InspectStats:
 
 
 def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
+    return size_text(n, binary=False)
 
 
 @literal_text
