@@ -166,7 +166,6 @@ class _State:
                  examples: ExampleConfig):
         from .ontology import Ontology
         from .packaged import hive_ontology_path
-        from .store import SourceStore
         from .synthesis.config import SynthesisConfig
         from .synthesis import Synthesizer, load_pool
 
@@ -176,8 +175,8 @@ class _State:
         if not entries:
             raise DynamicMixingError(f"{where} holds no clip; dynamic mixing draws from single-event clips "
                                      "(a `hive mine` pool or a labelled list made into one)")
-        store_obj = SourceStore(store)
-        in_store = [e for e in entries if e.split != cfg.split or _in_store(store_obj, e)]
+        self.renderer = RenderRecipe.make(None, store=store, sample_rate=cfg.sample_rate).renderer()
+        in_store = [e for e in entries if e.split != cfg.split or _in_store(self.renderer.store, e)]
         missing = len(entries) - len(in_store)
         if missing and len(in_store) == sum(e.split != cfg.split for e in entries):
             raise DynamicMixingError(f"the source store {store} holds none of the {missing} clips of split "
@@ -190,7 +189,6 @@ class _State:
         self.synth = Synthesizer(in_store, cfg, ontology=onto)
         if missing:
             self.synth.pool_dropped["not_in_store"] = missing
-        self.renderer = RenderRecipe.make(None, store=store, sample_rate=cfg.sample_rate).renderer()
         self.levels = _CropLevels(cfg)
         self.mix_id_prefix = f"{cfg.mix_id_prefix}_{cfg.split}"
         self.labels = cfg.label_filter(None if ontology is None else ontology)

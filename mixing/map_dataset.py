@@ -92,11 +92,9 @@ class HiveMapDataset(_Base):  # type: ignore[misc,valid-type]
     # ---- the protocol ------------------------------------------------------------------------
     def maker(self) -> QueryMaker:
         if self._maker is None:
-            vocab = None
-            if self.labels is not None and self.labels.labels is not None:
-                vocab = self.labels.resolved().included_names() or None
-            self._maker = QueryMaker(self.examples, selected=None if self.labels is None else self.labels.passing,
-                                     vocabulary=vocab)
+            from .render_spec import shared_query_maker
+
+            self._maker = shared_query_maker(self.examples, self.labels)
         return self._maker
 
     def set_epoch(self, epoch: int) -> None:

@@ -60,11 +60,11 @@ class RenderSpec:
 
     def query_maker(self) -> QueryMaker | None:
         """This process's maker of query examples (None for whole mixtures)."""
-        return _query_maker(self.examples, self.labels) if self.examples.queries else None
+        return shared_query_maker(self.examples, self.labels) if self.examples.queries else None
 
 
 @functools.lru_cache(maxsize=8)
-def _query_maker(examples: ExampleConfig, labels: LabelFilter | None,
+def shared_query_maker(examples: ExampleConfig, labels: LabelFilter | None,
                  vocabulary: tuple[str, ...] | None = None) -> QueryMaker:
     """One :class:`QueryMaker` per process and settings (the label filter's selection is the
     default vocabulary of negative queries)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 from .errors import MetadataSourceError
 from .metadata_io import filter_batch, iter_raw_rows
 from .metadata_source import MetadataFile
+from .per_thread import per_thread_cache
 
 _BATCH = 1024
 
@@ -111,17 +111,10 @@ class _RowGroupCache:
         return entry
 
 
-class _PerThread(threading.local):
-    def __init__(self) -> None:
-        self.cache = _RowGroupCache()
-
-
-_CACHES = _PerThread()
-
-
+@per_thread_cache(maxsize=1)
 def _row_groups() -> _RowGroupCache:
     """This thread's row-group cache."""
-    return _CACHES.cache
+    return _RowGroupCache()
 
 
 def _iter_parquet_range(location: str, start: int, stop: int | None, split: str | None,

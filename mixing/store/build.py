@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .. import __version__, numbers
+from ..audio import AudioInfo
 from ..corpora import DatasetPaths
 from ..errors import HiveError, StoreStaleError
 from ..locks import FolderLockedError, RankLock
@@ -137,7 +138,9 @@ def build_unit(root: str, plan_id: str, unit: int, chunks: list[PlannedChunk], s
         for c in chunks:
             f = c.file
             try:
-                y = resampled_chunk(f.local, c.start, c.stop, sample_rate)
+                info = AudioInfo(f.native_rate, f.frames, f.channels, f.audio_format, f.subtype) \
+                    if f.subtype else None  # the plan probed the file: no second header read per chunk
+                y = resampled_chunk(f.local, c.start, c.stop, sample_rate, info)
                 st = os.stat(f.local)
                 if (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
                     raise StoreStaleError(f"{f.local} changed while the store was being built (size/mtime "

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .layout import SEGMENTS
-from .reader import SourceStore, load_index
+from .reader import SourceStore
 
 _ITEM = 4
 
@@ -54,7 +54,6 @@ class StoreInfo:
 def store_info(root: str | os.PathLike) -> StoreInfo:
     store = SourceStore(root)
     idx = store.index
-    _, unmerged = load_index(store.root)
     table = idx.table
     per: dict[str, dict[str, Any]] = {}
     if idx.num_chunks:
@@ -69,4 +68,4 @@ def store_info(root: str | os.PathLike) -> StoreInfo:
     seg_dir = Path(store.root) / SEGMENTS
     seg_files = [p for p in seg_dir.glob("*.f32")] if seg_dir.is_dir() else []
     return StoreInfo(str(store.root), store.sample_rate, idx.num_chunks, len(idx.files), int(idx.length.sum()),
-                     len(seg_files), sum(p.stat().st_size for p in seg_files), len(unmerged), per)
+                     len(seg_files), sum(p.stat().st_size for p in seg_files), store.unmerged_parts, per)

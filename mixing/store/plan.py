@@ -20,7 +20,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..audio import chunk_frames, probe, resampled_length
 from ..corpora import DatasetPaths
@@ -81,17 +81,6 @@ class Plan:
     @property
     def num_bytes(self) -> int:
         return sum(c.length for u in self.units for c in u) * _ITEM
-
-
-def chunk_refs_of_records(records: Iterable[Any]) -> Iterator[ChunkRef]:
-    """The source chunks of mixture records (``.sources``) or pool entries (``.path`` etc.)."""
-    for rec in records:
-        sources = getattr(rec, "sources", None)
-        if sources is None:
-            yield (rec.path, float(rec.chunk_start_second), float(rec.chunk_end_second))
-            continue
-        for s in sources:
-            yield (s.path, float(s.chunk_start_second), float(s.chunk_end_second))
 
 
 def _failure(path: str, exc: BaseException, chunks: int) -> dict[str, Any]:

@@ -75,6 +75,8 @@ class SourceStore:
         self.manifest = read_manifest(self.root)
         self.sample_rate: int = int(self.manifest["sample_rate"])
         self.index, unmerged = load_index(self.root)
+        #: index parts a build wrote but did not merge yet (they are used as they are)
+        self.unmerged_parts = len(unmerged)
         if unmerged:
             log.info("source store %s: %d index part(s) not merged yet (a build did not finish); they are "
                      "used as they are", self.root, len(unmerged))
