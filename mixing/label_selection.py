@@ -16,8 +16,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from .errors import MetadataSourceError
+from .input_files import iter_parquet_batches, open_parquet
 from .label_filter import LabelFilter
 from .metadata import normalise_split
 from .metadata_io import filter_batch, read_metadata_file_arrow
@@ -29,12 +30,13 @@ _COLUMNS = ["split", "num_sources", "sources.label"]
 def _label_batches(file: MetadataFile, split: str | None, num_sources: int | None) -> Iterator[pa.Array]:
     """The source-label lists of the mixtures of ``split`` / ``num_sources`` in one file."""
     if file.kind == "parquet" and "://" not in file.location:
-        pf = pq.ParquetFile(file.location)
+        pf = open_parquet(file.location, "metadata file", MetadataSourceError)  # the one safe reader
         names = pf.schema_arrow.names
         typ = pf.schema_arrow.field("sources").type if "sources" in names else None
         if {"split", "num_sources"} <= set(names) and typ is not None and pa.types.is_struct(typ) \
                 and typ.get_field_index("label") >= 0:
-            for batch in pf.iter_batches(batch_size=65536, columns=_COLUMNS):
+            for batch in iter_parquet_batches(pf, f"metadata file {file.location}", MetadataSourceError,
+                                              batch_size=65536, columns=_COLUMNS):
                 batch = filter_batch(batch, split, num_sources)
                 yield batch.column("sources").field("label")
             return
@@ -44,7 +46,7 @@ def _label_batches(file: MetadataFile, split: str | None, num_sources: int | Non
         yield batch.column("sources").field("label")
 
 
-def selection_counts(files: Sequence[MetadataFile], split: str | None, num_sources: int | None,
+def label_selection_counts(files: Sequence[MetadataFile], split: str | None, num_sources: int | None,
                      labels: LabelFilter) -> tuple[int, int, Counter] | None:
     """``(mixtures, kept, Counter[label -> mixtures])`` of the local files; None when a file is
     remote (not counted)."""
@@ -74,7 +76,7 @@ def check_label_selection(files: Sequence[MetadataFile], split: str | None, num_
     kept (None: not counted)."""
     if labels is None:
         return None
-    counted = selection_counts(files, split, num_sources, labels)
+    counted = label_selection_counts(files, split, num_sources, labels)
     if counted is None:
         return None
     total, kept, per_label = counted
