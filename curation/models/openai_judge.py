@@ -100,10 +100,6 @@ class _DeadlineWatchdog:
         self._timer.cancel()
 
 
-def _checked(rule: numbers.Rule, name: str, value: Any) -> Any:  # the one checked-number rule
-    return rule.check(value, f"openai judge: option {name}", BackendSpecError)
-
-
 _SECONDS_BACKOFF = numbers.real(0.0, 3600.0, what="a number of seconds")
 
 
@@ -142,14 +138,13 @@ class OpenAIJudgeSettings:
         if not isinstance(self.wav, str) or self.wav.lower() not in ("pcm16", "float"):
             raise BackendSpecError(f"openai judge: wav={self.wav!r}; expected 'pcm16' or 'float'")
         rules = {"timeout": numbers.SECONDS, "concurrency": numbers.WORKERS,
-                 "deadline": numbers.SECONDS, "max_answer_bytes": numbers.integer(1, 1 << 30, "a number of bytes"),
+                 "max_answer_bytes": numbers.integer(1, 1 << 30, "a number of bytes"),
                  "retries": numbers.RETRIES, "backoff": _SECONDS_BACKOFF, "max_backoff": _SECONDS_BACKOFF,
                  "max_tokens": numbers.integer(1, 1_000_000, "a number of tokens"),
                  "rate": numbers.integer(0, numbers.MAX_SAMPLE_RATE, "a sample rate in Hz (0: keep)")}
-        for name, rule in rules.items():
-            value = getattr(self, name)
-            if value is not None or name != "deadline":
-                object.__setattr__(self, name, _checked(rule, name, value))
+        numbers.check_fields(self, rules, where="openai judge: option", error=BackendSpecError, optional=False)
+        numbers.check_fields(self, {"deadline": numbers.SECONDS}, where="openai judge: option",
+                             error=BackendSpecError)  # None: 4 x timeout
 
 
 class OpenAIJudge(LazyModel):

@@ -54,7 +54,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hive {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.help, parents=[verbosity])
+        # the help line of every command is read (from its source) only where it is shown: `hive
+        # --help` lists them all; `hive render ...` needs render's alone
+        text = command.help if only is None or name == only else None
+        p = sub.add_parser(name, help=text, description=text, parents=[verbosity])
         if name == only:
             _load(name).add_arguments(p)
     return parser

@@ -39,19 +39,15 @@ class EvalOptions:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        for name, lo in (("batch_size", 1), ("num_workers", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise EvalError(f"{name} is {v!r}; expected an integer >= {lo}")
-        n = self.num_sources
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 5):
-            raise EvalError(f"num_sources is {n!r}; expected 1..5 (Hive mixtures have 2-5 sources) or None")
+        # the one checked-number rule, as every command's options (mixing.numbers)
+        numbers.check_fields(self, {"batch_size": numbers.COUNT, "num_workers": numbers.WORKERS},
+                             where="eval option", error=EvalError, optional=False)
+        numbers.check_fields(self, {"num_sources": numbers.NUM_SOURCES, "limit": numbers.COUNT},
+                             where="eval option", error=EvalError)
         if self.device is not None and not isinstance(self.device, str):
             raise EvalError(f"device is {self.device!r}; expected a torch device name such as 'cpu' or 'cuda:0'")
         if self.labels is not None and not isinstance(self.labels, LabelFilter):
             object.__setattr__(self, "labels", LabelFilter.make(self.labels))
-        if self.limit is not None:
-            object.__setattr__(self, "limit", numbers.COUNT.check(self.limit, "limit", EvalError))
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise EvalError(f"name is {self.name!r}; expected the evaluated system's name, e.g. 'audiosep'")
         if self.name in ORACLE_NAMES:
